@@ -1,0 +1,43 @@
+# Tidemark. `make demo` runs the pipeline on the embedded stack; `make test` runs the tests.
+# Every target that needs the environment depends on `setup`, so a fresh clone needs nothing else.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+TM    := $(VENV)/bin/tidemark
+export SPARK_LOCAL_IP ?= 127.0.0.1
+
+.PHONY: setup up down status demo test test-unit test-integration bench lock clean
+
+setup:
+	@bash scripts/setup.sh
+
+up: setup
+	@$(TM) stack up
+
+down:
+	@if [ -x $(TM) ]; then $(TM) stack down; else echo "nothing to stop (no venv)"; fi
+
+status: setup
+	@$(TM) stack status
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	@$(PY) -m pytest tests
+
+test-unit: setup
+	@$(PY) -m pytest tests/unit
+
+test-integration: setup
+	@$(PY) -m pytest tests/integration
+
+bench: setup
+	@$(PY) bench/generator_throughput.py
+
+# Regenerate the full transitive lock from the current venv after changing requirements.txt.
+lock:
+	@$(VENV)/bin/pip freeze --exclude-editable | grep -vi '^tidemark' > constraints.txt
+
+clean: down
+	rm -rf .tidemark

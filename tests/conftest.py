@@ -1,0 +1,37 @@
+"""Test-wide environment: tests run their own embedded stack, apart from the demo's.
+
+Ports and TIDEMARK_HOME are moved so `make test` never touches a stack that
+`make demo` left running. Variables already set by the caller win (so the
+suite can be pointed at external services).
+"""
+import os
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+_TEST_ENV = {
+    "TIDEMARK_HOME": str(_ROOT / ".tidemark" / "test"),
+    "TIDEMARK_KAFKA_PORT": "19192",
+    "CLICKHOUSE_PORT": "19100",
+    "CLICKHOUSE_HTTP_PORT": "18223",
+    "CLICKHOUSE_INTERSERVER_PORT": "19109",
+    "TIDEMARK_REDIS_PORT": "16479",
+    "TIDEMARK_S3_PORT": "14669",
+    "CLICKHOUSE_DATABASE": "tidemark_test",
+    "SPARK_LOCAL_IP": "127.0.0.1",
+    "TIDEMARK_LOG_LEVEL": "WARNING",
+}
+for _key, _value in _TEST_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole test run (start-up costs 6-17 s)."""
+    from tidemark.spark import session
+
+    spark = session("tidemark-tests")
+    yield spark
+    spark.stop()

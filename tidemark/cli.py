@@ -1,0 +1,150 @@
+"""``tidemark``: the command line for operators.
+
+Subcommands import their heavy dependencies lazily, so ``tidemark --help``
+and ``tidemark stack status`` stay fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from tidemark.stack import services
+    from tidemark.stack.process import StackError
+
+    try:
+        if args.action == "up":
+            statuses = services.up()
+        elif args.action == "down":
+            stopped = services.down()
+            print(json.dumps({"stopped": stopped}) if args.json else
+                  ("stopped: " + ", ".join(stopped) if stopped else "nothing was running"))
+            return 0
+        else:
+            statuses = services.status()
+    except StackError as exc:
+        print(f"tidemark stack {args.action}: {exc}", file=sys.stderr)
+        return 1
+    healthy = all(s.healthy for s in statuses)
+    if args.json:
+        print(json.dumps({"healthy": healthy, "services": [s.as_dict() for s in statuses]}))
+    else:
+        for s in statuses:
+            state = "healthy" if s.healthy else f"UNHEALTHY ({s.detail})"
+            owner = "external" if s.external else f"pid {s.pid}"
+            print(f"{s.name:<11} {s.address:<32} {owner:<12} {state}")
+    return 0 if healthy else 1
+
+
+def _db(args: argparse.Namespace) -> int:
+    from tidemark.migrations import MigrationError, migrate
+
+    try:
+        applied = migrate()
+    except MigrationError as exc:
+        print(f"tidemark db migrate: {exc}", file=sys.stderr)
+        return 1
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tidemark.generator.cli import main as generate_main
+
+    return generate_main(args)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from tidemark.config import settings
+    from tidemark.stack.jobs import start_stream, stream_process
+
+    forwarded = []
+    for flag in ("topic", "checkpoint", "starting_offsets", "max_offsets_per_trigger", "trigger_seconds"):
+        value = getattr(args, flag)
+        if value is not None:
+            forwarded += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.available_now:
+        forwarded.append("--available-now")
+    cfg = settings()
+    if args.detach:
+        pid = start_stream(cfg, forwarded, detach=True)
+        print(f"stream running, pid {pid}; log {stream_process(cfg).log_file}; stop with `tidemark stack down`")
+        return 0
+    return start_stream(cfg, forwarded, detach=False)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tidemark.config import settings
+    from tidemark.stack import services
+    from tidemark.stack.jobs import stream_process
+
+    cfg = settings()
+    report = {"services": [s.as_dict() for s in services.status(cfg)],
+              "stream": {"pid": stream_process(cfg).pid()}}
+    if all(s["healthy"] for s in report["services"]):
+        from tidemark.stream_metrics import health
+        try:
+            report["stream"].update(health(cfg))
+        except Exception as exc:  # schema not migrated yet, ClickHouse hiccup
+            report["stream"]["detail"] = f"no stream metrics: {exc}"
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        for s in report["services"]:
+            print(f"{s['name']:<11} {s['address']:<32} {'healthy' if s['healthy'] else 'UNHEALTHY'}")
+        st = report["stream"]
+        print(f"{'stream':<11} pid {st.get('pid')}  " + "  ".join(
+            f"{k}={st[k]}" for k in ("last_commit", "freshness_p50_s", "freshness_p95_s", "consumer_lag",
+                                     "input_rows_per_s", "detail") if k in st))
+    return 0 if all(s["healthy"] for s in report["services"]) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidemark", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="start, stop or check the embedded services")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--json", action="store_true", help="machine-readable output")
+    stack.set_defaults(func=_stack)
+
+    db = sub.add_parser("db", help="ClickHouse schema")
+    db.add_argument("action", choices=["migrate"])
+    db.set_defaults(func=_db)
+
+    stream = sub.add_parser("stream", help="run the speed layer (Kafka -> Delta + ClickHouse) via spark-submit")
+    stream.add_argument("--detach", action="store_true", help="run in the background; `stack down` stops it")
+    stream.add_argument("--topic")
+    stream.add_argument("--checkpoint")
+    stream.add_argument("--starting-offsets", choices=["earliest", "latest"])
+    stream.add_argument("--max-offsets-per-trigger", type=int)
+    stream.add_argument("--trigger-seconds", type=float)
+    stream.add_argument("--available-now", action="store_true", help="process the backlog, then exit")
+    stream.set_defaults(func=_stream)
+
+    status = sub.add_parser("status", help="services and stream health (freshness, lag, rates)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)
+
+    gen = sub.add_parser("generate", help="produce realistic page-view traffic with injected faults")
+    try:
+        from tidemark.generator.cli import add_arguments
+        add_arguments(gen)
+    except ImportError:  # pragma: no cover - generator not installed
+        pass
+    gen.set_defaults(func=_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tidemark import logs
+
+    logs.configure()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The one place Tidemark reads its environment.
+
+Every address, path and tunable lives here with an embedded default, so a
+fresh clone runs against the embedded stack with no configuration, and
+production swaps in real Kafka / ClickHouse / Redis / object storage by
+setting environment variables only.
+
+A service whose address variable is set explicitly in the environment is
+*external*: ``tidemark stack up`` does not start it, it only checks it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+
+
+def _is_set(name: str) -> bool:
+    return bool(os.environ.get(name))
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    external: bool
+    port: int  # embedded broker's port
+    topic: str
+    partitions: int
+    dead_letter_topic: str
+
+
+@dataclass(frozen=True)
+class ClickHouseSettings:
+    host: str
+    port: int
+    http_port: int
+    interserver_port: int
+    user: str
+    password: str
+    database: str
+    reader_user: str
+    reader_password: str
+    reader_max_execution_s: int
+    external: bool
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str
+    external: bool
+    port: int
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Local S3-compatible store that backs the embedded broker's durable log."""
+    port: int
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    root: str
+
+    def table(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/{name}"
+
+    @property
+    def events_raw(self) -> str:
+        return self.table("events_raw")
+
+    @property
+    def events_rejected(self) -> str:
+        return self.table("events_rejected")
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str
+    shuffle_partitions: int
+    driver_memory: str
+    checkpoint_root: str
+    trigger_seconds: float
+    max_offsets_per_trigger: int
+    watermark: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    log_level: str
+    log_format: str
+    kafka: KafkaSettings
+    clickhouse: ClickHouseSettings
+    redis: RedisSettings
+    s3: S3Settings
+    lake: LakeSettings
+    spark: SparkSettings
+    retention_days: int = field(default=30)
+    max_future_skew_s: int = field(default=300)
+    max_payload_bytes: int = field(default=65536)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def load() -> Settings:
+    """Build settings from the current environment (uncached; see `settings()`)."""
+    home = Path(_env("TIDEMARK_HOME", str(PROJECT_ROOT / ".tidemark"))).resolve()
+
+    kafka_port = _int("TIDEMARK_KAFKA_PORT", 19092)
+    kafka = KafkaSettings(
+        bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{kafka_port}"),
+        external=_is_set("KAFKA_BOOTSTRAP_SERVERS"),
+        port=kafka_port,
+        topic=_env("TIDEMARK_TOPIC", "page_views"),
+        partitions=_int("TIDEMARK_TOPIC_PARTITIONS", 4),
+        dead_letter_topic=_env("TIDEMARK_DEAD_LETTER_TOPIC", "page_views_dead_letter"),
+    )
+
+    ch_external = _is_set("CLICKHOUSE_HOST")
+    clickhouse = ClickHouseSettings(
+        host=_env("CLICKHOUSE_HOST", "127.0.0.1"),
+        port=_int("CLICKHOUSE_PORT", 19000),
+        http_port=_int("CLICKHOUSE_HTTP_PORT", 18123),
+        interserver_port=_int("CLICKHOUSE_INTERSERVER_PORT", 19009),
+        user=_env("CLICKHOUSE_USER", "default"),
+        password=_env("CLICKHOUSE_PASSWORD", ""),
+        database=_env("CLICKHOUSE_DATABASE", "tidemark"),
+        reader_user=_env("CLICKHOUSE_READER_USER", "tidemark_reader"),
+        reader_password=_env("CLICKHOUSE_READER_PASSWORD", "tidemark_reader"),
+        reader_max_execution_s=_int("CLICKHOUSE_READER_MAX_EXECUTION_S", 10),
+        external=ch_external,
+    )
+
+    redis_port = _int("TIDEMARK_REDIS_PORT", 16379)
+    redis = RedisSettings(
+        url=_env("REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
+        external=_is_set("REDIS_URL"),
+        port=redis_port,
+    )
+
+    s3 = S3Settings(
+        port=_int("TIDEMARK_S3_PORT", 14569),
+        bucket=_env("TIDEMARK_BROKER_BUCKET", "tansu"),
+        access_key="S3RVER",
+        secret_key="S3RVER",
+        region="us-east-1",
+    )
+
+    lake = LakeSettings(root=_env("TIDEMARK_LAKE_ROOT", str(home / "lake")))
+
+    spark = SparkSettings(
+        master=_env("SPARK_MASTER", "local[2]"),
+        shuffle_partitions=_int("TIDEMARK_SPARK_SHUFFLE_PARTITIONS", 4),
+        driver_memory=_env("TIDEMARK_SPARK_DRIVER_MEMORY", "2g"),
+        checkpoint_root=_env("TIDEMARK_CHECKPOINT_ROOT", str(home / "checkpoints")),
+        trigger_seconds=_float("TIDEMARK_TRIGGER_SECONDS", 2.0),
+        max_offsets_per_trigger=_int("TIDEMARK_MAX_OFFSETS_PER_TRIGGER", 200_000),
+        watermark=_env("TIDEMARK_WATERMARK", "10 minutes"),
+    )
+
+    return Settings(
+        home=home,
+        log_level=_env("TIDEMARK_LOG_LEVEL", "WARNING"),
+        log_format=_env("TIDEMARK_LOG_FORMAT", "json"),
+        kafka=kafka,
+        clickhouse=clickhouse,
+        redis=redis,
+        s3=s3,
+        lake=lake,
+        spark=spark,
+        retention_days=_int("TIDEMARK_RETENTION_DAYS", 30),
+        max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
+        max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load()

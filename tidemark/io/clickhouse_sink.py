@@ -1,0 +1,164 @@
+"""The speed layer's ClickHouse writer: exactly-once rollups without insert dedup.
+
+ClickHouse 18.16 has no insert deduplication on non-replicated tables, so a
+micro-batch replayed after a crash would count twice. The design:
+
+* Every row the stream writes carries ``version`` = the micro-batch version
+  (``stream epoch * 1e9 + batch id``), which is part of the sort key.
+* ``stream_batches`` is the committed-batch registry: its row for a batch is
+  written *last*, after the rollups and late-hour counts.
+* Before writing a batch: if the registry has it, the batch is skipped (a
+  replay of a fully committed batch). Otherwise, if an earlier attempt may
+  have written part of it (first batch after a restart, or a retry after a
+  failed insert), rows with that version are deleted first and the delete
+  is awaited. Then the batch is written and registered.
+
+So a batch lands once whatever the crash point: before the registry row, a
+replay deletes and rewrites; after it, a replay is skipped.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+from tidemark.config import ClickHouseSettings
+from tidemark.io.clickhouse import client, insert_rows
+
+log = logging.getLogger(__name__)
+
+VERSION_EPOCH_FACTOR = 1_000_000_000
+
+ROLLUP_INPUT_COLUMNS = ("layer", "version", "tenant_id", "minute", "country", "device", "page", "events", "user_ids")
+LATE_COLUMNS = ("tenant_id", "event_hour", "version", "late_events", "last_ingest_time")
+VERSIONED_TABLES = ("minute_rollups", "hour_rollups", "late_event_hours")
+
+
+def stream_version(epoch: int, batch_id: int) -> int:
+    """Readable, unique across checkpoints: epoch 1795000000, batch 42 -> 1795000000000000042."""
+    if not 0 <= batch_id < VERSION_EPOCH_FACTOR:
+        raise ValueError(f"batch id {batch_id} out of range")
+    return epoch * VERSION_EPOCH_FACTOR + batch_id
+
+
+@dataclass
+class BatchMetrics:
+    """What a micro-batch reports. Freshness is computed at the moment the batch
+    is published: publish time minus event time, over the batch's on-time events."""
+    stream_id: str
+    batch_id: int
+    version: int
+    valid_rows: int = 0
+    late_rows: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    rollup_rows: int = 0
+    processing_ms: int = 0
+    newest_event_time: datetime | None = None
+    # event-time quantiles of on-time events: p05 -> freshness p95, p50 -> p50, oldest -> max
+    event_time_p05: datetime | None = None
+    event_time_p50: datetime | None = None
+    event_time_oldest: datetime | None = None
+    committed_at: datetime | None = None
+
+    def freshness_s(self, event_time: datetime | None) -> float:
+        if event_time is None or self.committed_at is None:
+            return 0.0
+        return max(0.0, (self.committed_at - event_time).total_seconds())
+
+    def row(self) -> tuple:
+        reasons = sorted(self.rejected)
+        return (self.stream_id, self.batch_id, self.version, self.committed_at, self.valid_rows, self.late_rows,
+                sum(self.rejected.values()), reasons, [self.rejected[r] for r in reasons], self.rollup_rows,
+                self.processing_ms, self.newest_event_time or datetime(1970, 1, 1, tzinfo=timezone.utc),
+                self.freshness_s(self.event_time_p50), self.freshness_s(self.event_time_p05),
+                self.freshness_s(self.event_time_oldest))
+
+
+BATCH_COLUMNS = ("stream_id", "batch_id", "version", "committed_at", "valid_rows", "late_rows", "rejected_rows",
+                 "rejected_reasons", "rejected_counts", "rollup_rows", "processing_ms", "newest_event_time",
+                 "freshness_p50_s", "freshness_p95_s", "freshness_max_s")
+
+
+class RollupSink:
+    def __init__(self, cfg: ClickHouseSettings, stream_id: str, *, retry_for_s: float = 600.0):
+        self.cfg = cfg
+        self.db = cfg.database
+        self.stream_id = stream_id
+        self.retry_for_s = retry_for_s
+        self._ch = None
+        self._clean_slate = False  # True once we know no partial write of ours can exist
+
+    # -- connection with retry --------------------------------------------------------
+    def _client(self):
+        if self._ch is None:
+            self._ch = client(self.cfg)
+        return self._ch
+
+    def _retrying(self, what: str, fn):
+        """Run fn(client) until it succeeds or retry_for_s passes. ClickHouse outages block the stream
+        (Kafka buffers meanwhile) instead of losing a batch."""
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.5
+        while True:
+            try:
+                return fn(self._client())
+            except Exception as exc:  # network errors and server errors alike
+                self._ch = None
+                self._clean_slate = False  # a failed write may have left part of a batch
+                if time.monotonic() + delay > deadline:
+                    raise RuntimeError(f"ClickHouse at {self.cfg.address}: {what} kept failing for "
+                                       f"{self.retry_for_s:.0f}s; last error: {exc}") from exc
+                log.warning("clickhouse write failed; retrying",
+                            extra={"what": what, "retry_in_s": delay, "error": str(exc)[:300]})
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # -- exactly-once protocol ----------------------------------------------------------------
+    def is_committed(self, batch_id: int) -> bool:
+        rows = self._retrying("registry lookup", lambda ch: ch.execute(
+            f"SELECT count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s AND batch_id = %(b)s",
+            {"s": self.stream_id, "b": batch_id}))
+        return rows[0][0] > 0
+
+    def _remove_partial(self, ch, version: int) -> int:
+        """Delete any rows an interrupted attempt wrote with this version; wait until they are gone."""
+        found = 0
+        for table in VERSIONED_TABLES:
+            (count,) = ch.execute(f"SELECT count() FROM {self.db}.{table} WHERE version = %(v)s", {"v": version})[0]
+            if count:
+                found += count
+                ch.execute(f"ALTER TABLE {self.db}.{table} DELETE WHERE version = %(v)s", {"v": version})
+        deadline = time.monotonic() + 120
+        while found:
+            left = sum(ch.execute(f"SELECT count() FROM {self.db}.{t} WHERE version = %(v)s", {"v": version})[0][0]
+                       for t in VERSIONED_TABLES)
+            if not left:
+                log.warning("removed rows of an interrupted batch", extra={"version": version, "rows": found})
+                break
+            if time.monotonic() > deadline:  # mutations are asynchronous on 18.16
+                raise RuntimeError(f"rows of version {version} were not deleted within 120 s")
+            time.sleep(0.2)
+        return found
+
+    def write_batch(self, metrics: BatchMetrics, rollups: Sequence[tuple], late_hours: Sequence[tuple]) -> bool:
+        """Write one micro-batch exactly once. Returns False if it was already committed (a replay)."""
+        if self.is_committed(metrics.batch_id):
+            log.info("batch already committed; skipping", extra={"batch_id": metrics.batch_id})
+            return False
+        version = metrics.version
+
+        def write(ch):
+            if not self._clean_slate:
+                self._remove_partial(ch, version)
+            rows = [("stream", version, *r) for r in rollups]
+            insert_rows(ch, f"{self.db}.rollup_input", ROLLUP_INPUT_COLUMNS, rows)
+            insert_rows(ch, f"{self.db}.late_event_hours", LATE_COLUMNS,
+                        [(t, h, version, n, last) for (t, h, n, last) in late_hours])
+            metrics.committed_at = datetime.now(timezone.utc)
+            insert_rows(ch, f"{self.db}.stream_batches", BATCH_COLUMNS, [metrics.row()])
+            self._clean_slate = True
+
+        self._retrying(f"write batch {metrics.batch_id}", write)
+        return True

@@ -1,0 +1,227 @@
+"""The speed layer: Kafka -> validate -> dedup -> (Delta raw, ClickHouse rollups).
+
+``build`` wires the query as read -> transform -> write. The transforms are
+pure DataFrame functions in ``tidemark.transforms`` (shared with the batch
+layer); the per-micro-batch writer is ``MicroBatchWriter``.
+
+Exactly-once, end to end:
+* Kafka offsets live in the Spark checkpoint; a replayed micro-batch reads
+  the same offset ranges with the same dedup state.
+* Delta commits carry (app id = stream id, version = batch id); a replayed
+  batch's commit is recognised and skipped.
+* ClickHouse writes follow the registry protocol in ``tidemark.io.clickhouse_sink``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tidemark.config import Settings, settings
+
+log = logging.getLogger(__name__)
+
+STREAM_NAME = "stream_events"
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """Who this stream is, stored beside its checkpoint so it survives restarts.
+
+    ``epoch`` makes ClickHouse versions unique even if the checkpoint is reset
+    and batch ids start again at 0.
+    """
+    stream_id: str
+    epoch: int
+
+    @classmethod
+    def load_or_create(cls, checkpoint: str) -> "StreamIdentity":
+        path = Path(checkpoint) / "tidemark_stream.json"
+        if path.exists():
+            doc = json.loads(path.read_text())
+            return cls(doc["stream_id"], int(doc["epoch"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ident = cls(uuid.uuid4().hex, int(time.time()))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch}))
+        tmp.replace(path)
+        return ident
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    topic: str
+    checkpoint: str
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int = 200_000
+    trigger_seconds: float = 2.0
+    watermark: str = "10 minutes"
+    fail_on_data_loss: bool = True
+
+    @classmethod
+    def from_settings(cls, cfg: Settings, **overrides) -> "StreamOptions":
+        base = dict(topic=cfg.kafka.topic, checkpoint=f"{cfg.spark.checkpoint_root}/{STREAM_NAME}",
+                    max_offsets_per_trigger=cfg.spark.max_offsets_per_trigger,
+                    trigger_seconds=cfg.spark.trigger_seconds, watermark=cfg.spark.watermark)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+def watermark_seconds(delay: str) -> int:
+    """'10 minutes' -> 600 (the allowed lateness equals the watermark delay)."""
+    amount, unit = delay.split()
+    scale = {"second": 1, "minute": 60, "hour": 3600}[unit.rstrip("s")]
+    return int(float(amount) * scale)
+
+
+class MicroBatchWriter:
+    """foreachBatch handler: one micro-batch to the lake and to ClickHouse, exactly once."""
+
+    def __init__(self, cfg: Settings, ident: StreamIdentity, opts: StreamOptions):
+        self.cfg = cfg
+        self.ident = ident
+        self.opts = opts
+        self.allowed_lateness_s = watermark_seconds(opts.watermark)
+        from tidemark.io.clickhouse_sink import RollupSink
+
+        self.sink = RollupSink(cfg.clickhouse, ident.stream_id)
+
+    def __call__(self, batch, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        from tidemark.io.clickhouse_sink import BatchMetrics, stream_version
+        from tidemark.tables import table
+        from tidemark.transforms.rollups import late_event_hours, minute_rollups
+        from tidemark.transforms.validation import rejected_events, valid_events
+
+        started = time.monotonic()
+        version = stream_version(self.ident.epoch, batch_id)
+        ingest_time = datetime.now(timezone.utc)
+        batch = batch.persist()
+        try:
+            stamped = batch.withColumn("ingest_time", F.lit(ingest_time).cast("timestamp")) \
+                           .withColumn("batch_version", F.lit(version).cast("long"))
+            valid = valid_events(stamped, self.allowed_lateness_s)
+            rejected = rejected_events(stamped).withColumn("ingest_date", F.to_date("ingest_time"))
+
+            raw, dead = table("events_raw"), table("events_rejected")
+            self._write_delta(valid.select(*raw.names), self.cfg.lake.events_raw, raw.partition_by, batch_id)
+            self._write_delta(rejected.select(*dead.names), self.cfg.lake.events_rejected, dead.partition_by, batch_id)
+
+            metrics = BatchMetrics(self.ident.stream_id, batch_id, version)
+            self._collect_stats(stamped, metrics)
+            on_time = valid.where(~F.col("is_late"))
+            rollups = [tuple(r) for r in minute_rollups(on_time).collect()]
+            late = [tuple(r) for r in late_event_hours(valid).collect()]
+            metrics.rollup_rows = len(rollups)
+            metrics.processing_ms = int((time.monotonic() - started) * 1000)
+            written = self.sink.write_batch(metrics, rollups, late)
+        finally:
+            batch.unpersist()
+        if written:
+            log.info("batch committed", extra={
+                "batch_id": batch_id, "valid": metrics.valid_rows, "late": metrics.late_rows,
+                "rejected": sum(metrics.rejected.values()), "rollup_rows": metrics.rollup_rows,
+                "freshness_p95_s": round(metrics.freshness_s(metrics.event_time_p05), 2),
+                "ms": int((time.monotonic() - started) * 1000)})
+
+    def _write_delta(self, df, path: str, partition_by, batch_id: int) -> None:
+        (df.write.format("tidemark_delta").mode("append")
+           .option("path", path)
+           .option("partitionBy", ",".join(partition_by))
+           .option("txnAppId", f"tidemark-stream-{self.ident.stream_id}")
+           .option("txnVersion", str(batch_id))
+           .save())
+
+    def _collect_stats(self, stamped, metrics) -> None:
+        """One Spark job for every per-batch figure: counts by reason, late rows, event-time quantiles."""
+        from pyspark.sql import functions as F
+
+        lateness = F.col("kafka_timestamp").cast("double") - F.col("event_time").cast("double")
+        on_time_epoch = F.when(lateness <= self.allowed_lateness_s, F.col("event_time").cast("double"))
+        rows = stamped.groupBy("reason").agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.when(lateness > self.allowed_lateness_s, 1).otherwise(0)).alias("late"),
+            F.max("event_time").alias("newest"),
+            F.percentile_approx(on_time_epoch, [0.05, 0.5], 1000).alias("q"),
+            F.min(on_time_epoch).alias("oldest"),
+        ).collect()
+        for row in rows:
+            if row["reason"] is not None:
+                metrics.rejected[row["reason"]] = row["n"]
+                continue
+            metrics.valid_rows = row["n"]
+            metrics.late_rows = row["late"] or 0
+            metrics.newest_event_time = row["newest"]
+            if row["q"]:
+                metrics.event_time_p05 = datetime.fromtimestamp(row["q"][0], timezone.utc)
+                metrics.event_time_p50 = datetime.fromtimestamp(row["q"][1], timezone.utc)
+            if row["oldest"] is not None:
+                metrics.event_time_oldest = datetime.fromtimestamp(row["oldest"], timezone.utc)
+
+
+def build(spark, cfg: Settings, opts: StreamOptions):
+    """read -> transform -> write. Returns the (not yet started) DataStreamWriter and the identity."""
+    from tidemark.transforms.dedup import drop_duplicates_within_watermark
+    from tidemark.transforms.validation import validate_records
+
+    ident = StreamIdentity.load_or_create(opts.checkpoint)
+    records = (
+        spark.readStream.format("tidemark_kafka")
+        .option("bootstrap.servers", cfg.kafka.bootstrap_servers)
+        .option("subscribe", opts.topic)
+        .option("startingOffsets", opts.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(opts.max_offsets_per_trigger))
+        .option("failOnDataLoss", str(opts.fail_on_data_loss).lower())
+        .load()
+    )
+    validated = validate_records(records, max_payload_bytes=cfg.max_payload_bytes,
+                                 max_future_skew_s=cfg.max_future_skew_s, retention_days=cfg.retention_days)
+    deduped = drop_duplicates_within_watermark(validated, opts.watermark)
+    writer = (
+        deduped.writeStream.queryName(STREAM_NAME)
+        .foreachBatch(MicroBatchWriter(cfg, ident, opts))
+        .option("checkpointLocation", f"{opts.checkpoint}/spark")
+        .trigger(processingTime=f"{opts.trigger_seconds} seconds")
+    )
+    return writer, ident
+
+
+def run(cfg: Settings | None = None, *, available_now: bool = False, **overrides) -> int:
+    """Run the stream until stopped (SIGTERM/SIGINT stop it cleanly) or, with
+    ``available_now``, until the backlog present at start is processed."""
+    from tidemark import spark as spark_session
+    from tidemark.stream_metrics import ProgressListener
+
+    cfg = cfg or settings()
+    opts = StreamOptions.from_settings(cfg, **overrides)
+    spark = spark_session.session("tidemark-stream-events", cfg)
+    writer, ident = build(spark, cfg, opts)
+    spark.streams.addListener(ProgressListener(cfg, ident.stream_id, opts.topic))
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    query = writer.start()
+    log.warning("stream started", extra={"stream_id": ident.stream_id, "topic": opts.topic,
+                                          "checkpoint": opts.checkpoint})
+
+    stopping = []
+    # The handler only sets a flag: stopping the query from inside a signal
+    # handler would re-enter py4j mid-call.
+    signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _f: stopping.append(signum))
+    while query.isActive and not stopping:
+        query.awaitTermination(1)
+    if stopping:
+        log.warning("stopping stream", extra={"signal": stopping[0]})
+        query.stop()
+    exc = query.exception()
+    spark.stop()
+    if exc is not None:
+        log.error("stream failed", extra={"error": str(exc)[:2000]})
+        return 1
+    return 0

@@ -1,0 +1,75 @@
+"""Delta table schemas, loaded from ``schemas/delta/*.json`` (their one home).
+
+Gives each table as a Spark ``StructType`` and as a ``pyarrow.Schema`` with the
+same names, types and nullability, because delta-rs commits what pyarrow
+writes and Spark's Arrow batches must match its schema exactly.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+from tidemark.config import PROJECT_ROOT
+
+DELTA_SCHEMAS = PROJECT_ROOT / "schemas" / "delta"
+
+_SPARK_TYPES = {"string": "StringType", "timestamp": "TimestampType", "integer": "IntegerType",
+                "long": "LongType", "boolean": "BooleanType", "binary": "BinaryType", "date": "DateType",
+                "double": "DoubleType"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    description: str
+    partition_by: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def spark(self):
+        from pyspark.sql import types as T
+
+        return T.StructType([
+            T.StructField(c.name, getattr(T, _SPARK_TYPES[c.type])(), c.nullable) for c in self.columns
+        ])
+
+    def arrow(self):
+        import pyarrow as pa
+
+        types = {"string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), "integer": pa.int32(),
+                 "long": pa.int64(), "boolean": pa.bool_(), "binary": pa.binary(), "date": pa.date32(),
+                 "double": pa.float64()}
+        return pa.schema([pa.field(c.name, types[c.type], nullable=c.nullable) for c in self.columns])
+
+    def ddl(self) -> str:
+        """Spark DDL string (for DataSource.schema())."""
+        names = {"string": "STRING", "timestamp": "TIMESTAMP", "integer": "INT", "long": "BIGINT",
+                 "boolean": "BOOLEAN", "binary": "BINARY", "date": "DATE", "double": "DOUBLE"}
+        return ", ".join(f"{c.name} {names[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
+
+
+@lru_cache(maxsize=None)
+def table(name: str) -> TableSchema:
+    doc = json.loads((DELTA_SCHEMAS / f"{name}.json").read_text())
+    return TableSchema(
+        name=doc["table"],
+        description=doc["description"],
+        partition_by=tuple(doc["partition_by"]),
+        columns=tuple(Column(c["name"], c["type"], c["nullable"], c.get("comment", "")) for c in doc["columns"]),
+    )
+
+
+EVENTS_RAW = "events_raw"
+EVENTS_REJECTED = "events_rejected"
