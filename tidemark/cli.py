@@ -101,6 +101,25 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(s["healthy"] for s in report["services"]) else 1
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from tidemark.config import settings
+    from tidemark.reconcile import stream_report
+    from tidemark.streaming import StreamOptions
+
+    cfg = settings()
+    manifest = json.loads(open(args.manifest).read())
+    ident = StreamOptions.from_settings(cfg, checkpoint=args.checkpoint).identity
+    since = datetime.fromisoformat(args.since).astimezone(timezone.utc) if args.since else None
+    report = stream_report(cfg, manifest, ident.stream_id, ident.epoch, since=since)
+    if args.json:
+        print(json.dumps({**report.__dict__, "exact": report.exact}, default=str))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.exact else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidemark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="services and stream health (freshness, lag, rates)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
+
+    rec = sub.add_parser("reconcile", help="compare the stream's ClickHouse output with a generator manifest")
+    rec.add_argument("--manifest", required=True)
+    rec.add_argument("--checkpoint", help="the stream's checkpoint (default: the standard one)")
+    rec.add_argument("--since", help="only batches committed after this ISO-8601 time")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=_reconcile)
 
     gen = sub.add_parser("generate", help="produce realistic page-view traffic with injected faults")
     try:

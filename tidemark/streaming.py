@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import signal
 import time
 import uuid
@@ -33,8 +34,10 @@ STREAM_NAME = "stream_events"
 class StreamIdentity:
     """Who this stream is, stored beside its checkpoint so it survives restarts.
 
-    ``epoch`` makes ClickHouse versions unique even if the checkpoint is reset
-    and batch ids start again at 0.
+    ``epoch`` is drawn at random when the checkpoint is created: ClickHouse
+    versions (epoch * 1e9 + batch id) then stay unique across checkpoints, even
+    for streams started in the same second or a checkpoint reset to batch 0,
+    and one stream's rows are the version range [epoch * 1e9, (epoch + 1) * 1e9).
     """
     stream_id: str
     epoch: int
@@ -46,7 +49,7 @@ class StreamIdentity:
             doc = json.loads(path.read_text())
             return cls(doc["stream_id"], int(doc["epoch"]))
         path.parent.mkdir(parents=True, exist_ok=True)
-        ident = cls(uuid.uuid4().hex, int(time.time()))
+        ident = cls(uuid.uuid4().hex, secrets.randbelow(9_000_000_000) + 1)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch}))
         tmp.replace(path)
@@ -70,6 +73,10 @@ class StreamOptions:
                     trigger_seconds=cfg.spark.trigger_seconds, watermark=cfg.spark.watermark)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
+
+    @property
+    def identity(self) -> StreamIdentity:
+        return StreamIdentity.load_or_create(self.checkpoint)
 
 
 def watermark_seconds(delay: str) -> int:

@@ -4,7 +4,8 @@ ClickHouse 18.16 has no insert deduplication on non-replicated tables, so a
 micro-batch replayed after a crash would count twice. The design:
 
 * Every row the stream writes carries ``version`` = the micro-batch version
-  (``stream epoch * 1e9 + batch id``), which is part of the sort key.
+  (``stream epoch * 1e9 + batch id``, the epoch random per checkpoint), which
+  is part of the sort key.
 * ``stream_batches`` is the committed-batch registry: its row for a batch is
   written *last*, after the rollups and late-hour counts.
 * Before writing a batch: if the registry has it, the batch is skipped (a
@@ -37,7 +38,7 @@ VERSIONED_TABLES = ("minute_rollups", "hour_rollups", "late_event_hours")
 
 
 def stream_version(epoch: int, batch_id: int) -> int:
-    """Readable, unique across checkpoints: epoch 1795000000, batch 42 -> 1795000000000000042."""
+    """Unique across checkpoints (see StreamIdentity): epoch 1234567, batch 42 -> 1234567000000042."""
     if not 0 <= batch_id < VERSION_EPOCH_FACTOR:
         raise ValueError(f"batch id {batch_id} out of range")
     return epoch * VERSION_EPOCH_FACTOR + batch_id

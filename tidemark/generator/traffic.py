@@ -1,0 +1,522 @@
+"""Deterministic page-view traffic with injected faults (pure: no I/O, no clock).
+
+The stream is a sequence of ``count`` Kafka records on a simulated clock:
+record ``i`` is sent at ``start_ms + floor(i * 1000 / rate)`` and carries that
+instant as its Kafka timestamp. Each slot holds exactly one of
+
+* a due **duplicate**: the exact bytes, key and timestamp-shifted re-send of an
+  earlier on-time event, 1-60 s (simulated) after it, to the original partition
+  or (about half the time) to ``(original + 1) % partitions``;
+* a **malformed** record (probability ``malformed_fraction``), whose payload
+  ``tidemark.contract.validate`` rejects with exactly the reason named by its
+  kind (kinds taken round-robin over ``MALFORMED_KINDS``);
+* a **valid** event: on time (event_time = send time minus 0-5 s) or, with
+  probability ``late_fraction``, late ("mobile offline": event_time = send time
+  minus a lateness uniform in [min_lateness, max_lateness]). An on-time event
+  is duplicated later with probability ``duplicate_fraction``.
+
+Everything is drawn from ``random.Random`` instances seeded from the options,
+so the same options give byte-identical records. Event ids come from their own
+generator seeded by (seed, start time): reruns with the same seed at another
+start time do not collide with earlier runs' ids.
+
+Records are keyed by user_id. Their partition is computed exactly as
+kafka-python's DefaultPartitioner does (murmur2 of the key), cached per user,
+so ``--output`` files and Kafka agree and the producer skips pure-Python
+murmur2 on every send.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from bisect import bisect
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Iterator, NamedTuple
+
+from kafka.partitioner.default import murmur2
+
+from tidemark.generator.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+# The pipeline calls an event late when kafka_timestamp - event_time exceeds this.
+PIPELINE_ALLOWED_LATENESS_MS = 10 * MINUTE_MS
+MAX_ON_TIME_JITTER_MS = 5_000
+MIN_DUPLICATE_DELAY_MS = 1_000
+MAX_DUPLICATE_DELAY_MS = 60_000
+DEFAULT_RATE = 1000.0
+
+# One kind per contract reason code (tidemark.contract.REASONS).
+MALFORMED_KINDS = (
+    "not_json",
+    "truncated_json",
+    "missing_field",
+    "wrong_type",
+    "unknown_device",
+    "bad_country",
+    "unparsable_time",
+    "future_time",
+    "expired_time",
+    "oversize_payload",
+    "empty_tenant",
+    "invalid_utf8",
+    "not_an_object",
+    "invalid_event_id",
+    "bad_page",
+    "unsupported_version",
+    "invalid_tenant",
+    "invalid_field",
+)
+
+REQUIRED_FIELDS = (
+    "schema_version", "event_id", "tenant_id", "event_time",
+    "user_id", "session_id", "country", "device", "page",
+)
+
+TENANT_NAMES = (
+    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka",
+    "tyrell", "cyberdyne", "soylent", "massive", "vandelay", "aperture", "oscorp",
+    "gringotts", "dunder", "pied-piper", "monarch", "nakatomi",
+)
+
+# Rough share of web traffic; every code is in the schema's enum.
+COUNTRY_WEIGHTS = (
+    ("US", 28.0), ("IN", 9.0), ("DE", 6.5), ("GB", 6.0), ("FR", 4.5), ("BR", 4.0),
+    ("JP", 4.0), ("CA", 3.5), ("ES", 2.5), ("IT", 2.5), ("NL", 2.0), ("AU", 2.0),
+    ("MX", 2.0), ("PL", 1.5), ("SE", 1.2), ("KR", 1.2), ("ID", 1.2), ("TR", 1.0),
+    ("CH", 1.0), ("BE", 0.9), ("AT", 0.8), ("IE", 0.8), ("NG", 0.8), ("ZA", 0.7),
+    ("AR", 0.7), ("PH", 0.7), ("VN", 0.6), ("SG", 0.6), ("NO", 0.5), ("DK", 0.5),
+    ("FI", 0.5), ("PT", 0.5), ("CZ", 0.4), ("RO", 0.4), ("EG", 0.4), ("CL", 0.4),
+    ("CO", 0.4), ("IL", 0.4), ("NZ", 0.3), ("GR", 0.3), ("HU", 0.3), ("UA", 0.3),
+    ("TH", 0.3), ("MY", 0.3), ("KE", 0.2), ("PK", 0.2), ("AE", 0.2), ("SA", 0.2),
+    ("IS", 0.05), ("LU", 0.05), ("MT", 0.05), ("EE", 0.05), ("UY", 0.05), ("NP", 0.05),
+)
+HOME_COUNTRIES = ("US", "DE", "GB", "FR", "IN", "JP", "BR", "CA", "NL", "ES")
+HOME_COUNTRY_BOOST = 6.0
+
+DEVICE_CUM = ((0.50, "desktop"), (0.90, "mobile"), (0.98, "tablet"), (1.00, "other"))
+
+REFERRERS = (
+    "https://www.google.com/", "https://www.google.com/", "https://www.google.com/",
+    "https://www.bing.com/", "https://duckduckgo.com/", "https://t.co/", "https://www.facebook.com/",
+    "https://www.linkedin.com/", "https://news.ycombinator.com/", "https://www.reddit.com/",
+    "https://l.instagram.com/", "https://mail.google.com/",
+)
+
+PAGE_SECTIONS = (
+    ("/products/{n}", 40), ("/blog/{slug}-{n}", 20), ("/docs/{slug}/{n}", 12),
+    ("/category/{slug}", 10), ("/search?q={slug}", 8), ("/help/{slug}", 6), ("/u/{n}/settings", 4),
+)
+PAGE_SLUGS = (
+    "shoes", "pricing-guide", "getting-started", "release-notes", "summer-sale", "api",
+    "billing", "security", "outdoor", "kitchen", "laptops", "garden", "travel", "faq",
+)
+FIXED_PAGES = ("/", "/pricing", "/about", "/cart", "/checkout", "/login", "/signup", "/contact")
+
+
+def _cdf(weights) -> list[float]:
+    """Cumulative distribution ending at exactly 1.0, so ``bisect(cdf, random())`` is always in range."""
+    cum = list(accumulate(weights))
+    total = cum[-1]
+    cdf = [c / total for c in cum]
+    cdf[-1] = 1.0
+    return cdf
+
+
+def _zipf_cdf(n: int, s: float) -> list[float]:
+    return _cdf(1.0 / (k ** s) for k in range(1, n + 1))
+
+
+def uuid4_from_bits(bits: int) -> str:
+    """The text of ``uuid.UUID(int=bits, version=4)``, without building a UUID object."""
+    bits &= ~(0xC000 << 48)
+    bits |= 0x8000 << 48
+    bits &= ~(0xF000 << 64)
+    bits |= 4 << 76
+    h = "%032x" % bits
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """kafka-python's DefaultPartitioner placement of a keyed record."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True)
+class TrafficOptions:
+    start_ms: int
+    count: int
+    rate: float = DEFAULT_RATE
+    seed: int = 42
+    tenants: int = 5
+    late_fraction: float = 0.02
+    min_lateness_ms: int = 15 * MINUTE_MS
+    max_lateness_ms: int = 2 * HOUR_MS
+    duplicate_fraction: float = 0.01
+    malformed_fraction: float = 0.01
+    partitions: int = 4
+    retention_days: int = 30
+    max_future_skew_s: int = 300
+    max_payload_bytes: int = 65536
+
+    def check(self) -> None:
+        """Raise ValueError for inconsistent options."""
+        if self.count < 0:
+            raise ValueError("count must be >= 0")
+        if not self.rate > 0:
+            raise ValueError("rate must be > 0")
+        if not 1 <= self.tenants <= 10_000:
+            raise ValueError("tenants must be in [1, 10000]")
+        if self.partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        for name in ("late_fraction", "duplicate_fraction", "malformed_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+        if self.min_lateness_ms > self.max_lateness_ms:
+            raise ValueError("min lateness must not exceed max lateness")
+        if self.min_lateness_ms <= MAX_ON_TIME_JITTER_MS:
+            raise ValueError("min lateness must exceed the 5 s on-time jitter")
+        if self.max_lateness_ms >= self.retention_days * DAY_MS:
+            raise ValueError("max lateness must be shorter than the retention period")
+        if self.min_lateness_ms <= PIPELINE_ALLOWED_LATENESS_MS:
+            log.warning(
+                "min lateness %d ms is within the pipeline's 10 minute allowed lateness: "
+                "some events counted late here will be on time for the pipeline",
+                self.min_lateness_ms,
+            )
+
+    def send_ms(self, index: int) -> int:
+        return self.start_ms + int(index * 1000 / self.rate)
+
+
+class Record(NamedTuple):
+    key: bytes
+    value: bytes
+    timestamp_ms: int
+    partition: int
+    kind: str  # "on_time", "late", "duplicate" or a malformed kind
+
+
+_TEMPLATE = (
+    '{"schema_version":1,"event_id":"%s","tenant_id":"%s","event_time":%s,"user_id":"%s",'
+    '"session_id":"%s","country":"%s","device":"%s","page":"%s"%s}'
+)
+
+
+class _Tenant:
+    __slots__ = ("name", "users", "user_keys", "partitions", "user_partitions", "sessions", "session_end",
+                 "pages", "page_cdf", "country_codes", "country_cdf", "site")
+
+    def __init__(self, name: str, n_users: int, rng: random.Random, partitions: int):
+        self.name = name
+        self.site = f"https://www.{name}.example/"
+        self.users = [f"u-{rng.getrandbits(64):016x}" for _ in range(n_users)]
+        self.user_keys = [u.encode() for u in self.users]
+        self.partitions = partitions
+        self.user_partitions = [-1] * n_users  # filled lazily: pure-Python murmur2 is slow
+        self.sessions: list[str | None] = [None] * n_users
+        self.session_end = [0] * n_users
+
+        n_pages = rng.randint(200, 500)
+        pages: list[str] = list(FIXED_PAGES)
+        seen = set(pages)
+        templates = [t for t, _ in PAGE_SECTIONS]
+        section_cdf = _cdf(w for _, w in PAGE_SECTIONS)
+        while len(pages) < n_pages:
+            tpl = templates[bisect(section_cdf, rng.random())]
+            page = tpl.format(n=rng.randint(1, 9999), slug=rng.choice(PAGE_SLUGS))
+            if page not in seen:
+                seen.add(page)
+                pages.append(page)
+        home = pages[0]
+        rest = pages[1:]
+        rng.shuffle(rest)
+        self.pages = [home] + rest  # "/" is the most visited page
+        self.page_cdf = _zipf_cdf(len(self.pages), 1.05)
+
+        home_country = rng.choice(HOME_COUNTRIES)
+        self.country_codes = [c for c, _ in COUNTRY_WEIGHTS]
+        self.country_cdf = _cdf(w * (HOME_COUNTRY_BOOST if c == home_country else 1.0) for c, w in COUNTRY_WEIGHTS)
+
+    def partition(self, u: int) -> int:
+        p = self.user_partitions[u]
+        if p < 0:
+            p = self.user_partitions[u] = kafka_partition(self.user_keys[u], self.partitions)
+        return p
+
+
+class TrafficGenerator:
+    """Iterate ``records()`` once; ``manifest`` accumulates the truth as records are produced."""
+
+    def __init__(self, options: TrafficOptions, manifest: Manifest | None = None):
+        options.check()
+        self.options = options
+        self.manifest = manifest if manifest is not None else Manifest()
+        self._rng = random.Random(options.seed)
+        self._ids = random.Random(f"event-ids:{options.seed}:{options.start_ms}")
+        self._iso_cache: dict[int, str] = {}
+        self._n_valid = 0
+        rng = self._rng
+        weights = [1.0 / (k ** 1.5) for k in range(1, options.tenants + 1)]
+        total = sum(weights)
+        names = [TENANT_NAMES[i] if i < len(TENANT_NAMES) else f"tenant-{i:04d}" for i in range(options.tenants)]
+        # Pools grow with a tenant's share of traffic but stay bounded.
+        self.tenants = [
+            _Tenant(names[i], max(200, int(40_000 * weights[i] / total)), rng, options.partitions)
+            for i in range(options.tenants)
+        ]
+        self._tenant_cdf = _cdf(weights)
+        self._kind_offset = rng.randrange(len(MALFORMED_KINDS))
+        self._n_malformed = 0
+
+    # -- formatting ---------------------------------------------------------------
+    def iso_ms(self, ms: int) -> str:
+        """``YYYY-MM-DDTHH:MM:SS.mmmZ`` for epoch milliseconds."""
+        sec, milli = divmod(ms, 1000)
+        prefix = self._iso_cache.get(sec)
+        if prefix is None:
+            if len(self._iso_cache) > 50_000:
+                self._iso_cache.clear()
+            prefix = self._iso_cache[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        return f"{prefix}.{milli:03d}Z"
+
+    def _event_time_json(self, ms: int) -> str:
+        """Alternate the two valid encodings: ISO-8601 'Z' with ms, and epoch-ms integers."""
+        self._n_valid += 1
+        if self._n_valid & 1:
+            return f'"{self.iso_ms(ms)}"'
+        return str(ms)
+
+    def _event_id(self) -> str:
+        return uuid4_from_bits(self._ids.getrandbits(128))
+
+    # -- sampling -----------------------------------------------------------------
+    def _sample(self, send_ms: int):
+        """(tenant, user index) plus the event's dimensions; rotates the user's session."""
+        rnd = self._rng.random
+        tenant = self.tenants[bisect(self._tenant_cdf, rnd())]
+        n_users = len(tenant.users)
+        u = int(n_users * rnd() ** 1.5)  # some users are much more active than others
+        if u >= n_users:
+            u = n_users - 1
+        session = tenant.sessions[u]
+        if session is None or send_ms >= tenant.session_end[u]:
+            session = tenant.sessions[u] = f"s-{self._rng.getrandbits(64):016x}"
+            tenant.session_end[u] = send_ms + 300_000 + int(rnd() * 2_400_000)  # 5-45 min
+        country = tenant.country_codes[bisect(tenant.country_cdf, rnd())]
+        r = rnd()
+        for threshold, device in DEVICE_CUM:
+            if r < threshold:
+                break
+        page = tenant.pages[bisect(tenant.page_cdf, rnd())]
+        r = rnd()
+        if r < 0.35:
+            referrer = ""  # field absent
+        elif r < 0.45:
+            referrer = ',"referrer":null'
+        elif r < 0.60:
+            referrer = f',"referrer":"{tenant.site}"'
+        else:
+            referrer = f',"referrer":"{REFERRERS[int(rnd() * len(REFERRERS))]}"'
+        return tenant, u, session, country, device, page, referrer
+
+    # -- records ------------------------------------------------------------------
+    def records(self) -> Iterator[Record]:
+        o = self.options
+        m = self.manifest
+        rnd = self._rng.random
+        randint = self._rng.randint
+        count = o.count
+        start_ms = o.start_ms
+        ms_per_record = 1000.0 / o.rate
+        late_f, dup_f, bad_f = o.late_fraction, o.duplicate_fraction, o.malformed_fraction
+        min_late, late_span = o.min_lateness_ms, o.max_lateness_ms - o.min_lateness_ms
+        partitions = o.partitions
+        pending: dict[int, tuple[bytes, bytes, int]] = {}  # slot -> (key, value, partition)
+        add_valid = m.add_valid
+        template = _TEMPLATE
+        last_ms = start_ms + int((count - 1) * ms_per_record)
+
+        for i in range(count):
+            ts = start_ms + int(i * ms_per_record)
+            due = pending.pop(i, None) if pending else None
+            if due is not None:
+                m.add_duplicate()
+                yield Record(due[0], due[1], ts, due[2], "duplicate")
+                continue
+            if rnd() < bad_f:
+                kind = MALFORMED_KINDS[(self._kind_offset + self._n_malformed) % len(MALFORMED_KINDS)]
+                self._n_malformed += 1
+                key, value, partition = self.malformed(kind, ts)
+                m.add_malformed(kind)
+                yield Record(key, value, ts, partition, kind)
+                continue
+
+            tenant, u, session, country, device, page, referrer = self._sample(ts)
+            late = rnd() < late_f
+            if late:
+                event_ms = ts - min_late - int(rnd() * (late_span + 1))
+                if rnd() < 0.8:
+                    device = "mobile"  # phones that were offline
+            else:
+                event_ms = ts - int(rnd() * (MAX_ON_TIME_JITTER_MS + 1))
+            user = tenant.users[u]
+            value = (template % (
+                self._event_id(), tenant.name, self._event_time_json(event_ms), user,
+                session, country, device, page, referrer,
+            )).encode()
+            key = tenant.user_keys[u]
+            partition = tenant.user_partitions[u]
+            if partition < 0:
+                partition = tenant.partition(u)
+            add_valid(tenant.name, event_ms, country, device, page, user, late)
+
+            if not late and dup_f and rnd() < dup_f and last_ms - ts >= MIN_DUPLICATE_DELAY_MS:
+                # Near the end, draw from the time left so short runs keep their duplicate rate.
+                delay = randint(MIN_DUPLICATE_DELAY_MS, min(MAX_DUPLICATE_DELAY_MS, last_ms - ts))
+                slot = i + max(1, int(delay / ms_per_record))
+                while start_ms + int(slot * ms_per_record) - ts < delay:
+                    slot += 1
+                while slot in pending:
+                    slot += 1
+                other = rnd() < 0.5 and partitions > 1
+                if slot < count:
+                    pending[slot] = (key, value, (partition + 1) % partitions if other else partition)
+            yield Record(key, value, ts, partition, "late" if late else "on_time")
+
+    # -- malformed payloads -------------------------------------------------------
+    def _base_doc(self, ts: int) -> tuple[dict, bytes, int]:
+        """A valid event document (not counted anywhere) to corrupt, with its key and partition."""
+        tenant, u, session, country, device, page, referrer = self._sample(ts)
+        doc: dict = {
+            "schema_version": 1,
+            "event_id": self._event_id(),
+            "tenant_id": tenant.name,
+            "event_time": json.loads(self._event_time_json(ts - int(self._rng.random() * MAX_ON_TIME_JITTER_MS))),
+            "user_id": tenant.users[u],
+            "session_id": session,
+            "country": country,
+            "device": device,
+            "page": page,
+        }
+        if referrer:
+            doc["referrer"] = json.loads("{" + referrer[1:] + "}")["referrer"]
+        return doc, tenant.user_keys[u], tenant.partition(u)
+
+    def _time_value(self, ms: int):
+        return self.iso_ms(ms) if self._rng.random() < 0.5 else ms
+
+    def malformed(self, kind: str, ts: int) -> tuple[bytes, bytes, int]:
+        """(key, payload, partition) of a record that the contract rejects with reason ``kind``."""
+        rng = self._rng
+        o = self.options
+        doc, key, partition = self._base_doc(ts)
+        dumps = lambda d: json.dumps(d, separators=(",", ":")).encode()  # noqa: E731
+        if kind == "not_json":
+            payload = rng.choice((
+                f"tenant_id={doc['tenant_id']}&page={doc['page']}&user={doc['user_id']}",
+                f"<pageview tenant=\"{doc['tenant_id']}\" page=\"{doc['page']}\"/>",
+                f"page_view {doc['event_id']} {doc['tenant_id']} {doc['page']}",
+                "undefined",
+            )).encode()
+        elif kind == "truncated_json":
+            text = dumps(doc).decode()
+            commas = [j for j, ch in enumerate(text) if ch == ","]
+            if rng.random() < 0.5:
+                cut = rng.choice(commas) + 1  # "...,"  -> expecting a property name at the end
+            else:
+                start = text.index('"page":"') + len('"page":"')
+                cut = rng.randint(start, text.index('"', start))  # inside the page string
+            payload = text[:cut].encode()
+        elif kind == "missing_field":
+            del doc[rng.choice(REQUIRED_FIELDS)]
+            payload = dumps(doc)
+        elif kind == "wrong_type":
+            field, value = rng.choice((
+                ("user_id", 1234567), ("session_id", True), ("device", 3), ("page", ["/"]),
+                ("country", None), ("schema_version", "1"), ("event_time", [ts]),
+                ("tenant_id", 42), ("event_id", {"id": doc["event_id"]}), ("referrer", 7),
+            ))
+            doc[field] = value
+            payload = dumps(doc)
+        elif kind == "unknown_device":
+            doc["device"] = rng.choice(("smart-tv", "watch", "Desktop", "bot", "console", ""))
+            payload = dumps(doc)
+        elif kind == "bad_country":
+            doc["country"] = rng.choice(("XX", "UK", "usa", "EU", "zz", "", "U S"))
+            payload = dumps(doc)
+        elif kind == "unparsable_time":
+            doc["event_time"] = rng.choice((
+                "yesterday", "2026-13-45T25:61:00Z", "01/12/2026 10:00:00", "",
+                self.iso_ms(ts)[:-5],  # no offset: ambiguous local time
+            ))
+            payload = dumps(doc)
+        elif kind == "future_time":
+            ahead = max(HOUR_MS, 2 * o.max_future_skew_s * 1000) + rng.randint(0, 47 * HOUR_MS)
+            doc["event_time"] = self._time_value(ts + ahead)
+            payload = dumps(doc)
+        elif kind == "expired_time":
+            ago = (o.retention_days + 1) * DAY_MS + rng.randint(0, 30 * DAY_MS)
+            doc["event_time"] = self._time_value(ts - ago)
+            payload = dumps(doc)
+        elif kind == "oversize_payload":
+            size = len(dumps(doc))
+            doc["page"] = doc["page"] + "/" + "x" * (o.max_payload_bytes - size + rng.randint(1, 8192))
+            payload = dumps(doc)
+        elif kind == "empty_tenant":
+            doc["tenant_id"] = ""
+            payload = dumps(doc)
+        elif kind == "invalid_utf8":
+            text = dumps(doc)
+            marker = b'"page":"/'
+            bad = rng.choice((b"\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80"))
+            payload = text.replace(marker, marker + bad, 1)
+        elif kind == "not_an_object":
+            payload = rng.choice((
+                b"[" + dumps(doc) + b"]", b"null", b"42", b'"page_view"', b"[]", b"true",
+            ))
+        elif kind == "invalid_event_id":
+            eid = doc["event_id"]
+            doc["event_id"] = rng.choice((
+                "not-a-uuid", eid.replace("-", ""), "{" + eid + "}", eid[:-4], "", str(rng.getrandbits(64)),
+            ))
+            payload = dumps(doc)
+        elif kind == "bad_page":
+            doc["page"] = rng.choice((
+                doc["page"].lstrip("/") or "index.html", "", "https://example.com/x",
+                "/" + "p" * 2100,
+            ))
+            payload = dumps(doc)
+        elif kind == "unsupported_version":
+            doc["schema_version"] = rng.choice((0, 2, 3, 99))
+            payload = dumps(doc)
+        elif kind == "invalid_tenant":
+            doc["tenant_id"] = rng.choice((
+                doc["tenant_id"] + " corp", "-" + doc["tenant_id"], doc["tenant_id"] + "/eu",
+                "\u00e1" + doc["tenant_id"], "t" * 65,
+            ))
+            payload = dumps(doc)
+        elif kind == "invalid_field":
+            field, value = rng.choice((
+                ("user_id", ""), ("session_id", ""), ("user_id", "u" * 129), ("referrer", "https://r.example/" + "q" * 2100),
+            ))
+            doc[field] = value
+            payload = dumps(doc)
+        else:
+            raise ValueError(f"unknown malformed kind {kind!r}")
+        return key, payload, partition
+
+
+def generate(options: TrafficOptions, manifest: Manifest | None = None) -> tuple[list[Record], Manifest]:
+    """All records in memory (tests and small runs)."""
+    gen = TrafficGenerator(options, manifest)
+    records = list(gen.records())
+    return records, gen.manifest

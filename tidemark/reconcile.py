@@ -1,0 +1,125 @@
+"""Reconcile what the pipeline published against the generator's manifest (the truth).
+
+Used by `make demo`'s report and by the reconciliation tests. All stream-side
+figures are restricted to one stream's version range, so other streams
+writing to the same database never blur the comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from tidemark.config import Settings
+from tidemark.io.clickhouse import client
+from tidemark.io.clickhouse_sink import VERSION_EPOCH_FACTOR
+
+
+def _minute(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
+
+
+def _hour(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H")
+
+
+@dataclass
+class StreamReport:
+    on_time_expected: int
+    on_time_published: int
+    minute_keys_expected: int
+    minute_keys_mismatched: list = field(default_factory=list)
+    users_hour_max_error: float = 0.0
+    late_expected: dict = field(default_factory=dict)
+    late_published: dict = field(default_factory=dict)
+    rejected_expected: dict = field(default_factory=dict)
+    rejected_published: dict = field(default_factory=dict)
+    duplicates_sent: int = 0
+    duplicates_dropped: int = 0
+    freshness_p50_s: float | None = None
+    freshness_p95_s: float | None = None
+    batches: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return (self.on_time_expected == self.on_time_published and not self.minute_keys_mismatched
+                and self.late_expected == self.late_published
+                and self.rejected_expected == self.rejected_published)
+
+    def lines(self) -> list[str]:
+        ok = lambda a, b: "OK" if a == b else "MISMATCH"  # noqa: E731
+        return [
+            f"on-time events      sent {self.on_time_expected:>9}  in ClickHouse {self.on_time_published:>9}  "
+            f"{ok(self.on_time_expected, self.on_time_published)}",
+            f"minute rollup keys  {self.minute_keys_expected:>9} expected, {len(self.minute_keys_mismatched)} differ",
+            f"distinct users/hour max relative error {self.users_hour_max_error:.4f}",
+            f"late events         sent {sum(self.late_expected.values()):>9}  counted {sum(self.late_published.values()):>9}  "
+            f"{ok(self.late_expected, self.late_published)} (left to the batch layer)",
+            f"duplicates          sent {self.duplicates_sent:>9}  dropped in stream {self.duplicates_dropped:>9}",
+            "rejected by reason  " + ", ".join(
+                f"{r}={self.rejected_published.get(r, 0)}/{n}" for r, n in sorted(self.rejected_expected.items()))
+            + f"  {ok(self.rejected_expected, self.rejected_published)}",
+            f"freshness           p50 {self.freshness_p50_s} s, p95 {self.freshness_p95_s} s over {self.batches} batches",
+        ]
+
+
+def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
+                  since: datetime | None = None) -> StreamReport:
+    """Compare one stream's output with a manifest. ``since`` (wall clock) limits the
+    batch-level figures to batches committed after the traffic started, for a
+    long-lived stream that has processed earlier traffic too."""
+    ch = client(cfg.clickhouse)
+    db = cfg.clickhouse.database
+    lo, hi = epoch * VERSION_EPOCH_FACTOR, (epoch + 1) * VERSION_EPOCH_FACTOR - 1
+    minutes = sorted(r[1] for r in manifest["minute_counts"]) or ["1970-01-01T00:00"]
+    rng = {"lo": lo, "hi": hi, "s": stream_id, "since": since or datetime(1970, 1, 1, tzinfo=timezone.utc),
+           "first": datetime.fromisoformat(minutes[0]).replace(tzinfo=timezone.utc),
+           "last": datetime.fromisoformat(minutes[-1]).replace(tzinfo=timezone.utc)}
+    tenants = sorted({row[0] for row in manifest["minute_counts"]})
+
+    published = {}
+    for tenant, minute, country, device, page, events in ch.execute(
+            f"SELECT tenant_id, minute, country, device, page, sum(events) FROM {db}.minute_rollups "
+            f"WHERE layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s AND minute BETWEEN %(first)s AND %(last)s "
+            f"AND tenant_id IN %(t)s GROUP BY tenant_id, minute, country, device, page", {**rng, "t": tenants or [""]}):
+        published[(tenant, _minute(minute), country, device, page)] = events
+    expected = {tuple(r[:5]): r[6] for r in manifest["minute_counts"] if r[6] > 0}
+    mismatched = [(k, expected.get(k, 0), published.get(k, 0))
+                  for k in sorted(set(expected) | set(published)) if expected.get(k, 0) != published.get(k, 0)]
+
+    users = {(t, _hour(h)): n for t, h, n in ch.execute(
+        f"SELECT tenant_id, hour, uniqCombinedMerge(users) FROM {db}.hour_rollups "
+        f"WHERE dimension = 'all' AND layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s "
+        f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour", {**rng, "t": tenants or [""]})}
+    errors = [abs(users.get((t, h), 0) - n) / n for t, h, _all, n in manifest["distinct_users_hour"] if n > 0]
+
+    late_published = {f"{t}|{_hour(h)}": n for t, h, n in ch.execute(
+        f"SELECT tenant_id, event_hour, sum(late_events) FROM {db}.late_event_hours "
+        f"WHERE version BETWEEN %(lo)s AND %(hi)s AND last_ingest_time >= %(since)s "
+        f"GROUP BY tenant_id, event_hour", rng)}
+    late_expected = {f"{t}|{h}": n for t, h, n in manifest["late_events_per_tenant_hour"]}
+
+    rejected = dict(ch.execute(
+        f"SELECT reason, sum(n) FROM {db}.stream_batches ARRAY JOIN rejected_reasons AS reason, rejected_counts AS n "
+        f"WHERE stream_id = %(s)s AND committed_at >= %(since)s GROUP BY reason", rng))
+    (batches, f50, f95) = ch.execute(
+        f"SELECT count(), quantile(0.5)(freshness_p50_s), quantile(0.95)(freshness_p95_s) "
+        f"FROM {db}.stream_batches WHERE stream_id = %(s)s AND valid_rows > 0 AND committed_at >= %(since)s", rng)[0]
+    (dups,) = ch.execute(f"SELECT sum(duplicates_dropped) FROM {db}.stream_progress "
+                         f"WHERE stream_id = %(s)s AND reported_at >= %(since)s", rng)[0]
+
+    return StreamReport(
+        on_time_expected=manifest["on_time_events"],
+        on_time_published=sum(published.values()),
+        minute_keys_expected=len(expected),
+        minute_keys_mismatched=mismatched,
+        users_hour_max_error=max(errors, default=0.0),
+        late_expected=late_expected,
+        late_published=late_published,
+        rejected_expected={k: v for k, v in manifest["malformed"].items() if v},
+        rejected_published=rejected,
+        duplicates_sent=manifest["duplicates_sent"],
+        duplicates_dropped=int(dups or 0),
+        freshness_p50_s=round(f50, 2) if batches else None,
+        freshness_p95_s=round(f95, 2) if batches else None,
+        batches=batches,
+    )
