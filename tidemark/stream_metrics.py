@@ -53,16 +53,14 @@ class ProgressListener(StreamingQueryListener):
 
     def _record(self, p) -> None:
         from tidemark.io.clickhouse import client, insert_rows
-        from tidemark.io.kafka_source import high_watermarks
+        from tidemark.io.kafka_source import consumer_lag, decode_offsets
 
-        end = {}
-        if p.sources:
-            raw = p.sources[0].endOffset
-            end = {int(k): int(v) for k, v in (json.loads(raw) if isinstance(raw, str) else (raw or {})).items()}
+        end: dict[int, int] = {}
         lag = -1
-        if end:
-            highs = high_watermarks(self.cfg.kafka.bootstrap_servers, self.topic)
-            lag = sum(max(0, highs.get(part, 0) - off) for part, off in end.items())
+        raw = p.sources[0].endOffset if p.sources else None
+        if raw:
+            end, _ = decode_offsets(raw, self.topic)
+            lag = consumer_lag(self.cfg.kafka.bootstrap_servers, self.topic, end)
         row = (self.stream_id, p.batchId, datetime.now(timezone.utc), p.numInputRows,
                float(p.inputRowsPerSecond or 0.0), float(p.processedRowsPerSecond or 0.0), _duplicates_dropped(p),
                int((p.durationMs or {}).get("triggerExecution", 0)), (p.eventTime or {}).get("watermark", ""),
