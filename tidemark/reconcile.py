@@ -80,7 +80,7 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
     for tenant, minute, country, device, page, events in ch.execute(
             f"SELECT tenant_id, minute, country, device, page, sum(events) FROM {db}.minute_rollups "
             f"WHERE layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s AND minute BETWEEN %(first)s AND %(last)s "
-            f"AND tenant_id IN %(t)s GROUP BY tenant_id, minute, country, device, page", {**rng, "t": tenants or [""]}):
+            f"AND tenant_id IN %(t)s GROUP BY tenant_id, minute, country, device, page", {**rng, "t": tuple(tenants) or ("",)}):
         published[(tenant, _minute(minute), country, device, page)] = events
     expected = {tuple(r[:5]): r[6] for r in manifest["minute_counts"] if r[6] > 0}
     mismatched = [(k, expected.get(k, 0), published.get(k, 0))
@@ -89,7 +89,7 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
     users = {(t, _hour(h)): n for t, h, n in ch.execute(
         f"SELECT tenant_id, hour, uniqCombinedMerge(users) FROM {db}.hour_rollups "
         f"WHERE dimension = 'all' AND layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s "
-        f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour", {**rng, "t": tenants or [""]})}
+        f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour", {**rng, "t": tuple(tenants) or ("",)})}
     errors = [abs(users.get((t, h), 0) - n) / n for t, h, _all, n in manifest["distinct_users_hour"] if n > 0]
 
     late_published = {f"{t}|{_hour(h)}": n for t, h, n in ch.execute(

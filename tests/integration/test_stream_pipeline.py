@@ -48,20 +48,47 @@ def test_seeded_run_reconciles_exactly(stack, tmp_path):
     _assert_lake_complete(run, manifest)
 
 
+def _max_registered_batch(run: StreamRun, stream_id: str) -> int:
+    from tidemark.io.clickhouse import client
+
+    cfg = run.cfg
+    return client(cfg.clickhouse).execute(
+        f"SELECT max(batch_id) FROM {cfg.clickhouse.database}.stream_batches WHERE stream_id = %(s)s",
+        {"s": stream_id})[0][0]
+
+
 def test_kill_dash_nine_twice_then_restart_is_exact(stack, tmp_path):
+    """Kill 1 lands exactly between a batch's Delta commit and its ClickHouse commit (the replay window);
+    kill 2 lands wherever the clock says. A final restart drains the rest; totals stay exact."""
+    from tidemark.io.delta import committed_txn_version
+
     run = StreamRun.create(tmp_path, "crash")
     manifest = run.generate("--count", "40000", "--rate", "500", "--start-time", START, "--seed", "11",
                             "--duplicate-fraction", "0.02", "--late-fraction", "0.02", "--malformed-fraction", "0.01")
-    for kill in range(2):
-        proc = run.start_stream("--max-offsets-per-trigger", "2000")
-        stream_id = wait_for(lambda: run.identity.stream_id, 120, what="stream identity")
-        before = committed_batches(run.cfg, stream_id)
-        wait_for(lambda: committed_batches(run.cfg, stream_id) >= before + 2, 240,
-                 what=f"two more committed batches before kill {kill + 1}")
-        time.sleep(0.7)  # land the kill somewhere inside a later batch
-        kill_group(proc, signal.SIGKILL)
-    run.run_available_now("--max-offsets-per-trigger", "2000")
 
+    # Kill 1: poll until events_raw has a batch that ClickHouse has not registered yet, then kill -9.
+    proc = run.start_stream("--max-offsets-per-trigger", "2000")
+    stream_id = wait_for(lambda: run.identity.stream_id, 120, what="stream identity")
+    app = f"tidemark-stream-{stream_id}"
+    wait_for(lambda: committed_batches(run.cfg, stream_id) >= 2, 240, what="two committed batches")
+
+    def in_replay_window():
+        delta = committed_txn_version(run.cfg.lake.events_raw, app)
+        return delta is not None and delta > _max_registered_batch(run, stream_id)
+
+    wait_for(in_replay_window, 240, interval=0.02, what="a batch committed to Delta but not yet to ClickHouse")
+    kill_group(proc, signal.SIGKILL)
+    mid_flight = committed_txn_version(run.cfg.lake.events_raw, app)
+    assert mid_flight > _max_registered_batch(run, stream_id)
+
+    # Kill 2: anywhere, a little later.
+    proc = run.start_stream("--max-offsets-per-trigger", "2000")
+    wait_for(lambda: _max_registered_batch(run, stream_id) >= mid_flight + 1, 240, what="progress after restart")
+    time.sleep(0.7)
+    kill_group(proc, signal.SIGKILL)
+
+    run.run_available_now("--max-offsets-per-trigger", "2000")
+    assert "batch already committed: table" in (run.workdir / "stream.log").read_text()  # the replay skipped Delta
     _assert_exact(run.report(manifest), manifest)
     _assert_lake_complete(run, manifest)
 

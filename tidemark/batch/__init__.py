@@ -1,0 +1,1 @@
+"""The batch layer: hourly recompute over Delta, quality gates, atomic republish."""

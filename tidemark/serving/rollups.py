@@ -1,0 +1,72 @@
+"""The one query path that reads rollups with the lambda merge applied.
+
+For every hour in the range, the registry (`published_hours`) is read once
+and gives the hour's current batch version, if any. Then the rollups are read
+with that snapshot inlined as parameters:
+
+* a published hour contributes only its batch rows of exactly that version;
+* an unpublished hour contributes its streaming rows.
+
+Reading the registry once, before the data, is what makes a publish atomic to
+readers: a concurrent publish is either in this snapshot (new version, whose
+rows were complete before its registry row was written) or not (old rows,
+still present). ClickHouse 18.16 cannot pin two subqueries to one snapshot,
+so this is resolved here rather than in a view.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.astimezone(timezone.utc).timestamp())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Published batch version per hour (epoch seconds -> version)."""
+    versions: dict[int, int]
+
+    def params(self) -> dict:
+        # Tuples, not lists: clickhouse-driver renders a list as an Array, which IN rejects.
+        return {"pub": tuple(sorted(self.versions.items())) or ((0, 0),),
+                "pub_hours": tuple(sorted(self.versions)) or (0,)}
+
+
+def snapshot(ch, db: str, start: datetime, end: datetime) -> Snapshot:
+    rows = ch.execute(
+        f"SELECT toUInt32(hour), argMax(version, sequence) FROM {db}.published_hours "
+        f"WHERE status = 'published' AND hour >= toDateTime(%(s)s) AND hour < toDateTime(%(e)s) GROUP BY hour",
+        {"s": _epoch(start) // 3600 * 3600, "e": _epoch(end)})
+    return Snapshot(dict(rows))
+
+
+def merged_filter(time_expr: str) -> str:
+    """WHERE fragment choosing batch rows of the published version, else streaming rows.
+    ``time_expr`` is the row's hour as epoch seconds."""
+    return (f"((layer = 'batch' AND ({time_expr}, version) IN %(pub)s) "
+            f"OR (layer = 'stream' AND {time_expr} NOT IN %(pub_hours)s))")
+
+
+def hour_totals(ch, db: str, tenant: str, start: datetime, end: datetime,
+                dimension: str = "all") -> list[tuple]:
+    """(hour, value, events, distinct users) for one tenant, lambda-merged."""
+    snap = snapshot(ch, db, start, end)
+    return ch.execute(
+        f"SELECT hour, value, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups "
+        f"WHERE tenant_id = %(t)s AND dimension = %(d)s AND hour >= toDateTime(%(s)s) AND hour < toDateTime(%(e)s) "
+        f"AND {merged_filter('toUInt32(hour)')} GROUP BY hour, value ORDER BY hour, value",
+        {"t": tenant, "d": dimension, "s": _epoch(start), "e": _epoch(end), **snap.params()})
+
+
+def minute_counts(ch, db: str, start: datetime, end: datetime, tenants: list[str] | None = None) -> list[tuple]:
+    """(tenant, minute, country, device, page, events) over all tenants (or some), lambda-merged."""
+    snap = snapshot(ch, db, start, end)
+    tenant_filter = "AND tenant_id IN %(ts)s" if tenants else ""
+    return ch.execute(
+        f"SELECT tenant_id, minute, country, device, page, sum(events) FROM {db}.minute_rollups "
+        f"WHERE minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s) {tenant_filter} "
+        f"AND {merged_filter('toUInt32(toStartOfHour(minute))')} "
+        f"GROUP BY tenant_id, minute, country, device, page",
+        {"s": _epoch(start), "e": _epoch(end), "ts": tuple(tenants or ()), **snap.params()})
