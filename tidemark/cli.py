@@ -120,6 +120,24 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0 if report.exact else 1
 
 
+def _recompute(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from tidemark.config import settings
+    from tidemark.stack.jobs import job_env, spark_submit_argv
+
+    forwarded = ["--hour", args.hour] if args.hour else ["--from", args.start, "--to", args.end]
+    if args.no_publish:
+        forwarded.append("--no-publish")
+    if args.force:
+        forwarded.append("--force")
+    if args.run_id:
+        forwarded += ["--run-id", args.run_id]
+    argv = spark_submit_argv(settings(), "recompute_hour.py", forwarded)
+    return subprocess.call(argv, env={**os.environ, **job_env()})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidemark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="services and stream health (freshness, lag, rates)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
+
+    recompute = sub.add_parser("recompute", help="batch layer: recompute hours from Delta, check, publish")
+    which = recompute.add_mutually_exclusive_group(required=True)
+    which.add_argument("--hour", help="event hour, e.g. 2026-11-25T03")
+    which.add_argument("--from", dest="start", help="first hour of a range")
+    recompute.add_argument("--to", dest="end", help="end of the range (exclusive)")
+    recompute.add_argument("--run-id")
+    recompute.add_argument("--no-publish", action="store_true")
+    recompute.add_argument("--force", action="store_true")
+    recompute.set_defaults(func=_recompute)
 
     rec = sub.add_parser("reconcile", help="compare the stream's ClickHouse output with a generator manifest")
     rec.add_argument("--manifest", required=True)

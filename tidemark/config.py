@@ -117,7 +117,8 @@ class SparkSettings:
     checkpoint_root: str
     trigger_seconds: float
     max_offsets_per_trigger: int
-    watermark: str
+    dedup_window: str       # watermark delay on arrival time: how long an event_id is remembered
+    allowed_lateness_s: int  # arrival minus event time beyond which an event is late
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,8 @@ def load() -> Settings:
         checkpoint_root=_env("TIDEMARK_CHECKPOINT_ROOT", str(home / "checkpoints")),
         trigger_seconds=_float("TIDEMARK_TRIGGER_SECONDS", 2.0),
         max_offsets_per_trigger=_int("TIDEMARK_MAX_OFFSETS_PER_TRIGGER", 200_000),
-        watermark=_env("TIDEMARK_WATERMARK", "10 minutes"),
+        dedup_window=_env("TIDEMARK_DEDUP_WINDOW", "10 minutes"),
+        allowed_lateness_s=_int("TIDEMARK_ALLOWED_LATENESS_S", 600),
     )
 
     return Settings(

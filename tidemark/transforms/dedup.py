@@ -2,10 +2,12 @@
 
 Stream: within the watermark, by ``dedup_key`` (the event_id; dead letters get
 a key unique to their Kafka coordinates, so they are never merged). The
-watermark runs on the *arrival* time (Kafka timestamp), not the event time:
-late mobile events must not be dropped by the watermark, because the lake
-keeps every event, and a duplicate is a re-send, so "within the watermark"
-means "re-sent within the delay after the first copy arrived".
+watermark runs on ``ingest_time``, the micro-batch's own timestamp, not on
+the event time nor the producer-set Kafka timestamp: rows behind a watermark
+are dropped by Spark, and the lake must keep every event, late mobile events
+and old-timestamped re-sends included. Ingest time never runs behind its own
+watermark, so nothing is dropped for lateness; a duplicate is an event_id
+seen again within the window after the first copy arrived.
 
 Batch: over a whole hour, keeping the first copy that arrived.
 """
@@ -15,8 +17,9 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 
-def drop_duplicates_within_watermark(validated: DataFrame, delay: str) -> DataFrame:
-    return validated.withWatermark("kafka_timestamp", delay).dropDuplicatesWithinWatermark(["dedup_key"])
+def drop_duplicates_within_watermark(arrived: DataFrame, window: str) -> DataFrame:
+    """``arrived`` must carry ``ingest_time`` (the batch timestamp) and ``dedup_key``."""
+    return arrived.withWatermark("ingest_time", window).dropDuplicatesWithinWatermark(["dedup_key"])
 
 
 def drop_duplicate_events(events: DataFrame) -> DataFrame:
