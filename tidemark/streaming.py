@@ -125,10 +125,10 @@ class MicroBatchWriter:
             # Empty sides are skipped: each Spark job costs ~0.5-1 s of fixed overhead per trigger,
             # and a replay of an empty batch has nothing to re-commit either.
             if metrics.valid_rows:
-                self._write_delta(valid.select(*raw.names), self.cfg.lake.events_raw, raw.partition_by, batch_id)
+                self._write_delta(valid.select(*raw.names), self.cfg.lake.events_raw, raw.name, raw.partition_by, batch_id)
             if metrics.rejected:
-                self._write_delta(rejected.select(*dead.names), self.cfg.lake.events_rejected, dead.partition_by,
-                                  batch_id)
+                self._write_delta(rejected.select(*dead.names), self.cfg.lake.events_rejected, dead.name,
+                                  dead.partition_by, batch_id)
             phase("delta_ms")
             rollups, late = [], []
             if metrics.valid_rows > metrics.late_rows:
@@ -149,9 +149,11 @@ class MicroBatchWriter:
                 "freshness_p95_s": round(metrics.freshness_s(metrics.event_time_p05), 2),
                 "ms": int((time.monotonic() - started) * 1000), **phases})
 
-    def _write_delta(self, df, path: str, partition_by, batch_id: int) -> None:
+    def _write_delta(self, df, path: str, name: str, partition_by, batch_id: int) -> None:
+        # "table" creates the table with the canonical schema (NOT NULL included), not the stream's.
         (df.write.format("tidemark_delta").mode("append")
            .option("path", path)
+           .option("table", name)
            .option("partitionBy", ",".join(partition_by))
            .option("txnAppId", f"tidemark-stream-{self.ident.stream_id}")
            .option("txnVersion", str(batch_id))

@@ -55,13 +55,14 @@ class StreamRun:
                        timeout=600)
         return json.loads(manifest.read_text())
 
-    def start_stream(self, *args: str) -> subprocess.Popen:
+    def start_stream(self, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
         log = open(self.workdir / "stream.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "tidemark.cli", "stream", *args], env=self.env,
+        return subprocess.Popen([sys.executable, "-m", "tidemark.cli", "stream", *args],
+                                env={**self.env, **(extra_env or {})},
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def run_available_now(self, *args: str, timeout: float = 600) -> None:
-        proc = self.start_stream("--available-now", *args)
+    def run_available_now(self, *args: str, timeout: float = 600, extra_env: dict | None = None) -> None:
+        proc = self.start_stream("--available-now", *args, extra_env=extra_env)
         try:
             rc = proc.wait(timeout=timeout)
         finally:

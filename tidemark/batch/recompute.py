@@ -133,7 +133,9 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         rollup_rows or [("", 0, 0, 0, 0, 0.0, 0)],
         "tenant_id STRING, events_sum LONG, dedup_rows LONG, exact_users LONG, hll_users LONG, "
         "users_rel_error DOUBLE, min_events LONG")
-    rollup_gate = quality.validate(rollup_df, "hour_rollups", {}, run_name=f"{label(hour)}-{run_id}")
+    kept_rows = sum(v[0] for v in exact.values())
+    rollup_gate = quality.validate(rollup_df, "hour_rollups", quality.hour_rollups_params(kept_rows),
+                                   run_name=f"{label(hour)}-{run_id}")
     timer.lap("rollup_gate")
 
     summary.gates = [raw_gate.as_dict(), rollup_gate.as_dict()]

@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
@@ -62,6 +62,10 @@ DROPPABLE = (
     "expect_column_values_to_not_be_in_set",
     "expect_column_values_to_be_between",
 )
+# Placeholders a caller may leave out of params: absent means None, so their rules are skipped.
+# Any other placeholder missing from params is an error (a raw_hour gate without its hour bounds
+# must not pass by skipping its rules).
+OPTIONAL_PLACEHOLDERS = frozenset({"volume_min", "volume_max", "expected_rows"})
 VOLUME_BAND = (0.5, 2.0)  # expected hour volume: median of history times these factors
 SITE_NAME = "tidemark"
 DATASOURCE = "tidemark_spark"
@@ -236,6 +240,8 @@ def fill(value: Any, params: Mapping[str, Any]) -> Any:
             return value
         name = match.group(1)
         if name not in params:
+            if name in OPTIONAL_PLACEHOLDERS:
+                return None
             raise QualityConfigError(f"placeholder {{{name}}} has no value: params give {sorted(params)}")
         return params[name]
     if isinstance(value, Mapping):
@@ -248,7 +254,7 @@ def fill(value: Any, params: Mapping[str, Any]) -> Any:
 def resolve(rule: Rule, params: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     """(filled kwargs, []) or (None, [placeholders that are None]) when the rule is skipped."""
     kwargs = fill(rule.kwargs, params)
-    unset = [name for name in rule.placeholders if params.get(name) is None]
+    unset = [name for name in rule.placeholders if params.get(name) is None]  # None, or optional and absent
     return (None, unset) if unset else (kwargs, [])
 
 

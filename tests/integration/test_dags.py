@@ -1,0 +1,331 @@
+"""The Airflow layer: DAG definitions, both DAGs run with dag.test() against the real stack,
+and the embedded `airflow standalone` service (start, log in, list DAGs, stop with SIGINT).
+
+Airflow reads its configuration when first imported, so every test goes through the
+``airflow_env_vars`` fixture, which points AIRFLOW_HOME at a tmp dir, migrates that
+metadata DB and exports the env from tidemark.stack.airflow.airflow_env() (which also
+defines spark_default) BEFORE anything imports airflow.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tidemark.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+DAGS = PROJECT_ROOT / "dags"
+HOUR = timedelta(hours=1)
+# Hours owned by this module (the published-hours registry is shared by the test database).
+HOURLY_H = datetime(2026, 11, 21, 5, tzinfo=timezone.utc)
+LATE_H = datetime(2026, 11, 21, 7, tzinfo=timezone.utc)
+BAD_H = datetime(2026, 11, 21, 3, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def airflow_env_vars(tmp_path_factory):
+    from tidemark.config import settings
+    from tidemark.stack.airflow import airflow_env
+
+    if "airflow" in sys.modules:  # imported earlier with another config: our env would be ignored
+        from airflow.configuration import conf
+        if conf.get("core", "dags_folder") != str(DAGS):
+            pytest.fail("airflow was imported before this module set its environment")
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = airflow_env(settings(), home=home)
+    started = time.monotonic()
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env={**os.environ, **env},
+                   check=True, capture_output=True, timeout=300)
+    print(f"airflow db migrate: {time.monotonic() - started:.1f}s")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield env
+
+
+def _dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))  # 3.3: no include_examples any more (core.load_examples=False)
+
+
+def test_dagbag_imports_both_dags_with_their_policies(airflow_env_vars):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    bag = _dagbag()
+    assert bag.import_errors == {}
+    assert {"hourly_recompute", "late_data_recompute"} <= set(bag.dags)
+
+    hourly = bag.dags["hourly_recompute"]
+    assert isinstance(hourly.timetable, CronDataIntervalTimetable)  # an interval, not a trigger point
+    assert hourly.timetable.expression == "0 * * * *"
+    assert hourly.catchup is True and hourly.max_active_runs == 2
+    assert hourly.start_date == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    tasks = {t.task_id: t for t in hourly.tasks}
+    assert set(tasks) == {"wait_for_stream", "recompute", "quality_gate", "publish"}
+    chain = ["wait_for_stream", "recompute", "quality_gate", "publish"]
+    for up, down in zip(chain, chain[1:]):
+        assert tasks[up].downstream_task_ids == {down}
+    assert tasks["recompute"].retries >= 2 and tasks["recompute"].retry_exponential_backoff
+    assert tasks["quality_gate"].retries == 0
+    assert tasks["wait_for_stream"].mode == "reschedule" and tasks["wait_for_stream"].poke_interval == 30
+    assert tasks["recompute"]._conn_id == "spark_default"
+    assert "--no-publish" in tasks["recompute"].application_args
+    assert [a.uri for a in tasks["publish"].outlets] == ["clickhouse://tidemark/hour_rollups"]
+    assert hourly.params["grace_minutes"] == 10
+
+    late = bag.dags["late_data_recompute"]
+    assert isinstance(late.timetable, CronDataIntervalTimetable) and late.timetable.expression == "*/15 * * * *"
+    assert late.catchup is False and late.max_active_runs == 1
+    assert late.params["lookback_hours"] == 7 * 24
+    ids = {t.task_id for t in late.tasks}
+    assert ids == {"find_dirty_hours", "recompute_hour.recompute", "recompute_hour.quality_gate",
+                   "recompute_hour.publish"}
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+    assert isinstance(late.task_group_dict["recompute_hour"], MappedTaskGroup)  # one instance per dirty hour
+    assert all(t.retries >= 1 for t in late.tasks if not t.task_id.endswith("quality_gate"))
+
+
+def test_spark_default_connection_resolves_to_local_master(airflow_env_vars):
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    from tidemark.config import settings
+
+    hook = SparkSubmitHook(conn_id="spark_default")
+    assert hook._connection["master"] == settings().spark.master
+    assert hook._connection["spark_binary"] == "spark-submit"
+    cmd = hook._build_spark_submit_command("app.py")
+    assert cmd[:3] == ["spark-submit", "--master", settings().spark.master]
+
+
+# -- dag.test() on the real stack ------------------------------------------------------------
+
+def _raw_rows(hour, n, *, tenant="tenant-airflow", late=False, start_minute=0):
+    """n distinct valid events in ``hour`` (one user each)."""
+    now = datetime.now(timezone.utc)
+    rows = []
+    for i in range(n):
+        t = hour + timedelta(minutes=(start_minute + i) % 60, seconds=i % 60)
+        rows.append((str(uuid.uuid4()), tenant, t, f"u-{start_minute + i}", "s1", "US", "desktop", "/airflow",
+                     None, 1, late, "manual", 0, i, t, now, 0, hour.date(), hour.hour))
+    return rows
+
+
+def _write_hour(spark, cfg, rows, *, replace_hour=None):
+    """Write raw rows into the lake; with replace_hour, replace that hour's partition (re-runnable)."""
+    from tidemark.tables import table
+
+    df = spark.createDataFrame(rows, table("events_raw").spark())
+    w = df.write.format("tidemark_delta").option("path", cfg.lake.events_raw).option("table", "events_raw")
+    if replace_hour is not None:
+        w = w.mode("overwrite").option("replaceWhere", f"event_date = '{replace_hour.date()}' "
+                                                        f"AND event_hour = {replace_hour.hour}")
+    else:
+        w = w.mode("append")
+    w.save()
+
+
+def _stream_reached(cfg, newest_event_time):
+    from tidemark.io.clickhouse import client, insert_rows
+    from tidemark.io.clickhouse_sink import BATCH_COLUMNS
+
+    # committed_at in the past too, so stream health (latest commit wins) never reports this fake stream.
+    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.stream_batches", BATCH_COLUMNS, [(
+        "test-airflow-dags", int(time.time() * 1000), 0, newest_event_time, 0, 0, 0, [], [], 0, 0,
+        newest_event_time, 0.0, 0.0, 0.0)])
+
+
+def _latest_registry_row(cfg, hour):
+    from tidemark.io.clickhouse import client
+
+    rows = client(cfg.clickhouse).execute(
+        f"SELECT status, version, dedup_rows, run_id FROM {cfg.clickhouse.database}.published_hours "
+        f"WHERE hour = %(h)s ORDER BY sequence DESC LIMIT 1", {"h": hour})
+    return rows[0] if rows else None
+
+
+def _dag(dag_id):
+    bag = _dagbag()
+    assert bag.import_errors == {}
+    return bag.dags[dag_id]
+
+
+def test_hourly_recompute_publishes_the_hour(airflow_env_vars, stack, spark):
+    cfg = stack
+    rows = _raw_rows(HOURLY_H, 10)
+    rows += [rows[0], rows[3]]  # duplicates (redelivered events): dedup keeps 10
+    _write_hour(spark, cfg, rows, replace_hour=HOURLY_H)
+    _stream_reached(cfg, HOURLY_H + HOUR + timedelta(minutes=15))  # past the hour end + 10 min grace
+
+    started = time.monotonic()
+    # A manual run's data interval is the cron period ENDING at its logical date.
+    run = _dag("hourly_recompute").test(logical_date=HOURLY_H + HOUR)
+    print(f"hourly_recompute dag.test: {time.monotonic() - started:.1f}s")
+
+    assert run.data_interval_start == HOURLY_H
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    status, version, dedup_rows, run_id = _latest_registry_row(cfg, HOURLY_H)
+    assert (status, dedup_rows, run_id) == ("published", 10, run.run_id)
+
+    from tidemark.batch import registry
+    from tidemark.batch.recompute import RunSummary, summary_path
+    assert registry.current(cfg, [HOURLY_H])[HOURLY_H].version == version
+    summary = RunSummary.read(summary_path(cfg, HOURLY_H, run.run_id))
+    assert summary.status == "published" and summary.raw_rows == 12 and summary.passed
+
+
+def test_hourly_recompute_failed_gate_fails_without_retry_and_publishes_nothing(airflow_env_vars, stack, spark):
+    cfg = stack
+    rows = _raw_rows(BAD_H, 5)
+    bad = list(_raw_rows(BAD_H - 2 * HOUR, 1)[0])
+    bad[-2:] = [BAD_H.date(), BAD_H.hour]  # a corrupt writer put an event of 01:00 into the 03:00 partition
+    _write_hour(spark, cfg, rows + [tuple(bad)], replace_hour=BAD_H)
+    _stream_reached(cfg, BAD_H + HOUR + timedelta(minutes=15))
+
+    run = _dag("hourly_recompute").test(logical_date=BAD_H + HOUR)
+
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert run.state == "failed"
+    assert tis["recompute"].state == "success"
+    assert tis["quality_gate"].state == "failed" and tis["quality_gate"].try_number == 1  # not retried
+    assert tis["publish"].state == "upstream_failed"
+    status, _, _, run_id = _latest_registry_row(cfg, BAD_H)
+    assert (status, run_id) == ("failed_quality", run.run_id)
+    from tidemark.batch import registry
+    assert registry.current(cfg, [BAD_H]).get(BAD_H) is None or \
+        registry.current(cfg, [BAD_H])[BAD_H].published_at < run.start_date
+
+
+def test_late_data_recompute_republishes_a_dirty_hour(airflow_env_vars, stack, spark):
+    from tidemark.batch import registry
+    from tidemark.batch.recompute import recompute
+    from tidemark.io.clickhouse import client, insert_rows
+    from tidemark.io.clickhouse_sink import LATE_COLUMNS
+
+    cfg = stack
+    _write_hour(spark, cfg, _raw_rows(LATE_H, 8), replace_hour=LATE_H)
+    first = recompute(spark, cfg, LATE_H, run_id="airflow-test-initial")
+    assert first.status == "published", first.reason
+    assert first.dedup_rows == 8
+
+    # Three events of LATE_H arrive late: the stream appends them and flags the hour.
+    _write_hour(spark, cfg, _raw_rows(LATE_H, 3, late=True, start_minute=30))
+    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.late_event_hours", LATE_COLUMNS,
+                [("tenant-airflow", LATE_H, int(time.time() * 1000), 3, datetime.now(timezone.utc))])
+    assert LATE_H in registry.dirty_hours(cfg, LATE_H, LATE_H + HOUR)
+
+    started = time.monotonic()
+    # Interval [LATE_H+1h45, LATE_H+2h); a 3-hour lookback sees only hours this module owns.
+    run = _dag("late_data_recompute").test(logical_date=LATE_H + timedelta(hours=2),
+                                           run_conf={"lookback_hours": 3})
+    print(f"late_data_recompute dag.test: {time.monotonic() - started:.1f}s")
+
+    tis = run.get_task_instances()
+    assert run.state == "success", {(ti.task_id, ti.map_index): ti.state for ti in tis}
+    assert sorted((ti.task_id, ti.map_index) for ti in tis if ti.task_id.startswith("recompute_hour.")) == [
+        ("recompute_hour.publish", 0), ("recompute_hour.quality_gate", 0), ("recompute_hour.recompute", 0)]
+    now = registry.current(cfg, [LATE_H])[LATE_H]
+    assert now.version != first.version
+    assert now.dedup_rows == 11 > first.dedup_rows
+    status, _, dedup_rows, run_id = _latest_registry_row(cfg, LATE_H)
+    assert (status, dedup_rows, run_id) == ("published", 11, run.run_id)
+
+
+# -- the embedded service ----------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(url, *, data=None, token=None, method=None, timeout=10):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, headers=headers, method=method or ("POST" if body else "GET"))
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def test_embedded_airflow_starts_runs_a_dag_and_stops_cleanly(airflow_env_vars, stack, tmp_path, monkeypatch):
+    """Start `airflow standalone`, log in, list the DAGs, run late_data_recompute through the real
+    scheduler + LocalExecutor + execution API (against an empty database of its own, so nothing is
+    dirty and no Spark job starts), then stop with SIGINT leaving no process of the group behind."""
+    from tidemark.config import load
+    from tidemark.io.clickhouse import client
+    from tidemark.migrations import migrate
+    from tidemark.stack.airflow import Airflow, admin_password
+    from tidemark.stack.process import group_members
+
+    monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", "tidemark_test_airflow_svc")
+    monkeypatch.setenv("TIDEMARK_AIRFLOW_PORT", str(_free_port()))
+    monkeypatch.setenv("TIDEMARK_AIRFLOW_WORKER_LOG_PORT", str(_free_port()))
+    monkeypatch.setenv("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", str(_free_port()))
+    cfg = load()
+    migrate(cfg)
+    svc = Airflow(cfg)
+    assert not svc.status().healthy
+
+    started = time.monotonic()
+    pgid = None
+    try:
+        svc.up()
+        print(f"airflow standalone healthy after {time.monotonic() - started:.1f}s")
+        pgid = os.getpgid(svc.proc.pid())
+        assert svc.status().healthy
+
+        _, token = _request(f"{svc.address}/auth/token",
+                            data={"username": "admin", "password": admin_password(cfg)})
+        token = token["access_token"]
+        deadline = time.monotonic() + 90
+        dags = {}
+        while time.monotonic() < deadline:  # the dag-processor parses the folder shortly after start
+            _, body = _request(f"{svc.address}/api/v2/dags", token=token)
+            dags = {d["dag_id"]: d for d in body["dags"]}
+            if {"hourly_recompute", "late_data_recompute"} <= set(dags):
+                break
+            time.sleep(2)
+        print(f"both DAGs listed after {time.monotonic() - started:.1f}s")
+        assert {"hourly_recompute", "late_data_recompute"} <= set(dags)
+        assert all(d["is_paused"] for d in dags.values())  # nothing backfills until someone unpauses
+
+        api = f"{svc.address}/api/v2/dags/late_data_recompute"
+        _, run = _request(f"{api}/dagRuns", token=token,
+                          data={"logical_date": "2026-11-01T00:00:00Z", "conf": {"lookback_hours": 1}})
+        _request(api, token=token, data={"is_paused": False}, method="PATCH")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            _, run = _request(f"{api}/dagRuns/{run['dag_run_id']}", token=token)
+            if run["state"] in ("success", "failed"):
+                break
+            time.sleep(2)
+        _request(api, token=token, data={"is_paused": True}, method="PATCH")
+        print(f"late_data_recompute run {run['state']} after {time.monotonic() - started:.1f}s")
+        _, tis = _request(f"{api}/dagRuns/{run['dag_run_id']}/taskInstances", token=token)
+        states = {(t["task_id"], t["map_index"]): t["state"] for t in tis["task_instances"]}
+        assert run["state"] == "success", f"{run['state']} {states}\n{svc.proc.log_tail(40)}"
+        assert states[("find_dirty_hours", -1)] == "success"
+    finally:
+        stop_started = time.monotonic()
+        was_running = svc.down()
+        stopped_in = time.monotonic() - stop_started
+        print(f"airflow standalone stopped (SIGINT) in {stopped_in:.1f}s")
+        client(cfg.clickhouse, database="default").execute("DROP DATABASE IF EXISTS tidemark_test_airflow_svc")
+
+    assert was_running and pgid is not None
+    assert group_members(pgid) == []
+    assert stopped_in < svc.stop_timeout_s, svc.proc.log_tail(40)  # SIGINT alone stopped it: no SIGKILL
+    assert svc.proc.pid() is None and not svc.status().healthy

@@ -1,0 +1,173 @@
+"""The embedded Airflow 3 (``airflow standalone``) that schedules the batch layer.
+
+Optional: the stack starts it only when ``TIDEMARK_AIRFLOW=1`` (it costs ~30 s and
+~1 GB), see `enabled`. Everything Airflow needs is derived here from `settings()`
+as environment variables (`airflow_env`), so the DAGs, ``dag.test()`` in tests and
+``airflow`` CLI calls all see the same home, DAG folder and ``spark_default``:
+
+    eval "export $(python -c 'from tidemark.stack.airflow import shell_exports as e; print(e())')"
+    airflow dags list
+
+Airflow-only knobs not (yet) in tidemark/config.py, read here with defaults:
+TIDEMARK_AIRFLOW (0/1), TIDEMARK_AIRFLOW_PORT (8080), TIDEMARK_AIRFLOW_WORKER_LOG_PORT
+(8793), TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT (8794). The two log servers bind 0.0.0.0
+whatever we do; only their ports can be moved.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+from tidemark.config import PROJECT_ROOT, Settings, settings
+from tidemark.stack.services import Service
+
+DAGS_FOLDER = PROJECT_ROOT / "dags"
+ADMIN_USER = "admin"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+def enabled() -> bool:
+    """Whether `tidemark stack up` manages the embedded Airflow (TIDEMARK_AIRFLOW=1)."""
+    return os.environ.get("TIDEMARK_AIRFLOW", "") == "1"
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def api_port() -> int:
+    return _port("TIDEMARK_AIRFLOW_PORT", 8080)
+
+
+def airflow_home(cfg: Settings | None = None) -> Path:
+    return (cfg or settings()).home / "airflow"
+
+
+def api_url(cfg: Settings | None = None) -> str:
+    return f"http://127.0.0.1:{api_port()}"
+
+
+def spark_connection(cfg: Settings) -> str:
+    """``spark_default`` in Airflow's JSON connection format.
+
+    For conn_type 'spark' with a host and no port the provider takes the host verbatim as
+    --master (so ``local[2]``, ``spark://h:7077`` or ``k8s://https://h`` all work). The
+    ``spark-binary`` extra must be a bare name (spark-submit, spark2-submit, spark3-submit)
+    looked up on PATH; `airflow_env` puts the venv's bin first so it is the venv's spark-submit.
+    """
+    return json.dumps({"conn_type": "spark", "host": cfg.spark.master,
+                       "extra": {"spark-binary": "spark-submit", "deploy-mode": "client"}}, separators=(",", ":"))
+
+
+def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dict[str, str]:
+    """Environment for every Airflow process (standalone, CLI, dag.test()). ``home`` moves
+    AIRFLOW_HOME (metadata DB, logs, password file) elsewhere, e.g. a test's tmp dir."""
+    cfg = cfg or settings()
+    home = Path(home) if home is not None else airflow_home(cfg)
+    port = api_port()
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",           # default 32 forks 32 workers (~1.1 GB)
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # hourly catchup starts on unpause only
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",      # Airflow 2's dag_dir_list_interval
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__LOGGING__UVICORN_LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_port("TIDEMARK_AIRFLOW_WORKER_LOG_PORT", 8793)),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_port("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", 8794)),
+        "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(cfg),
+        # Tasks read Tidemark's settings from the environment they inherit.
+        "TIDEMARK_HOME": str(cfg.home),
+        "PATH": venv_bin if not path else f"{venv_bin}{os.pathsep}{path}",
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+
+
+def shell_exports(cfg: Settings | None = None) -> str:
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in airflow_env(cfg).items())
+
+
+def admin_password(cfg: Settings | None = None) -> str:
+    """The simple auth manager's generated password for `ADMIN_USER` (exists once Airflow has started)."""
+    path = airflow_home(cfg) / PASSWORDS_FILE
+    try:
+        return json.loads(path.read_text())[ADMIN_USER]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist yet: start Airflow first (TIDEMARK_AIRFLOW=1 tidemark stack up)") from None
+
+
+def health(url: str, timeout: float = 2.0) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except Exception:  # not up yet, or not Airflow
+        return None
+
+
+class Airflow(Service):
+    """``airflow standalone``: api-server, scheduler (LocalExecutor), dag-processor, triggerer."""
+    name = "airflow"
+    binary_hint = "run `make setup` (pip installs apache-airflow into the venv)"
+    start_timeout_s = 120.0   # 13-30 s when idle; a busy 2-core box needs more
+    stop_signal = signal.SIGINT  # SIGTERM orphans the scheduler/api-server/triggerer
+    stop_timeout_s = 60.0
+
+    def signature(self) -> str:
+        return "airflow standalone"
+
+    @property
+    def address(self) -> str:
+        return api_url(self.cfg)
+
+    def port(self) -> int:
+        return api_port()
+
+    def binary(self) -> str | None:
+        local = Path(sys.executable).parent / "airflow"
+        return str(local) if local.exists() else shutil.which("airflow")
+
+    def argv(self, binary: str) -> list[str]:
+        return [binary, "standalone"]
+
+    def env(self) -> dict[str, str]:
+        return airflow_env(self.cfg)
+
+    def prepare(self) -> None:
+        airflow_home(self.cfg).mkdir(parents=True, exist_ok=True)
+
+    def healthy(self) -> bool:
+        report = health(self.address)
+        if not report:
+            return False
+        return all((report.get(part) or {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
+
+    def down(self) -> bool:
+        return self.proc.stop(self.stop_signal, timeout=self.stop_timeout_s)
