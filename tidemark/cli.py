@@ -138,6 +138,17 @@ def _recompute(args: argparse.Namespace) -> int:
     return subprocess.call(argv, env={**os.environ, **job_env()})
 
 
+def _quality(args: argparse.Namespace) -> int:
+    from tidemark.quality import docs
+
+    index = docs.build_docs()
+    print(f"Data Docs: file://{index}")
+    if args.serve:
+        print(f"serving on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
+        docs.serve(args.port, rebuild=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidemark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     recompute.add_argument("--no-publish", action="store_true")
     recompute.add_argument("--force", action="store_true")
     recompute.set_defaults(func=_recompute)
+
+    quality = sub.add_parser("quality", help="data-quality reports (Great Expectations Data Docs, offline)")
+    quality.add_argument("action", choices=["docs"])
+    quality.add_argument("--serve", action="store_true", help="serve the site on 127.0.0.1")
+    quality.add_argument("--port", type=int, default=8765)
+    quality.set_defaults(func=_quality)
 
     rec = sub.add_parser("reconcile", help="compare the stream's ClickHouse output with a generator manifest")
     rec.add_argument("--manifest", required=True)
