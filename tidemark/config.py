@@ -122,6 +122,15 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
+class AirflowSettings:
+    enabled: bool            # `stack up` manages an embedded `airflow standalone`
+    port: int                # UI / REST API on 127.0.0.1
+    worker_log_port: int     # log servers bind 0.0.0.0; only their ports can move
+    trigger_log_port: int
+    batch_start: str         # hourly_recompute's start_date (catchup backfills from here)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     log_level: str
@@ -132,6 +141,7 @@ class Settings:
     s3: S3Settings
     lake: LakeSettings
     spark: SparkSettings
+    airflow: AirflowSettings
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
@@ -212,6 +222,13 @@ def load() -> Settings:
         s3=s3,
         lake=lake,
         spark=spark,
+        airflow=AirflowSettings(
+            enabled=_env("TIDEMARK_AIRFLOW", "0") == "1",
+            port=_int("TIDEMARK_AIRFLOW_PORT", 8080),
+            worker_log_port=_int("TIDEMARK_AIRFLOW_WORKER_LOG_PORT", 8793),
+            trigger_log_port=_int("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", 8794),
+            batch_start=_env("TIDEMARK_BATCH_START", "2026-11-01T00:00:00+00:00"),
+        ),
         retention_days=_int("TIDEMARK_RETENTION_DAYS", 30),
         max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
         max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tidemark.batch import publish, registry
-from tidemark.batch.hours import label
+from tidemark.batch.hours import HOUR, label
 from tidemark.config import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,12 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     if current is not None and current.version == version and not force:
         summary.status = "up_to_date"
         summary.raw_rows, summary.dedup_rows, summary.rollup_rows = current.raw_rows, current.dedup_rows, current.rollup_rows
+        if hour in registry.dirty_hours(cfg, hour, hour + HOUR):
+            # Late events were flagged, yet the lake's files for the hour are unchanged (they landed
+            # before our last read). Re-record the same version so the hour stops looking dirty.
+            registry.record(cfg, hour, version, "published", delta_version=delta_version,
+                            raw_rows=current.raw_rows, dedup_rows=current.dedup_rows,
+                            rollup_rows=current.rollup_rows, late_rows=0, run_id=run_id, reason="reconfirmed")
         log.info("hour already published with this content", extra={"hour": label(hour), "version": version})
         return summary
     timer.lap("plan")

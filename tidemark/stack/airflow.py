@@ -32,21 +32,20 @@ ADMIN_USER = "admin"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
 
+def _live():
+    # Read fresh (not the cached settings()) so tests and `stack` calls see the current environment.
+    from tidemark.config import load
+
+    return load().airflow
+
+
 def enabled() -> bool:
     """Whether `tidemark stack up` manages the embedded Airflow (TIDEMARK_AIRFLOW=1)."""
-    return os.environ.get("TIDEMARK_AIRFLOW", "") == "1"
-
-
-def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name) or str(default)
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+    return _live().enabled
 
 
 def api_port() -> int:
-    return _port("TIDEMARK_AIRFLOW_PORT", 8080)
+    return _live().port
 
 
 def airflow_home(cfg: Settings | None = None) -> Path:
@@ -99,8 +98,8 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW__LOGGING__UVICORN_LOGGING_LEVEL": "WARNING",
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_port("TIDEMARK_AIRFLOW_WORKER_LOG_PORT", 8793)),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_port("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", 8794)),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_live().worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_live().trigger_log_port),
         "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(cfg),
         # Tasks read Tidemark's settings from the environment they inherit.
         "TIDEMARK_HOME": str(cfg.home),

@@ -311,6 +311,10 @@ def services(cfg: Settings | None = None) -> list[Service]:
     found = [cls(cfg) for cls in SERVICE_TYPES]
     if cfg.kafka.external:  # the object store only backs the embedded broker
         found = [s for s in found if not isinstance(s, ObjectStore)]
+    from tidemark.stack.airflow import Airflow, enabled  # local: airflow.py builds on Service
+
+    if enabled():  # opt-in (TIDEMARK_AIRFLOW=1): 15-30 s and ~1 GB that most tests don't need
+        found.append(Airflow(cfg))
     return found
 
 
