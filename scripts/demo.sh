@@ -1,47 +1,80 @@
 #!/usr/bin/env bash
-# `make demo`: the embedded stack, the speed layer via spark-submit, a burst of
-# realistic traffic with late, duplicate and malformed events, then a reconciliation
-# of what ClickHouse shows against what was sent. Leaves the services running;
-# `make down` stops everything.
+# `make demo`: the whole lambda story on the embedded stack, in under 10 minutes.
+#   stack (+ Airflow) up -> speed layer via spark-submit -> two past hours of traffic with late,
+#   duplicate and malformed events, plus a live burst -> stream reconciliation and freshness ->
+#   hourly_recompute for the past hours through Airflow -> sent vs streaming vs batch-corrected.
+# Leaves everything running; `make down` stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TM=.venv/bin/tidemark
-export SPARK_LOCAL_IP=127.0.0.1 TIDEMARK_LOG_FORMAT=${TIDEMARK_LOG_FORMAT:-text}
+PY=.venv/bin/python
+export SPARK_LOCAL_IP=127.0.0.1 TIDEMARK_LOG_FORMAT=${TIDEMARK_LOG_FORMAT:-text} TIDEMARK_AIRFLOW=1
 RATE=${DEMO_RATE:-1000}
-SECONDS_OF_TRAFFIC=${DEMO_SECONDS:-90}
-home=$(.venv/bin/python -c 'from tidemark.config import settings; print(settings().home)')
+LIVE_SECONDS=${DEMO_SECONDS:-30}
+home=$($PY -c 'from tidemark.config import settings; print(settings().home)')
 mkdir -p "$home/demo"
-manifest="$home/demo/manifest-$(date -u +%Y%m%dT%H%M%SZ).json"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+# The two complete hours before the current one: the batch layer's work.
+read -r H1 H2 HSTART <<<"$($PY -c '
+from datetime import datetime, timedelta, timezone
+now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+h1, h2 = now - timedelta(hours=2), now - timedelta(hours=1)
+print(h1.strftime("%Y-%m-%dT%H"), h2.strftime("%Y-%m-%dT%H"), (h1 + timedelta(seconds=10)).isoformat())')"
+export TIDEMARK_BATCH_START="${H1}:00:00+00:00"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "embedded stack"
+step "embedded stack: object store, broker, ClickHouse, Redis, Airflow"
 $TM stack up
 
 step "speed layer (spark-submit jobs/stream_events.py, detached)"
 $TM stream --detach
 since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-step "traffic: ${RATE} ev/s for ${SECONDS_OF_TRAFFIC}s with late, duplicate and malformed events"
-$TM generate --rate "$RATE" --duration "$SECONDS_OF_TRAFFIC" --late-fraction 0.02 --duplicate-fraction 0.02 \
-  --malformed-fraction 0.01 --max-lateness 2h --manifest "$manifest"
+step "traffic for hours $H1 and $H2 (late, duplicate and malformed events included)"
+past="$home/demo/manifest-past-$stamp.json"
+$TM generate --count 14000 --rate 1.9 --start-time "$HSTART" --no-realtime --seed "$RANDOM" \
+  --late-fraction 0.05 --min-lateness 15m --max-lateness 40m --duplicate-fraction 0.02 \
+  --malformed-fraction 0.01 --manifest "$past"
+
+step "live traffic: ${RATE} ev/s for ${LIVE_SECONDS}s (freshness)"
+live="$home/demo/manifest-live-$stamp.json"
+$TM generate --rate "$RATE" --duration "$LIVE_SECONDS" --seed "$RANDOM" --late-fraction 0.02 \
+  --duplicate-fraction 0.02 --malformed-fraction 0.01 --manifest "$live"
 
 step "waiting for the stream to catch up"
 for _ in $(seq 1 90); do
-  if $TM reconcile --manifest "$manifest" --since "$since" >/dev/null 2>&1; then break; fi
+  if $TM reconcile --manifest "$live" --since "$since" >/dev/null 2>&1; then break; fi
   sleep 2
 done
 
-step "reconciliation: sent vs published by the speed layer"
-$TM reconcile --manifest "$manifest" --since "$since" || echo "(not exact yet: the stream may still be catching up; re-run: $TM reconcile --manifest $manifest --since $since)"
+step "speed layer: live traffic sent vs published (exactly once), freshness"
+$TM reconcile --manifest "$live" --since "$since" || echo "(not exact yet: the stream may still be catching up)"
+
+step "batch layer: hourly_recompute for $H1 and $H2 through Airflow"
+for h in "$H1" "$H2"; do
+  logical=$($PY -c "from datetime import timedelta; from tidemark.batch.hours import parse_hour; print((parse_hour('$h') + timedelta(hours=1)).isoformat())")
+  if $TM airflow dags test hourly_recompute "$logical" -c '{"grace_minutes": 0}' > "$home/demo/airflow-$h.log" 2>&1; then
+    echo "hourly_recompute $h: success"
+  else
+    echo "hourly_recompute $h: FAILED (see $home/demo/airflow-$h.log)"
+  fi
+done
+
+step "reconciliation: sent vs streaming vs batch-corrected (past hours)"
+$TM batch-report --manifest "$past" --hour "$H1" --hour "$H2" || true
+echo "rejected by reason (past hours): $($PY -c "import json; print(json.load(open('$past'))['malformed'])")"
+
+step "quality"
+$TM quality docs
 
 step "status"
 $TM status || true
 cat <<EOT
 
-Services are still running. Look around:
-  $TM status                       stream health: freshness, lag, rates
-  clickhouse-client --port $(.venv/bin/python -c 'from tidemark.config import settings; print(settings().clickhouse.port)') -d tidemark
-  manifest: $manifest
-Stop everything with: make down
+Airflow UI:   http://127.0.0.1:$($PY -c 'from tidemark.config import settings; print(settings().airflow.port)')   login admin / $($PY -c 'from tidemark.stack.airflow import admin_password; print(admin_password())')
+ClickHouse:   clickhouse-client --port $($PY -c 'from tidemark.config import settings; print(settings().clickhouse.port)') -d tidemark
+Manifests:    $past
+              $live
+Everything is still running. Stop it all with: make down
 EOT

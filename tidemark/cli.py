@@ -149,6 +149,32 @@ def _quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def _airflow(args: argparse.Namespace) -> int:
+    """Run the `airflow` CLI with Tidemark's environment (AIRFLOW_HOME, DAGs folder, spark_default)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tidemark.stack.airflow import airflow_env
+
+    binary = Path(sys.executable).parent / "airflow"
+    return subprocess.call([str(binary) if binary.exists() else shutil.which("airflow") or "airflow", *args.rest],
+                           env={**os.environ, **airflow_env()})
+
+
+def _batch_report(args: argparse.Namespace) -> int:
+    from tidemark.batch.hours import parse_hour
+    from tidemark.config import settings
+    from tidemark.reconcile import batch_report
+
+    manifest = json.loads(open(args.manifest).read())
+    report = batch_report(settings(), manifest, [parse_hour(h) for h in args.hour])
+    print("\n".join(report["lines"]))
+    return 0 if report["exact"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidemark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--serve", action="store_true", help="serve the site on 127.0.0.1")
     quality.add_argument("--port", type=int, default=8765)
     quality.set_defaults(func=_quality)
+
+    af = sub.add_parser("airflow", help="the airflow CLI with Tidemark's environment", add_help=False)
+    af.add_argument("rest", nargs=argparse.REMAINDER)
+    af.set_defaults(func=_airflow)
+
+    br = sub.add_parser("batch-report", help="sent vs streaming vs batch-corrected totals for some hours")
+    br.add_argument("--manifest", required=True)
+    br.add_argument("--hour", action="append", required=True)
+    br.set_defaults(func=_batch_report)
 
     rec = sub.add_parser("reconcile", help="compare the stream's ClickHouse output with a generator manifest")
     rec.add_argument("--manifest", required=True)

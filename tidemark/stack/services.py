@@ -337,7 +337,12 @@ def down(cfg: Settings | None = None) -> list[str]:
     from tidemark.stack.jobs import stop_stream
     if stop_stream(cfg):  # jobs first: they write to the services below
         stopped.append("stream")
-    for svc in reversed(services(cfg)):
+    running = services(cfg)
+    from tidemark.stack.airflow import Airflow
+
+    if not any(isinstance(s, Airflow) for s in running):
+        running.append(Airflow(cfg))  # stop an Airflow started earlier with TIDEMARK_AIRFLOW=1, whatever now
+    for svc in reversed(running):
         if svc.down():
             stopped.append(svc.name)
     return stopped
