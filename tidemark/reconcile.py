@@ -70,7 +70,8 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
     lo, hi = epoch * VERSION_EPOCH_FACTOR, (epoch + 1) * VERSION_EPOCH_FACTOR - 1
-    minutes = sorted(r[1] for r in manifest["minute_counts"]) or ["1970-01-01T00:00"]
+    # on-time keys only: a late event's minute can lie hours back, among other traffic's rows
+    minutes = sorted(r[1] for r in manifest["minute_counts"] if r[6] > 0) or ["1970-01-01T00:00"]
     rng = {"lo": lo, "hi": hi, "s": stream_id, "since": since or datetime(1970, 1, 1, tzinfo=timezone.utc),
            "first": datetime.fromisoformat(minutes[0]).replace(tzinfo=timezone.utc),
            "last": datetime.fromisoformat(minutes[-1]).replace(tzinfo=timezone.utc)}
