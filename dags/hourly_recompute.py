@@ -32,12 +32,6 @@ def _settings():
     return settings()
 
 
-def _hour(text: str):
-    from tidemark.batch.hours import parse_hour
-
-    return parse_hour(text)
-
-
 @dag(
     dag_id="hourly_recompute",
     description="Recompute, gate and republish each event hour from the lake",
@@ -82,29 +76,21 @@ def hourly_recompute():
     @task(retries=0)
     def quality_gate(hour: str, run_id=None) -> dict:
         """Fail (without retries) when a 'fail' expectation failed; the failure is recorded in the registry."""
-        from tidemark.batch.recompute import QualityGateFailed, RunSummary, finish, summary_path
+        from tidemark.batch.recompute import QualityGateFailed, gate_step
 
-        cfg, h = _settings(), _hour(hour)
-        path = summary_path(cfg, h, run_id)
-        summary = RunSummary.read(path)
-        if not summary.passed:
-            try:
-                finish(cfg, h, summary)
-            except QualityGateFailed as exc:
-                summary.write(path)
-                raise AirflowFailException(f"{exc} (data docs: {summary.data_docs})") from exc
+        try:
+            summary = gate_step(hour, run_id)
+        except QualityGateFailed as exc:
+            raise AirflowFailException(str(exc)) from exc
         return {"hour": hour, "status": summary.status, "version": summary.version,
                 "dedup_rows": summary.dedup_rows, "dropped_rows": summary.dropped_rows}
 
     @task(outlets=[HOUR_ROLLUPS])
     def publish(hour: str, run_id=None, outlet_events=None) -> int:
         """The atomic switch (a no-op for 'empty' and 'up_to_date'). Returns the hour's version."""
-        from tidemark.batch.recompute import RunSummary, finish, summary_path
+        from tidemark.batch.recompute import publish_step
 
-        cfg, h = _settings(), _hour(hour)
-        path = summary_path(cfg, h, run_id)
-        summary = finish(cfg, h, RunSummary.read(path))
-        summary.write(path)
+        summary = publish_step(hour, run_id)
         outlet_events[HOUR_ROLLUPS].extra = {"hour": hour, "version": summary.version, "status": summary.status,
                                              "dedup_rows": summary.dedup_rows}
         return summary.version

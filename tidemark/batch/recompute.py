@@ -164,7 +164,8 @@ def finish(cfg: Settings, hour: datetime, summary: RunSummary) -> RunSummary:
         registry.record(cfg, hour, summary.version, "failed_quality", reason=summary.reason, **stats)
         publish.remove_version(cfg, hour, summary.version)
         summary.status = "failed_quality"
-        raise QualityGateFailed(f"hour {label(hour)} was not published: {summary.reason}")
+        raise QualityGateFailed(f"hour {label(hour)} was not published: {summary.reason} "
+                                f"(Data Docs: {summary.data_docs})")
     current = registry.current(cfg, [hour]).get(hour)
     registry.record(cfg, hour, summary.version, "published", **stats)  # the atomic switch
     summary.status = "published"
@@ -184,3 +185,32 @@ class _Timer:
         now = time.monotonic()
         self.laps[name] = round(now - self._t, 3)
         self._t = now
+
+
+def gate_step(hour_label: str, run_id: str) -> RunSummary:
+    """The orchestrators' quality-gate step for a staged run: raises QualityGateFailed (after
+    recording it) when a 'fail' expectation failed; otherwise returns the summary unchanged."""
+    from tidemark.batch.hours import parse_hour
+    from tidemark.config import settings
+
+    cfg, hour = settings(), parse_hour(hour_label)
+    path = summary_path(cfg, hour, run_id)
+    summary = RunSummary.read(path)
+    if not summary.passed:
+        try:
+            finish(cfg, hour, summary)
+        finally:
+            summary.write(path)
+    return summary
+
+
+def publish_step(hour_label: str, run_id: str) -> RunSummary:
+    """The orchestrators' publish step: the atomic switch (a no-op for 'empty' and 'up_to_date')."""
+    from tidemark.batch.hours import parse_hour
+    from tidemark.config import settings
+
+    cfg, hour = settings(), parse_hour(hour_label)
+    path = summary_path(cfg, hour, run_id)
+    summary = finish(cfg, hour, RunSummary.read(path))
+    summary.write(path)
+    return summary
