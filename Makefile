@@ -39,5 +39,6 @@ bench: setup
 lock:
 	@$(VENV)/bin/pip freeze --exclude-editable | grep -vi '^tidemark' > constraints.txt
 
+# Removes the demo stack's state only (tests and benches keep theirs under .tidemark/test, .tidemark/bench).
 clean: down
-	rm -rf .tidemark
+	cd .tidemark 2>/dev/null && find . -mindepth 1 -maxdepth 1 ! -name test ! -name bench -exec rm -rf {} + || true

@@ -78,7 +78,8 @@ def health(cfg: Settings, window_s: int = 300) -> dict:
     db = cfg.clickhouse.database
     last = ch.execute(
         f"SELECT stream_id, max(batch_id), max(committed_at), "
-        f"quantile(0.5)(freshness_p50_s), quantile(0.95)(freshness_p95_s), sum(valid_rows), sum(rejected_rows), "
+        f"quantileIf(0.5)(freshness_p50_s, valid_rows > 0), quantileIf(0.95)(freshness_p95_s, valid_rows > 0), "
+        f"sum(valid_rows), sum(rejected_rows), "
         f"sum(late_rows) FROM {db}.stream_batches "
         f"WHERE committed_at >= (SELECT max(committed_at) FROM {db}.stream_batches) - {int(window_s)} "
         f"GROUP BY stream_id ORDER BY max(committed_at) DESC LIMIT 1")
