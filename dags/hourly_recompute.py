@@ -13,16 +13,14 @@ inside the tasks, so parsing this file stays cheap.
 """
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-REPO = Path(__file__).resolve().parent.parent
+from tidemark.orchestration.airflow import recompute_operator
+
 HOUR_ROLLUPS = Asset("clickhouse://tidemark/hour_rollups")
 
 
@@ -61,17 +59,8 @@ def hourly_recompute():
 
         return registry.stream_passed(_settings(), data_interval_end + timedelta(minutes=int(params["grace_minutes"])))
 
-    recompute = SparkSubmitOperator(
-        task_id="recompute",
-        conn_id="spark_default",
-        application=str(REPO / "jobs" / "recompute_hour.py"),
-        application_args=["--hour", "{{ data_interval_start.strftime('%Y-%m-%dT%H') }}",
-                          "--run-id", "{{ run_id }}", "--no-publish"],
-        name="tidemark-recompute-{{ data_interval_start.strftime('%Y-%m-%dT%H') }}",
-        conf={"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable,
-              "spark.driver.memory": "{{ tidemark_settings().spark.driver_memory }}"},
-        env_vars={"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
-    )
+    recompute = recompute_operator("recompute", "{{ data_interval_start.strftime('%Y-%m-%dT%H') }}",
+                                   name="tidemark-recompute-{{ data_interval_start.strftime('%Y-%m-%dT%H') }}")
 
     @task(retries=0)
     def quality_gate(hour: str, run_id=None) -> dict:

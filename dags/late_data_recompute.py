@@ -15,16 +15,14 @@ max_active_runs=1 so two runs never recompute the same hour at once.
 """
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task, task_group
 from airflow.sdk.exceptions import AirflowFailException
 
-REPO = Path(__file__).resolve().parent.parent
+from tidemark.orchestration.airflow import recompute_operator
+
 HOUR_ROLLUPS = Asset("clickhouse://tidemark/hour_rollups")
 
 
@@ -87,17 +85,8 @@ def late_data_recompute():
 
     @task_group
     def recompute_hour(hour: str):
-        recompute = SparkSubmitOperator(
-            task_id="recompute",
-            conn_id="spark_default",
-            application=str(REPO / "jobs" / "recompute_hour.py"),
-            application_args=["--hour", hour, "--run-id", "{{ run_id }}", "--no-publish"],
-            name="tidemark-late-recompute",
-            conf={"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable,
-                  "spark.driver.memory": "{{ tidemark_settings().spark.driver_memory }}"},
-            env_vars={"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
-            max_active_tis_per_dag=1,  # one Spark driver at a time from this DAG (2 cores)
-        )
+        recompute = recompute_operator("recompute", hour, name="tidemark-late-recompute",
+                                       max_active_tis_per_dag=1)  # one Spark driver at a time (2 cores)
         recompute >> quality_gate(hour) >> publish(hour)
 
     recompute_hour.expand(hour=find_dirty_hours())

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent setup: system packages, the venv, the npm S3 emulator. Safe to re-run;
+# Idempotent setup: system packages (Java 17, Maven, ClickHouse, Redis), the venv, and the JVM jars
+# (Spark's Kafka source + Delta, and the Apache Kafka broker) from Maven Central. Safe to re-run;
 # each step checks before it acts, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,13 +9,17 @@ log() { printf '[setup] %s\n' "$*"; }
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 # --- system packages ----------------------------------------------------------
+java_major() {  # "17" from 'openjdk version "17.0.15" ...'; empty without java
+  java -version 2>&1 | sed -n '1s/.*version "\([0-9]*\).*/\1/p'
+}
 need=()
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v redis-server      >/dev/null || need+=(redis-server)
-command -v java              >/dev/null || need+=(openjdk-17-jre-headless)
-command -v node              >/dev/null || need+=(nodejs)
-command -v npm               >/dev/null || need+=(npm)
+# Kafka 4 brokers need Java 17+.
+jv=$(command -v java >/dev/null && java_major || true)
+if [ -z "$jv" ] || [ "$jv" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi
+command -v mvn               >/dev/null || need+=(maven)
 command -v make              >/dev/null || need+=(make)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
@@ -42,9 +47,44 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# --- npm: the disk-backed S3 emulator behind the embedded broker ---------------------
-if [ ! -x tidemark/stack/npm/node_modules/.bin/s3rver ]; then
-  log "npm ci (s3rver)"
-  (cd tidemark/stack/npm && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+# --- JVM jars from Maven Central ---------------------------------------------------
+# jvm/<x>/pom.xml -> jvm/lib/<x>/ (git-ignored), one folder per consumer so the broker's kafka-clients
+# never meets Spark's on one classpath. Re-copied only when the pom changes (its sha256 is the stamp).
+# The copy goes to a scratch folder first and is swapped in whole, so a failed or interrupted Maven run
+# never leaves a half-filled folder, and no stale jar from an older pom survives.
+jvm_jars() {
+  local x=$1 pom=jvm/$1/pom.xml out=jvm/lib/$1
+  local want; want=$(sha256sum "$pom" | cut -d' ' -f1)
+  if [ -d "$out" ] && [ "$(cat "$out/.pom.sha256" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  local tmp=jvm/lib/.$x.tmp old=jvm/lib/.$x.old
+  rm -rf "$tmp" "$old"
+  mkdir -p "$tmp"
+  log "mvn dependency:copy-dependencies $pom -> $out"
+  if ! mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+         -DoutputDirectory="$PWD/$tmp" >"jvm/lib/.$x.mvn.log" 2>&1; then
+    tail -n 20 "jvm/lib/.$x.mvn.log" >&2
+    rm -rf "$tmp"
+    log "Maven could not resolve $pom (is Maven Central reachable?); full log: jvm/lib/.$x.mvn.log"
+    return 1
+  fi
+  rm -f "jvm/lib/.$x.mvn.log"
+  echo "$want" > "$tmp/.pom.sha256"
+  [ -d "$out" ] && mv "$out" "$old"
+  mv "$tmp" "$out"
+  rm -rf "$old"
+  log "  $(find "$out" -name '*.jar' | wc -l) jars, $(du -sh "$out" | cut -f1)"
+}
+mkdir -p jvm/lib
+mvn_started=$(date +%s.%N)
+mvn_ran=0
+for x in spark kafka; do
+  before=$(cat "jvm/lib/$x/.pom.sha256" 2>/dev/null || true)
+  jvm_jars "$x"
+  [ "$before" = "$(cat "jvm/lib/$x/.pom.sha256")" ] || mvn_ran=1
+done
+if [ "$mvn_ran" = 1 ]; then
+  log "jvm jars ready in $(awk -v a="$mvn_started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 fi
 log "ready"

@@ -11,11 +11,11 @@ _ROOT = Path(__file__).resolve().parent.parent
 _TEST_ENV = {
     "TIDEMARK_HOME": str(_ROOT / ".tidemark" / "test"),
     "TIDEMARK_KAFKA_PORT": "19192",
+    "TIDEMARK_KAFKA_CONTROLLER_PORT": "19193",
     "CLICKHOUSE_PORT": "19100",
     "CLICKHOUSE_HTTP_PORT": "18223",
     "CLICKHOUSE_INTERSERVER_PORT": "19109",
     "TIDEMARK_REDIS_PORT": "16479",
-    "TIDEMARK_S3_PORT": "14669",
     "CLICKHOUSE_DATABASE": "tidemark_test",
     "SPARK_LOCAL_IP": "127.0.0.1",
     "TIDEMARK_LOG_LEVEL": "WARNING",

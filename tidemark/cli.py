@@ -138,6 +138,20 @@ def _recompute(args: argparse.Namespace) -> int:
     return subprocess.call(argv, env={**os.environ, **job_env()})
 
 
+def _spark_conf(args: argparse.Namespace) -> int:
+    """Print Tidemark's engine conf as spark-submit flags, for ad-hoc jobs:
+    ``spark-submit $(tidemark spark-conf) jobs/recompute_hour.py --hour 2026-11-25T03``."""
+    import shlex
+
+    from tidemark.spark import engine_conf, submit_args
+
+    if args.properties:
+        print("\n".join(f"{k} {v}" for k, v in engine_conf().items()))
+    else:
+        print(" ".join(shlex.quote(a) for a in submit_args()))
+    return 0
+
+
 def _quality(args: argparse.Namespace) -> int:
     from tidemark.quality import docs
 
@@ -211,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     recompute.add_argument("--no-publish", action="store_true")
     recompute.add_argument("--force", action="store_true")
     recompute.set_defaults(func=_recompute)
+
+    sc = sub.add_parser("spark-conf", help="print the Spark flags (Kafka/Delta jars, Delta extension) for spark-submit")
+    sc.add_argument("--properties", action="store_true", help="as a spark-defaults properties file instead")
+    sc.set_defaults(func=_spark_conf)
 
     quality = sub.add_parser("quality", help="data-quality reports (Great Expectations Data Docs, offline)")
     quality.add_argument("action", choices=["docs"])

@@ -39,6 +39,17 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
 
 
+def _pairs(name: str) -> dict[str, str]:
+    """``k=v,k2=v2`` -> dict (values may not contain commas)."""
+    pairs = {}
+    for item in filter(None, (p.strip() for p in _env(name, "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"environment variable {name}: {item!r} is not key=value")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def _is_set(name: str) -> bool:
     return bool(os.environ.get(name))
 
@@ -47,10 +58,18 @@ def _is_set(name: str) -> bool:
 class KafkaSettings:
     bootstrap_servers: str
     external: bool
-    port: int  # embedded broker's port
+    port: int  # embedded broker's client (PLAINTEXT) port
     topic: str
     partitions: int
     dead_letter_topic: str
+    # The embedded Apache Kafka (KRaft, one combined broker+controller node), unused when external:
+    controller_port: int  # its KRaft controller listener
+    heap: str             # its JVM heap (-Xmx/-Xms), e.g. "512m": it shares the box with Spark
+    jars_dir: str         # its jars, fetched by `make setup` (jvm/kafka/pom.xml)
+    # Extra Kafka client settings (security, timeouts) for every client, from
+    # TIDEMARK_KAFKA_CLIENT_OPTIONS="security.protocol=SASL_SSL,sasl.mechanism=PLAIN";
+    # the stream passes them to Spark's kafka source as kafka.* options.
+    client_options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,20 +99,6 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
-class S3Settings:
-    """Local S3-compatible store that backs the embedded broker's durable log."""
-    port: int
-    bucket: str
-    access_key: str
-    secret_key: str
-    region: str
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@dataclass(frozen=True)
 class LakeSettings:
     root: str
 
@@ -119,6 +124,9 @@ class SparkSettings:
     max_offsets_per_trigger: int
     dedup_window: str       # watermark delay on arrival time: how long an event_id is remembered
     allowed_lateness_s: int  # arrival minus event time beyond which an event is late
+    jars_dir: str            # Spark's Kafka source and delta-spark jars, fetched by `make setup` (jvm/spark/pom.xml)
+    starting_offsets: str    # where a new checkpoint starts reading: earliest | latest
+    fail_on_data_loss: bool  # stop (true) or warn (false) when Kafka deleted offsets the stream had not read
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,6 @@ class Settings:
     kafka: KafkaSettings
     clickhouse: ClickHouseSettings
     redis: RedisSettings
-    s3: S3Settings
     lake: LakeSettings
     spark: SparkSettings
     airflow: AirflowSettings
@@ -167,6 +174,10 @@ def load() -> Settings:
         topic=_env("TIDEMARK_TOPIC", "page_views"),
         partitions=_int("TIDEMARK_TOPIC_PARTITIONS", 4),
         dead_letter_topic=_env("TIDEMARK_DEAD_LETTER_TOPIC", "page_views_dead_letter"),
+        controller_port=_int("TIDEMARK_KAFKA_CONTROLLER_PORT", 19093),
+        heap=_env("TIDEMARK_KAFKA_HEAP", "512m"),
+        jars_dir=_env("TIDEMARK_KAFKA_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "kafka")),
+        client_options=_pairs("TIDEMARK_KAFKA_CLIENT_OPTIONS"),
     )
 
     ch_external = _is_set("CLICKHOUSE_HOST")
@@ -191,14 +202,6 @@ def load() -> Settings:
         port=redis_port,
     )
 
-    s3 = S3Settings(
-        port=_int("TIDEMARK_S3_PORT", 14569),
-        bucket=_env("TIDEMARK_BROKER_BUCKET", "tansu"),
-        access_key="S3RVER",
-        secret_key="S3RVER",
-        region="us-east-1",
-    )
-
     lake = LakeSettings(root=_env("TIDEMARK_LAKE_ROOT", str(home / "lake")))
 
     spark = SparkSettings(
@@ -210,6 +213,9 @@ def load() -> Settings:
         max_offsets_per_trigger=_int("TIDEMARK_MAX_OFFSETS_PER_TRIGGER", 200_000),
         dedup_window=_env("TIDEMARK_DEDUP_WINDOW", "10 minutes"),
         allowed_lateness_s=_int("TIDEMARK_ALLOWED_LATENESS_S", 600),
+        jars_dir=_env("TIDEMARK_SPARK_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "spark")),
+        starting_offsets=_env("TIDEMARK_STARTING_OFFSETS", "earliest"),
+        fail_on_data_loss=_env("TIDEMARK_FAIL_ON_DATA_LOSS", "true").lower() == "true",
     )
 
     return Settings(
@@ -219,7 +225,6 @@ def load() -> Settings:
         kafka=kafka,
         clickhouse=clickhouse,
         redis=redis,
-        s3=s3,
         lake=lake,
         spark=spark,
         airflow=AirflowSettings(

@@ -1,66 +1,98 @@
-"""SparkSession construction shared by every job and test.
+"""SparkSession construction and the engine configuration shared by every job and test.
 
 Runs local[2] on the embedded stack and on a cluster in production
-(``SPARK_MASTER`` / spark-submit's ``--master`` win). Registers Tidemark's
-Python data sources (Kafka and Delta) so jobs can use
-``spark.readStream.format("tidemark_kafka")`` and
-``df.write.format("tidemark_delta")``.
+(``SPARK_MASTER`` / spark-submit's ``--master`` win). Spark's own ``kafka``
+source and ``delta-spark`` come as jars that ``make setup`` fetched with Maven
+into ``jvm/lib/spark`` (never Ivy's ``--packages`` at run time).
+
+``engine_conf`` is the one place those jars and the Delta extension are named:
+* in-process sessions (tests, the CLI) apply it before the JVM starts;
+* ``spark-submit`` (the CLI's ``tidemark stream``, Airflow's SparkSubmitOperator)
+  passes it as ``--conf`` pairs from ``submit_args`` / ``engine_conf``;
+* a person's ad-hoc ``spark-submit`` uses ``tidemark spark-conf`` (see README).
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from tidemark.config import Settings, settings
 
 
-def _python_env() -> None:
-    # Python workers must run the venv's interpreter, or they lack pyarrow & co.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+class MissingJars(RuntimeError):
+    """The Kafka/Delta jars are not on disk: `make setup` has not run (or TIDEMARK_SPARK_JARS_DIR is wrong)."""
+
+
+def python_env() -> dict[str, str]:
+    """Interpreter settings every Spark process needs: Python workers must run the venv's
+    interpreter, or they lack pyarrow & co."""
+    return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+
+
+def _apply_python_env() -> None:
+    for key, value in python_env().items():
+        os.environ.setdefault(key, value)
+
+
+def jars(cfg: Settings | None = None) -> list[str]:
+    cfg = cfg or settings()
+    found = sorted(str(p) for p in Path(cfg.spark.jars_dir).glob("*.jar"))
+    if not any("delta-spark" in Path(j).name for j in found) or not any("spark-sql-kafka" in j for j in found):
+        raise MissingJars(f"Spark's Kafka source and delta-spark jars are missing from {cfg.spark.jars_dir}: "
+                          f"run `make setup` (it fetches them with Maven from jvm/spark/pom.xml)")
+    return found
+
+
+def engine_conf(cfg: Settings | None = None) -> dict[str, str]:
+    """Spark settings that every Tidemark Spark process runs with."""
+    cfg = cfg or settings()
+    return {
+        "spark.jars": ",".join(jars(cfg)),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": cfg.spark.driver_memory,
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    }
+
+
+def submit_args(cfg: Settings | None = None) -> list[str]:
+    """``--conf k=v`` pairs for ``spark-submit`` (the CLI and anything else that shells out)."""
+    args: list[str] = []
+    for key, value in engine_conf(cfg).items():
+        args += ["--conf", f"{key}={value}"]
+    return args
 
 
 def session(app_name: str, cfg: Settings | None = None, extra_conf: dict[str, str] | None = None):
-    _python_env()
+    _apply_python_env()
     from pyspark.sql import SparkSession
 
     cfg = cfg or settings()
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
-        .config("spark.sql.python.filterPushdown.enabled", "true")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", cfg.spark.driver_memory)
-        .config("spark.sql.streaming.stateStore.providerClass",
-                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-    )
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in {**engine_conf(cfg), **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
     # Under spark-submit the JVM already exists (it exported PYSPARK_GATEWAY_PORT)
     # and its --master wins; only choose the master when running in-process.
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(cfg.spark.master)
-    for key, value in (extra_conf or {}).items():
-        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    register_sources(spark)
+    _check_engine(spark)
     return spark
 
 
-def register_sources(spark) -> None:
-    """Register the Python data sources that exist (each arrives with its issue)."""
-    try:
-        from tidemark.io.kafka_source import KafkaDataSource
-        spark.dataSource.register(KafkaDataSource)
-    except ImportError:
-        pass
-    try:
-        from tidemark.io.delta import DeltaDataSource
-        spark.dataSource.register(DeltaDataSource)
-    except ImportError:
-        pass
+def _check_engine(spark) -> None:
+    """A spark-submit without Tidemark's conf has no Delta: say so now, not at the first write."""
+    if "DeltaSparkSessionExtension" not in (spark.conf.get("spark.sql.extensions", "") or ""):
+        raise MissingJars("this Spark session runs without delta-spark: submit jobs with "
+                          "`spark-submit $(tidemark spark-conf) jobs/...`, or run them through `tidemark`")

@@ -15,6 +15,21 @@ PROGRESS_COLUMNS = ("stream_id", "batch_id", "reported_at", "input_rows", "input
                     "duplicates_dropped", "duration_ms", "watermark", "end_offsets", "consumer_lag")
 
 
+def kafka_offsets(raw: str | None, topic: str) -> dict[int, int]:
+    """Spark's kafka source offset JSON (``{"topic": {"0": 12, "1": 40}}``) -> {partition: offset}."""
+    if not raw:
+        return {}
+    doc = json.loads(raw) if isinstance(raw, str) else raw
+    return {int(p): int(o) for p, o in (doc.get(topic) or {}).items()}
+
+
+def consumer_lag(end: dict[int, int], latest: dict[int, int]) -> int:
+    """Records behind the newest offsets the source saw when it planned the batch (-1 if unknown)."""
+    if not latest:
+        return -1
+    return sum(max(0, off - end.get(p, 0)) for p, off in latest.items())
+
+
 def _duplicates_dropped(progress) -> int:
     for op in progress.stateOperators or []:
         metrics = op.customMetrics or {}
@@ -24,7 +39,8 @@ def _duplicates_dropped(progress) -> int:
 
 
 class ProgressListener(StreamingQueryListener):
-    """Records Spark's per-batch progress (input rows and rates, duplicates dropped, consumer lag).
+    """Records Spark's per-batch progress (input rows and rates, duplicates dropped, consumer lag
+    from the kafka source's own latest offsets).
 
     Best effort: metrics must never stop the stream, so failures are logged and skipped.
     """
@@ -53,14 +69,11 @@ class ProgressListener(StreamingQueryListener):
 
     def _record(self, p) -> None:
         from tidemark.io.clickhouse import client, insert_rows
-        from tidemark.io.kafka_source import consumer_lag, decode_offsets
 
-        end: dict[int, int] = {}
-        lag = -1
-        raw = p.sources[0].endOffset if p.sources else None
-        if raw:
-            end, _ = decode_offsets(raw, self.topic)
-            lag = consumer_lag(self.cfg.kafka.bootstrap_servers, self.topic, end)
+        source = p.sources[0] if p.sources else None
+        end = kafka_offsets(source.endOffset, self.topic) if source else {}
+        # latestOffset: what the broker had when the batch was planned; no extra consumer needed.
+        lag = consumer_lag(end, kafka_offsets(source.latestOffset, self.topic)) if source else -1
         row = (self.stream_id, p.batchId, datetime.now(timezone.utc), p.numInputRows,
                float(p.inputRowsPerSecond or 0.0), float(p.processedRowsPerSecond or 0.0), _duplicates_dropped(p),
                int((p.durationMs or {}).get("triggerExecution", 0)), (p.eventTime or {}).get("watermark", ""),

@@ -5,10 +5,10 @@ pure DataFrame functions in ``tidemark.transforms`` (shared with the batch
 layer); the per-micro-batch writer is ``MicroBatchWriter``.
 
 Exactly-once, end to end:
-* Kafka offsets live in the Spark checkpoint; a replayed micro-batch reads
-  the same offset ranges with the same dedup state.
-* Delta commits carry (app id = stream id, version = batch id); a replayed
-  batch's commit is recognised and skipped.
+* Spark's ``kafka`` source keeps offsets in the checkpoint; a replayed
+  micro-batch reads the same offset ranges with the same dedup state.
+* delta-spark writes carry ``txnAppId`` = stream id and ``txnVersion`` = batch
+  id; Delta itself skips a replayed batch's write (idempotent writes).
 * ClickHouse writes follow the registry protocol in ``tidemark.io.clickhouse_sink``.
 """
 from __future__ import annotations
@@ -70,6 +70,7 @@ class StreamOptions:
     @classmethod
     def from_settings(cls, cfg: Settings, **overrides) -> "StreamOptions":
         base = dict(topic=cfg.kafka.topic, checkpoint=f"{cfg.spark.checkpoint_root}/{STREAM_NAME}",
+                    starting_offsets=cfg.spark.starting_offsets, fail_on_data_loss=cfg.spark.fail_on_data_loss,
                     max_offsets_per_trigger=cfg.spark.max_offsets_per_trigger,
                     trigger_seconds=cfg.spark.trigger_seconds, dedup_window=cfg.spark.dedup_window,
                     allowed_lateness_s=cfg.spark.allowed_lateness_s)
@@ -89,9 +90,14 @@ class MicroBatchWriter:
         self.ident = ident
         self.opts = opts
         self.allowed_lateness_s = opts.allowed_lateness_s
+        self.first_batch = True
         from tidemark.io.clickhouse_sink import RollupSink
 
         self.sink = RollupSink(cfg.clickhouse, ident.stream_id)
+
+    @property
+    def txn_app_id(self) -> str:
+        return f"tidemark-stream-{self.ident.stream_id}"
 
     def __call__(self, batch, batch_id: int) -> None:
         from pyspark.sql import functions as F
@@ -110,6 +116,12 @@ class MicroBatchWriter:
             rejected = rejected_events(stamped).withColumn("ingest_date", F.to_date("ingest_time"))
 
             raw, dead = table("events_raw"), table("events_rejected")
+            if self.first_batch:
+                # The first batch after a start may be a replay of one whose Delta commit
+                # already landed: Delta skips that write by (txnAppId, txnVersion).
+                log.info("first batch since start; a replayed Delta write is skipped by txn id",
+                         extra={"batch_id": batch_id, "txn_app_id": self.txn_app_id})
+                self.first_batch = False
             phases = {}
             mark = time.monotonic()
 
@@ -150,14 +162,13 @@ class MicroBatchWriter:
                 "ms": int((time.monotonic() - started) * 1000), **phases})
 
     def _write_delta(self, df, path: str, name: str, partition_by, batch_id: int) -> None:
-        # "table" creates the table with the canonical schema (NOT NULL included), not the stream's.
-        (df.write.format("tidemark_delta").mode("append")
-           .option("path", path)
-           .option("table", name)
-           .option("partitionBy", ",".join(partition_by))
-           .option("txnAppId", f"tidemark-stream-{self.ident.stream_id}")
+        # The table exists with the canonical schema (build() created it); append only.
+        # txnAppId/txnVersion make the write idempotent: Delta skips a (app, version) it has committed.
+        (df.write.format("delta").mode("append")
+           .partitionBy(*partition_by)
+           .option("txnAppId", self.txn_app_id)
            .option("txnVersion", str(batch_id))
-           .save())
+           .save(path))
 
     def _collect_stats(self, stamped, metrics) -> None:
         """One Spark job for every per-batch figure: counts by reason, late rows, event-time quantiles."""
@@ -186,23 +197,35 @@ class MicroBatchWriter:
                 metrics.event_time_oldest = datetime.fromtimestamp(row["oldest"], timezone.utc)
 
 
+def kafka_source_options(cfg: Settings, opts: StreamOptions) -> dict[str, str]:
+    """Options of Spark's ``kafka`` source: consumer settings pass through as ``kafka.*``."""
+    return {
+        **{f"kafka.{k}": v for k, v in cfg.kafka.client_options.items()},
+        "kafka.bootstrap.servers": cfg.kafka.bootstrap_servers,
+        "subscribe": opts.topic,
+        "startingOffsets": opts.starting_offsets,
+        "maxOffsetsPerTrigger": str(opts.max_offsets_per_trigger),
+        "failOnDataLoss": str(opts.fail_on_data_loss).lower(),
+        # Spark's default 4 min poll timeout would hide a dead broker for minutes.
+        "kafkaConsumer.pollTimeoutMs": "30000",
+    }
+
+
 def build(spark, cfg: Settings, opts: StreamOptions):
     """read -> transform -> write. Returns the (not yet started) DataStreamWriter and the identity."""
     from pyspark.sql import functions as F
 
+    from tidemark.tables import EVENTS_RAW, EVENTS_REJECTED, ensure_delta_table
     from tidemark.transforms.dedup import drop_duplicates_within_watermark
     from tidemark.transforms.validation import validate_records
 
     ident = StreamIdentity.load_or_create(opts.checkpoint)
-    records = (
-        spark.readStream.format("tidemark_kafka")
-        .option("bootstrap.servers", cfg.kafka.bootstrap_servers)
-        .option("subscribe", opts.topic)
-        .option("startingOffsets", opts.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(opts.max_offsets_per_trigger))
-        .option("failOnDataLoss", str(opts.fail_on_data_loss).lower())
-        .load()
-    )
+    ensure_delta_table(spark, EVENTS_RAW, cfg.lake.events_raw)
+    ensure_delta_table(spark, EVENTS_REJECTED, cfg.lake.events_rejected)
+    reader = spark.readStream.format("kafka")
+    for key, value in kafka_source_options(cfg, opts).items():
+        reader = reader.option(key, value)
+    records = reader.load()
     validated = validate_records(records, max_payload_bytes=cfg.max_payload_bytes,
                                  max_future_skew_s=cfg.max_future_skew_s, retention_days=cfg.retention_days)
     # ingest_time = the micro-batch's timestamp (current_timestamp() in a stream), identical on replay.

@@ -1,8 +1,10 @@
 """Delta table schemas, loaded from ``schemas/delta/*.json`` (their one home).
 
-Gives each table as a Spark ``StructType`` and as a ``pyarrow.Schema`` with the
-same names, types and nullability, because delta-rs commits what pyarrow
-writes and Spark's Arrow batches must match its schema exactly.
+Gives each table as a Spark ``StructType`` (and a ``pyarrow.Schema`` for tools
+that write test data without Spark), and creates the tables with delta-spark
+from that canonical schema, NOT NULL constraints included, before any writer
+touches them: a table created by its first append would take the writer's
+(nullable) schema instead.
 """
 from __future__ import annotations
 
@@ -53,11 +55,15 @@ class TableSchema:
                  "double": pa.float64()}
         return pa.schema([pa.field(c.name, types[c.type], nullable=c.nullable) for c in self.columns])
 
-    def ddl(self) -> str:
-        """Spark DDL string (for DataSource.schema())."""
-        names = {"string": "STRING", "timestamp": "TIMESTAMP", "integer": "INT", "long": "BIGINT",
-                 "boolean": "BOOLEAN", "binary": "BINARY", "date": "DATE", "double": "DOUBLE"}
-        return ", ".join(f"{c.name} {names[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
+
+def ensure_delta_table(spark, name: str, path: str) -> None:
+    """Create the Delta table at ``path`` with the canonical schema unless it exists (idempotent,
+    safe against a concurrent creator: Delta's commit of version 0 is atomic)."""
+    from delta.tables import DeltaTable
+
+    schema = table(name)
+    (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema.spark())
+     .partitionedBy(*schema.partition_by).comment(schema.description).execute())
 
 
 @lru_cache(maxsize=None)

@@ -1,6 +1,6 @@
 """Session-scoped embedded stack for integration tests.
 
-The stack (object store, broker, ClickHouse, Redis) comes up once per test
+The stack (Apache Kafka, ClickHouse, Redis) comes up once per test
 session from the same code path as `tidemark stack up`, and goes down at the
 end unless TIDEMARK_KEEP_STACK=1 (handy when iterating).
 """

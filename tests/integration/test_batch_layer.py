@@ -18,7 +18,7 @@ from tidemark.batch.hours import HOUR
 from tidemark.batch.recompute import QualityGateFailed, finish, recompute
 from tidemark.io.clickhouse import client
 from tidemark.serving.rollups import hour_totals, minute_counts
-from tidemark.tables import table
+from tidemark.tables import ensure_delta_table, table
 
 pytestmark = pytest.mark.integration
 
@@ -71,9 +71,9 @@ def _batch_rows(cfg, hour):
 def _append_raw(spark, cfg, rows):
     """Write raw events straight into the lake (as a late arrival or a corrupt writer would)."""
     schema = table("events_raw")
-    df = spark.createDataFrame(rows, schema.spark())
-    df.write.format("tidemark_delta").mode("append").option("path", cfg.lake.events_raw) \
-        .option("table", "events_raw").save()
+    ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
+    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append") \
+        .partitionBy(*schema.partition_by).save(cfg.lake.events_raw)
 
 
 def _raw_row(event_time, hour, tenant="tenant-inject", user="u-inject", partition_hour=None):

@@ -29,3 +29,24 @@ def test_bad_number_names_the_variable(monkeypatch):
     monkeypatch.setenv("CLICKHOUSE_PORT", "nine")
     with pytest.raises(ValueError, match="CLICKHOUSE_PORT"):
         load()
+
+
+def test_embedded_kafka_settings(monkeypatch, tmp_path):
+    from tidemark.config import PROJECT_ROOT
+
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "TIDEMARK_KAFKA_PORT", "TIDEMARK_KAFKA_CONTROLLER_PORT",
+                "TIDEMARK_KAFKA_HEAP", "TIDEMARK_KAFKA_JARS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = load()
+    assert (cfg.kafka.port, cfg.kafka.controller_port) == (19092, 19093)
+    assert cfg.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert cfg.kafka.heap == "512m"
+    assert cfg.kafka.jars_dir == str(PROJECT_ROOT / "jvm" / "lib" / "kafka")
+    assert not hasattr(cfg, "s3")  # the S3 emulator behind the old stand-in broker is gone
+
+    monkeypatch.setenv("TIDEMARK_KAFKA_PORT", "29092")
+    monkeypatch.setenv("TIDEMARK_KAFKA_CONTROLLER_PORT", "29093")
+    monkeypatch.setenv("TIDEMARK_KAFKA_HEAP", "1g")
+    cfg = load()
+    assert (cfg.kafka.bootstrap_servers, cfg.kafka.controller_port, cfg.kafka.heap) == ("127.0.0.1:29092", 29093, "1g")
+    assert not cfg.kafka.external

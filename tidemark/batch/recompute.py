@@ -1,6 +1,6 @@
 """Recompute one event hour from the lake and (optionally) publish it.
 
-    read events_raw (one hour, one Delta version, partition-pruned)
+    read events_raw (one hour, pinned Delta version via delta-spark's versionAsOf, partition-pruned)
     -> dedup by event_id over the whole hour (late arrivals included)
     -> raw quality gate (GE): 'drop' rules filter rows, 'fail' rules block publishing
     -> minute rollups (the stream's own transform)
@@ -76,14 +76,20 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     from pyspark.sql import functions as F
 
     from tidemark import quality
-    from tidemark.io.delta import plan_files
+    from tidemark.batch import lake
     from tidemark.transforms.dedup import drop_duplicate_events
     from tidemark.transforms.rollups import minute_rollups
 
     run_id = run_id or uuid.uuid4().hex[:12]
     timer = _Timer()
-    delta_version, files = plan_files(cfg.lake.events_raw, event_hour=label(hour))
-    version = publish.publish_version(hour, (f.path for f in files))
+    # One snapshot for the whole run: the stream may commit while we work.
+    delta_version = lake.snapshot_version(spark, cfg.lake.events_raw)
+    raw = files = None
+    if delta_version is not None:
+        raw = lake.hour_events(spark, cfg.lake.events_raw, hour, delta_version)
+        files = lake.relative_files(raw, cfg.lake.events_raw)
+    delta_version = -1 if delta_version is None else delta_version
+    version = publish.publish_version(hour, files or [])
     summary = RunSummary(hour=hour.isoformat(), version=version, delta_version=delta_version, run_id=run_id)
     current = registry.current(cfg, [hour]).get(hour)
     if current is not None and current.version == version and not force:
@@ -99,15 +105,13 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         return summary
     timer.lap("plan")
 
-    if not files and not force:
+    if not files and (not force or raw is None):
         # An hour with no raw events is never published: publishing nothing would hide
         # whatever the stream shows for it.
         summary.status = "empty"
         summary.reason = "no raw events in the lake for this hour"
         log.warning("hour has no raw events; nothing to publish", extra={"hour": label(hour)})
         return summary
-    raw = (spark.read.format("tidemark_delta").option("path", cfg.lake.events_raw)
-           .option("version", str(delta_version)).option("eventHour", label(hour)).load())
     deduped = drop_duplicate_events(raw).persist()
     try:
         summary.raw_rows = raw.count()

@@ -12,6 +12,12 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
+try:  # the generator's producer (produce.py); topic admin stays on kafka-python
+    from confluent_kafka import KafkaException
+except ImportError:  # pragma: no cover - only --output works without it
+    class KafkaException(Exception):  # type: ignore[no-redef]
+        pass
+
 from tidemark.config import settings
 from tidemark.generator.produce import DeliveryError, GenerateOptions, run
 from tidemark.io.kafka_admin import TopicPartitionsError
@@ -72,6 +78,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _ms_as_seconds(text: str) -> float:
+    return _positive_int(text) / 1000.0
+
+
 def _rate(text: str) -> float:
     try:
         value = float(text)
@@ -117,6 +127,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape.add_argument("--malformed-fraction", type=_fraction, default=0.01,
                        help="fraction of records that break the contract (default 0.01)")
 
+    edge = parser.add_argument_group(
+        "edge cases", "All off by default; with the defaults the traffic is the same as without them.")
+    ontime = edge.add_mutually_exclusive_group()
+    ontime.add_argument("--ontime-max-lateness", type=parse_duration, default=5.0, metavar="DUR",
+                        help="on-time events arrive up to this long after their event time (default 5s; "
+                             "at most 10m, the pipeline's allowed lateness), so with e.g. 10m some "
+                             "on-time events sent just after an hour boundary belong to the previous hour")
+    ontime.add_argument("--ontime-max-lateness-ms", dest="ontime_max_lateness", type=_ms_as_seconds,
+                        metavar="MS", help="the same in milliseconds")
+    edge.add_argument("--ontime-lag-fraction", type=_fraction, default=1.0, metavar="F",
+                      help="share of on-time events whose lateness is drawn up to --ontime-max-lateness; "
+                           "the rest keep 0-5 s (default 1.0)")
+    edge.add_argument("--hour-boundary-fraction", type=_fraction, default=0.0, metavar="F",
+                      help="share of valid events whose event time is put exactly on xx:59:59.999 or "
+                           "xx:00:00.000, when their lateness window holds one (default 0)")
+    edge.add_argument("--poison-fraction", type=_fraction, default=0.0, metavar="F",
+                      help="share of records that are deeply nested JSON (json.loads raises "
+                           "RecursionError); manifest: poison.count, expected reason poison.expected_reason "
+                           "(default 0)")
+    edge.add_argument("--poison-depth", type=_positive_int, default=5000, metavar="N",
+                      help="nesting depth of poison records (default 5000)")
+
     out = parser.add_argument_group("destination")
     out.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default from settings)")
     out.add_argument("--topic", help="topic (default from settings)")
@@ -141,6 +173,11 @@ def options_from_args(args: argparse.Namespace) -> GenerateOptions:
         max_lateness_ms=int(round(args.max_lateness * 1000)),
         duplicate_fraction=args.duplicate_fraction,
         malformed_fraction=args.malformed_fraction,
+        ontime_max_lateness_ms=int(round(args.ontime_max_lateness * 1000)),
+        ontime_lag_fraction=args.ontime_lag_fraction,
+        hour_boundary_fraction=args.hour_boundary_fraction,
+        poison_fraction=args.poison_fraction,
+        poison_depth=args.poison_depth,
         manifest=args.manifest,
         topic=args.topic,
         bootstrap=args.bootstrap,
@@ -166,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
     except (DeliveryError, TopicPartitionsError) as exc:
         log.error("%s", exc)
         return 1
-    except KafkaError as exc:
+    except (KafkaError, KafkaException) as exc:
         log.error("Kafka error: %r (is a broker running at %s? `tidemark stack up` starts the embedded one)",
                   exc, options.bootstrap or settings().kafka.bootstrap_servers)
         return 1
@@ -182,6 +219,7 @@ def main(args: argparse.Namespace) -> int:
         "late_events": manifest["late_events"],
         "duplicates_sent": manifest["duplicates_sent"],
         "malformed": sum(manifest["malformed"].values()),
+        "poison": manifest["poison"]["count"],
         "start_time": manifest["start_time"],
         "end_time": manifest["end_time"],
         "seconds": round(elapsed, 3),

@@ -1,4 +1,20 @@
-"""Send generated traffic to Kafka (or a JSONL file) and write the manifest once all of it is acked."""
+"""Send generated traffic to Kafka (or a JSONL file) and write the manifest once all of it is acked.
+
+The Kafka producer here is confluent-kafka (librdkafka), not kafka-python like the rest of the
+project: kafka-python spends ~60-70 us of Python CPU per record (record building, CRC32C, batching
+and the sender thread all run in the interpreter), which capped the generator at ~15-30 k ev/s on
+one core. librdkafka does all of that in C threads, leaving ~1 us of Python per ``produce()``, so the
+generator is bound by generating the traffic itself (see bench/generator_throughput.py). Only the
+generator uses confluent-kafka; topic creation (tidemark.io.kafka_admin) and every consumer keep
+kafka-python.
+
+Placement is unchanged: each record is produced to the explicit partition the traffic model
+computed (murmur2 of the user key, exactly what kafka-python's DefaultPartitioner and the Java
+client pick; cross-partition duplicates go to the next partition). The producer's own partitioner
+is set to ``murmur2_random`` (the Java/kafka-python-compatible one, not librdkafka's default
+``consistent_random``/CRC32) so that any record produced without an explicit partition would land
+on the same partition as well.
+"""
 from __future__ import annotations
 
 import base64
@@ -16,7 +32,8 @@ from tqdm import tqdm
 from tidemark.config import settings
 from tidemark.generator.manifest import Manifest, iso_ms, write_manifest
 from tidemark.generator.traffic import (
-    DEFAULT_RATE, HOUR_MS, MINUTE_MS, TrafficGenerator, TrafficOptions,
+    DEFAULT_POISON_DEPTH, DEFAULT_RATE, HOUR_MS, MAX_ON_TIME_JITTER_MS, MINUTE_MS, TrafficGenerator,
+    TrafficOptions,
 )
 
 log = logging.getLogger(__name__)
@@ -24,6 +41,34 @@ log = logging.getLogger(__name__)
 # A start time this close to now counts as "now" for the realtime default.
 REALTIME_START_TOLERANCE_S = 60.0
 PROGRESS_EVERY = 2048
+RATE_LOG_EVERY_S = 10.0  # periodic progress log line (besides the tqdm bar)
+
+# librdkafka settings for the generator's producer; GenerateOptions.producer_overrides overrides them
+# (librdkafka names, e.g. {"compression.type": "none"}).
+PRODUCER_CONFIG: dict[str, Any] = {
+    # Idempotence implies acks=all, retries and max.in.flight <= 5: a retried batch is never
+    # written twice, which exact reconciliation against the manifest needs.
+    "enable.idempotence": True,
+    "acks": "all",
+    "compression.type": "lz4",
+    # Big batches and a little linger: fewer, larger requests (batch.size is per partition).
+    "linger.ms": 50,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 100_000,
+    "message.max.bytes": 4 << 20,
+    # The local queue the Python thread fills; produce() raises BufferError when it is full and the
+    # send loop then serves delivery reports until there is room.
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 512 * 1024,
+    "message.timeout.ms": 120_000,  # delivery timeout: after it a record is reported failed
+    "request.timeout.ms": 30_000,
+    # Same placement as kafka-python / Java for keyed records (librdkafka's default is CRC32-based).
+    "partitioner": "murmur2_random",
+    # Successful deliveries need no Python callback: a failure is reported through on_delivery,
+    # and every record not reported failed and not left in the queue after flush() was acked.
+    "delivery.report.only.error": True,
+    "client.id": "tidemark-generator",
+}
 
 
 class DeliveryError(RuntimeError):
@@ -43,6 +88,12 @@ class GenerateOptions:
     max_lateness_ms: int = 2 * HOUR_MS
     duplicate_fraction: float = 0.01
     malformed_fraction: float = 0.01
+    # Edge cases (see TrafficOptions); the defaults reproduce the traffic of earlier versions.
+    ontime_max_lateness_ms: int = MAX_ON_TIME_JITTER_MS
+    ontime_lag_fraction: float = 1.0
+    hour_boundary_fraction: float = 0.0
+    poison_fraction: float = 0.0
+    poison_depth: int = DEFAULT_POISON_DEPTH
     manifest: Path | None = None
     topic: str | None = None
     bootstrap: str | None = None
@@ -50,7 +101,11 @@ class GenerateOptions:
     output: Path | None = None  # JSONL instead of Kafka
     partitions: int | None = None  # topic partitions to create / assume in --output mode
     progress: bool = True
+    # librdkafka settings over PRODUCER_CONFIG, e.g. {"compression.type": "none"}
     producer_overrides: dict[str, Any] = field(default_factory=dict)
+    # Filled by run() when given: send_seconds (last record handed to the producer), ack_seconds
+    # (all acked), records. Not part of the manifest.
+    timings: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +152,11 @@ def resolve(options: GenerateOptions, partitions: int) -> Plan:
         max_lateness_ms=options.max_lateness_ms,
         duplicate_fraction=options.duplicate_fraction,
         malformed_fraction=options.malformed_fraction,
+        ontime_max_lateness_ms=options.ontime_max_lateness_ms,
+        ontime_lag_fraction=options.ontime_lag_fraction,
+        hour_boundary_fraction=options.hour_boundary_fraction,
+        poison_fraction=options.poison_fraction,
+        poison_depth=options.poison_depth,
         partitions=partitions,
         retention_days=cfg.retention_days,
         max_future_skew_s=cfg.max_future_skew_s,
@@ -107,38 +167,57 @@ def resolve(options: GenerateOptions, partitions: int) -> Plan:
 
 
 class _Acks:
-    """Cheap delivery accounting: one bound-method call per record from the sender thread."""
+    """Delivery accounting, fed by librdkafka delivery reports (served from poll()/flush()).
 
-    __slots__ = ("ok", "failed", "first_error")
+    With ``delivery.report.only.error`` (the default) only failures call back, and a record counts
+    as acked when it left the producer queue without a failure report (checked after flush()).
+    Without it every success calls back too and is counted in ``ok``.
+    """
+
+    __slots__ = ("ok", "failed", "first_error", "fatal")
 
     def __init__(self) -> None:
         self.ok = 0
         self.failed = 0
-        self.first_error: BaseException | None = None
+        self.first_error: Any = None
+        self.fatal: Any = None
 
-    def success(self, _metadata) -> None:
-        self.ok += 1
-
-    def failure(self, exc: BaseException) -> None:
+    def on_delivery(self, err, _msg) -> None:
+        if err is None:
+            self.ok += 1
+            return
         self.failed += 1
         if self.first_error is None:
-            self.first_error = exc
+            self.first_error = err
+
+    def on_error(self, err) -> None:
+        """Client-level errors (broker down, fatal idempotence errors); delivery failures come per record."""
+        if err.fatal():
+            if self.fatal is None:
+                self.fatal = err
+            log.error("fatal producer error: %s", err)
+        else:
+            log.warning("producer: %s", err)
 
 
 class _Pacer:
     """Sleeps so record timestamps track the wall clock (realtime mode)."""
 
-    def __init__(self, start_ms: int, rate: float):
+    def __init__(self, start_ms: int, rate: float, sleep=time.sleep):
         self.start_ms = start_ms
         self.wall0 = time.monotonic()
         self.every = max(1, int(rate / 200))  # check about every 5 ms of traffic
+        # The Kafka path sleeps in producer.poll(), which serves delivery reports and client errors
+        # while it waits and may return early: hence the loop.
+        self.sleep = sleep
 
     def wait(self, index: int, timestamp_ms: int) -> None:
         if index % self.every:
             return
         ahead = (timestamp_ms - self.start_ms) / 1000 - (time.monotonic() - self.wall0)
-        if ahead > 0:
-            time.sleep(ahead)
+        while ahead > 0:
+            self.sleep(ahead)
+            ahead = (timestamp_ms - self.start_ms) / 1000 - (time.monotonic() - self.wall0)
 
     def lag_s(self, timestamp_ms: int) -> float:
         return (time.monotonic() - self.wall0) - (timestamp_ms - self.start_ms) / 1000
@@ -165,6 +244,9 @@ def _manifest_doc(plan: Plan, manifest: Manifest, messages_sent: int, last_ts: i
             "max_lateness_ms": t.max_lateness_ms, "duplicate_fraction": t.duplicate_fraction,
             "malformed_fraction": t.malformed_fraction, "retention_days": t.retention_days,
             "max_future_skew_s": t.max_future_skew_s, "max_payload_bytes": t.max_payload_bytes,
+            "ontime_max_lateness_ms": t.ontime_max_lateness_ms, "ontime_lag_fraction": t.ontime_lag_fraction,
+            "hour_boundary_fraction": t.hour_boundary_fraction, "poison_fraction": t.poison_fraction,
+            "poison_depth": t.poison_depth,
         },
     )
 
@@ -189,47 +271,97 @@ def _send_to_file(plan: Plan, generator: TrafficGenerator, path: Path, progress:
     return sent, last_ts
 
 
-def _send_to_kafka(plan: Plan, generator: TrafficGenerator, kafka_producer, progress: bool) -> tuple[int, int | None]:
-    acks = _Acks()
-    on_ok, on_fail = acks.success, acks.failure
-    send = kafka_producer.send
+def _send_to_kafka(plan: Plan, generator: TrafficGenerator, kafka_producer, acks: _Acks, progress: bool,
+                   *, only_errors: bool = True, flush_timeout_s: float = 180.0,
+                   timings: dict[str, float] | None = None) -> tuple[int, int | None]:
+    """Produce every record and wait for all delivery reports; DeliveryError unless all were acked."""
+    produce = kafka_producer.produce
+    poll = kafka_producer.poll
     topic = plan.topic
+    count = plan.traffic.count
     sent, last_ts = 0, None
-    pacer = _Pacer(plan.traffic.start_ms, plan.traffic.rate) if plan.realtime else None
-    with _progress(plan.traffic.count, progress, f"generate -> {topic}") as bar:
+    pacer = _Pacer(plan.traffic.start_ms, plan.traffic.rate, sleep=poll) if plan.realtime else None
+    t0 = time.monotonic()
+    next_log = t0 + RATE_LOG_EVERY_S
+    with _progress(count, progress, f"generate -> {topic}") as bar:
         try:
             for rec in generator.records():
                 if pacer is not None:
                     pacer.wait(sent, rec.timestamp_ms)
-                # The partition is what kafka-python's DefaultPartitioner would pick for the
-                # key (precomputed per user), or the explicit one for cross-partition duplicates.
-                send(topic, rec.value, rec.key, None, rec.partition, rec.timestamp_ms) \
-                    .add_callback(on_ok).add_errback(on_fail)
+                # Explicit partition (murmur2 placement of the user key, precomputed per user, or the
+                # other partition of a cross-partition duplicate); the simulated send time is the
+                # record's CreateTime.
+                try:
+                    produce(topic, rec.value, rec.key, rec.partition, timestamp=rec.timestamp_ms)
+                except BufferError:  # local queue full: let librdkafka drain it, then retry
+                    while True:
+                        poll(0.05)
+                        try:
+                            produce(topic, rec.value, rec.key, rec.partition, timestamp=rec.timestamp_ms)
+                            break
+                        except BufferError:
+                            continue
                 sent += 1
-                last_ts = rec.timestamp_ms
                 if not sent % PROGRESS_EVERY:
+                    poll(0)  # serve delivery reports, client errors and librdkafka logs
+                    if acks.fatal is not None:
+                        raise DeliveryError(f"fatal producer error after {sent} records: {acks.fatal}; "
+                                            "manifest not written")
                     bar.update(PROGRESS_EVERY)
-        finally:
-            kafka_producer.flush()
+                    now = time.monotonic()
+                    if now >= next_log:
+                        next_log = now + RATE_LOG_EVERY_S
+                        log.info("sent %d/%d records (%.0f/s), %d awaiting ack, %d failed",
+                                 sent, count, sent / (now - t0), len(kafka_producer), acks.failed)
+            if sent:
+                last_ts = rec.timestamp_ms
+        except BaseException:
+            # Interrupted or failed: drop what is still queued locally and wait briefly for what is
+            # in flight, so the process can exit; no manifest is written either way.
+            kafka_producer.purge(in_queue=True, in_flight=False)
+            kafka_producer.flush(5)
+            raise
+        send_s = time.monotonic() - t0
+        unresolved = kafka_producer.flush(flush_timeout_s)
         bar.update(sent % PROGRESS_EVERY)
     if pacer is not None and last_ts is not None:
         lag = pacer.lag_s(last_ts)
         if lag > 1.0:
             log.warning("realtime pacing fell %.1f s behind the simulated clock", lag)
-    if acks.failed or acks.ok != sent:
+    acked = sent - acks.failed - unresolved if only_errors else acks.ok
+    if acks.fatal is not None or acks.failed or unresolved or acked != sent:
         raise DeliveryError(
-            f"{acks.failed} of {sent} records failed, {sent - acks.ok - acks.failed} unresolved; "
-            f"first error: {acks.first_error!r}; manifest not written"
+            f"{acks.failed} of {sent} records failed, {unresolved} unresolved, {acked} acked; "
+            f"first error: {acks.first_error or acks.fatal}; manifest not written"
         )
+    elapsed = time.monotonic() - t0
+    if timings is not None:
+        timings.update(send_seconds=send_s, ack_seconds=elapsed, records=sent)
+    log.info("all %d records acked in %.1f s (%.0f/s)", sent, elapsed, sent / elapsed if elapsed else 0.0)
     return sent, last_ts
 
 
-def _crc32c_accelerated() -> bool:
-    try:
-        from kafka.record import util
-    except ImportError:  # pragma: no cover
-        return False
-    return getattr(util, "crc32c_c", None) is not None
+def _make_producer(bootstrap: str, acks: _Acks, overrides: dict[str, Any]):
+    """(confluent_kafka.Producer, whether only failures are reported)."""
+    from confluent_kafka import Producer
+
+    config = {**PRODUCER_CONFIG, **overrides, "bootstrap.servers": bootstrap,
+              "on_delivery": acks.on_delivery, "error_cb": acks.on_error,
+              "logger": logging.getLogger("tidemark.generator.librdkafka")}
+    return Producer(config), bool(config.get("delivery.report.only.error"))
+
+
+def _partition_count(kafka_producer, topic: str, timeout_s: float = 30.0) -> int:
+    """Partitions of ``topic`` in the producer's metadata (waits for a just-created topic)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        meta = kafka_producer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is not None and meta.error is None and meta.partitions:
+            return len(meta.partitions)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no partition metadata for topic {topic!r}: "
+                               f"{meta.error if meta is not None else 'absent'}")
+        time.sleep(0.2)
 
 
 def run(options: GenerateOptions) -> dict[str, Any]:
@@ -242,20 +374,16 @@ def run(options: GenerateOptions) -> dict[str, Any]:
     else:
         from kafka.errors import KafkaConnectionError
 
-        from tidemark.io.kafka_admin import broker_reachable, ensure_topic, producer
+        from tidemark.io.kafka_admin import broker_reachable, ensure_topic
 
         bootstrap = options.bootstrap or cfg.kafka.bootstrap_servers
         if not broker_reachable(bootstrap):
             raise KafkaConnectionError(f"no broker answers at {bootstrap}")
         topic = options.topic or cfg.kafka.topic
         ensure_topic(bootstrap, topic, options.partitions or cfg.kafka.partitions)
-        kafka_producer = producer(bootstrap, **options.producer_overrides)
-        if not _crc32c_accelerated():
-            log.info("kafka-python is using its pure-Python CRC32C: install the 'crc32c' package "
-                     "for about 1.5x producer throughput")
-        partitions = len(kafka_producer.partitions_for(topic) or ())
-        if not partitions:
-            raise RuntimeError(f"no partition metadata for topic {topic!r}")
+        acks = _Acks()
+        kafka_producer, only_errors = _make_producer(bootstrap, acks, options.producer_overrides)
+        partitions = _partition_count(kafka_producer, topic)
 
     plan = resolve(options, partitions)
     generator = TrafficGenerator(plan.traffic)
@@ -266,10 +394,12 @@ def run(options: GenerateOptions) -> dict[str, Any]:
         if kafka_producer is None:
             sent, last_ts = _send_to_file(plan, generator, options.output, options.progress)
         else:
-            sent, last_ts = _send_to_kafka(plan, generator, kafka_producer, options.progress)
+            sent, last_ts = _send_to_kafka(plan, generator, kafka_producer, acks, options.progress,
+                                           only_errors=only_errors, timings=options.timings)
     finally:
-        if kafka_producer is not None:
-            kafka_producer.close(timeout=10)
+        # Everything was flushed (or purged on failure): dropping the last reference destroys the
+        # librdkafka handle without close()'s unbounded flush.
+        kafka_producer = None
 
     doc = _manifest_doc(plan, generator.manifest, sent, last_ts, partitions)
     if options.manifest is not None:

@@ -1,9 +1,10 @@
-"""Kafka plumbing shared by the generator and the jobs: topic creation and a producer factory.
+"""Kafka plumbing shared by the stack, the generator and the jobs: a health probe, topic
+creation and a producer factory.
 
-Works against the embedded tansu broker and a real Kafka alike. tansu does not
-implement CreatePartitions, so a topic that exists with too few partitions is
-an error the operator must resolve (recreate the topic), never something we
-try to "fix" in place.
+Works against the embedded Apache Kafka (one KRaft node) and an external cluster alike.
+A topic that exists with too few partitions is an error the operator must resolve, never
+something we "fix" in place: adding partitions would move keys to other partitions (and
+so break per-key order) behind the running stream's back.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
@@ -58,45 +59,80 @@ def broker_reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
     return False
 
 
-def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
-    """Partitions of ``topic``, or None if it does not exist."""
+def cluster_brokers(bootstrap: str, timeout_s: float = 3.0) -> list[dict]:
+    """The brokers a metadata request returns (``[]`` if none answers within about ``timeout_s``).
+
+    The stack's health check for Kafka: an open port is not enough, the broker must answer.
+    """
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tidemark-health",
+                                 bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms,
+                                 reconnect_backoff_max_ms=500)
+    except (KafkaError, OSError, ValueError):
+        return []
+    try:
+        return list(admin.describe_cluster().get("brokers") or [])
+    except (KafkaError, OSError):
+        return []
+    finally:
+        admin.close()
+
+
+def _partitions(admin: KafkaAdminClient, topic: str) -> list[dict] | None:
+    """Partition metadata of ``topic``, or None if it does not exist."""
     (desc,) = admin.describe_topics([topic])
     code = desc.get("error_code", 0)
     if code == UNKNOWN_TOPIC_OR_PARTITION:
         return None
     if code:
         raise KafkaError(f"describe_topics({topic!r}) failed with error code {code}")
-    return len(desc["partitions"])
+    return desc["partitions"]
+
+
+def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
+    """Partitions of ``topic``, or None if it does not exist."""
+    parts = _partitions(admin, topic)
+    return None if parts is None else len(parts)
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: float = 30.0) -> int:
     """Create ``topic`` with ``partitions`` partitions unless it exists; return its partition count.
 
-    Idempotent and safe against a concurrent creator. An existing topic with
-    more partitions is accepted; one with fewer raises TopicPartitionsError
-    (tansu cannot add partitions).
+    Idempotent and safe against a concurrent creator. A new topic is returned only once
+    every partition has a leader, so producing to it right away works. The replication
+    factor is the cluster's default (1 on the embedded broker). An existing topic with
+    more partitions is accepted; one with fewer raises TopicPartitionsError.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tidemark-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tidemark-admin",
+                             bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
         existing = _partition_count(admin, topic)
         if existing is None:
             try:
-                admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+                admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": -1}},
+                                    timeout_ms=int(timeout_s * 1000))
                 log.info("created topic %s with %d partitions", topic, partitions)
             except TopicAlreadyExistsError:
                 log.info("topic %s was created concurrently", topic)
             deadline = time.monotonic() + timeout_s
-            while (existing := _partition_count(admin, topic)) is None:
+            while True:
+                parts = _partitions(admin, topic)
+                if parts is not None and all(p.get("leader_id", -1) >= 0 for p in parts):
+                    existing = len(parts)
+                    break
                 if time.monotonic() > deadline:
-                    raise KafkaError(f"topic {topic!r} not visible {timeout_s:.0f}s after creation")
+                    raise KafkaError(f"topic {topic!r} has no leader for every partition {timeout_s:.0f}s "
+                                     "after creation")
                 time.sleep(0.1)
         if existing < partitions:
             raise TopicPartitionsError(
                 f"topic {topic!r} exists with {existing} partitions but {partitions} are required; "
-                "the broker cannot add partitions (tansu has no CreatePartitions): delete and "
-                f"recreate the topic, or run with TIDEMARK_TOPIC_PARTITIONS={existing}"
+                "Tidemark does not add partitions in place (that would move keys between partitions "
+                "under the running stream): delete and recreate the topic, add them deliberately "
+                f"(kafka-topics --alter), or run with TIDEMARK_TOPIC_PARTITIONS={existing}"
             )
         if existing > partitions:
             log.info("topic %s has %d partitions (>= %d required)", topic, existing, partitions)

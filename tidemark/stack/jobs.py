@@ -15,6 +15,8 @@ JOBS_DIR = PROJECT_ROOT / "jobs"
 
 
 def spark_submit_argv(cfg: Settings, script: str, args: list[str]) -> list[str]:
+    from tidemark.spark import submit_args
+
     submit = Path(sys.executable).parent / "spark-submit"
     return [
         str(submit if submit.exists() else "spark-submit"),
@@ -22,19 +24,23 @@ def spark_submit_argv(cfg: Settings, script: str, args: list[str]) -> list[str]:
         "--driver-memory", cfg.spark.driver_memory,
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        *submit_args(cfg),  # the Kafka/Delta jars and the Delta extension (tidemark.spark.engine_conf)
         str(JOBS_DIR / script),
         *args,
     ]
 
 
 def stream_process(cfg: Settings) -> ManagedProcess:
+    # family: Spark's Python workers (pyspark.daemon) outlive a killed driver JVM; `stop` finds them.
     return ManagedProcess(name="stream", pid_file=cfg.run_dir / "stream.pid",
-                          log_file=cfg.log_dir / "stream.log", signature="stream_events.py")
+                          log_file=cfg.log_dir / "stream.log", signature="stream_events.py",
+                          family=("stream_events.py", "pyspark"))
 
 
 def job_env() -> dict[str, str]:
-    return {"SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    from tidemark.spark import python_env
+
+    return python_env()
 
 
 def start_stream(cfg: Settings, args: list[str], detach: bool) -> int:
@@ -48,6 +54,11 @@ def start_stream(cfg: Settings, args: list[str], detach: bool) -> int:
     return subprocess.call(argv, env={**os.environ, **job_env()})
 
 
+# SIGTERM lets the driver stop the query between batches (a batch takes a few seconds, the first one
+# after a start 10-25 s); after this grace the whole job (JVM and its Python workers, which outlive a
+# killed JVM) gets SIGKILL. `ManagedProcess.stop` logs each step.
+STREAM_STOP_GRACE_S = 60.0
+
+
 def stop_stream(cfg: Settings) -> bool:
-    # SIGTERM lets the driver stop the query between batches; killpg reaps the JVM and its Python workers.
-    return stream_process(cfg).stop(signal.SIGTERM, timeout=60)
+    return stream_process(cfg).stop(signal.SIGTERM, timeout=STREAM_STOP_GRACE_S)

@@ -4,6 +4,14 @@ Each service runs in its own session (process group), so ``stop`` can signal
 the whole group and leave no orphan behind. A PID file is trusted only while
 the PID is alive *and* its command line still names the expected binary, so a
 recycled PID is never killed.
+
+Stopping is a bounded, logged escalation (`ManagedProcess.stop`): a gentle
+signal to the process group, a grace period, then harsher signals to every
+process that belongs to the service, ending with SIGKILL. "Belongs" means: in
+the leader's process group, in its session, or a descendant of any process
+already seen (so a child that moved to a group of its own, or was re-parented
+to init when its parent died, is still found). Every step is logged (logger
+``tidemark.stack.process``) and appended to the service's own log file.
 """
 from __future__ import annotations
 
@@ -13,10 +21,15 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 log = logging.getLogger(__name__)
+
+# What SIGKILL leaves to wait for (a process in uninterruptible I/O exits when the I/O returns).
+KILL_WAIT_S = 5.0
+_POLL_S = 0.1
 
 
 class StackError(RuntimeError):
@@ -33,7 +46,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
 
@@ -53,17 +66,181 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    start: int  # clock ticks after boot: (pid, start) identifies a process even if the PID is reused
+    state: str
+
+
+def process_table() -> dict[int, ProcInfo]:
+    """Every live (non-zombie) process, from one pass over /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] in ("Z", "X"):
+            continue
+        pid = int(entry.name)
+        table[pid] = ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]), fields[0])
+    return table
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs still alive in a process group (used by tests to prove no orphans)."""
+    return sorted(p.pid for p in process_table().values() if p.pgid == pgid)
+
+
+def session_members(sid: int) -> list[int]:
+    """PIDs still alive in a session (a service's leader starts one; children may leave its group, rarely its session)."""
+    return sorted(p.pid for p in process_table().values() if p.sid == sid)
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+@dataclass
+class StopReport:
+    """What `ManagedProcess.stop` did: the signals sent, in order, and how it ended."""
+    name: str
+    pid: int
+    signals: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    ended_by: str = ""          # the signal after which nothing was left ("" if something survived)
+    survivors: list[int] = field(default_factory=list)
+
+    @property
+    def escalated(self) -> bool:
+        return len(self.signals) > 1
+
+
+class _Tracker:
+    """The set of processes that belong to one service, grown as they fork, identified by (pid, start)."""
+
+    def __init__(self, leader: int):
+        self.leader = leader
+        self.pgid = leader  # start_new_session=True: the leader's PID is its group and session id
+        self.known: dict[int, int] = {}  # pid -> start ticks
+
+    def refresh(self) -> dict[int, ProcInfo]:
+        """Add group/session members and descendants of known processes; return the live known ones."""
+        table = process_table()
+        changed = True
+        while changed:
+            changed = False
+            for p in table.values():
+                if p.pid in self.known:
+                    continue
+                parent = table.get(p.ppid)
+                child_of_known = parent is not None and self.known.get(p.ppid) == parent.start
+                if p.pgid == self.pgid or p.sid == self.pgid or child_of_known:
+                    self.known[p.pid] = p.start
+                    changed = True
+        return {pid: table[pid] for pid, start in self.known.items()
+                if pid in table and table[pid].start == start}
+
+    def signal(self, sig: int, *, group_only: bool) -> None:
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if group_only:
+            return
+        for pid, info in self.refresh().items():
+            if info.pgid != self.pgid:
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def wait(self, seconds: float) -> dict[int, ProcInfo]:
+        """Wait until every known process is gone or ``seconds`` pass; return what is left."""
+        deadline = time.monotonic() + seconds
+        while True:
+            _reap(self.leader)
+            left = self.refresh()
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(_POLL_S)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if ``pid`` is our own child (tests start services in-process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _describe(procs: dict, limit: int = 8) -> str:
+    parts = [f"{pid} ({(_cmdline(pid) or '?')[:60]})" for pid in sorted(procs)[:limit]]
+    more = len(procs) - limit
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+# Signals a service must see with their default action, whatever its launcher ignored. A
+# non-interactive shell starts background jobs (`cmd &`) with SIGINT and SIGQUIT ignored, and an
+# ignored disposition survives exec: `airflow standalone` launched that way (a script, CI, pytest in
+# the background) never turns SIGINT into KeyboardInterrupt. Its children install their own handlers
+# and exit, but the supervisor itself sleeps on until SIGKILL, which made `stop` take its full timeout.
+_RESET_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
+                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+
+
+def _default_signals() -> None:
+    """Runs in the child between fork and exec (subprocess's preexec_fn)."""
+    for sig in _RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @dataclass
 class ManagedProcess:
     name: str
     pid_file: Path
     log_file: Path
     signature: str  # substring expected in the process's command line
+    # Substrings that mark the service's other processes (children), so `stop` can find and stop them
+    # even after the leader died; () means just `signature`.
+    family: tuple[str, ...] = ()
+    last_stop: StopReport | None = None
+
+    def _recorded_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def orphans(self) -> list[int]:
+        """Live processes of the service whose leader is gone (e.g. it crashed or was SIGKILLed).
+
+        They are the members of the leader's session or process group. Linux does not reuse a PID
+        while a session or group of that id has members, so these are ours as long as the PID itself is
+        not alive as something else; the command-line check guards against the case where none of ours
+        is left and the id was reused.
+        """
+        pid = self._recorded_pid()
+        if pid is None or _alive(pid):  # alive: either ours (then not an orphan case) or a reused PID
+            return []
+        members = [p.pid for p in process_table().values() if p.sid == pid or p.pgid == pid]
+        marks = self.family or (self.signature,)
+        if not any(mark in _cmdline(m) for m in members for mark in marks):
+            return []
+        return sorted(members)
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+        pid = self._recorded_pid()
+        if pid is None:
             return None
         if _alive(pid) and self.signature in _cmdline(pid):
             return pid
@@ -82,6 +259,7 @@ class ManagedProcess:
                 cwd=str(cwd) if cwd else None,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=_default_signals,
             )
         self.pid_file.write_text(str(proc.pid))
         log.info("started", extra={"service": self.name, "pid": proc.pid})
@@ -89,10 +267,10 @@ class ManagedProcess:
 
     def exited_early(self) -> bool:
         """True if the PID we recorded is gone (the process died during startup)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+        pid = self._recorded_pid()
+        if pid is None:
             return True
+        _reap(pid)
         return not _alive(pid)
 
     def log_tail(self, lines: int = 15) -> str:
@@ -101,46 +279,64 @@ class ManagedProcess:
         except OSError:
             return ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> bool:
-        """Signal the process group, wait, then SIGKILL what is left. True if it was running."""
+    def _note(self, level: int, msg: str, **fields) -> None:
+        log.log(level, msg, extra={"service": self.name, **fields})
+        try:
+            with open(self.log_file, "a") as out:
+                out.write(f"[tidemark {time.strftime('%Y-%m-%dT%H:%M:%S')}] stop: {msg}\n")
+        except OSError:
+            pass
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0,
+             escalate: Sequence[tuple[int, float]] = ()) -> bool:
+        """Stop the service; True if it was running. Always returns with nothing of it left alive
+        (or logs an error naming what survived SIGKILL).
+
+        ``sig`` goes to the process group, which then has ``timeout`` seconds to exit. Each
+        ``(signal, seconds)`` in ``escalate`` then goes to whatever is left (the group and every
+        process that belongs to the service, see the module doc), and finally SIGKILL. The worst
+        case is bounded by ``timeout + sum(seconds) + KILL_WAIT_S``. `last_stop` records the steps.
+        """
         pid = self.pid()
         if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        pgid = os.getpgid(pid)
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _group_alive(pgid):
-            time.sleep(0.1)
-        if _group_alive(pgid):
-            log.warning("did not stop in time; killing", extra={"service": self.name, "pid": pid})
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            while _group_alive(pgid):
-                time.sleep(0.05)
+            orphans = self.orphans()
+            if not orphans:
+                self.pid_file.unlink(missing_ok=True)
+                return False
+            pid = self._recorded_pid()
+            self._note(logging.WARNING, f"leader {pid} is gone but {len(orphans)} of its processes are alive: "
+                                        f"{_describe({o: None for o in orphans})}", pid=pid, orphans=orphans)
+        started = time.monotonic()
+        tracker = _Tracker(pid)
+        tracker.refresh()
+        report = StopReport(self.name, pid)
+        self.last_stop = report
+        steps = [(sig, timeout, True), *((s, t, False) for s, t in escalate), (signal.SIGKILL, KILL_WAIT_S, False)]
+        left: dict[int, ProcInfo] = {}
+        for number, (step_sig, wait_s, group_only) in enumerate(steps):
+            name = _signame(step_sig)
+            if number == 0:
+                self._note(logging.INFO, f"{name} to process group {pid} ({len(tracker.known)} processes); "
+                                         f"waiting up to {wait_s:.0f}s", pid=pid, signal=name)
+            else:
+                self._note(logging.WARNING,
+                           f"{len(left)} processes still alive {time.monotonic() - started:.1f}s after "
+                           f"{report.signals[-1]}: {_describe(left)}; sending {name}"
+                           + ("" if step_sig == signal.SIGKILL else f", waiting up to {wait_s:.0f}s"),
+                           pid=pid, signal=name, survivors=sorted(left))
+            tracker.signal(step_sig, group_only=group_only)
+            report.signals.append(name)
+            left = tracker.wait(wait_s)
+            if not left:
+                report.ended_by = name
+                break
+        report.seconds = time.monotonic() - started
+        report.survivors = sorted(left)
+        if left:
+            self._note(logging.ERROR, f"{len(left)} processes survived SIGKILL after {report.seconds:.1f}s: "
+                                      f"{_describe(left)}", pid=pid, survivors=report.survivors)
+        else:
+            self._note(logging.INFO, f"stopped after {report.ended_by} in {report.seconds:.1f}s",
+                       pid=pid, seconds=round(report.seconds, 2), signal=report.ended_by)
         self.pid_file.unlink(missing_ok=True)
         return True
-
-
-def group_members(pgid: int) -> list[int]:
-    """PIDs still alive in a process group (used by tests to prove no orphans)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def _group_alive(pgid: int) -> bool:
-    return bool(group_members(pgid))

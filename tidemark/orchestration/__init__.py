@@ -1,0 +1,1 @@
+"""Orchestration glue: what the Airflow DAGs share (see ``tidemark.orchestration.airflow``)."""
