@@ -1,214 +1,355 @@
-"""Speed-layer throughput and freshness: a rate ladder through the real stream job.
+"""Speed-layer throughput and freshness: a rate ladder through the real stream job, measured.
 
-Starts the stream (`tidemark stream` -> spark-submit, in its own process group) on a fresh
-topic, checkpoint and lake under a temp directory, warms it up, then runs the generator in
-realtime at each rate of a ladder for --step-seconds. For the micro-batches committed during
-each step it reports, from ClickHouse (stream_batches / stream_progress):
+What runs
+  Its own stack and state, never the demo's or the tests': TIDEMARK_HOME ``.tidemark/bench``, ClickHouse
+  database ``tidemark_bench``, ports 19292/19293 (Kafka client/controller), 19300/18423/19309 (ClickHouse
+  native/HTTP/interserver), 16679 (Redis); each can be moved with ``BENCH_<VARIABLE>`` (e.g.
+  ``BENCH_TIDEMARK_KAFKA_PORT=19392``). If a service of that stack does not answer, the bench runs
+  ``tidemark stack up`` under that home and stops, at the end, what it started (``tidemark stack down``
+  with the same environment). A fresh topic, lake and checkpoint live under a temp directory; the topic
+  is deleted at the end, the bench database is kept for inspection unless ``--clean``.
+  The stream is ``tidemark stream`` (spark-submit, Spark's ``kafka`` source, delta-spark) in its own
+  process group with TIDEMARK_LOG_LEVEL=INFO. A warm-up sends ``--warmup-rate`` until
+  ``--warmup-batches`` data batches have committed after the first one (Spark start, first Delta and
+  ClickHouse writes, JIT) and lets the stream catch up. Then each step of the ladder runs the generator
+  (tidemark.generator on librdkafka) paced in real time at the step's rate for ``--step-seconds``, and
+  waits until the stream has committed everything in the topic (the drain) before the next step.
 
-* freshness p50/p95/p99 (commit time minus event time; see ``mixture_quantiles``),
-* processed rows/s (committed rows / step wall time) and Spark's capacity (rows / batch time),
-* consumer lag at step end and its trend, the drain time after the step,
-* the per-phase timings of the 'batch committed' log lines (read_validate_dedup_ms, delta_ms,
-  rollups_ms, clickhouse_ms) and CPU seconds per process kind: what bounds the stream.
+What is measured, per step
+  * sent: events the broker acked / the generator's own send wall time (first record handed to the
+    producer to last ack; ``timings`` of tidemark.generator.produce).
+  * processed: records of the micro-batches committed inside the measurement window / the window's
+    length (commit instants from the stream's "batch committed" log lines, ms precision). Records =
+    valid + rejected rows of ``stream_batches`` plus the duplicates the batch dropped
+    (``stream_progress``), i.e. the same unit as the Kafka records sent; over the step and its drain
+    they are cross-checked against the Kafka offsets the stream committed. The measurement window is
+    [send start + ``--settle-seconds`` (at most a quarter of the step), send end]: the settle time
+    skips the pipeline's fill-up, so a steady stream is not penalised for the events still in flight
+    at the end. Batch granularity makes this exact to about one batch's rows at each end of the window.
+    ``capacity_ev_s`` (records per second of batch time) says how fast the stream goes while busy.
+  * consumer lag: sampled every ``--sample-seconds`` as the topic's end offsets (ListOffsets) minus the
+    offsets of the stream's last committed batch (``stream_progress.end_offsets``); its least-squares
+    slope over the measurement window says whether the backlog grows.
+  * drain: seconds from the generator's last ack until the stream has committed every offset the topic
+    held then (as ``tidemark.reconcile.wait_until_consumed`` does).
+  * freshness p50/p95/p99/max: event-level, from the per-batch histograms (``stream_batches.freshness_ms``
+    / ``freshness_events``, 100 ms steps, event time to the batch's commit) of every batch committed
+    from the step's start through the end of its drain, via ``quantilesExactWeighted``: measured, not
+    modelled. The generator runs with ``--ontime-max-lateness-ms`` 0 by default (on-time events carry
+    event time = send time, and the pacer is aligned to the wall clock so send time is the real send
+    instant): freshness is then the pipeline's own producer-to-queryable latency. Pass e.g. 5000 to
+    include a simulated 0-5 s client delay, as `tidemark generate` does by default.
+  * CPU seconds by process during the step, from /proc/<pid>/stat utime+stime deltas: ``broker`` (the
+    bench's kafka.Kafka JVM), ``spark_jvm`` (the stream's spark-submit java), ``py_driver``
+    (stream_events.py: foreachBatch, ClickHouse writes), ``py_workers`` (pyspark.daemon/worker
+    descendants of the stream), ``clickhouse`` (the bench's clickhouse-server), ``generator`` (its own
+    getrusage at exit, librdkafka threads included), ``bench`` (this monitor), ``other`` (everything else
+    on the machine: the box is shared) and ``machine_busy`` (/proc/stat). Processes that exit between
+    two samples lose at most one sampling interval of CPU.
+  * phases: mean ms per batch of read_validate_dedup / delta / rollups / clickhouse (the "batch
+    committed" log lines) and Spark's own overhead (stream_progress triggerExecution minus foreachBatch),
+    over the batches of the measurement window: with the CPU split, what bounds the stream.
 
-A step is *sustained* when the lag is not growing, freshness p95 <= --max-p95 (10 s) and the
-stream committed >= 90 % of what the generator actually sent. After an unsustained step the
-ladder stops (unless --keep-going): the backlog would spill into the next step.
+How "sustained" is decided (the criterion is also in the JSON)
+  sent_ev_s >= 0.95 x target AND processed_ev_s >= 0.95 x target over the measurement window, AND the
+  lag slope <= ``--max-lag-slope`` x target (events/s per s: the backlog does not grow), AND the drain
+  finished within ``--drain-timeout``, AND the step lasted >= ``--min-sustain-seconds`` (120 s by
+  default: a short step proves nothing). After a step the stream could not keep up with (processed or
+  lag check failed, or no drain) the ladder stops, unless ``--keep-going``.
 
-Needs the stack (`tidemark stack up`). Prints progress lines on stderr and a final JSON line:
-  {"bench":"stream_throughput","steps":[...],"max_sustained_ev_s":...,"freshness_at_5k":{...}}
+Goals (in "goals"): freshness p95 <= 5 s at 5000 ev/s (judged on the 5000 ev/s step, which must be
+sustained), and >= 20000 ev/s sustained with freshness p95 <= 10 s.
 
-    python bench/stream_throughput.py [--rates 2000,5000,10000,20000] [--step-seconds 120]
+Progress lines go to stderr about every ``--print-seconds``; the result is one JSON line on stdout:
+  {"bench":"stream_throughput","steps":[{...}],"max_sustained_ev_s":...,"goals":{...},"bounds":"...",
+   "criterion":{...},"env":{...}}
+Ctrl-C / SIGTERM stop the generator and the stream (its whole process tree), delete the topic, stop
+what the bench started, and still print the JSON of the finished steps (exit 130).
+
+    .venv/bin/python bench/stream_throughput.py [--rates 5000,10000,20000] [--step-seconds 120]
+    .venv/bin/python bench/stream_throughput.py --rate-5k-check        # just the 5000 ev/s step
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
 
-from tidemark.config import load  # noqa: E402
+# The bench's own stack: distinct from the demo's (19092..) and the tests' (19192..).
+BENCH_ENV = {
+    "TIDEMARK_HOME": str(PROJECT / ".tidemark" / "bench"),
+    "CLICKHOUSE_DATABASE": "tidemark_bench",
+    "TIDEMARK_KAFKA_PORT": "19292",
+    "TIDEMARK_KAFKA_CONTROLLER_PORT": "19293",
+    "CLICKHOUSE_PORT": "19300",
+    "CLICKHOUSE_HTTP_PORT": "18423",
+    "CLICKHOUSE_INTERSERVER_PORT": "19309",
+    "TIDEMARK_REDIS_PORT": "16679",
+}
+# Never inherited: they would point the bench at someone else's services or state.
+STRIPPED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_HOST", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD",
+                "REDIS_URL", "TIDEMARK_AIRFLOW", "TIDEMARK_TOPIC", "TIDEMARK_LAKE_ROOT",
+                "TIDEMARK_CHECKPOINT_ROOT", "TIDEMARK_KAFKA_CLIENT_OPTIONS", "TIDEMARK_STARTING_OFFSETS")
 
 PHASES = ("read_validate_dedup_ms", "delta_ms", "rollups_ms", "clickhouse_ms")
+CPU_KINDS = ("broker", "spark_jvm", "py_driver", "py_workers", "stream_other", "clickhouse", "generator",
+             "bench", "other")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def slope(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (t, y) samples, y units per second."""
+    if len(samples) < 3:
+        return None
+    n = len(samples)
+    mt = sum(t for t, _ in samples) / n
+    my = sum(y for _, y in samples) / n
+    den = sum((t - mt) ** 2 for t, _ in samples)
+    return None if den == 0 else sum((t - mt) * (y - my) for t, y in samples) / den
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM: unwind to the cleanup."""
 
 
 # --------------------------------------------------------------------------------------------
-# statistics
+# /proc: process table, CPU ticks, process trees
 # --------------------------------------------------------------------------------------------
 
-def mixture_quantiles(batches: list[dict], qs=(0.5, 0.95, 0.99)) -> dict[str, float | None]:
-    """Event-level freshness quantiles from per-batch (p50, p95, max), weighted by rows.
-
-    Each batch's freshness distribution is modelled by a piecewise-linear quantile function
-    through (0, max(0, 2*p50 - p95)), (0.5, p50), (0.95, p95), (1, max); the step's
-    distribution is the row-weighted mixture, whose quantiles are found by bisection.
-    """
-    parts = []
-    for b in batches:
-        w = b["valid_rows"] - b["late_rows"]
-        if w <= 0:
-            continue
-        p50, p95 = b["freshness_p50_s"], b["freshness_p95_s"]
-        mx = max(b["freshness_max_s"], p95)
-        parts.append((w, [(0.0, max(0.0, 2 * p50 - p95)), (0.5, p50), (0.95, p95), (1.0, mx)]))
-    if not parts:
-        return {f"p{round(q * 100)}": None for q in qs}
-    total = sum(w for w, _ in parts)
-
-    def cdf_one(x, pts):
-        if x < pts[0][1]:
-            return 0.0
-        for (u0, x0), (u1, x1) in zip(pts, pts[1:]):
-            if x <= x1:
-                return u1 if x1 == x0 else u0 + (u1 - u0) * (x - x0) / (x1 - x0)
-        return 1.0
-
-    def cdf(x):
-        return sum(w * cdf_one(x, pts) for w, pts in parts) / total
-
-    hi = max(pts[-1][1] for _, pts in parts)
+def proc_table() -> dict[int, tuple[int, int, int, int, str]]:
+    """pid -> (ppid, pgid, start ticks, utime+stime ticks, state) for every process."""
     out = {}
-    for q in qs:
-        lo_x, hi_x = 0.0, hi
-        for _ in range(60):
-            mid = (lo_x + hi_x) / 2
-            if cdf(mid) >= q:
-                hi_x = mid
-            else:
-                lo_x = mid
-        out[f"p{round(q * 100)}"] = round(hi_x, 2)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                f = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[int(name)] = (int(f[1]), int(f[2]), int(f[19]), int(f[11]) + int(f[12]), f[0].decode())
     return out
 
 
-def plain_quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    v = sorted(values)
-    pos = q * (len(v) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
-def slope(samples: list[tuple[float, float]]) -> float:
-    """Least-squares slope (units of y per second)."""
-    if len(samples) < 3:
-        return 0.0
-    n = len(samples)
-    mx = sum(t for t, _ in samples) / n
-    my = sum(y for _, y in samples) / n
-    den = sum((t - mx) ** 2 for t, _ in samples)
-    return 0.0 if den == 0 else sum((t - mx) * (y - my) for t, y in samples) / den
+def tree(table: dict, root: int) -> list[int]:
+    """root and its descendants (by parent pid)."""
+    children: dict[int, list[int]] = {}
+    for pid, info in table.items():
+        children.setdefault(info[0], []).append(pid)
+    out, todo = [], [root] if root in table else []
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
 
 
-# --------------------------------------------------------------------------------------------
-# process helpers
-# --------------------------------------------------------------------------------------------
-
-def kill_group(proc: subprocess.Popen | None, first=signal.SIGTERM, timeout: float = 60) -> None:
-    if proc is None:
-        return
-    from tidemark.stack.process import group_members
-
-    for sig, wait_s in ((first, timeout), (signal.SIGKILL, 30)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and not group_members(proc.pid):
-                return
-            time.sleep(0.2)
-    proc.poll()
+def machine_busy_ticks() -> int:
+    with open("/proc/stat") as fh:
+        vals = [int(v) for v in fh.readline().split()[1:]]
+    return sum(vals) - vals[3] - (vals[4] if len(vals) > 4 else 0)  # minus idle and iowait
 
 
 class CpuMeter:
-    """CPU seconds by process kind (own + reaped children), sampled at step boundaries.
+    """CPU seconds by process kind between ``begin()`` and ``end()``, from utime+stime in /proc.
 
-    The stream's processes are its descendants (pyspark daemons start their own process
-    groups, so the group alone would miss the Python workers)."""
+    Every ``sample()`` remembers each tracked process's latest ticks, so a process that exits
+    mid-step still counts up to its last sample; processes born during the step count from 0."""
 
-    def __init__(self, stream_pid: int, service_pids: dict[str, int]):
-        self.stream_pid = stream_pid
-        self.service_pids = service_pids
-        self.generator_pid: int | None = None
+    def __init__(self, bench_home: Path):
+        self.broker_mark = str(bench_home / "kafka" / "server.properties")
+        self.clickhouse_mark = str(bench_home / "clickhouse" / "config.xml")
+        self.stream_pid: int | None = None
+        self._kind: dict[tuple[int, int], str | None] = {}  # (pid, start) -> kind of a service process
+        self.base: dict[tuple[int, int], tuple[str, int]] = {}
+        self.last: dict[tuple[int, int], tuple[str, int]] = {}
+        self.t0 = 0.0
+        self.machine0 = 0
+        self.self0 = 0.0
 
     @staticmethod
-    def _stream_kind(cmd: str, name: str) -> str:
-        if name == "java" or "org.apache.spark" in cmd:
-            return "spark_jvm"
-        if "stream_events.py" in cmd:
-            return "py_driver"
-        if "python_streaming_source_runner" in cmd:
-            return "py_source_planner"
+    def _stream_kind(cmd: str) -> str:
         if "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
             return "py_workers"
-        return "py_cli"
+        if "stream_events.py" in cmd and "java" not in cmd.split(" ", 1)[0]:
+            return "py_driver"
+        if cmd.split(" ", 1)[0].endswith("java"):
+            return "spark_jvm"
+        return "stream_other"
 
-    def sample(self) -> dict[str, float]:
-        import psutil
+    def snapshot(self) -> dict[tuple[int, int], tuple[str, int]]:
+        table = proc_table()
+        snap = {}
+        stream = set(tree(table, self.stream_pid)) if self.stream_pid else set()
+        for pid, (_ppid, _pgid, start, ticks, _state) in table.items():
+            key = (pid, start)
+            if pid in stream:
+                kind = self._kind.get(key)
+                if kind is None or kind == "stream_other":  # the launcher exec()s into java: look again
+                    kind = self._kind[key] = self._stream_kind(cmdline(pid))
+                snap[key] = (kind, ticks)
+                continue
+            if key not in self._kind:
+                cmd = cmdline(pid)
+                self._kind[key] = ("broker" if "kafka.Kafka" in cmd and self.broker_mark in cmd else
+                                   "clickhouse" if "clickhouse" in cmd and self.clickhouse_mark in cmd else None)
+            if self._kind[key]:
+                snap[key] = (self._kind[key], ticks)
+        return snap
 
-        procs: list[tuple[str, psutil.Process]] = []
-        try:
-            root = psutil.Process(self.stream_pid)
-            for p in [root, *root.children(recursive=True)]:
-                try:
-                    procs.append((self._stream_kind(" ".join(p.cmdline()), p.name()), p))
-                except psutil.Error:
-                    continue
-        except psutil.Error:
-            pass
-        roots = dict(self.service_pids)
-        if self.generator_pid is not None:
-            roots["generator"] = self.generator_pid
-        for kind, pid in roots.items():
-            try:
-                root = psutil.Process(pid)
-                procs += [(kind, p) for p in [root, *root.children(recursive=True)]]
-            except psutil.Error:
-                continue
-        out: dict[str, float] = {}
-        for kind, proc in procs:
-            try:
-                t = proc.cpu_times()
-            except psutil.Error:
-                continue
-            out[kind] = out.get(kind, 0.0) + t.user + t.system + t.children_user + t.children_system
+    def begin(self) -> None:
+        self.base = self.snapshot()
+        self.last = dict(self.base)
+        self.t0 = time.monotonic()
+        self.machine0 = machine_busy_ticks()
+        t = os.times()
+        self.self0 = t.user + t.system
+
+    def sample(self) -> None:
+        self.last.update(self.snapshot())
+
+    def end(self, generator_cpu_s: float | None = None) -> dict:
+        self.sample()
+        out = dict.fromkeys(CPU_KINDS, 0.0)
+        for key, (kind, ticks) in self.last.items():
+            out[kind] += max(0, ticks - self.base.get(key, (kind, 0))[1]) / CLK_TCK
+        t = os.times()
+        out["bench"] = t.user + t.system - self.self0
+        if generator_cpu_s is not None:
+            out["generator"] = generator_cpu_s
+        wall = time.monotonic() - self.t0
+        machine = (machine_busy_ticks() - self.machine0) / CLK_TCK
+        known = sum(v for k, v in out.items() if k != "other")
+        out["other"] = max(0.0, machine - known)
+        out = {k: round(v, 1) for k, v in out.items()}
+        out["machine_busy"] = round(machine, 1)
+        out["wall_s"] = round(wall, 1)
+        out["machine_busy_frac"] = round(machine / (wall * (os.cpu_count() or 1)), 3) if wall > 0 else None
         return out
 
-    @staticmethod
-    def diff(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-        return {k: round(max(0.0, b.get(k, 0.0) - a.get(k, 0.0)), 1) for k in sorted(set(a) | set(b))}
 
+def kill_tree(root: int | None, first: int, grace_s: float, what: str) -> None:
+    """Signal ``root``'s process group (and, first, its stream driver if any), wait ``grace_s``, then
+    SIGKILL the group and every process that was in its tree (pyspark daemons start their own groups),
+    identified by (pid, start time) so a recycled pid is never hit."""
+    if root is None:
+        return
+    table = proc_table()
+    members = {(p, table[p][2]) for p in tree(table, root)}
+    members |= {(p, info[2]) for p, info in table.items() if info[1] == root}
 
-def descendants(pid: int) -> list:
-    import psutil
+    def alive() -> list[int]:
+        now = proc_table()
+        return [p for p, start in members if p in now and now[p][2] == start and now[p][4] not in ("Z", "X")]
 
     try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
+        os.killpg(root, first)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + grace_s
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    left = alive()
+    if left:
+        say(f"{what}: {len(left)} process(es) still alive after {grace_s:.0f}s; SIGKILL")
+        try:
+            os.killpg(root, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + 10
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------------
+# the generator, run as a child of this script (so its send/ack timings and CPU can be reported)
+# --------------------------------------------------------------------------------------------
+
+def generator_child(spec: dict) -> int:
+    """``--generator-child SPEC``: tidemark.generator.produce.run, realtime, printing one JSON line with
+    messages sent, the producer's send/ack timings, the send interval in epoch seconds and its CPU."""
+    import logging
+
+    from tidemark.generator import produce
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    info: dict = {}
+
+    class WallClockPacer(produce._Pacer):
+        """The generator's pacer, aligned to the wall clock: record i leaves at its own timestamp (the
+        stock pacer starts its clock after setup, so every record would leave up to ~1 s after its
+        timestamp and freshness would include that offset)."""
+
+        def __init__(self, start_ms, rate, sleep=time.sleep):
+            super().__init__(start_ms, rate, sleep)
+            behind = time.time() - start_ms / 1000.0
+            self.wall0 = time.monotonic() - behind
+            info["clock_offset_s"] = round(behind, 3)
+            info["send_start_epoch"] = time.time()
+
+    produce._Pacer = WallClockPacer
+    stock_resolve = produce.resolve
+
+    def resolve_now(options, partitions):
+        """Start the simulated clock when the plan is made, after the producer's setup (the stock
+        default floors "now" to the second, a fixed 0-1 s offset between timestamps and sends)."""
+        options.start_time = datetime.now(timezone.utc)
+        return stock_resolve(options, partitions)
+
+    produce.resolve = resolve_now
+    timings: dict = {}
+    options = produce.GenerateOptions(
+        rate=spec["rate"], duration=spec["seconds"], seed=spec["seed"], topic=spec["topic"],
+        start_time=datetime.now(timezone.utc), realtime=True, progress=False, timings=timings,
+        ontime_max_lateness_ms=spec["ontime_max_lateness_ms"])
+    manifest = produce.run(options)
+    t = os.times()
+    start = info.get("send_start_epoch")
+    print(json.dumps({
+        "messages_sent": manifest["messages_sent"], "valid_events": manifest["valid_events"],
+        "late_events": manifest["late_events"], "duplicates_sent": manifest["duplicates_sent"],
+        "malformed": sum(manifest["malformed"].values()),
+        "send_seconds": timings.get("send_seconds"), "ack_seconds": timings.get("ack_seconds"),
+        "records": timings.get("records"), "clock_offset_s": info.get("clock_offset_s"),
+        "send_start_epoch": start,
+        "send_end_epoch": start + timings["send_seconds"] if start and "send_seconds" in timings else None,
+        "ack_end_epoch": start + timings["ack_seconds"] if start and "ack_seconds" in timings else None,
+        "cpu_s": round(t.user + t.system, 2),
+    }), flush=True)
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,438 +360,685 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.id = uuid.uuid4().hex[:8]
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"tidemark-bench-stream-{self.id}-"))
         self.topic = f"bench_stream_{self.id}"
-        self.env = {**os.environ, "TIDEMARK_TOPIC": self.topic,
-                    "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
-                    "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"),
-                    "TIDEMARK_LOG_LEVEL": "INFO", "TIDEMARK_LOG_FORMAT": "json",
-                    "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"tidemark-bench-stream-{self.id}-"))
+        env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
+        env.update({k: os.environ.get(f"BENCH_{k}", v) for k, v in BENCH_ENV.items()})
+        env.update({
+            "TIDEMARK_TOPIC": self.topic,
+            "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
+            "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"),
+            "TIDEMARK_STARTING_OFFSETS": "earliest",
+            "TIDEMARK_LOG_LEVEL": "INFO", "TIDEMARK_LOG_FORMAT": "json",
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+            "PYTHONUNBUFFERED": "1",
+        })
         if args.trigger_seconds:
-            self.env["TIDEMARK_TRIGGER_SECONDS"] = str(args.trigger_seconds)
+            env["TIDEMARK_TRIGGER_SECONDS"] = str(args.trigger_seconds)
         if args.max_offsets_per_trigger:
-            self.env["TIDEMARK_MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets_per_trigger)
-        saved = dict(os.environ)
-        try:
-            os.environ.update(self.env)
-            self.cfg = load()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            env["TIDEMARK_MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets_per_trigger)
+        # This process runs in the bench's environment too: tidemark.config reads os.environ.
+        os.environ.clear()
+        os.environ.update(env)
+        from tidemark.config import load
+
+        self.cfg = load()
+        self.db = self.cfg.clickhouse.database
         self.stream: subprocess.Popen | None = None
         self.generator: subprocess.Popen | None = None
         self.log_path = self.workdir / "stream.log"
-        self._local = threading.local()
-        self._wm = None
-        self._wm_lock = threading.Lock()
+        self._log_pos = 0
+        self._log_tail = b""
+        self.committed: dict[int, dict] = {}  # batch id -> its "batch committed" log line (+ "epoch")
+        self._ch = None
+        self._consumer = None
+        self._tps = None
+        self.started_services: list[str] = []
+        self.stack_was_down = False
+        self.meter = CpuMeter(self.cfg.home)
+        self.ident = None
 
-    # -- plumbing ---------------------------------------------------------------------------
-    def ch(self):
+    # -- stack ------------------------------------------------------------------------------
+    def _cli(self, *argv: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tidemark.cli", *argv], capture_output=True, text=True,
+                              timeout=timeout, cwd=str(PROJECT))
+
+    def stack_status(self) -> dict[str, bool]:
+        done = self._cli("stack", "status", "--json", timeout=120)
+        try:
+            doc = json.loads(done.stdout.strip().splitlines()[-1])
+            return {s["name"]: bool(s["healthy"]) for s in doc["services"]}
+        except (IndexError, ValueError, KeyError):
+            raise RuntimeError(f"`tidemark stack status` answered: {(done.stdout + done.stderr)[-1500:]}") from None
+
+    def stack_up(self) -> None:
+        before = self.stack_status()
+        down = [name for name, ok in before.items() if not ok]
+        if down:
+            say(f"bench stack ({self.cfg.home}): {', '.join(down)} not answering; `tidemark stack up`")
+            self.stack_was_down = len(down) == len(before)
+            self.started_services = down
+            started = time.monotonic()
+            done = self._cli("stack", "up", timeout=self.args.stack_timeout)
+            if done.returncode != 0:
+                raise RuntimeError(f"`tidemark stack up` failed:\n{(done.stdout + done.stderr)[-3000:]}")
+            say(f"bench stack up in {time.monotonic() - started:.0f}s (will stop {', '.join(down)} at the end)")
+        else:
+            done = self._cli("db", "migrate", timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError(f"`tidemark db migrate` failed:\n{(done.stdout + done.stderr)[-3000:]}")
+            say(f"bench stack ({self.cfg.home}) already running; left running at the end")
+
+    def stack_down(self) -> None:
+        if not self.started_services:
+            return
+        try:
+            if self.stack_was_down:
+                say("stopping the bench stack (`tidemark stack down`)")
+                done = self._cli("stack", "down", timeout=240)
+            else:  # only some were down: stop just those, leave the others as found
+                say(f"stopping {', '.join(self.started_services)} (started by the bench)")
+                code = ("import sys; from tidemark.stack import services as s; "
+                        f"[v.down() for v in s.services() if v.name in {self.started_services!r}]")
+                done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                      timeout=240, cwd=str(PROJECT))
+            if done.returncode != 0:
+                say(f"stack down answered {done.returncode}: {(done.stdout + done.stderr)[-800:]}")
+        except subprocess.TimeoutExpired:
+            say("stack down did not finish within 240s")
+
+    # -- ClickHouse / Kafka -------------------------------------------------------------------
+    def query(self, sql: str, params: dict | None = None):
         from tidemark.io.clickhouse import client
 
-        # one connection per thread: clickhouse-driver clients are not thread-safe
-        if getattr(self._local, "ch", None) is None:
-            self._local.ch = client(self.cfg.clickhouse)
-        return self._local.ch
+        for attempt in (1, 2):
+            try:
+                if self._ch is None:
+                    self._ch = client(self.cfg.clickhouse, connect_timeout=5, send_receive_timeout=30)
+                return self._ch.execute(sql, params or {})
+            except Exception:  # noqa: BLE001 - reconnect once
+                self._ch = None
+                if attempt == 2:
+                    raise
 
-    def query(self, sql: str, params: dict | None = None):
+    def end_offsets(self) -> dict[int, int]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(bootstrap_servers=self.cfg.kafka.bootstrap_servers,
+                                           enable_auto_commit=False, client_id="tidemark-bench-lag",
+                                           request_timeout_ms=20000)
+            deadline = time.monotonic() + 30
+            while not (parts := self._consumer.partitions_for_topic(self.topic)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no partitions for topic {self.topic} at {self.cfg.kafka.bootstrap_servers}")
+                time.sleep(0.5)
+            self._tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        return {tp.partition: int(off) for tp, off in self._consumer.end_offsets(self._tps).items()}
+
+    def committed_offsets(self) -> tuple[int, dict[int, int]]:
+        """(batch id, {partition: offset}) of the stream's last committed batch (stream_progress)."""
+        rows = self.query(f"SELECT batch_id, end_offsets FROM {self.db}.stream_progress WHERE stream_id = %(s)s "
+                          f"ORDER BY batch_id DESC LIMIT 1", {"s": self.ident.stream_id})
+        if not rows or not rows[0][1]:
+            return -1, {}
+        return int(rows[0][0]), {int(p): int(o) for p, o in json.loads(rows[0][1]).items()}
+
+    def last_batch_id(self) -> int:
+        rows = self.query(f"SELECT max(batch_id), count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s",
+                          {"s": self.ident.stream_id})
+        return int(rows[0][0]) if rows and rows[0][1] else -1
+
+    def batch_rows(self, lo: int, hi: int) -> dict[int, dict]:
+        """stream_batches + stream_progress of batches lo < id <= hi."""
+        p = {"s": self.ident.stream_id, "lo": lo, "hi": hi}
+        out = {}
+        for bid, valid, late, rejected, processing_ms in self.query(
+                f"SELECT batch_id, valid_rows, late_rows, rejected_rows, processing_ms FROM {self.db}.stream_batches "
+                f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s", p):
+            out[int(bid)] = {"valid": valid, "late": late, "rejected": rejected, "processing_ms": processing_ms,
+                             "dups": 0, "input_rows": None, "trigger_ms": None}
+        for bid, dups, input_rows, duration_ms in self.query(
+                f"SELECT batch_id, duplicates_dropped, input_rows, duration_ms FROM {self.db}.stream_progress "
+                f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s", p):
+            if int(bid) in out:
+                out[int(bid)].update(dups=dups, input_rows=input_rows, trigger_ms=duration_ms)
+        return out
+
+    def freshness(self, lo: int, hi: int) -> dict:
+        """Event-level freshness over batches lo < id <= hi, from their histograms (measured)."""
+        (q, mx, events, batches), = self.query(
+            f"SELECT quantilesExactWeighted(0.5, 0.95, 0.99)(f, n), max(f), sum(n), uniqExact(batch_id) "
+            f"FROM {self.db}.stream_batches ARRAY JOIN freshness_ms AS f, freshness_events AS n "
+            f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s AND n > 0",
+            {"s": self.ident.stream_id, "lo": lo, "hi": hi})
+        if not events:
+            return {"p50": None, "p95": None, "p99": None, "max": None, "events": 0, "batches": 0}
+        return {"p50": round(q[0] / 1000, 2), "p95": round(q[1] / 1000, 2), "p99": round(q[2] / 1000, 2),
+                "max": round(mx / 1000, 2), "events": int(events), "batches": int(batches)}
+
+    def read_log(self) -> None:
+        """Pick up new "batch committed" lines of the stream log (incrementally)."""
         try:
-            return self.ch().execute(sql, params or {})
-        except Exception:
-            self._local.ch = None
-            return self.ch().execute(sql, params or {})
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self._log_pos)
+                chunk = fh.read()
+        except OSError:
+            return
+        self._log_pos += len(chunk)
+        lines = (self._log_tail + chunk).split(b"\n")
+        self._log_tail = lines.pop()
+        for raw in lines:
+            if b'"batch committed"' not in raw:
+                continue
+            try:
+                doc = json.loads(raw)
+                doc["epoch"] = datetime.strptime(doc["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                    tzinfo=timezone.utc).timestamp()
+                self.committed[int(doc["batch_id"])] = doc
+            except (ValueError, KeyError, TypeError):
+                continue
 
-    def preflight(self) -> str | None:
-        from tidemark.io.kafka_admin import broker_reachable
-
-        if not broker_reachable(self.cfg.kafka.bootstrap_servers):
-            return f"no Kafka broker answers at {self.cfg.kafka.bootstrap_servers}"
+    def log_tail(self, n: int = 40) -> str:
         try:
-            self.query("SELECT 1")
-            self.query(f"SELECT count() FROM {self.cfg.clickhouse.database}.stream_batches WHERE 0")
-        except Exception as exc:  # noqa: BLE001
-            return (f"ClickHouse at {self.cfg.clickhouse.address} (database {self.cfg.clickhouse.database}) "
-                    f"does not answer or is not migrated: {str(exc).splitlines()[0][:200]}")
-        return None
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
 
+    # -- processes ------------------------------------------------------------------------------
     def start_stream(self) -> None:
         from tidemark.io.kafka_admin import ensure_topic
         from tidemark.streaming import STREAM_NAME, StreamIdentity
 
         ensure_topic(self.cfg.kafka.bootstrap_servers, self.topic, self.cfg.kafka.partitions)
         self.ident = StreamIdentity.load_or_create(f"{self.cfg.spark.checkpoint_root}/{STREAM_NAME}")
-        log = open(self.log_path, "ab")
-        self.stream = subprocess.Popen([sys.executable, "-m", "tidemark.cli", "stream"], env=self.env,
-                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       cwd=str(Path(__file__).resolve().parent.parent))
-        log.close()
-        say(f"stream started: pid {self.stream.pid}, topic {self.topic}, stream_id {self.ident.stream_id}, "
-            f"trigger {self.cfg.spark.trigger_seconds}s, workdir {self.workdir}")
+        with open(self.log_path, "ab") as log:
+            self.stream = subprocess.Popen([sys.executable, "-m", "tidemark.cli", "stream"], stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True, cwd=str(PROJECT))
+        self.meter.stream_pid = self.stream.pid
+        say(f"stream started: pid {self.stream.pid}, topic {self.topic} ({self.cfg.kafka.partitions} partitions), "
+            f"stream_id {self.ident.stream_id}, trigger {self.cfg.spark.trigger_seconds}s, "
+            f"maxOffsetsPerTrigger {self.cfg.spark.max_offsets_per_trigger}, workdir {self.workdir}")
+
+    def check_stream(self) -> None:
+        if self.stream is not None and self.stream.poll() is not None:
+            raise RuntimeError(f"the stream exited with {self.stream.returncode}; log tail:\n{self.log_tail()}")
 
     def start_generator(self, rate: float, seconds: float, seed: int, tag: str) -> tuple[subprocess.Popen, Path]:
-        manifest = self.workdir / f"manifest-{tag}.json"
-        out = open(self.workdir / f"generate-{tag}.out", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "tidemark.cli", "generate", "--topic", self.topic,
-                                 "--rate", str(rate), "--duration", str(seconds), "--seed", str(seed),
-                                 "--no-progress", "--manifest", str(manifest)],
-                                env={**self.env, "TIDEMARK_LOG_LEVEL": "WARNING"}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        out.close()
-        self.generator = proc
-        return proc, self.workdir / f"generate-{tag}.out"
+        spec = {"rate": rate, "seconds": seconds, "seed": seed, "topic": self.topic,
+                "ontime_max_lateness_ms": self.args.ontime_max_lateness_ms}
+        out_path = self.workdir / f"generator-{tag}.out"
+        with open(out_path, "wb") as out:
+            self.generator = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--generator-child", json.dumps(spec)],
+                env={**os.environ, "TIDEMARK_LOG_LEVEL": "WARNING"}, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=str(PROJECT))
+        return self.generator, out_path
 
-    def check_stream_alive(self) -> None:
-        if self.stream is not None and self.stream.poll() is not None:
-            raise RuntimeError(f"stream exited with {self.stream.returncode}; log tail:\n{self.log_tail()}")
+    def finish_generator(self, proc: subprocess.Popen, out_path: Path) -> dict:
+        self.generator = None
+        text = out_path.read_text(errors="replace")
+        doc = next((json.loads(line) for line in reversed(text.splitlines())
+                    if line.startswith("{") and '"messages_sent"' in line), None)
+        if proc.returncode != 0 or doc is None:
+            raise RuntimeError(f"generator failed ({proc.returncode}): {text[-2000:]}")
+        return doc
 
-    def log_tail(self, n: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+    # -- waiting --------------------------------------------------------------------------------
+    def wait_consumed(self, target: dict[int, int], timeout: float, what: str) -> tuple[bool, float | None]:
+        """Until the stream has committed every offset in ``target`` (wait_until_consumed's rule).
+        Returns (done, epoch when seen done)."""
+        deadline = time.monotonic() + timeout
+        next_print = time.monotonic() + self.args.print_seconds
+        while True:
+            self.check_stream()
+            bid, done = self.committed_offsets()
+            behind = sum(max(0, off - done.get(p, 0)) for p, off in target.items())
+            self.meter.sample()
+            if not behind:
+                return True, time.time()
+            if time.monotonic() > deadline:
+                say(f"{what}: still {behind} records behind after {timeout:.0f}s")
+                return False, None
+            if time.monotonic() >= next_print:
+                next_print += self.args.print_seconds
+                self.read_log()
+                say(f"  {what}: {behind:,} records behind (last batch {bid})")
+            time.sleep(0.5)
 
-    # -- ClickHouse reads -------------------------------------------------------------------
-    def batches(self, since: datetime | None = None) -> list[dict]:
-        db = self.cfg.clickhouse.database
-        rows = self.query(
-            f"SELECT batch_id, committed_at, valid_rows, late_rows, rejected_rows, processing_ms, "
-            f"freshness_p50_s, freshness_p95_s, freshness_max_s FROM {db}.stream_batches "
-            f"WHERE stream_id = %(s)s ORDER BY batch_id", {"s": self.ident.stream_id})
-        cols = ("batch_id", "committed_at", "valid_rows", "late_rows", "rejected_rows", "processing_ms",
-                "freshness_p50_s", "freshness_p95_s", "freshness_max_s")
-        out = [dict(zip(cols, r)) for r in rows]
-        for b in out:
-            b["committed_at"] = utc(b["committed_at"])
-        return [b for b in out if since is None or b["committed_at"] >= since]
-
-    def progress(self) -> list[dict]:
-        db = self.cfg.clickhouse.database
-        rows = self.query(
-            f"SELECT batch_id, reported_at, input_rows, duration_ms, consumer_lag, end_offsets, duplicates_dropped "
-            f"FROM {db}.stream_progress WHERE stream_id = %(s)s ORDER BY batch_id", {"s": self.ident.stream_id})
-        cols = ("batch_id", "reported_at", "input_rows", "duration_ms", "consumer_lag", "end_offsets",
-                "duplicates_dropped")
-        out = [dict(zip(cols, r)) for r in rows]
-        for p in out:
-            p["reported_at"] = utc(p["reported_at"])
-        return out
-
-    def lag_now(self) -> int | None:
-        """High watermarks now minus the offsets the stream has processed (last progress row).
-
-        One long-lived watermark reader (fetch at the last known end): a fresh consumer would
-        issue ListOffsets each time, which costs the embedded broker (tansu on s3rver) a listing
-        of every object of the partition and would load the system under test."""
-        from tidemark.io.kafka_source import _Watermarks
-
-        prog = self.progress()
-        offsets = {}
-        if prog and prog[-1]["end_offsets"]:
-            offsets = {int(k): int(v) for k, v in json.loads(prog[-1]["end_offsets"]).items()}
-        with self._wm_lock:
-            try:
-                if self._wm is None:
-                    self._wm = _Watermarks(self.cfg.kafka.bootstrap_servers, self.topic, {},
-                                           client_id="tidemark-bench-lag")
-                ends = {p: hi for p, (_, hi) in self._wm.get().items()}
-            except Exception:  # noqa: BLE001
-                if self._wm is not None:
-                    self._wm.close()
-                self._wm = None
-                return None
-        return sum(max(0, hi - offsets.get(p, 0)) for p, hi in ends.items())
-
-    def phase_lines(self, t0: datetime, t1: datetime) -> list[dict]:
-        out = []
-        if not self.log_path.exists():
-            return out
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if '"batch committed"' not in line:
-                continue
-            try:
-                doc = json.loads(line)
-                ts = datetime.strptime(doc["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-            except (ValueError, KeyError):
-                continue
-            if t0 <= ts < t1:
-                out.append(doc)
-        return out
-
-    # -- phases -----------------------------------------------------------------------------
-    def wait_drained(self, timeout: float, what: str) -> tuple[bool, float]:
-        """Wait until the lag is ~0 (at most one trigger of traffic behind)."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            self.check_stream_alive()
-            lag = self.lag_now()
-            if lag is not None and lag == 0:
-                return True, time.monotonic() - start
-            time.sleep(1.0)
-        return False, time.monotonic() - start
+    def data_batches(self) -> list[int]:
+        self.read_log()
+        return sorted(b for b, d in self.committed.items() if (d.get("valid") or 0) + (d.get("rejected") or 0) > 0)
 
     def warmup(self) -> None:
+        """Traffic at --warmup-rate until --warmup-batches data batches have committed after the first one
+        (Spark start, the first batch's Delta/ClickHouse setup, JIT), then drain it all."""
         a = self.args
-        say(f"warm-up: {a.warmup_rate:.0f} ev/s for {a.warmup_seconds:.0f}s while the JVM starts")
-        proc, out = self.start_generator(a.warmup_rate, a.warmup_seconds, 7, "warmup")
-        deadline = time.monotonic() + a.startup_timeout
-        while proc.poll() is None:
-            self.check_stream_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError("warm-up generator did not finish")
-            time.sleep(1)
-        if proc.returncode != 0:
-            raise RuntimeError(f"warm-up generator failed: {out.read_text()[-2000:]}")
-        while not self.batches():
-            self.check_stream_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no micro-batch committed within {a.startup_timeout:.0f}s; log tail:\n"
-                                   f"{self.log_tail()}")
-            time.sleep(1)
-        ok, waited = self.wait_drained(max(30.0, deadline - time.monotonic()), "warm-up")
+        say(f"warm-up: {a.warmup_rate:.0f} ev/s until {a.warmup_batches} data batches after the first have "
+            f"committed (at most {a.startup_timeout:.0f}s)")
+        started = time.monotonic()
+        deadline = started + a.startup_timeout
+        proc, _out = self.start_generator(a.warmup_rate, a.startup_timeout + 60, 7, "warmup")
+        next_print = started + a.print_seconds
+        try:
+            while len(self.data_batches()) < a.warmup_batches + 1:
+                self.check_stream()
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the warm-up generator exited ({proc.returncode}): "
+                                       f"{_out.read_text(errors='replace')[-1500:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"fewer than {a.warmup_batches + 1} data batches within "
+                                       f"{a.startup_timeout:.0f}s; log tail:\n{self.log_tail()}")
+                if time.monotonic() >= next_print:
+                    next_print += a.print_seconds
+                    data = self.data_batches()
+                    last = self.committed[data[-1]] if data else None
+                    say(f"  warm-up t+{time.monotonic() - started:4.0f}s: {len(data)} data batches"
+                        + (f", last #{last['batch_id']} {last.get('ms')} ms for {last.get('valid')} rows" if last else ""))
+                time.sleep(1)
+        finally:
+            kill_tree(proc.pid, signal.SIGTERM, 10, "warm-up generator")
+            self.generator = None
+        time.sleep(0.5)
+        target = self.end_offsets()
+        ok, _ = self.wait_consumed(target, max(30.0, deadline - time.monotonic()), "warm-up drain")
         if not ok:
-            raise RuntimeError("stream did not drain the warm-up traffic")
-        say(f"warm-up done: {len(self.batches())} batches committed, lag 0 (drained in {waited:.0f}s)")
+            raise RuntimeError(f"the stream did not catch up with the warm-up traffic; log tail:\n{self.log_tail()}")
+        data = self.data_batches()
+        say(f"warm-up done in {time.monotonic() - started:.0f}s: {len(data)} data batches ("
+            + ", ".join(f"{self.committed[b].get('ms')} ms" for b in data[-4:]) + " for the last ones), caught up")
 
-    def step(self, index: int, rate: float, meter: CpuMeter) -> dict:
+    # -- one step -------------------------------------------------------------------------------
+    def step(self, index: int, rate: float) -> dict:
         a = self.args
         seconds = a.step_seconds
         say(f"step {index + 1}: {rate:.0f} ev/s for {seconds:.0f}s")
-        cpu0 = meter.sample()
-        t0 = datetime.now(timezone.utc)
-        m0 = time.monotonic()
+        self.read_log()
+        base_ends = self.end_offsets()
+        b0 = self.last_batch_id()
+        _, done0 = self.committed_offsets()
+        base_committed = sum(done0.values())
+        self.meter.begin()
+        t0, e0 = time.monotonic(), time.time()
         proc, out = self.start_generator(rate, seconds, 1000 + index, f"step{index + 1}")
-        meter.generator_pid = proc.pid
-        lag_samples: list[tuple[float, float]] = []
-        stop = threading.Event()
+        lag_samples: list[tuple[float, int]] = []  # (epoch, lag)
+        next_print = t0 + a.print_seconds
+        deadline = t0 + seconds + a.generator_grace
+        while proc.poll() is None:
+            tick = time.monotonic()
+            self.check_stream()
+            if tick > deadline:
+                raise RuntimeError(f"the generator ran {a.generator_grace:.0f}s past its {seconds:.0f}s")
+            ends = self.end_offsets()
+            bid, done = self.committed_offsets()
+            lag = sum(max(0, off - done.get(p, 0)) for p, off in ends.items())
+            lag_samples.append((time.time(), lag))
+            self.meter.sample()
+            if tick >= next_print:
+                next_print += a.print_seconds
+                self.read_log()
+                last = self.committed.get(max(self.committed)) if self.committed else None
+                sent = sum(ends.values()) - sum(base_ends.values())
+                el = time.monotonic() - t0
+                say(f"  t+{el:4.0f}s sent {sent:>9,} ({sent / el:,.0f}/s)  committed "
+                    f"{sum(done.values()) - base_committed:>9,}  lag {lag:>8,}  last batch "
+                    + (f"#{last['batch_id']} {last.get('ms')} ms, {last.get('valid')} rows" if last else "-"))
+            time.sleep(max(0.0, a.sample_seconds - (time.monotonic() - tick)))
+        t1 = time.monotonic()
+        gen = self.finish_generator(proc, out)
+        cpu = self.meter.end(generator_cpu_s=gen.get("cpu_s"))
+        b1 = self.last_batch_id()
+        # drain: the stream commits everything the topic holds now (every record was acked)
+        target = self.end_offsets()
+        self.meter.begin()
+        drained, caught_up = self.wait_consumed(target, a.drain_timeout, f"step {index + 1} drain")
+        cpu_drain = self.meter.end()
+        b2 = self.last_batch_id()
+        self.read_log()
 
-        def sampler():
-            while not stop.is_set():
-                lag = self.lag_now()
-                if lag is not None:
-                    lag_samples.append((time.monotonic() - m0, float(lag)))
-                stop.wait(a.sample_seconds)
-
-        th = threading.Thread(target=sampler, daemon=True)
-        th.start()
-        last_print = time.monotonic()
-        cpu_gen: dict[str, float] = {}
-        try:
-            while proc.poll() is None:
-                cpu_gen = {k: v for k, v in meter.sample().items() if k == "generator"} or cpu_gen
-                self.check_stream_alive()
-                if time.monotonic() - m0 > seconds + 120:
-                    raise RuntimeError("generator ran 2 minutes past its duration")
-                time.sleep(0.5)
-                if time.monotonic() - last_print >= a.print_seconds:
-                    last_print = time.monotonic()
-                    bs = self.batches(since=t0)
-                    recent = bs[-5:]
-                    lag = lag_samples[-1][1] if lag_samples else None
-                    say(f"  t+{time.monotonic() - m0:4.0f}s batches={len(bs)} rows={sum(b['valid_rows'] for b in bs)} "
-                        f"fresh_p95(last5)={max((b['freshness_p95_s'] for b in recent), default=0):.1f}s "
-                        f"lag={lag if lag is None else int(lag)}")
-        finally:
-            stop.set()
-            th.join(timeout=30)
-        t1 = datetime.now(timezone.utc)
-        wall = time.monotonic() - m0
-        cpu1 = meter.sample()
-        cpu1.update({k: v for k, v in cpu_gen.items()})
-        meter.generator_pid = None
-        self.generator = None
-        gen_text = out.read_text(errors="replace")
-        gen = {}
-        for line in gen_text.splitlines():
-            if line.startswith("{") and '"messages_sent"' in line:
-                gen = json.loads(line)
-        if proc.returncode != 0 or not gen:
-            raise RuntimeError(f"generator failed ({proc.returncode}): {gen_text[-2000:]}")
-        lag_end = self.lag_now()
-        # drain: how long until the stream caught up (not counted in the step's figures)
-        drained, drain_s = self.wait_drained(a.drain_timeout, f"step {index + 1}")
-
+        send_start = gen.get("send_start_epoch") or e0
+        send_end = gen.get("send_end_epoch") or (e0 + (t1 - t0))
+        ack_end = gen.get("ack_end_epoch") or send_end
         settle = min(a.settle_seconds, seconds / 4)
-        since = datetime.fromtimestamp(t0.timestamp() + settle, timezone.utc)
-        bs = [b for b in self.batches(since=since) if b["committed_at"] < t1]
-        prog = [p for p in self.progress() if since <= p["reported_at"] < t1]
-        fresh = mixture_quantiles(bs)
-        committed = sum(b["valid_rows"] + b["rejected_rows"] for b in bs)
-        window = max(1e-6, (t1 - since).total_seconds())
-        processed_s = committed / window
-        in_rows = sum(p["input_rows"] for p in prog)
-        busy_s = sum(p["duration_ms"] for p in prog) / 1000
-        sent_rate = gen["messages_sent"] / gen["seconds"] if gen.get("seconds") else None
-        offered = min(rate, sent_rate or rate)
-        second_half = [(t, y) for t, y in lag_samples if t >= wall / 2]
-        growth = slope(second_half)
-        lag_growing = growth > 0.05 * offered and (lag_end or 0) > 2 * offered * self.cfg.spark.trigger_seconds
-        p95 = fresh["p95"]
-        sustained = (bool(bs) and not lag_growing and p95 is not None and p95 <= a.max_p95
-                     and processed_s >= 0.9 * offered and drained)
-        lines = self.phase_lines(since, t1)
-        phases = {}
-        if lines:
-            total_ms = sum(d.get("ms", 0) for d in lines)
-            for name in (*PHASES, "ms"):
-                vals = [d.get(name, 0) for d in lines]
-                phases[name.replace("_ms", "") if name != "ms" else "batch"] = {
-                    "mean_ms": round(sum(vals) / len(vals)), "p95_ms": round(plain_quantile(vals, 0.95)),
-                    **({"share": round(sum(vals) / total_ms, 3)} if name != "ms" and total_ms else {})}
-        cpu = CpuMeter.diff(cpu0, cpu1)
-        result = {
-            "rate_ev_s": rate,
-            "seconds": round(wall, 1),
-            "sent": gen["messages_sent"],
-            "sent_ev_s": round(sent_rate) if sent_rate else None,
-            "generator_bound": bool(sent_rate and sent_rate < 0.95 * rate),
-            "batches": len(bs),
-            "freshness_s": fresh,
-            "freshness_batch_p95_max_s": round(max((b["freshness_p95_s"] for b in bs), default=0.0), 2),
-            "freshness_max_s": round(max((b["freshness_max_s"] for b in bs), default=0.0), 2),
-            "processed_rows_s": round(processed_s),
-            "capacity_rows_s": round(in_rows / busy_s) if busy_s else None,
-            "busy_fraction": round(busy_s / window, 2),
-            "batch_rows_mean": round(in_rows / len(prog)) if prog else 0,
-            "batch_ms_mean": round(busy_s * 1000 / len(prog)) if prog else 0,
-            "lag_end": lag_end,
-            "lag_growth_ev_s": round(growth, 1),
-            "lag_max": int(max((y for _, y in lag_samples), default=0)),
-            "drain_s": round(drain_s, 1) if drained else None,
-            "sustained": sustained,
-            "phases": phases,
-            "cpu_s": cpu,
+        w0, w1 = send_start + settle, send_end
+
+        # sent
+        sent_ev_s = gen["messages_sent"] / gen["ack_seconds"] if gen.get("ack_seconds") else None
+
+        # processed: records of the batches whose commit falls in (w0, w1], over the window's length
+        rows = self.batch_rows(b0, b2)
+
+        def records(bids):
+            return sum(rows[b]["valid"] + rows[b]["rejected"] + rows[b]["dups"] for b in bids if b in rows)
+
+        in_window = sorted(bid for bid, doc in self.committed.items() if bid > b0 and w0 < doc["epoch"] <= w1)
+        window_s = w1 - w0
+        processed_records = records(in_window)
+        processed_ev_s = processed_records / window_s if window_s > 0 else None
+        # phase timings: the window's batches, or (fewer than 2 there) every batch of the step and its drain
+        phases: dict = {}
+        scope = in_window if len(in_window) >= 2 else sorted(b for b in self.committed if b0 < b <= b2)
+        if scope:
+            phases["scope"] = "window" if scope is in_window else "step_and_drain"
+            docs = [self.committed[b] for b in scope]
+            batch_ms = [d.get("ms", 0) for d in docs]
+            for name in PHASES:
+                phases[name.removesuffix("_ms")] = round(sum(d.get(name, 0) for d in docs) / len(docs))
+            phases["foreach_batch"] = round(sum(batch_ms) / len(docs))
+            trig = [rows[b]["trigger_ms"] for b in scope if b in rows and rows[b]["trigger_ms"] is not None]
+            if trig:
+                phases["trigger"] = round(sum(trig) / len(trig))
+                phases["spark_overhead"] = max(0, phases["trigger"] - phases["foreach_batch"])
+                # what the stream does per second of batch time, at this batch size
+                phases["capacity_ev_s"] = round(records(scope) / (sum(trig) / 1000)) if sum(trig) else None
+            phases["batches"] = len(docs)
+            phases["rows_per_batch"] = round(sum(d.get("valid", 0) + d.get("rejected", 0) for d in docs) / len(docs))
+        # cross-check: Kafka records committed over the whole step + drain (offsets) vs rows + dropped duplicates
+        records_all = sum(r["valid"] + r["rejected"] + r["dups"] for r in rows.values())
+        input_all = sum(r["input_rows"] or 0 for r in rows.values())
+
+        # lag over the window
+        window_lag = [(t - w0, float(y)) for t, y in lag_samples if w0 <= t <= w1]
+        lag_slope = slope(window_lag)
+        fresh = self.freshness(b0, b2)
+
+        checks = {
+            "sent": sent_ev_s is not None and sent_ev_s >= a.min_ratio * rate,
+            "processed": processed_ev_s is not None and processed_ev_s >= a.min_ratio * rate,
+            "lag_not_growing": lag_slope is not None and lag_slope <= a.max_lag_slope * rate,
+            "drained": drained,
+            "long_enough": seconds >= a.min_sustain_seconds,
         }
-        f = result["freshness_s"]
-        say(f"step {index + 1} done: {rate:.0f} ev/s (sent {result['sent_ev_s']}/s) -> processed "
-            f"{result['processed_rows_s']}/s, capacity {result['capacity_rows_s']}/s, busy {result['busy_fraction']:.0%}, "
-            f"freshness p50/p95/p99 {f['p50']}/{f['p95']}/{f['p99']}s, lag end {lag_end} "
-            f"(growth {growth:.0f}/s), drain {result['drain_s']}s -> {'SUSTAINED' if sustained else 'NOT sustained'}")
-        if phases:
-            say("  phases (mean ms/batch): " + ", ".join(f"{k}={v['mean_ms']}" for k, v in phases.items())
-                + f"; cpu s: {cpu}")
+        result = {
+            "target_ev_s": rate,
+            "step_s": seconds,
+            "started_at": iso(e0),
+            "sustained": all(checks.values()),
+            "checks": checks,
+            "sent": {
+                "events": gen["messages_sent"], "ev_s": round(sent_ev_s) if sent_ev_s else None,
+                "ratio": round(sent_ev_s / rate, 3) if sent_ev_s else None,
+                "send_s": round(gen["send_seconds"], 2) if gen.get("send_seconds") else None,
+                "ack_s": round(gen["ack_seconds"], 2) if gen.get("ack_seconds") else None,
+                "clock_offset_s": gen.get("clock_offset_s"),
+                "valid": gen.get("valid_events"), "late": gen.get("late_events"),
+                "duplicates": gen.get("duplicates_sent"), "malformed": gen.get("malformed"),
+            },
+            "processed": {
+                "ev_s": round(processed_ev_s) if processed_ev_s is not None else None,
+                "ratio": round(processed_ev_s / rate, 3) if processed_ev_s is not None else None,
+                "records": processed_records, "window_s": round(window_s, 1) if window_s else None,
+                "window": [iso(w0), iso(w1)],
+                "step_and_drain": {"records": records_all, "kafka_records_read": input_all,
+                                   "ev_s": round(records_all / (caught_up - send_start))
+                                   if drained and caught_up and caught_up > send_start else None,
+                                   "kafka_offsets_committed": sum(target.values()) - sum(base_ends.values())
+                                   if drained else None},
+            },
+            "lag": {
+                "slope_ev_s_per_s": round(lag_slope, 1) if lag_slope is not None else None,
+                "max": max((y for _, y in lag_samples), default=None),
+                "mean": round(sum(y for _, y in window_lag) / len(window_lag)) if window_lag else None,
+                "at_send_end": lag_samples[-1][1] if lag_samples else None,
+                "samples": [[round(t - send_start, 1), y] for t, y in lag_samples],
+            },
+            "drain_s": round(caught_up - ack_end, 1) if drained and caught_up else None,
+            "freshness_s": fresh,
+            "phases_ms": phases,
+            "cpu_s": cpu,
+            "cpu_s_drain": cpu_drain,
+            "batches": {"step": max(0, b1 - b0), "drain": max(0, b2 - b1)},
+        }
+        result["bound"] = describe_bound(result)
+        f = fresh
+        say(f"step {index + 1} done: target {rate:.0f} ev/s, sent {result['sent']['ev_s']}/s, processed "
+            f"{result['processed']['ev_s']}/s, lag slope {result['lag']['slope_ev_s_per_s']}/s, drain "
+            f"{result['drain_s']}s, freshness p50/p95/p99 {f['p50']}/{f['p95']}/{f['p99']}s "
+            f"-> {'SUSTAINED' if result['sustained'] else 'not sustained'} "
+            f"({', '.join(k for k, v in checks.items() if not v) or 'all checks pass'})")
+        say(f"  {result['bound']}")
         return result
 
+    # -- cleanup ----------------------------------------------------------------------------------
     def cleanup(self) -> None:
-        kill_group(self.generator, signal.SIGKILL, 10)
-        if self._wm is not None:
-            self._wm.close()
-            self._wm = None
+        if self.generator is not None:
+            kill_tree(self.generator.pid, signal.SIGTERM, 5, "generator")
+            self.generator = None
         if self.stream is not None:
-            say("stopping the stream (SIGTERM to its process group)")
-            # pyspark daemons run in process groups of their own: remember them to reap stragglers
-            children = descendants(self.stream.pid)
-            kill_group(self.stream, signal.SIGTERM, 60)
-            deadline = time.monotonic() + 15
-            while any(c.is_running() and c.status() != "zombie" for c in children) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            for c in children:
-                try:
-                    if c.is_running() and c.status() != "zombie":
-                        c.kill()
-                except Exception:  # noqa: BLE001
-                    pass
+            say("stopping the stream (SIGTERM to its process group; SIGKILL to what is left after 45s)")
+            kill_tree(self.stream.pid, signal.SIGTERM, 45, "stream")
+            self.stream.poll()
+            self.stream = None
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._consumer = None
         try:
             from kafka.admin import KafkaAdminClient
 
-            admin = KafkaAdminClient(bootstrap_servers=self.cfg.kafka.bootstrap_servers)
-            admin.delete_topics([self.topic])
-            admin.close()
+            admin = KafkaAdminClient(bootstrap_servers=self.cfg.kafka.bootstrap_servers,
+                                     client_id="tidemark-bench-admin", request_timeout_ms=30000)
+            try:
+                admin.delete_topics([self.topic], timeout_ms=30000)
+                say(f"deleted topic {self.topic}")
+            finally:
+                admin.close()
         except Exception as exc:  # noqa: BLE001
-            say(f"topic {self.topic}: delete answered {type(exc).__name__} (tansu may have deleted it anyway)")
+            say(f"topic {self.topic}: delete failed: {type(exc).__name__}: {str(exc)[:200]}")
+        if self.args.clean:
+            try:
+                self.query(f"DROP DATABASE IF EXISTS {self.db}")
+                say(f"dropped database {self.db}")
+            except Exception as exc:  # noqa: BLE001
+                say(f"drop database {self.db} failed: {exc}")
+        elif self.ident is not None:
+            say(f"bench rows kept in ClickHouse {self.cfg.clickhouse.address} database {self.db}, "
+                f"stream_id {self.ident.stream_id}")
+        if self.log_path.exists():
+            keep = self.cfg.log_dir / f"bench-stream-{self.id}.log"
+            try:
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.log_path, keep)
+                say(f"stream log kept at {keep}")
+            except OSError:
+                pass
         if self.args.keep_workdir:
             say(f"kept {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        self.stack_down()
+
+
+def describe_bound(step: dict) -> str:
+    """One line: how busy the machine was, who used the CPU, and the slowest batch phase."""
+    cpu = step["cpu_s"]
+    procs = {k: cpu.get(k, 0.0) for k in CPU_KINDS}
+    used = sum(procs.values()) or 1.0
+    top = sorted(procs.items(), key=lambda kv: -kv[1])[:3]
+    parts = [f"{step['target_ev_s']:.0f} ev/s: machine {cpu.get('machine_busy_frac') or 0:.0%} busy "
+             f"({cpu.get('machine_busy')} CPU-s in {cpu.get('wall_s')}s), "
+             + ", ".join(f"{k} {v:.0f}s ({v / used:.0%})" for k, v in top)]
+    ph = step.get("phases_ms") or {}
+    named = {k: ph[k] for k in ("read_validate_dedup", "delta", "rollups", "clickhouse", "spark_overhead") if k in ph}
+    if named:
+        k, v = max(named.items(), key=lambda kv: kv[1])
+        parts.append(f"slowest phase {k} {v} ms of {ph.get('trigger', ph.get('foreach_batch'))} ms/batch"
+                     + (f" ({ph['batches']} batches of {ph['rows_per_batch']} rows; {ph['capacity_ev_s']} records "
+                   "per second of batch time)" if ph.get("capacity_ev_s") else ""))
+    return "; ".join(parts)
+
+
+def versions(cfg) -> dict:
+    import importlib.metadata as md
+
+    def pkg(name):
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
+    def jar(directory, prefix):
+        found = sorted(Path(directory).glob(f"{prefix}*.jar"))
+        return found[-1].name.removeprefix(prefix).removesuffix(".jar") if found else None
+
+    env = {"pyspark": pkg("pyspark"), "delta_spark": pkg("delta-spark"),
+           "delta_jar": next((p.name for p in sorted(Path(cfg.spark.jars_dir).glob("delta-spark_*.jar"))), None),
+           "kafka": jar(cfg.kafka.jars_dir, "kafka_2.13-"),
+           "spark_kafka_clients": jar(cfg.spark.jars_dir, "kafka-clients-"),
+           "confluent_kafka": pkg("confluent-kafka"), "python": sys.version.split()[0],
+           "cores": os.cpu_count(), "spark_master": cfg.spark.master,
+           "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=20)
+        env["java"] = (java.stderr or java.stdout).splitlines()[0] if (java.stderr or java.stdout) else None
+    except (OSError, subprocess.TimeoutExpired):
+        env["java"] = None
+    return env
+
+
+def goals(steps: list[dict]) -> dict:
+    at5k = next((s for s in steps if s["target_ev_s"] == 5000), None)
+    p95_5k = at5k["freshness_s"]["p95"] if at5k else None
+    big = [s for s in steps if s["target_ev_s"] >= 20000]
+    ok20 = [s for s in big if s["sustained"] and s["freshness_s"]["p95"] is not None and s["freshness_s"]["p95"] <= 10]
+    return {
+        "freshness_p95_le_5s_at_5k": {
+            "goal": "freshness p95 <= 5 s at 5000 ev/s (the 5000 ev/s step, which must be sustained)",
+            "p95_s": p95_5k, "sustained": at5k["sustained"] if at5k else None,
+            "met": (at5k["sustained"] and p95_5k is not None and p95_5k <= 5.0) if at5k else None,
+        },
+        "sustained_20k_p95_le_10s": {
+            "goal": ">= 20000 ev/s sustained with freshness p95 <= 10 s",
+            "steps": [{"target_ev_s": s["target_ev_s"], "sustained": s["sustained"],
+                       "p95_s": s["freshness_s"]["p95"]} for s in big],
+            "met": bool(ok20) if big else None,
+        },
+    }
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--generator-child":
+        return generator_child(json.loads(sys.argv[2]))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rates", default="2000,5000,10000,20000", help="comma-separated ev/s ladder")
+    p.add_argument("--rates", default="5000,10000,20000", help="comma-separated ev/s ladder")
+    p.add_argument("--rate-5k-check", action="store_true", help="just the 5000 ev/s step (same as --rates 5000)")
     p.add_argument("--step-seconds", type=float, default=120.0)
-    p.add_argument("--warmup-seconds", type=float, default=20.0)
+    p.add_argument("--settle-seconds", type=float, default=10.0,
+                   help="skip this start of each step's sending in the processed/lag window (at most step/4)")
+    p.add_argument("--min-ratio", type=float, default=0.95, help="sent and processed >= this x target")
+    p.add_argument("--max-lag-slope", type=float, default=0.02,
+                   help="lag growth allowed, as a fraction of the target rate (events/s per s)")
+    p.add_argument("--min-sustain-seconds", type=float, default=120.0, help="shorter steps are never 'sustained'")
+    p.add_argument("--warmup-batches", type=int, default=3,
+                   help="warm up until this many data batches have committed after the first one")
     p.add_argument("--warmup-rate", type=float, default=1000.0)
-    p.add_argument("--startup-timeout", type=float, default=240.0, help="JVM start + first batch")
-    p.add_argument("--settle-seconds", type=float, default=5.0, help="ignore this start of each step")
-    p.add_argument("--drain-timeout", type=float, default=60.0, help="wait for the lag to reach 0 after a step")
-    p.add_argument("--sample-seconds", type=float, default=3.0, help="consumer-lag sampling interval")
-    p.add_argument("--print-seconds", type=float, default=15.0)
-    p.add_argument("--max-p95", type=float, default=10.0, help="freshness p95 bound for 'sustained'")
+    p.add_argument("--startup-timeout", type=float, default=420.0, help="Spark start + warm-up drain")
+    p.add_argument("--drain-timeout", type=float, default=180.0, help="wait for the stream to catch up after a step")
+    p.add_argument("--generator-grace", type=float, default=120.0, help="generator overrun allowed past its duration")
+    p.add_argument("--stack-timeout", type=float, default=300.0, help="`tidemark stack up` must finish within this")
+    p.add_argument("--sample-seconds", type=float, default=2.0, help="lag and CPU sampling interval")
+    p.add_argument("--print-seconds", type=float, default=5.0)
+    p.add_argument("--ontime-max-lateness-ms", type=int, default=0,
+                   help="generator: on-time events' event time lags send time by up to this (default 0: "
+                        "freshness is the pipeline's own latency)")
     p.add_argument("--trigger-seconds", type=float, help="override TIDEMARK_TRIGGER_SECONDS")
     p.add_argument("--max-offsets-per-trigger", type=int, help="override TIDEMARK_MAX_OFFSETS_PER_TRIGGER")
-    p.add_argument("--keep-going", action="store_true", help="continue the ladder after an unsustained step")
-    p.add_argument("--keep-workdir", action="store_true")
-    p.add_argument("--profile", action="store_true",
-                   help="also record py-spy flame graphs of the stream per step (needs py-spy on PATH); "
-                        "per-phase timings and CPU by process kind are always reported")
+    p.add_argument("--keep-going", action="store_true", help="continue the ladder after a step the stream lost")
+    p.add_argument("--keep-workdir", action="store_true", help="keep the temp lake/checkpoint/logs")
+    p.add_argument("--clean", action="store_true", help="drop the bench ClickHouse database at the end")
     args = p.parse_args()
-    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    rates = [5000.0] if args.rate_5k_check else [float(r) for r in args.rates.split(",") if r.strip()]
 
+    started = time.monotonic()
     bench = Bench(args)
-    problem = bench.preflight()
-    if problem:
-        shutil.rmtree(bench.workdir, ignore_errors=True)
-        print(f"error: {problem}. Start the embedded stack with `tidemark stack up` "
-              "(or point KAFKA_BOOTSTRAP_SERVERS / CLICKHOUSE_HOST at running services).", file=sys.stderr)
-        return 2
-    pyspy = shutil.which("py-spy") if args.profile else None
-    if args.profile and not pyspy:
-        say("--profile: py-spy is not installed; reporting phase timings and CPU by process kind only")
+    cleaning = []
 
-    def on_term(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+    def on_signal(signum, _frame):
+        if cleaning:
+            say(f"signal {signum} during cleanup: ignored (cleanup is bounded)")
+            return
+        raise Interrupted(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     steps: list[dict] = []
-    load1 = os.getloadavg()[0]
+    status, failure = "ok", None
+    env = {}
     try:
+        bench.stack_up()
+        env = versions(bench.cfg)
+        try:
+            env["clickhouse"] = bench.query("SELECT version()")[0][0]
+        except Exception:  # noqa: BLE001
+            env["clickhouse"] = None
         bench.start_stream()
         bench.warmup()
-        services = {}
-        for name in ("broker", "s3", "clickhouse"):
-            pid_file = bench.cfg.run_dir / f"{name}.pid"
-            if pid_file.exists():
-                services[name] = int(pid_file.read_text().split()[0])
-        meter = CpuMeter(bench.stream.pid, services)
         for i, rate in enumerate(rates):
-            spy = None
-            if pyspy:
-                svg = bench.workdir / f"pyspy-step{i + 1}.svg"
-                spy = subprocess.Popen([pyspy, "record", "--subprocesses", "--nonblocking", "-p", str(bench.stream.pid),
-                                        "-d", str(int(args.step_seconds)), "-o", str(svg)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            try:
-                result = bench.step(i, rate, meter)
-            finally:
-                kill_group(spy, signal.SIGINT, 30)
-            if spy is not None:
-                result["pyspy_svg"] = str(bench.workdir / f"pyspy-step{i + 1}.svg")
-                args.keep_workdir = True
+            result = bench.step(i, rate)
             steps.append(result)
-            if not result["sustained"] and not args.keep_going and i + 1 < len(rates):
-                say(f"stopping the ladder: {rate:.0f} ev/s was not sustained")
+            c = result["checks"]
+            lost = not (c["processed"] and c["lag_not_growing"])
+            if not c["drained"] or (lost and not args.keep_going and i + 1 < len(rates)):
+                say(f"stopping the ladder: the stream did not keep up with {rate:.0f} ev/s")
                 break
-    except KeyboardInterrupt:
-        say("interrupted")
+    except Interrupted as exc:
+        status, failure = "interrupted", str(exc)
+        say(f"interrupted ({exc}); cleaning up")
     except Exception as exc:  # noqa: BLE001
-        say(f"bench failed: {exc}")
+        status, failure = "failed", f"{type(exc).__name__}: {exc}"
+        say(f"bench failed: {failure}")
+    finally:
+        cleaning.append(True)
         bench.cleanup()
-        return 1
-    bench.cleanup()
 
-    sustained = [s["rate_ev_s"] for s in steps if s["sustained"]]
-    at5k = next((s for s in steps if s["rate_ev_s"] == 5000), None)
+    sustained = [s["target_ev_s"] for s in steps if s["sustained"]]
+    lost = next((s for s in steps if not (s["checks"]["processed"] and s["checks"]["lag_not_growing"])), None)
+    if lost:
+        bounds = "stream could not keep up at " + lost["bound"]
+    elif steps:
+        bounds = "kept up at every step; at the top one, " + steps[-1]["bound"]
+    else:
+        bounds = None
+    a = args
     print(json.dumps({
         "bench": "stream_throughput",
+        "status": status,
+        **({"error": failure[:3000]} if failure else {}),
         "steps": steps,
         "max_sustained_ev_s": max(sustained) if sustained else None,
-        "freshness_at_5k": at5k["freshness_s"] if at5k else None,
-        "trigger_seconds": bench.cfg.spark.trigger_seconds,
-        "spark_master": bench.cfg.spark.master,
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": round(load1, 2),
-        "notes": "freshness = commit time - event time over on-time events; generator event times lag "
-                 "their send time by 0-5 s, which is included",
-    }, separators=(",", ":")))
-    return 0 if steps else 1
+        "goals": goals(steps),
+        "bounds": bounds,
+        "criterion": {
+            "sustained": (f"sent_ev_s >= {a.min_ratio} x target AND processed_ev_s >= {a.min_ratio} x target over "
+                          f"[send start + {min(a.settle_seconds, a.step_seconds / 4):g} s, send end] AND lag slope "
+                          f"<= {a.max_lag_slope} x target per s over that window AND drained within "
+                          f"{a.drain_timeout:g} s AND step >= {a.min_sustain_seconds:g} s"),
+            "sent_ev_s": "events acked by the broker / generator send wall time (first send to last ack)",
+            "processed_ev_s": "records (valid + rejected rows of stream_batches + duplicates dropped) of the "
+                              "batches committed in the window / the window's length",
+            "lag": "topic end offsets minus the stream's last committed offsets, sampled every "
+                   f"{a.sample_seconds:g} s",
+            "freshness": "quantilesExactWeighted over the freshness histograms of every batch committed from "
+                         "step start to drain end (event time -> batch commit, 100 ms steps)",
+            "event_time": (f"on-time events' event time = send time - U[0, {a.ontime_max_lateness_ms}] ms; "
+                           "pacer aligned to the wall clock"),
+        },
+        "config": {
+            "rates": rates, "step_seconds": a.step_seconds,
+            "warmup": {"rate": a.warmup_rate, "data_batches_after_first": a.warmup_batches},
+            "trigger_seconds": bench.cfg.spark.trigger_seconds,
+            "max_offsets_per_trigger": bench.cfg.spark.max_offsets_per_trigger,
+            "partitions": bench.cfg.kafka.partitions, "home": str(bench.cfg.home), "database": bench.db,
+            "clickhouse": bench.cfg.clickhouse.address, "kafka": bench.cfg.kafka.bootstrap_servers,
+            "topic": bench.topic, "stream_id": bench.ident.stream_id if bench.ident else None,
+            "stack_started_by_bench": bench.started_services,
+        },
+        "env": env,
+        "wall_s": round(time.monotonic() - started, 1),
+    }, separators=(",", ":")), flush=True)
+    return {"ok": 0, "interrupted": 130}.get(status, 1)
 
 
 if __name__ == "__main__":

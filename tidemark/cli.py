@@ -111,6 +111,11 @@ def _reconcile(args: argparse.Namespace) -> int:
     cfg = settings()
     manifest = json.loads(open(args.manifest).read())
     ident = StreamOptions.from_settings(cfg, checkpoint=args.checkpoint).identity
+    if args.wait:
+        from tidemark.reconcile import wait_until_consumed
+
+        waited = wait_until_consumed(cfg, ident.stream_id, manifest.get("topic") or cfg.kafka.topic, args.wait)
+        print(f"stream caught up with the topic in {waited:.1f}s")
     since = datetime.fromisoformat(args.since).astimezone(timezone.utc) if args.since else None
     report = stream_report(cfg, manifest, ident.stream_id, ident.epoch, since=since)
     if args.json:
@@ -249,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--manifest", required=True)
     rec.add_argument("--checkpoint", help="the stream's checkpoint (default: the standard one)")
     rec.add_argument("--since", help="only batches committed after this ISO-8601 time")
+    rec.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                     help="first wait (up to SECONDS) until the stream has committed everything now in the topic")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=_reconcile)
 

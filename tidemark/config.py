@@ -127,6 +127,7 @@ class SparkSettings:
     jars_dir: str            # Spark's Kafka source and delta-spark jars, fetched by `make setup` (jvm/spark/pom.xml)
     starting_offsets: str    # where a new checkpoint starts reading: earliest | latest
     fail_on_data_loss: bool  # stop (true) or warn (false) when Kafka deleted offsets the stream had not read
+    delta_snapshot_partitions: int  # shuffle partitions Delta uses to rebuild a snapshot after a commit
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def load() -> Settings:
         jars_dir=_env("TIDEMARK_SPARK_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "spark")),
         starting_offsets=_env("TIDEMARK_STARTING_OFFSETS", "earliest"),
         fail_on_data_loss=_env("TIDEMARK_FAIL_ON_DATA_LOSS", "true").lower() == "true",
+        delta_snapshot_partitions=_int("TIDEMARK_DELTA_SNAPSHOT_PARTITIONS", 1),
     )
 
     return Settings(

@@ -60,6 +60,10 @@ def engine_conf(cfg: Settings | None = None) -> dict[str, str]:
         "spark.driver.memory": cfg.spark.driver_memory,
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        # Delta rebuilds a table's snapshot after every commit with a shuffle of this many partitions
+        # (default 50). The lake's log is small and local[2] has two cores: 50 tasks per commit cost
+        # 4-6 s per micro-batch here, 1 costs ~1 s (measured). Raise it on a cluster with long logs.
+        "spark.databricks.delta.snapshotPartitions": str(cfg.spark.delta_snapshot_partitions),
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }

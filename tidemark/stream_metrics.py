@@ -90,15 +90,19 @@ def health(cfg: Settings, window_s: int = 300) -> dict:
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
     last = ch.execute(
-        f"SELECT stream_id, max(batch_id), max(committed_at), "
-        f"quantileIf(0.5)(freshness_p50_s, valid_rows > 0), quantileIf(0.95)(freshness_p95_s, valid_rows > 0), "
+        f"SELECT stream_id, max(batch_id), max(committed_at), 0, 0, "
         f"sum(valid_rows), sum(rejected_rows), "
         f"sum(late_rows) FROM {db}.stream_batches "
         f"WHERE committed_at >= (SELECT max(committed_at) FROM {db}.stream_batches) - {int(window_s)} "
         f"GROUP BY stream_id ORDER BY max(committed_at) DESC LIMIT 1")
     if not last:
         return {"running": False, "detail": "no committed micro-batch yet"}
-    stream_id, batch_id, committed_at, f50, f95, valid, rejected, late = last[0]
+    stream_id, batch_id, committed_at, _, _, valid, rejected, late = last[0]
+    from tidemark.reconcile import measured_freshness_s
+
+    f50, f95 = measured_freshness_s(
+        ch, db, f"stream_id = %(s)s AND committed_at >= toDateTime(%(since)s)",
+        {"s": stream_id, "since": int(committed_at.timestamp()) - int(window_s)}, (0.5, 0.95))
     progress = ch.execute(
         f"SELECT argMax(consumer_lag, batch_id), avg(input_rows_per_s), avg(processed_rows_per_s) "
         f"FROM {db}.stream_progress WHERE stream_id = %(s)s AND reported_at >= now() - {int(window_s)}",

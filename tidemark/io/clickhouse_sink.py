@@ -57,29 +57,57 @@ class BatchMetrics:
     rollup_rows: int = 0
     processing_ms: int = 0
     newest_event_time: datetime | None = None
-    # event-time quantiles of on-time events: p05 -> freshness p95, p50 -> p50, oldest -> max
-    event_time_p05: datetime | None = None
-    event_time_p50: datetime | None = None
-    event_time_oldest: datetime | None = None
+    # on-time events per event-time step: {step start in epoch ms (multiple of FRESHNESS_STEP_MS): events}
+    event_time_steps: dict[int, int] = field(default_factory=dict)
     committed_at: datetime | None = None
 
-    def freshness_s(self, event_time: datetime | None) -> float:
-        if event_time is None or self.committed_at is None:
-            return 0.0
-        return max(0.0, (self.committed_at - event_time).total_seconds())
+    def freshness_histogram(self) -> tuple[list[int], list[int]]:
+        """(freshness ms, events) pairs, measured against ``committed_at``: when the batch becomes
+        queryable. Each step's events count at the step's midpoint (error <= half a step)."""
+        if self.committed_at is None:
+            return [], []
+        now_ms = int(self.committed_at.timestamp() * 1000)
+        half = FRESHNESS_STEP_MS // 2
+        hist: dict[int, int] = {}
+        for start_ms, n in self.event_time_steps.items():
+            lag = max(0, now_ms - (start_ms + half))
+            lag -= lag % FRESHNESS_STEP_MS
+            hist[lag] = hist.get(lag, 0) + n
+        keys = sorted(hist)
+        return keys, [hist[k] for k in keys]
+
+    def freshness_quantile_s(self, q: float) -> float:
+        lags, counts = self.freshness_histogram()
+        return weighted_quantile(lags, counts, q) / 1000.0
 
     def row(self) -> tuple:
         reasons = sorted(self.rejected)
+        lags, counts = self.freshness_histogram()
         return (self.stream_id, self.batch_id, self.version, self.committed_at, self.valid_rows, self.late_rows,
                 sum(self.rejected.values()), reasons, [self.rejected[r] for r in reasons], self.rollup_rows,
                 self.processing_ms, self.newest_event_time or datetime(1970, 1, 1, tzinfo=timezone.utc),
-                self.freshness_s(self.event_time_p50), self.freshness_s(self.event_time_p05),
-                self.freshness_s(self.event_time_oldest))
+                self.freshness_quantile_s(0.5), self.freshness_quantile_s(0.95),
+                (lags[-1] / 1000.0) if lags else 0.0, lags, counts)
 
 
+def weighted_quantile(values: Sequence[int], weights: Sequence[int], q: float) -> float:
+    """The q-quantile of sorted ``values`` repeated ``weights`` times (ClickHouse's
+    quantileExactWeighted rule: the first value whose cumulative weight exceeds q * total)."""
+    total = sum(weights)
+    if not total:
+        return 0.0
+    threshold, seen = q * total, 0
+    for value, weight in zip(values, weights):
+        seen += weight
+        if seen > threshold:
+            return float(value)
+    return float(values[-1])
+
+
+FRESHNESS_STEP_MS = 100
 BATCH_COLUMNS = ("stream_id", "batch_id", "version", "committed_at", "valid_rows", "late_rows", "rejected_rows",
                  "rejected_reasons", "rejected_counts", "rollup_rows", "processing_ms", "newest_event_time",
-                 "freshness_p50_s", "freshness_p95_s", "freshness_max_s")
+                 "freshness_p50_s", "freshness_p95_s", "freshness_max_s", "freshness_ms", "freshness_events")
 
 
 class RollupSink:

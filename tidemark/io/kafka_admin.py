@@ -145,3 +145,20 @@ def producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     """A KafkaProducer with throughput-oriented defaults; keyword arguments override them."""
     config = {**PRODUCER_DEFAULTS, **overrides}
     return KafkaProducer(bootstrap_servers=bootstrap, **config)
+
+
+def end_offsets(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> dict[int, int]:
+    """{partition: log end offset} of every partition of ``topic`` (what a consumer must reach
+    to have read everything produced so far)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                             enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            raise RuntimeError(f"topic {topic!r} has no partitions at {bootstrap} (does it exist?)")
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: int(off) for tp, off in ends.items()}
+    finally:
+        consumer.close()
