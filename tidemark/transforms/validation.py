@@ -1,49 +1,52 @@
 """Kafka records -> validated rows (valid events and dead letters side by side), in Spark SQL.
 
-The event contract (``tidemark.contract``, documented in schemas/README.md) is applied here as
-plain Spark SQL expressions: no Python UDF, no ``mapInArrow``, nothing per record leaves the JVM.
-``tidemark.contract`` stays the reference implementation; both read their field rules from the
-same JSON Schema (``contract.field_rules()``), and a parity test asserts that both give the same
-reason code (and, for valid events, the same values) on one corpus.
+The event contract (``tidemark.contract``, defined in schemas/README.md) is applied here as plain
+Spark SQL expressions: no Python UDF, no ``mapInArrow``; nothing per record leaves the JVM.
+``tidemark.contract`` stays the reference implementation; both read their field rules from the same
+JSON Schema (``contract.field_rules()``), and a parity test asserts that both give the same reason
+code (and, for valid events, the same values) on one corpus.
 
 How each rule is evaluated, in the order the reason codes are chosen (the first broken rule wins):
 
 * null value: ``not_json`` ("empty message").
 * ``oversize_payload``: ``length(value)`` (bytes) > max_payload_bytes. Nothing below is evaluated
-  for such a payload: every later step sits behind a ``CASE WHEN`` on the earlier ones.
-* ``invalid_utf8``: ``is_valid_utf8(cast(value as string))`` (strict UTF-8: no overlongs, no
-  encoded surrogates, nothing above U+10FFFF).
-* Reading JSON (``truncated_json``/``not_json``), bounded before the parser runs:
-  - depth: if the text holds more than MAX_JSON_DEPTH ``{``/``[`` at all, the nesting depth of the
+  for such a payload: each later column is a ``CASE WHEN`` on the earlier ones.
+* ``invalid_utf8``: ``is_valid_utf8(cast(value as string))`` (strict UTF-8).
+* reading JSON (``truncated_json`` / ``not_json``), bounded before the parser runs:
+  - depth: a text with at most one ``{``/``[`` (one linear regex; a usual event) or at most
+    MAX_JSON_DEPTH of them (``regexp_count``) cannot be too deep; otherwise the exact depth of the
     text without its string literals is computed (``regexp_replace`` + ``aggregate`` over the
-    brackets); deeper than MAX_JSON_DEPTH is unreadable and never parsed. A usual event has one
-    ``{``, so this costs one ``translate`` per record.
-  - ``try_parse_json('[' || text || ']')`` must give an array of exactly one element. The
-    wrapper makes Spark's parser reject trailing garbage (it stops after the first value
-    otherwise); when the text contains ``]`` a second parse, ``try_parse_json('{"k":' || text ||
-    '}')``, rules out a value followed by ``]...``. Spark's parser also refuses duplicate keys,
-    NaN/Infinity, lone-surrogate escapes, numbers over 1000 digits and keys over 50,000 UTF-16
-    units; ``tidemark.contract.read_json`` refuses the same.
-  - an unreadable text is ``truncated_json`` when it starts with ``{``/``[`` and, once escapes and
-    complete string literals are removed (two ``regexp_replace``), a ``"`` is left or opening
-    brackets outnumber closing ones; ``not_json`` otherwise.
-* ``not_an_object``: the first non-whitespace character of the (readable) text is not ``{``.
-* ``missing_field``: ``try_variant_get(doc, '$[0].field', 'variant') IS NULL`` (a JSON null is a
-  VARIANT null, not a SQL NULL, so it counts as present).
-* per field, in schema order: the JSON type comes from ``schema_of_variant`` (an integral DOUBLE
-  or a DECIMAL(p,0) is an integer) -> ``wrong_type``; then const / enum (``IN``) / ``length()``
-  (code points, like JSON Schema) / the pattern (``rlike``, with ``$`` as ``\\z``) -> the field's
-  reason (``empty_tenant`` for ``tenant_id = ''``).
-* ``unparsable_time``: an RFC 3339 string (``rlike``, then ``try_make_timestamp`` on the parts
-  and the offset subtracted) or an integral number of epoch ms within range.
+    brackets) and a deeper text is never parsed. (Spark's parser itself returns NULL, without
+    throwing, at depth > 1000, for 100,000 levels and for 60 KB of ``[``: checked by a test.)
+  - ``try_parse_json('[' || text || ']')`` must hold exactly one element. The wrapper makes the
+    parser reject trailing garbage (it stops after the first value otherwise); when the text
+    contains ``]``, ``try_parse_json('{"k":' || text || '}')`` also rules out a value followed by
+    ``]...``. Spark's parser refuses duplicate keys, NaN/Infinity, lone-surrogate escapes, numbers
+    over 1000 digits and keys over 50,000 UTF-16 units, as ``contract.read_json`` does.
+  - an unreadable text is ``truncated_json`` or ``not_json`` by contract.looks_truncated's rule
+    (two ``regexp_replace`` and bracket counts, only for unreadable rows).
+* ``not_an_object``: the first non-whitespace character of the readable text is not ``{``.
+* fields: one ``try_variant_get(doc, '$[0]', 'struct<field: variant, ...>')`` (case-sensitive; a
+  JSON null is a VARIANT null, a missing field a SQL NULL) -> ``missing_field``.
+* per field, in schema order: the JSON type from ``schema_of_variant`` (an integral DOUBLE or a
+  DECIMAL(p,0) is an integer) -> ``wrong_type``; then const / enum (``IN``) / ``length()`` (code
+  points, like JSON Schema) / the pattern (``RLIKE``, ``$`` written ``\\z``) -> the field's reason
+  (``empty_tenant`` for ``tenant_id = ''``).
+* ``unparsable_time``: an RFC 3339 string (``RLIKE``, then the civil date turned into days by
+  integer arithmetic: no timestamp function, no session time zone) or an integral number of epoch
+  ms, within range.
 * ``future_time`` / ``expired_time``: against the record's own Kafka ``timestamp``, in
   microseconds, never ``now()``.
 
-Nothing is kept in Python: every rule of the contract has an exact SQL form (the definitions that
-made that possible are in schemas/README.md, "How a payload is read"). A failure to read or check
-a payload is always a dead-letter row with a reason, never an exception: no expression here can
-throw on any input (``try_*`` functions, casts only on regex-checked digits, ranges checked before
-any narrowing cast).
+Nothing is kept in Python: every rule has an exact SQL form (the definitions that made this possible
+are in schemas/README.md, "How a payload is read"). No expression here can throw on any input
+(``try_*`` functions; casts only as ``try_cast``; ranges checked before narrowing), so a payload can
+only ever become a dead letter.
+
+The SQL is built as text (``selectExpr``: a dozen Py4J calls instead of thousands). Performance note:
+the whole chain compiles into one whole-stage-codegen method far above HotSpot's 8,000-byte JIT
+limit; ``spark.sql.codegen.hugeMethodLimit=8000`` (Spark's own advice on HotSpot) makes Spark fall
+back to split, JIT-compiled projections for it, about 10-20 % faster here.
 """
 from __future__ import annotations
 
@@ -89,7 +92,9 @@ _RE_NOT_BRACKET = r"[^\[\]{}]"
 _RE_OBJECT_START = r"^[ \t\n\r]*\{"
 _RE_CONTAINER_START = r"^[ \t\n\r]*[\[{]"
 _RE_DECIMAL_INT = r"^DECIMAL\([0-9]+,0\)$"
-_RE_FRACTION = r"^.{19}\.([0-9]+)"
+_RE_AT_MOST_ONE_OPEN = r"^[^\[{]*+[\[{]?[^\[{]*+\z"   # at most one '{' or '[' in the whole text
+_RE_OPEN = r"[\[{]"
+_RE_STARTS_WITH_VALUE = r"^[ \t\n\r]*+[^ \t\n\r\]]"     # a non-whitespace character other than ']' first
 _P2_PREFIX = '{"k":'
 
 
@@ -180,23 +185,46 @@ def _field_checks(q: _Sql, rule: C.FieldRule, s: str | None, n: str | None) -> l
     return checks
 
 
-def _iso_micros(q: _Sql, s: str) -> str:
-    """contract.parse_event_time for strings: epoch microseconds, or NULL when unparsable."""
+def _iso_parts(q: _Sql, s: str) -> dict[str, str]:
+    """The parts of an RFC 3339 string (NULL unless _iso_ok: it matches contract.ISO_PATTERN), as INTs."""
+    ok = "_iso_ok"
+    zulu = f"substring({s}, -1, 1) IN ('Z', 'z')"
+
+    def part(expr: str) -> str:
+        return f"CASE WHEN {ok} THEN {expr} END"
+
     def digits(start: int, length: int) -> str:
         return f"try_cast(substring({s}, {start}, {length}) AS INT)"
 
-    zulu = f"substring({s}, -1, 1) IN ('Z', 'z')"
-    frac = f"regexp_extract({s}, {q.lit(_RE_FRACTION)}, 1)"
-    micros = f"try_cast(rpad(substring({frac}, 1, 6), 6, '0') AS BIGINT)"
-    off_h, off_m = digits(-5, 2), digits(-2, 2)
-    offset_us = (f"CASE WHEN {zulu} THEN 0L ELSE CASE WHEN substring({s}, -6, 1) = '-' THEN -1L ELSE 1L END "
-                 f"* ({off_h} * 60 + {off_m}) * 60000000L END")
-    local = (f"try_make_timestamp({digits(1, 4)}, {digits(6, 2)}, {digits(9, 2)}, {digits(12, 2)}, "
-             f"{digits(15, 2)}, {digits(18, 2)}, 'UTC')")
-    us = f"(unix_micros({local}) + {micros} - {offset_us})"
-    return (f"CASE WHEN {s} RLIKE {q.lit(C.java_pattern(C.ISO_PATTERN))} "
-            f"AND {digits(1, 4)} >= 1 AND {digits(18, 2)} <= 59 AND ({zulu} OR ({off_h} <= 23 AND {off_m} <= 59)) "
-            f"AND {us} BETWEEN {q.lit(C.MIN_EPOCH_US)} AND {q.lit(C.MAX_EPOCH_US)} THEN {us} END")
+    frac_len = f"length({s}) - 20 - CASE WHEN {zulu} THEN 1 ELSE 6 END"
+    return {
+        "_iy": part(digits(1, 4)), "_imo": part(digits(6, 2)), "_id": part(digits(9, 2)),
+        "_ih": part(digits(12, 2)), "_imi": part(digits(15, 2)), "_is": part(digits(18, 2)),
+        # the fraction truncated to microseconds (a fraction is digits only: the pattern says so)
+        "_ius": part(f"CASE WHEN substring({s}, 20, 1) = '.' "
+                     f"THEN try_cast(rpad(substring({s}, 21, least(6, {frac_len})), 6, '0') AS INT) ELSE 0 END"),
+        "_ioh": part(f"CASE WHEN {zulu} THEN 0 ELSE {digits(-5, 2)} END"),
+        "_iom": part(f"CASE WHEN {zulu} THEN 0 ELSE {digits(-2, 2)} END"),
+        "_isign": part(f"CASE WHEN substring({s}, -6, 1) = '-' AND NOT {zulu} THEN -1 ELSE 1 END"),
+    }
+
+
+def _iso_micros() -> str:
+    """contract.parse_event_time for strings, from _iso_parts: epoch microseconds, or NULL.
+
+    Days from the civil date by integer arithmetic (H. Hinnant's days_from_civil), after checking
+    the date is real; no timestamp functions, so nothing depends on the session time zone."""
+    leap = "((_iy % 4 = 0 AND _iy % 100 != 0) OR _iy % 400 = 0)"
+    days_in_month = f"CASE WHEN _imo = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END ELSE 31 - (_imo - 1) % 7 % 2 END"
+    y = "(_iy - CASE WHEN _imo <= 2 THEN 1 ELSE 0 END)"
+    doy = "((153 * (_imo + CASE WHEN _imo > 2 THEN -3 ELSE 9 END) + 2) div 5 + _id - 1)"
+    yoe = f"({y} - ({y} div 400) * 400)"
+    days = f"(({y} div 400) * 146097L + {yoe} * 365 + {yoe} div 4 - {yoe} div 100 + {doy} - 719468)"
+    local_us = f"(({days} * 86400L + _ih * 3600 + _imi * 60 + _is) * 1000000L + _ius)"
+    us = f"({local_us} - _isign * (_ioh * 60 + _iom) * 60000000L)"
+    valid = (f"_iy >= 1 AND _imo BETWEEN 1 AND 12 AND _id BETWEEN 1 AND {days_in_month} AND _ih <= 23 "
+             f"AND _imi <= 59 AND _is <= 59 AND _ioh <= 23 AND _iom <= 59")
+    return f"CASE WHEN {valid} AND {us} BETWEEN {C.MIN_EPOCH_US}L AND {C.MAX_EPOCH_US}L THEN {us} END"
 
 
 def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_future_skew_s: int = 300,
@@ -220,19 +248,25 @@ def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_
         f"CASE WHEN length(value) <= {maxb} THEN is_valid_utf8(CAST(value AS STRING)) END AS _utf8")
     df = df.selectExpr("*", "CASE WHEN _utf8 THEN CAST(value AS STRING) END AS _txt")
     # 2. depth bound before any parse (the exact depth only when the text has many brackets at all)
-    df = df.selectExpr("*", f"CASE WHEN _txt IS NULL THEN NULL WHEN {_count(q, '_txt', '{[')} <= {C.MAX_JSON_DEPTH} "
-                            f"THEN FALSE ELSE {_max_depth(q, _strip_strings(q, '_txt'))} > {C.MAX_JSON_DEPTH} END AS _deep")
+    # (a usual event has a single '{': one linear regex; else count them; the exact depth only beyond)
+    df = df.selectExpr("*", f"CASE WHEN _txt IS NULL THEN NULL WHEN _txt RLIKE {q.lit(_RE_AT_MOST_ONE_OPEN)} THEN FALSE "
+                            f"WHEN regexp_count(_txt, {q.lit(_RE_OPEN)}) <= {C.MAX_JSON_DEPTH} THEN FALSE "
+                            f"ELSE {_max_depth(q, _strip_strings(q, '_txt'))} > {C.MAX_JSON_DEPTH} END AS _deep")
     # 3. parse: exactly one JSON value
     df = df.selectExpr("*", "CASE WHEN _txt IS NOT NULL AND NOT _deep THEN try_parse_json(concat('[', _txt, ']')) END AS _j")
-    df = df.selectExpr("*", "coalesce(_j IS NOT NULL AND try_variant_get(_j, '$[0]', 'variant') IS NOT NULL "
-                            "AND try_variant_get(_j, '$[1]', 'variant') IS NULL "
+    # ('$[0]' exists: the text starts with a value; not '$[1]': nothing after it but whitespace)
+    df = df.selectExpr("*", "coalesce(_j IS NOT NULL AND try_variant_get(_j, '$[1]', 'variant') IS NULL "
+                            f"AND _txt RLIKE {q.lit(_RE_STARTS_WITH_VALUE)} "
                             "AND CASE WHEN instr(_txt, ']') = 0 THEN TRUE "
                             f"ELSE try_parse_json(concat({q.lit(_P2_PREFIX)}, _txt, "
                             "'}')) IS NOT NULL END, FALSE) AS _ok")
     df = df.selectExpr("*", f"CASE WHEN _txt IS NOT NULL AND NOT _ok THEN {_strip_strings(q, '_txt')} END AS _stripped",
                        f"_ok AND _txt RLIKE {q.lit(_RE_OBJECT_START)} AS _obj")
-    df = df.selectExpr("*", *[f"CASE WHEN _obj THEN try_variant_get(_j, '$[0].{f}', 'variant') END AS _f_{f}"
-                              for f in fields])
+    # all fields in one pass over the object: a struct of VARIANTs (case-sensitive; JSON null stays a
+    # VARIANT null, a missing field is a SQL NULL)
+    doc_type = "struct<" + ", ".join(f"{f}: variant" for f in fields) + ">"
+    df = df.selectExpr("*", f"CASE WHEN _obj THEN try_variant_get(_j, '$[0]', '{doc_type}') END AS _doc")
+    df = df.selectExpr("*", *[f"_doc.{f} AS _f_{f}" for f in fields])
     # 4. JSON types, then the string / integral values
     df = df.selectExpr("*", *[f"schema_of_variant(_f_{r.name}) AS _tag_{r.name}" for r in rules])
     df = df.selectExpr("*", *[f"{_json_type(q, f'_tag_{r.name}', f'_f_{r.name}')} AS _jt_{r.name}" for r in rules])
@@ -248,7 +282,9 @@ def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_
                           f"'decimal(38,0)') END AS _n_{r.name}")
     df = df.selectExpr("*", *values)
     # 5. event time, in microseconds since the epoch (NULL: unparsable)
-    df = df.selectExpr("*", f"CASE WHEN _jt_event_time = 'string' THEN {_iso_micros(q, '_s_event_time')} "
+    df = df.selectExpr("*", f"_s_event_time RLIKE {q.lit(C.java_pattern(C.ISO_PATTERN))} AS _iso_ok")
+    df = df.selectExpr("*", *[f"{expr} AS {name}" for name, expr in _iso_parts(q, "_s_event_time").items()])
+    df = df.selectExpr("*", f"CASE WHEN _jt_event_time = 'string' THEN {_iso_micros()} "
                             f"WHEN _n_event_time BETWEEN {q.lit(C.MIN_EPOCH_MS)} AND {q.lit(C.MAX_EPOCH_MS)} "
                             "THEN try_cast(_n_event_time AS BIGINT) * 1000L END AS _et")
 
