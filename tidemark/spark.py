@@ -64,6 +64,9 @@ def engine_conf(cfg: Settings | None = None) -> dict[str, str]:
         # (default 50). The lake's log is small and local[2] has two cores: 50 tasks per commit cost
         # 4-6 s per micro-batch here, 1 costs ~1 s (measured). Raise it on a cluster with long logs.
         "spark.databricks.delta.snapshotPartitions": str(cfg.spark.delta_snapshot_partitions),
+        # The contract's validation compiles to one ~39 KB method; HotSpot never JIT-compiles methods
+        # over 8 KB, so whole-stage codegen is cut at 8 KB instead (10-20 % faster here, measured).
+        "spark.sql.codegen.hugeMethodLimit": "8000",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }

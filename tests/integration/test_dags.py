@@ -142,7 +142,7 @@ def _stream_reached(cfg, newest_event_time):
     # committed_at in the past too, so stream health (latest commit wins) never reports this fake stream.
     insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.stream_batches", BATCH_COLUMNS, [(
         "test-airflow-dags", int(time.time() * 1000), 0, newest_event_time, 0, 0, 0, [], [], 0, 0,
-        newest_event_time, 0.0, 0.0, 0.0)])
+        newest_event_time, 0.0, 0.0, 0.0, [], [])])
 
 
 def _latest_registry_row(cfg, hour):

@@ -92,14 +92,14 @@ class BatchMetrics:
 
 def weighted_quantile(values: Sequence[int], weights: Sequence[int], q: float) -> float:
     """The q-quantile of sorted ``values`` repeated ``weights`` times (ClickHouse's
-    quantileExactWeighted rule: the first value whose cumulative weight exceeds q * total)."""
+    quantileExactWeighted rule: the first value whose cumulative weight reaches q * total)."""
     total = sum(weights)
     if not total:
         return 0.0
     threshold, seen = q * total, 0
     for value, weight in zip(values, weights):
         seen += weight
-        if seen > threshold:
+        if seen >= threshold:
             return float(value)
     return float(values[-1])
 

@@ -265,7 +265,11 @@ class Broker(Service):
             "num.network.threads": "2",
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
-            "log.retention.hours": "168",
+            # Retention by size, never by time: Kafka judges age by the records' own (producer) timestamps,
+            # and replayed or simulated traffic is days old; time retention deleted such a topic within
+            # 5 minutes of its creation (found the hard way). 1 GiB per partition bounds the disk instead.
+            "log.retention.ms": "-1",
+            "log.retention.bytes": str(1 << 30),
         }
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 
