@@ -66,9 +66,10 @@ class KafkaSettings:
     controller_port: int  # its KRaft controller listener
     heap: str             # its JVM heap (-Xmx/-Xms), e.g. "512m": it shares the box with Spark
     jars_dir: str         # its jars, fetched by `make setup` (jvm/kafka/pom.xml)
-    # Extra Kafka client settings (security, timeouts) for every client, from
+    # Extra consumer settings (security, timeouts) for the stream, from
     # TIDEMARK_KAFKA_CLIENT_OPTIONS="security.protocol=SASL_SSL,sasl.mechanism=PLAIN";
-    # the stream passes them to Spark's kafka source as kafka.* options.
+    # passed to Spark's kafka source as kafka.* options. (The generator and the admin
+    # helpers talk to the embedded or a plaintext broker only.)
     client_options: dict = field(default_factory=dict)
 
 
