@@ -15,11 +15,12 @@ home=$($PY -c 'from tidemark.config import settings; print(settings().home)')
 mkdir -p "$home/demo"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # The two complete hours before the current one: the batch layer's work.
-read -r H1 H2 HSTART <<<"$($PY -c '
+read -r H1 H2 HSTART WARM_START <<<"$($PY -c '
 from datetime import datetime, timedelta, timezone
 now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 h1, h2 = now - timedelta(hours=2), now - timedelta(hours=1)
-print(h1.strftime("%Y-%m-%dT%H"), h2.strftime("%Y-%m-%dT%H"), (h1 + timedelta(seconds=10)).isoformat())')"
+print(h1.strftime("%Y-%m-%dT%H"), h2.strftime("%Y-%m-%dT%H"), (h1 + timedelta(seconds=10)).isoformat(),
+      (now - timedelta(days=1)).isoformat())')"
 export TIDEMARK_BATCH_START="${H1}:00:00+00:00"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -32,14 +33,13 @@ step "speed layer (spark-submit jobs/stream_events.py, detached)"
 since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 $TM stream --detach
 
-step "waiting for the stream's first micro-batch (Spark start-up)"
-for _ in $(seq 1 60); do
-  if $PY -c "
-from tidemark.config import settings; from tidemark.io.clickhouse import client
-c = settings().clickhouse
-raise SystemExit(0 if client(c).execute(f'SELECT count() FROM {c.database}.stream_batches WHERE committed_at >= toDateTime(%(t)s)', {'t': '${since/T/ }'.rstrip('Z')})[0][0] else 1)" 2>/dev/null; then break; fi
-  sleep 2
-done
+step "warming up the stream: 5,000 events of yesterday (a cold JVM's first micro-batches take 10-25 s)"
+warm="$home/demo/manifest-warmup-$stamp.json"
+$TM generate --count 5000 --rate 1000 --start-time "$WARM_START" --no-realtime --seed 1 --late-fraction 0 \
+  --no-progress --manifest "$warm" >/dev/null
+$TM reconcile --manifest "$warm" --wait 300 2>&1 | head -1 || true
+# committed_at has 1 s resolution: start the next window in a later second than the last commit.
+sleep 2
 
 step "live traffic: ${RATE} ev/s for ${LIVE_SECONDS}s (duplicates and malformed events; late ones come with the past hours)"
 live="$home/demo/manifest-live-$stamp.json"
@@ -53,8 +53,10 @@ $TM reconcile --manifest "$live" --since "$since" --wait 300 || failed+=("live r
 
 step "traffic for the past hours $H1 and $H2, as a backlog (late, duplicate and malformed events included)"
 past="$home/demo/manifest-past-$stamp.json"
+sleep 2  # (see above: the live traffic's last commit stays out of this window)
 since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-$TM generate --count 14000 --rate 1.9 --start-time "$HSTART" --no-realtime --seed "$RANDOM" \
+# 14,000 events over 1 h 59 min: they end before the current hour, whose minutes hold the live traffic.
+$TM generate --count 14000 --rate 1.96 --start-time "$HSTART" --no-realtime --seed "$RANDOM" \
   --late-fraction 0.05 --min-lateness 15m --max-lateness 40m --duplicate-fraction 0.02 \
   --malformed-fraction 0.01 --manifest "$past"
 $TM reconcile --manifest "$past" --since "$since" --wait 300 | grep -v freshness || failed+=("past-hours reconciliation")
@@ -66,6 +68,7 @@ for h in "$H1" "$H2"; do
     echo "hourly_recompute $h: success"
   else
     echo "hourly_recompute $h: FAILED (see $home/demo/airflow-$h.log)"
+    failed+=("hourly_recompute $h")
   fi
 done
 
