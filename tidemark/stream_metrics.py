@@ -100,9 +100,10 @@ def health(cfg: Settings, window_s: int = 300) -> dict:
     stream_id, batch_id, committed_at, _, _, valid, rejected, late = last[0]
     from tidemark.reconcile import measured_freshness_s
 
+    # The window is anchored on the stream's last commit, in SQL (no client clock or time zone).
     f50, f95 = measured_freshness_s(
-        ch, db, f"stream_id = %(s)s AND committed_at >= toDateTime(%(since)s)",
-        {"s": stream_id, "since": int(committed_at.timestamp()) - int(window_s)}, (0.5, 0.95))
+        ch, db, f"stream_id = %(s)s AND committed_at >= (SELECT max(committed_at) FROM {db}.stream_batches "
+                f"WHERE stream_id = %(s)s) - {int(window_s)}", {"s": stream_id}, (0.5, 0.95))
     progress = ch.execute(
         f"SELECT argMax(consumer_lag, batch_id), avg(input_rows_per_s), avg(processed_rows_per_s) "
         f"FROM {db}.stream_progress WHERE stream_id = %(s)s AND reported_at >= now() - {int(window_s)}",
