@@ -328,7 +328,8 @@ def test_embedded_airflow_starts_runs_a_dag_and_stops_cleanly(airflow_env_vars, 
 
     assert was_running and pgid is not None
     assert group_members(pgid) == []
-    # SIGINT alone stopped it (no escalation, nothing left): asserted on what stop() did, not on a clock.
+    # SIGINT first and nothing left: asserted on what stop() did, not on a clock (escalation is allowed
+    # on a loaded machine; test_stack_lifecycle checks that SIGINT is not ignored, the real regression).
     report = svc.proc.last_stop
-    assert report.signals == ["SIGINT"] and not report.survivors, (report, svc.proc.log_tail(40))
+    assert report.signals[0] == "SIGINT" and not report.survivors, (report, svc.proc.log_tail(40))
     assert svc.proc.pid() is None and not svc.status().healthy
