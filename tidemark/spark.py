@@ -50,6 +50,9 @@ def engine_conf(cfg: Settings | None = None) -> dict[str, str]:
     cfg = cfg or settings()
     return {
         "spark.jars": ",".join(jars(cfg)),
+        # Python workers run the venv's interpreter (or they lack pyarrow & co.), under spark-submit too.
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",

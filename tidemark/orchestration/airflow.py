@@ -5,7 +5,6 @@ a task runs, so parsing a DAG file stays cheap and never needs the JVM jars.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -26,8 +25,7 @@ class TidemarkSparkSubmitOperator(SparkSubmitOperator):
         from tidemark.spark import engine_conf, python_env
 
         cfg = settings()
-        self.conf = {**engine_conf(cfg), "spark.pyspark.python": sys.executable,
-                     "spark.pyspark.driver.python": sys.executable, **(self.conf or {})}
+        self.conf = {**engine_conf(cfg), **(self.conf or {})}
         self.env_vars = {**python_env(), **(self.env_vars or {})}
         return super().execute(context)
 

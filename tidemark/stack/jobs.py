@@ -22,9 +22,7 @@ def spark_submit_argv(cfg: Settings, script: str, args: list[str]) -> list[str]:
         str(submit if submit.exists() else "spark-submit"),
         "--master", cfg.spark.master,
         "--driver-memory", cfg.spark.driver_memory,
-        "--conf", f"spark.pyspark.python={sys.executable}",
-        "--conf", f"spark.pyspark.driver.python={sys.executable}",
-        *submit_args(cfg),  # the Kafka/Delta jars and the Delta extension (tidemark.spark.engine_conf)
+        *submit_args(cfg),  # jars, Delta extension, interpreter: tidemark.spark.engine_conf
         str(JOBS_DIR / script),
         *args,
     ]
