@@ -1,95 +1,75 @@
-"""Late-data recompute: every 15 minutes, republish the published hours that late events
-have made stale since their publication ("dirty hours", registry.dirty_hours).
+"""Late-data recompute: every 15 minutes, recompute the hours that are due, over the contract's
+whole acceptance window (TIDEMARK_RETENTION_DAYS):
 
-    find_dirty_hours -> recompute_hour[i] = (recompute -> quality_gate -> publish), one mapped
-                        task group instance per dirty hour
+* dirty hours: a lake commit after their publication's snapshot added data to them;
+* hours with lake data that were never published (no hourly run, or it failed);
+* failed hours, once their back-off (15 min, doubling, at most daily) has passed.
 
-The task group is mapped (.expand) so each hour runs the same three steps as the hourly
-DAG, with per-hour dependencies: one hour's failed gate stops only that hour's publish,
-and a failed gate fails without retries while a Spark failure is retried.
+Each due hour runs the same three steps as the hourly DAG in a mapped task group. An hour that
+has failed FAILING_AFTER times in a row fails ``check_failing_hours`` with the reasons, so it
+shows in the UI instead of retrying silently. ``retire_superseded_streams`` deletes the rows of
+stream checkpoints that a newer one replaced (already invisible to readers).
 
-catchup=False: each run looks back over the whole window (lookback_hours, default 7 days)
-from its own data_interval_end, so a missed run loses nothing; catching up would only
-replay identical scans (and recompute the same hours) once per missed 15-minute slot.
-max_active_runs=1 so two runs never recompute the same hour at once.
+catchup=False: each run looks over the whole window from its own data_interval_end.
+max_active_runs=1 so two runs of this DAG never recompute the same hour at once (and if an
+hourly run overlaps, the publication protocol keeps the newer snapshot).
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task, task_group
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task, task_group
 
-from tidemark.orchestration.airflow import recompute_operator
-
-HOUR_ROLLUPS = Asset("clickhouse://tidemark/hour_rollups")
-
-
-def _settings():
-    from tidemark.config import settings
-
-    return settings()
+from tidemark.orchestration.airflow import publish, quality_gate, recompute_operator, settings
 
 
 @dag(
-    dag_id="late_data_recompute",
-    description="Republish published hours that received late events",
     schedule=CronDataIntervalTimetable("*/15 * * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "tidemark",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=10),
-    },
-    params={"lookback_hours": Param(7 * 24, type="integer", minimum=1,
-                                    description="look for dirty hours this far before the run's interval end")},
-    user_defined_macros={"tidemark_settings": _settings},
+    default_args={"owner": "tidemark", "retries": 2, "retry_delay": timedelta(minutes=1),
+                  "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)},
+    params={"lookback_hours": Param(None, type=["null", "integer"], minimum=1,
+                                    description="window to scan; default: the contract's acceptance window"),
+            "max_hours": Param(24, type="integer", minimum=1, description="hours recomputed per run at most")},
     tags=["tidemark", "batch"],
     doc_md=__doc__,
 )
 def late_data_recompute():
     @task
-    def find_dirty_hours(data_interval_end=None, params=None) -> list[str]:
-        from tidemark.batch import registry
+    def find_due_hours(data_interval_end=None, params=None) -> list[str]:
         from tidemark.batch.hours import label
+        from tidemark.batch.planning import due_hours
 
-        start = data_interval_end - timedelta(hours=int(params["lookback_hours"]))
-        return [label(h) for h in registry.dirty_hours(_settings(), start, data_interval_end)]
+        lookback = params["lookback_hours"]
+        due = due_hours(settings(), data_interval_end, window=timedelta(hours=lookback) if lookback else None)
+        return [label(h) for h in due.to_run(int(params["max_hours"]))]
 
     @task(retries=0)
-    def quality_gate(hour: str, run_id=None) -> dict:
-        """Fail (without retries) when a 'fail' expectation failed; the failure is recorded in the registry."""
-        from tidemark.batch.recompute import QualityGateFailed, gate_step
+    def check_failing_hours(data_interval_end=None, params=None) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
 
-        try:
-            summary = gate_step(hour, run_id)
-        except QualityGateFailed as exc:
-            raise AirflowFailException(str(exc)) from exc
-        return {"hour": hour, "status": summary.status, "version": summary.version,
-                "dedup_rows": summary.dedup_rows, "dropped_rows": summary.dropped_rows}
+        from tidemark.batch.planning import due_hours
 
-    @task(outlets=[HOUR_ROLLUPS])
-    def publish(hour: str, run_id=None, outlet_events=None) -> int:
-        """The atomic switch (a no-op for 'empty' and 'up_to_date'). Returns the hour's version."""
-        from tidemark.batch.recompute import publish_step
+        lookback = params["lookback_hours"]
+        due = due_hours(settings(), data_interval_end, window=timedelta(hours=lookback) if lookback else None)
+        if due.failing:
+            raise AirflowFailException(f"hours failing repeatedly (retried with back-off): {due.failing_report()}")
 
-        summary = publish_step(hour, run_id)
-        outlet_events[HOUR_ROLLUPS].extra = {"hour": hour, "version": summary.version, "status": summary.status,
-                                             "dedup_rows": summary.dedup_rows}
-        return summary.version
+    @task
+    def retire_superseded_streams() -> dict:
+        from tidemark.stream_identities import retire
+
+        return retire(settings())
 
     @task_group
     def recompute_hour(hour: str):
-        recompute = recompute_operator("recompute", hour, name="tidemark-late-recompute",
-                                       max_active_tis_per_dag=1)  # one Spark driver at a time (2 cores)
+        recompute = recompute_operator("recompute", hour, max_active_tis_per_dag=1)  # one Spark driver (2 cores)
         recompute >> quality_gate(hour) >> publish(hour)
 
-    recompute_hour.expand(hour=find_dirty_hours())
+    [recompute_hour.expand(hour=find_due_hours()), check_failing_hours(), retire_superseded_streams()]
 
 
 late_data_recompute()

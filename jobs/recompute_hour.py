@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logs.configure()
-    from tidemark.batch.recompute import QualityGateFailed, finish, recompute, summary_path
+    from tidemark.batch.recompute import QualityGateFailed, conclude, recompute, summary_path
     from tidemark.config import settings
     from tidemark.spark import session
 
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             summary.write(path)
             if not args.no_publish:
                 try:
-                    finish(cfg, hour, summary)
+                    conclude(cfg, summary)
                 except QualityGateFailed:
                     failed += 1
                 summary.write(path)

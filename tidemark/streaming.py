@@ -20,6 +20,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tidemark.config import Settings, settings
@@ -37,20 +38,25 @@ class StreamIdentity:
     versions (epoch * 1e9 + batch id) then stay unique across checkpoints, even
     for streams started in the same second or a checkpoint reset to batch 0,
     and one stream's rows are the version range [epoch * 1e9, (epoch + 1) * 1e9).
+    ``created_at`` orders identities of one topic: the newest is the one serving
+    counts (see tidemark/stream_identities.py).
     """
     stream_id: str
     epoch: int
+    created_at: datetime
 
     @classmethod
     def load_or_create(cls, checkpoint: str) -> "StreamIdentity":
         path = Path(checkpoint) / "tidemark_stream.json"
         if path.exists():
             doc = json.loads(path.read_text())
-            return cls(doc["stream_id"], int(doc["epoch"]))
+            created = doc.get("created_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+            return cls(doc["stream_id"], int(doc["epoch"]), datetime.fromisoformat(created))
         path.parent.mkdir(parents=True, exist_ok=True)
-        ident = cls(uuid.uuid4().hex, secrets.randbelow(9_000_000_000) + 1)
+        ident = cls(uuid.uuid4().hex, secrets.randbelow(9_000_000_000) + 1, datetime.now(timezone.utc))
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch}))
+        tmp.write_text(json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch,
+                                   "created_at": ident.created_at.isoformat()}))
         tmp.replace(path)
         return ident
 
@@ -247,7 +253,11 @@ def build(spark, cfg: Settings, opts: StreamOptions):
     from tidemark.transforms.dedup import drop_duplicates_within_watermark
     from tidemark.transforms.validation import validate_records
 
+    from tidemark import stream_identities
+
     ident = StreamIdentity.load_or_create(opts.checkpoint)
+    # Registered before the first batch: from now on this identity is the one serving counts for the topic.
+    stream_identities.register(cfg, ident.stream_id, ident.epoch, opts.topic, opts.checkpoint, ident.created_at)
     ensure_delta_table(spark, EVENTS_RAW, cfg.lake.events_raw)
     ensure_delta_table(spark, EVENTS_REJECTED, cfg.lake.events_rejected)
     reader = spark.readStream.format("kafka")

@@ -15,7 +15,8 @@ import pytest
 from stream_harness import StreamRun
 from tidemark.batch import registry
 from tidemark.batch.hours import HOUR
-from tidemark.batch.recompute import QualityGateFailed, finish, recompute
+from tidemark.batch import planning
+from tidemark.batch.recompute import QualityGateFailed, conclude, recompute
 from tidemark.io.clickhouse import client
 from tidemark.serving.rollups import hour_totals, minute_counts
 from tidemark.tables import ensure_delta_table, table
@@ -32,7 +33,7 @@ def _forget_hours(cfg, start, end):
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
     where = {"minute_rollups": "minute", "hour_rollups": "hour", "late_event_hours": "event_hour",
-             "published_hours": "hour"}
+             "published_hours": "hour", "lake_commits": "event_hour"}
     p = {"s": start, "e": end}
     for table, column in where.items():
         ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {column} >= %(s)s AND {column} < %(e)s", p)
@@ -113,11 +114,18 @@ def test_recompute_is_exact_and_three_runs_are_identical(spark, pipeline):
 
     second = recompute(spark, cfg, IDEMPOTENT, run_id="r2")
     assert second.status == "up_to_date" and second.version == first.version
-    third = finish(cfg, IDEMPOTENT, recompute(spark, cfg, IDEMPOTENT, run_id="r3", publish_now=False, force=True))
-    assert third.status == "published" and third.version == first.version
-    assert _batch_rows(cfg, IDEMPOTENT) == content
-    assert registry.current(cfg, [IDEMPOTENT])[IDEMPOTENT].version == first.version
+    # A forced re-run of unchanged content stages a new version and switches to it; the old one
+    # stays readable (superseded, removed after the grace period), so there is no gap.
+    third = conclude(cfg, recompute(spark, cfg, IDEMPOTENT, run_id="r3", publish_now=False, force=True))
+    assert third.status == "published" and third.version != first.version
+    assert registry.current(cfg, [IDEMPOTENT])[IDEMPOTENT].version == third.version
+    assert _content(cfg, IDEMPOTENT, third.version) == _content(cfg, IDEMPOTENT, first.version)
     assert _served(cfg, IDEMPOTENT) == _expected([manifest], IDEMPOTENT)
+    assert IDEMPOTENT not in planning.dirty_hours(cfg, IDEMPOTENT, IDEMPOTENT + HOUR)
+
+
+def _content(cfg, hour, version):
+    return [row[1:] for row in _batch_rows(cfg, hour) if row[0] == version]
 
 
 def test_bad_hour_fails_the_gate_and_streaming_rows_stay(spark, pipeline):
@@ -132,11 +140,12 @@ def test_bad_hour_fails_the_gate_and_streaming_rows_stay(spark, pipeline):
     assert not summary.passed
     assert "event_time" in summary.reason
     with pytest.raises(QualityGateFailed, match="not published"):
-        finish(cfg, BAD, summary)
+        conclude(cfg, summary)
 
     assert BAD not in registry.current(cfg, [BAD])
     (status, reason), = client(cfg.clickhouse).execute(
-        f"SELECT status, reason FROM {cfg.clickhouse.database}.published_hours WHERE hour = %(h)s", {"h": BAD})
+        f"SELECT status, reason FROM {cfg.clickhouse.database}.published_hours WHERE hour = %(h)s "
+        f"ORDER BY sequence DESC LIMIT 1", {"h": BAD})
     assert status == "failed_quality" and "event_time" in reason
     assert _batch_rows(cfg, BAD) == []          # the staged version was removed
     assert _served(cfg, BAD) == before          # readers still see the streaming rows
@@ -198,7 +207,7 @@ def test_late_events_for_a_published_hour_are_folded_in(spark, pipeline):
     late_in_hour = sum(n for h, n in late["late_events_per_hour"].items() if h == "2026-11-10T12")
     assert late_in_hour > 100
 
-    dirty = registry.dirty_hours(cfg, LATE - timedelta(days=1), LATE + timedelta(days=1))
+    dirty = planning.dirty_hours(cfg, LATE - timedelta(days=1), LATE + timedelta(days=1))
     assert LATE in dirty
     summary = recompute(spark, cfg, LATE, run_id="late-2")
     assert summary.status == "published"

@@ -59,3 +59,41 @@ def test_next_batch_in_same_process_skips_the_partial_check(stack, clickhouse):
         assert sink.write_batch(BatchMetrics(stream_id, batch_id, v), _rollups(tenant), [])
     assert _totals(clickhouse, db, tenant)[0] == 15
     assert sink._clean_slate is True
+
+
+class _LostAck(RollupSink):
+    """The registry insert reaches ClickHouse, then the connection drops before the client hears back."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lost = 0
+
+    def _register(self, ch, metrics):
+        super()._register(ch, metrics)
+        if not self.lost:
+            self.lost += 1
+            raise ConnectionResetError("injected: acknowledgement lost after the registry insert")
+
+
+def test_lost_acknowledgement_of_the_registry_insert_loses_nothing_and_doubles_nothing(stack, clickhouse):
+    db = stack.clickhouse.database
+    tenant = f"sink-{uuid.uuid4().hex[:8]}"
+    stream_id, batch_id = uuid.uuid4().hex, 3
+    version = stream_version(777, batch_id)
+    sink = _LostAck(stack.clickhouse, stream_id)
+    # The retry sees the batch committed: it neither deletes nor rewrites the rows, nor registers again.
+    assert sink.write_batch(BatchMetrics(stream_id, batch_id, version, valid_rows=5), _rollups(tenant), []) is False
+    assert sink.lost == 1
+    assert _totals(clickhouse, db, tenant) == (5, 3, 5)
+
+    # Crash and restart: the replayed batch is recognised as committed.
+    restarted = RollupSink(stack.clickhouse, stream_id)
+    assert restarted.write_batch(BatchMetrics(stream_id, batch_id, version, valid_rows=5), _rollups(tenant), []) \
+        is False
+    assert _totals(clickhouse, db, tenant) == (5, 3, 5)
+    assert clickhouse.execute(f"SELECT count() FROM {db}.stream_batches WHERE stream_id = %(s)s",
+                              {"s": stream_id})[0][0] == 1
+    # And the next batch goes on normally.
+    assert restarted.write_batch(BatchMetrics(stream_id, batch_id + 1, stream_version(777, batch_id + 1)),
+                                 _rollups(tenant), []) is True
+    assert _totals(clickhouse, db, tenant)[0] == 10

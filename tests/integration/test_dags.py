@@ -81,15 +81,14 @@ def test_dagbag_imports_both_dags_with_their_policies(airflow_env_vars):
     assert tasks["recompute"]._conn_id == "spark_default"
     assert "--no-publish" in tasks["recompute"].application_args
     assert [a.uri for a in tasks["publish"].outlets] == ["clickhouse://tidemark/hour_rollups"]
-    assert hourly.params["grace_minutes"] == 10
 
     late = bag.dags["late_data_recompute"]
     assert isinstance(late.timetable, CronDataIntervalTimetable) and late.timetable.expression == "*/15 * * * *"
     assert late.catchup is False and late.max_active_runs == 1
-    assert late.params["lookback_hours"] == 7 * 24
+    assert late.params["lookback_hours"] is None  # None: the contract's whole acceptance window
     ids = {t.task_id for t in late.tasks}
-    assert ids == {"find_dirty_hours", "recompute_hour.recompute", "recompute_hour.quality_gate",
-                   "recompute_hour.publish"}
+    assert ids == {"find_due_hours", "check_failing_hours", "retire_superseded_streams",
+                   "recompute_hour.recompute", "recompute_hour.quality_gate", "recompute_hour.publish"}
     from airflow.sdk.definitions.taskgroup import MappedTaskGroup
     assert isinstance(late.task_group_dict["recompute_hour"], MappedTaskGroup)  # one instance per dirty hour
     assert all(t.retries >= 1 for t in late.tasks if not t.task_id.endswith("quality_gate"))
@@ -135,14 +134,21 @@ def _write_hour(spark, cfg, rows, *, replace_hour=None):
     w.save(cfg.lake.events_raw)
 
 
-def _stream_reached(cfg, newest_event_time):
+def _stream_caught_up(cfg):
+    """A stream that has committed everything the topic holds now: the hourly sensor's condition
+    for any hour whose end + lateness has passed (the sensor reads real Kafka offsets)."""
+    from tidemark import stream_identities
     from tidemark.io.clickhouse import client, insert_rows
-    from tidemark.io.clickhouse_sink import BATCH_COLUMNS
+    from tidemark.io.kafka_admin import end_offsets, ensure_topic
+    from tidemark.stream_metrics import PROGRESS_COLUMNS
 
-    # committed_at in the past too, so stream health (latest commit wins) never reports this fake stream.
-    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.stream_batches", BATCH_COLUMNS, [(
-        "test-airflow-dags", int(time.time() * 1000), 0, newest_event_time, 0, 0, 0, [], [], 0, 0,
-        newest_event_time, 0.0, 0.0, 0.0, [], [])])
+    topic = cfg.kafka.topic
+    ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions)
+    stream_id = f"test-airflow-dags-{uuid.uuid4().hex[:8]}"
+    stream_identities.register(cfg, stream_id, 1, topic, "/nowhere", datetime.now(timezone.utc))
+    ends = end_offsets(cfg.kafka.bootstrap_servers, topic)
+    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.stream_progress", PROGRESS_COLUMNS, [(
+        stream_id, 0, datetime.now(timezone.utc), 0, 0.0, 0.0, 0, 0, "", json.dumps(ends), 0)])
 
 
 def _latest_registry_row(cfg, hour):
@@ -165,7 +171,7 @@ def test_hourly_recompute_publishes_the_hour(airflow_env_vars, stack, spark):
     rows = _raw_rows(HOURLY_H, 10)
     rows += [rows[0], rows[3]]  # duplicates (redelivered events): dedup keeps 10
     _write_hour(spark, cfg, rows, replace_hour=HOURLY_H)
-    _stream_reached(cfg, HOURLY_H + HOUR + timedelta(minutes=15))  # past the hour end + 10 min grace
+    _stream_caught_up(cfg)
 
     started = time.monotonic()
     # A manual run's data interval is the cron period ENDING at its logical date.
@@ -176,7 +182,8 @@ def test_hourly_recompute_publishes_the_hour(airflow_env_vars, stack, spark):
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
     status, version, dedup_rows, run_id = _latest_registry_row(cfg, HOURLY_H)
-    assert (status, dedup_rows, run_id) == ("published", 10, run.run_id)
+    assert (status, run_id) == ("published", run.run_id)
+    assert dedup_rows == 10
 
     from tidemark.batch import registry
     from tidemark.batch.recompute import RunSummary, summary_path
@@ -191,7 +198,7 @@ def test_hourly_recompute_failed_gate_fails_without_retry_and_publishes_nothing(
     bad = list(_raw_rows(BAD_H - 2 * HOUR, 1)[0])
     bad[-2:] = [BAD_H.date(), BAD_H.hour]  # a corrupt writer put an event of 01:00 into the 03:00 partition
     _write_hour(spark, cfg, rows + [tuple(bad)], replace_hour=BAD_H)
-    _stream_reached(cfg, BAD_H + HOUR + timedelta(minutes=15))
+    _stream_caught_up(cfg)
 
     run = _dag("hourly_recompute").test(logical_date=BAD_H + HOUR)
 
@@ -210,8 +217,7 @@ def test_hourly_recompute_failed_gate_fails_without_retry_and_publishes_nothing(
 def test_late_data_recompute_republishes_a_dirty_hour(airflow_env_vars, stack, spark):
     from tidemark.batch import registry
     from tidemark.batch.recompute import recompute
-    from tidemark.io.clickhouse import client, insert_rows
-    from tidemark.io.clickhouse_sink import LATE_COLUMNS
+    from tidemark.batch.planning import dirty_hours
 
     cfg = stack
     _write_hour(spark, cfg, _raw_rows(LATE_H, 8), replace_hour=LATE_H)
@@ -219,11 +225,9 @@ def test_late_data_recompute_republishes_a_dirty_hour(airflow_env_vars, stack, s
     assert first.status == "published", first.reason
     assert first.dedup_rows == 8
 
-    # Three events of LATE_H arrive late: the stream appends them and flags the hour.
+    # Three events of LATE_H arrive late: the stream appends them to the lake, which makes the hour dirty.
     _write_hour(spark, cfg, _raw_rows(LATE_H, 3, late=True, start_minute=30))
-    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.late_event_hours", LATE_COLUMNS,
-                [("tenant-airflow", LATE_H, int(time.time() * 1000), 3, datetime.now(timezone.utc))])
-    assert LATE_H in registry.dirty_hours(cfg, LATE_H, LATE_H + HOUR)
+    assert LATE_H in dirty_hours(cfg, LATE_H, LATE_H + HOUR)
 
     started = time.monotonic()
     # Interval [LATE_H+1h45, LATE_H+2h); a 3-hour lookback sees only hours this module owns.
@@ -318,7 +322,7 @@ def test_embedded_airflow_starts_runs_a_dag_and_stops_cleanly(airflow_env_vars, 
         _, tis = _request(f"{api}/dagRuns/{run['dag_run_id']}/taskInstances", token=token)
         states = {(t["task_id"], t["map_index"]): t["state"] for t in tis["task_instances"]}
         assert run["state"] == "success", f"{run['state']} {states}\n{svc.proc.log_tail(40)}"
-        assert states[("find_dirty_hours", -1)] == "success"
+        assert states[("find_due_hours", -1)] == "success"
     finally:
         stop_started = time.monotonic()
         was_running = svc.down()

@@ -1,15 +1,17 @@
-"""Recompute one event hour from the lake and (optionally) publish it.
+"""Recompute one event hour from the lake; stage it for publication.
 
-    read events_raw (one hour, pinned Delta version via delta-spark's versionAsOf, partition-pruned)
+    read events_raw (one hour, one pinned Delta version, partition-pruned)
     -> dedup by event_id over the whole hour (late arrivals included)
     -> raw quality gate (GE): 'drop' rules filter rows, 'fail' rules block publishing
     -> minute rollups (the stream's own transform)
-    -> stage in ClickHouse under a content-derived version (invisible)
+    -> stage in ClickHouse under the run's own new version (invisible), from the executors
     -> rollup quality gate on what readers would see (sums, HLL vs exact users)
-    -> publish: one registry row switches the hour (or a 'failed_quality' row; nothing switches)
 
-Idempotent: the version is derived from the hour's Delta files, so a re-run of an
-unchanged hour finds it already published and changes nothing.
+``conclude`` then decides: a failed gate is recorded and the version thrown away, otherwise
+the compare-and-set switch publishes it (tidemark/batch/publication.py has the protocol).
+
+Idempotent: a run whose lake files equal those of the current publication changes nothing
+(it only records that the current version also holds for the newer snapshot).
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
-from tidemark.batch import publish, registry
-from tidemark.batch.hours import HOUR, label
+from tidemark.batch import publication
+from tidemark.batch.hours import label, parse_hour
+from tidemark.batch.publication import Plan, Stats
 from tidemark.config import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,8 @@ class RunSummary:
     version: int
     delta_version: int
     run_id: str
-    status: str = "staged"          # staged | published | failed_quality | up_to_date | empty
+    content_key: str = ""
+    status: str = "staged"  # staged | published | superseded | failed_quality | up_to_date | empty
     raw_rows: int = 0
     dedup_rows: int = 0
     dropped_rows: int = 0
@@ -53,6 +58,12 @@ class RunSummary:
     @property
     def passed(self) -> bool:
         return all(g.get("passed") for g in self.gates)
+
+    def plan(self) -> Plan:
+        return Plan(parse_hour(self.hour), self.delta_version, self.content_key, self.version, self.run_id)
+
+    def stats(self) -> Stats:
+        return Stats(self.raw_rows, self.dedup_rows, self.rollup_rows, self.late_rows)
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,46 +83,43 @@ def summary_path(cfg: Settings, hour: datetime, run_id: str) -> Path:
 
 
 def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None, publish_now: bool = True,
-              force: bool = False) -> RunSummary:
-    from pyspark.sql import functions as F
-
+              force: bool = False, on_snapshot: Callable[[int], None] | None = None) -> RunSummary:
+    """Read, transform and stage one hour; with ``publish_now``, also ``conclude`` it.
+    ``on_snapshot(delta_version)`` runs right after the lake snapshot is pinned (tests use it to
+    land data mid-run)."""
     from tidemark import quality
-    from tidemark.batch import lake
+    from tidemark.batch import lake, registry
     from tidemark.transforms.dedup import drop_duplicate_events
     from tidemark.transforms.rollups import minute_rollups
 
     run_id = run_id or uuid.uuid4().hex[:12]
     timer = _Timer()
-    # One snapshot for the whole run: the stream may commit while we work.
+    # read: one snapshot for the whole run (the stream keeps committing meanwhile)
     delta_version = lake.snapshot_version(spark, cfg.lake.events_raw)
-    raw = files = None
+    raw, files = None, []
     if delta_version is not None:
         raw = lake.hour_events(spark, cfg.lake.events_raw, hour, delta_version)
         files = lake.relative_files(raw, cfg.lake.events_raw)
-    delta_version = -1 if delta_version is None else delta_version
-    version = publish.publish_version(hour, files or [])
-    summary = RunSummary(hour=hour.isoformat(), version=version, delta_version=delta_version, run_id=run_id)
-    current = registry.current(cfg, [hour]).get(hour)
-    if current is not None and current.version == version and not force:
-        summary.status = "up_to_date"
+    if on_snapshot is not None:
+        on_snapshot(-1 if delta_version is None else delta_version)
+    plan = Plan.new(hour, -1 if delta_version is None else delta_version, files, run_id)
+    summary = RunSummary(hour=hour.isoformat(), version=plan.version, delta_version=plan.delta_version,
+                         run_id=run_id, content_key=plan.content_key)
+    current = None if force else publication.unchanged(cfg, plan)
+    if current is not None:
+        publication.reconfirm(cfg, plan, current)
+        summary.status, summary.version = "up_to_date", current.version
         summary.raw_rows, summary.dedup_rows, summary.rollup_rows = current.raw_rows, current.dedup_rows, current.rollup_rows
-        if hour in registry.dirty_hours(cfg, hour, hour + HOUR):
-            # Late events were flagged, yet the lake's files for the hour are unchanged (they landed
-            # before our last read). Re-record the same version so the hour stops looking dirty.
-            registry.record(cfg, hour, version, "published", delta_version=delta_version,
-                            raw_rows=current.raw_rows, dedup_rows=current.dedup_rows,
-                            rollup_rows=current.rollup_rows, late_rows=0, run_id=run_id, reason="reconfirmed")
-        log.info("hour already published with this content", extra={"hour": label(hour), "version": version})
+        log.info("hour already published from the same lake files", extra={"hour": label(hour)})
+        return summary
+    if not files:
+        # Publishing nothing would hide whatever the stream shows for the hour.
+        summary.status, summary.reason = "empty", "no raw events in the lake for this hour"
+        log.warning("hour has no raw events; nothing to publish", extra={"hour": label(hour)})
         return summary
     timer.lap("plan")
 
-    if not files and (not force or raw is None):
-        # An hour with no raw events is never published: publishing nothing would hide
-        # whatever the stream shows for it.
-        summary.status = "empty"
-        summary.reason = "no raw events in the lake for this hour"
-        log.warning("hour has no raw events; nothing to publish", extra={"hour": label(hour)})
-        return summary
+    # transform
     deduped = drop_duplicate_events(raw).persist()
     try:
         summary.raw_rows = raw.count()
@@ -121,62 +129,70 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         raw_gate = quality.validate(deduped, "raw_hour", params, run_name=f"{label(hour)}-{run_id}")
         kept, summary.dropped_rows = quality.apply_drops(deduped, "raw_hour", params)
         timer.lap("raw_gate")
-
-        exact = {r["tenant_id"]: (r["events"], r["users"], r["late"]) for r in kept.groupBy("tenant_id").agg(
-            F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
-            F.sum(F.col("is_late").cast("long")).alias("late")).collect()}
-        summary.late_rows = int(sum(v[2] or 0 for v in exact.values()))
+        exact = _exact_by_tenant(kept)
+        summary.late_rows = int(sum(v[2] for v in exact.values()))
         summary.tenants = len(exact)
-        rollups = minute_rollups(kept)
-        summary.rollup_rows = publish.stage(cfg, hour, version, (tuple(r) for r in rollups.toLocalIterator()))
+
+        # write: staged, invisible until the switch
+        publication.begin(cfg, plan)
+        try:
+            summary.rollup_rows = publication.stage(cfg, plan, minute_rollups(kept))
+        except BaseException as exc:
+            publication.fail(cfg, plan, summary.stats(), f"staging failed: {exc}"[:500], status="failed_run")
+            raise
         timer.lap("rollups_stage")
     finally:
         deduped.unpersist()
 
-    staged = publish.staged_totals(cfg, hour, version)
-    rollup_rows = []
-    for tenant, (events, users, _late) in sorted(exact.items()):
-        ch_events, ch_users, ch_min = staged.get(tenant, (0, 0, 0))
-        rollup_rows.append((tenant, ch_events, int(events), int(users), ch_users,
-                            abs(ch_users - users) / users if users else 0.0, ch_min))
-    rollup_df = spark.createDataFrame(
-        rollup_rows or [("", 0, 0, 0, 0, 0.0, 0)],
-        "tenant_id STRING, events_sum LONG, dedup_rows LONG, exact_users LONG, hll_users LONG, "
-        "users_rel_error DOUBLE, min_events LONG")
-    kept_rows = sum(v[0] for v in exact.values())
-    rollup_gate = quality.validate(rollup_df, "hour_rollups", quality.hour_rollups_params(kept_rows),
+    rollup_gate = quality.validate(_staged_vs_exact(spark, cfg, plan, exact), "hour_rollups",
+                                   quality.hour_rollups_params(sum(v[0] for v in exact.values())),
                                    run_name=f"{label(hour)}-{run_id}")
     timer.lap("rollup_gate")
-
     summary.gates = [raw_gate.as_dict(), rollup_gate.as_dict()]
     summary.data_docs = rollup_gate.data_docs_index or raw_gate.data_docs_index
-    failed = [g for g in (raw_gate, rollup_gate) if not g.passed]
-    summary.reason = "; ".join(g.reason() for g in failed)
+    summary.reason = "; ".join(g.reason() for g in (raw_gate, rollup_gate) if not g.passed)
     summary.seconds = timer.laps
     if publish_now:
-        finish(cfg, hour, summary)
+        conclude(cfg, summary)
     return summary
 
 
-def finish(cfg: Settings, hour: datetime, summary: RunSummary) -> RunSummary:
-    """The gate decision and the switch. Raises QualityGateFailed (after recording it) on a failed gate."""
-    if summary.status in ("up_to_date", "published", "empty"):
-        return summary
-    stats = dict(delta_version=summary.delta_version, raw_rows=summary.raw_rows, dedup_rows=summary.dedup_rows,
-                 rollup_rows=summary.rollup_rows, late_rows=summary.late_rows, run_id=summary.run_id)
+def _exact_by_tenant(kept) -> dict[str, tuple[int, int, int]]:
+    """tenant -> (events, exact distinct users, late events) of the rows being published."""
+    from pyspark.sql import functions as F
+
+    rows = kept.groupBy("tenant_id").agg(
+        F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
+        F.sum(F.col("is_late").cast("long")).alias("late")).collect()
+    return {r["tenant_id"]: (int(r["events"]), int(r["users"]), int(r["late"] or 0)) for r in rows}
+
+
+def _staged_vs_exact(spark, cfg: Settings, plan: Plan, exact: dict):
+    """One row per tenant: what the staged version shows readers beside the exact figures."""
+    staged = publication.staged_totals(cfg, plan.hour, plan.version)
+    rows = []
+    for tenant, (events, users, _late) in sorted(exact.items()):
+        ch_events, ch_users, ch_min = staged.get(tenant, (0, 0, 0))
+        rows.append((tenant, ch_events, events, users, ch_users, abs(ch_users - users) / users if users else 0.0,
+                     ch_min))
+    return spark.createDataFrame(
+        rows or [("", 0, 0, 0, 0, 0.0, 0)],
+        "tenant_id STRING, events_sum LONG, dedup_rows LONG, exact_users LONG, hll_users LONG, "
+        "users_rel_error DOUBLE, min_events LONG")
+
+
+def conclude(cfg: Settings, summary: RunSummary) -> RunSummary:
+    """gate -> switch -> clean up. Raises QualityGateFailed (after recording it) on a failed gate."""
+    if summary.status != "staged":
+        return summary  # up_to_date, empty, or already concluded
+    plan, stats = summary.plan(), summary.stats()
     if not summary.passed:
-        registry.record(cfg, hour, summary.version, "failed_quality", reason=summary.reason, **stats)
-        publish.remove_version(cfg, hour, summary.version)
+        publication.fail(cfg, plan, stats, summary.reason)
         summary.status = "failed_quality"
-        raise QualityGateFailed(f"hour {label(hour)} was not published: {summary.reason} "
+        raise QualityGateFailed(f"hour {label(plan.hour)} was not published: {summary.reason} "
                                 f"(Data Docs: {summary.data_docs})")
-    current = registry.current(cfg, [hour]).get(hour)
-    registry.record(cfg, hour, summary.version, "published", **stats)  # the atomic switch
-    summary.status = "published"
-    publish.cleanup_superseded(cfg, hour, current.version if current else None,
-                               current.published_at if current else None, keep={summary.version})
-    log.info("hour published", extra={"hour": label(hour), "version": summary.version,
-                                      "dedup_rows": summary.dedup_rows, "rollup_rows": summary.rollup_rows})
+    summary.status = "published" if publication.switch(cfg, plan, stats) else "superseded"
+    publication.cleanup(cfg, plan.hour)
     return summary
 
 
@@ -191,30 +207,29 @@ class _Timer:
         self._t = now
 
 
-def gate_step(hour_label: str, run_id: str) -> RunSummary:
-    """The orchestrators' quality-gate step for a staged run: raises QualityGateFailed (after
-    recording it) when a 'fail' expectation failed; otherwise returns the summary unchanged."""
-    from tidemark.batch.hours import parse_hour
+def _summary(hour_label: str, run_id: str) -> tuple[Settings, Path, RunSummary]:
     from tidemark.config import settings
 
-    cfg, hour = settings(), parse_hour(hour_label)
-    path = summary_path(cfg, hour, run_id)
-    summary = RunSummary.read(path)
-    if not summary.passed:
+    cfg = settings()
+    path = summary_path(cfg, parse_hour(hour_label), run_id)
+    return cfg, path, RunSummary.read(path)
+
+
+def gate_step(hour_label: str, run_id: str) -> RunSummary:
+    """The orchestrators' quality-gate step for a staged run: raises QualityGateFailed (after
+    recording it and removing the version) when a 'fail' expectation failed."""
+    cfg, path, summary = _summary(hour_label, run_id)
+    if summary.status == "staged" and not summary.passed:
         try:
-            finish(cfg, hour, summary)
+            conclude(cfg, summary)
         finally:
             summary.write(path)
     return summary
 
 
 def publish_step(hour_label: str, run_id: str) -> RunSummary:
-    """The orchestrators' publish step: the atomic switch (a no-op for 'empty' and 'up_to_date')."""
-    from tidemark.batch.hours import parse_hour
-    from tidemark.config import settings
-
-    cfg, hour = settings(), parse_hour(hour_label)
-    path = summary_path(cfg, hour, run_id)
-    summary = finish(cfg, hour, RunSummary.read(path))
+    """The orchestrators' publish step: the switch and clean-up (a no-op for 'empty', 'up_to_date')."""
+    cfg, path, summary = _summary(hour_label, run_id)
+    summary = conclude(cfg, summary)
     summary.write(path)
     return summary

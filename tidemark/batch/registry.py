@@ -1,8 +1,15 @@
-"""The published-hours registry (ClickHouse `published_hours`) and the stream
-bookkeeping the batch layer reads: what is published, what is dirty, and
-whether the stream has moved past an hour."""
+"""The registry of hour versions (ClickHouse ``published_hours``): what is published, what a run
+staged, what failed, and which hours need a recompute.
+
+An hour's *current* version is its ``published`` row with the highest ``(delta_version,
+sequence)``: versions are ordered by the lake snapshot they were computed from, so a run that
+read an older snapshot can never replace a newer one, whichever finishes last. ``sequence`` (the
+switch's wall clock) only breaks ties between runs of one snapshot, e.g. a forced re-run.
+Serving resolves versions with the same rule (tidemark/serving/rollups.py).
+"""
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -10,11 +17,11 @@ from tidemark.config import Settings
 from tidemark.io.clickhouse import client, insert_rows
 
 REGISTRY_COLUMNS = ("hour", "version", "status", "published_at", "sequence", "delta_version", "raw_rows",
-                    "dedup_rows", "rollup_rows", "late_rows", "run_id", "reason")
+                    "dedup_rows", "rollup_rows", "late_rows", "run_id", "reason", "content_key")
 
-# Late events are flagged at micro-batch start and committed to Delta a few seconds
-# later; a recompute's snapshot may miss a batch in flight by that much.
-IN_FLIGHT_MARGIN = timedelta(minutes=2)
+# The order of an hour's published versions, in SQL: the one place it is written down.
+CURRENT_ORDER = "(delta_version, sequence)"
+FAILED = ("failed_quality", "failed_run")
 
 
 @dataclass(frozen=True)
@@ -26,52 +33,99 @@ class Publication:
     raw_rows: int
     dedup_rows: int
     rollup_rows: int
+    content_key: str
+    run_id: str
+
+    def newer_than(self, delta_version: int) -> bool:
+        """True if this publication read a later lake snapshot than ``delta_version``."""
+        return self.delta_version > delta_version
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One version of an hour as the registry log tells it."""
+    version: int
+    status: str           # the latest status recorded for it
+    first_seen: datetime  # when it was first recorded (staging began)
+    last_seen: datetime
+    run_id: str
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    failures: int         # consecutive failures since the hour's last publish
+    last_failure: datetime
+    reason: str
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _epochs(hours) -> tuple[int, ...]:
+    return tuple(int(h.timestamp()) for h in hours)
+
+
 def current(cfg: Settings, hours: list[datetime]) -> dict[datetime, Publication]:
     """The current published version of each of ``hours`` that has one."""
     if not hours:
         return {}
+    cols = ("version", "published_at", "delta_version", "raw_rows", "dedup_rows", "rollup_rows",
+            "content_key", "run_id")
+    picks = ", ".join(f"argMax({c}, {CURRENT_ORDER})" for c in cols)
     rows = client(cfg.clickhouse).execute(
-        f"SELECT hour, argMax(version, sequence), argMax(published_at, sequence), argMax(delta_version, sequence), "
-        f"argMax(raw_rows, sequence), argMax(dedup_rows, sequence), argMax(rollup_rows, sequence) "
-        f"FROM {cfg.clickhouse.database}.published_hours WHERE status = 'published' AND hour IN %(h)s GROUP BY hour",
-        {"h": tuple(int(h.timestamp()) for h in hours)})
+        f"SELECT hour, {picks} FROM {cfg.clickhouse.database}.published_hours "
+        f"WHERE status = 'published' AND hour IN %(h)s GROUP BY hour", {"h": _epochs(hours)})
     return {r[0]: Publication(*r) for r in rows}
 
 
-def record(cfg: Settings, hour: datetime, version: int, status: str, *, delta_version: int, raw_rows: int,
-           dedup_rows: int, rollup_rows: int, late_rows: int, run_id: str, reason: str = "") -> None:
+def record(cfg: Settings, hour: datetime, version: int, status: str, *, delta_version: int, run_id: str,
+           raw_rows: int = 0, dedup_rows: int = 0, rollup_rows: int = 0, late_rows: int = 0,
+           reason: str = "", content_key: str = "") -> None:
     """Append one registry row. For status 'published' this insert IS the atomic switch."""
     now = _now()
     insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.published_hours", REGISTRY_COLUMNS, [(
-        hour, version, status, now, int(now.timestamp() * 1_000_000), delta_version, raw_rows, dedup_rows,
-        rollup_rows, late_rows, run_id, reason[:2000])])
+        hour, version, status, now, int(now.timestamp() * 1_000_000), max(delta_version, 0), raw_rows,
+        dedup_rows, rollup_rows, late_rows, run_id, reason[:2000], content_key)])
 
 
-def dirty_hours(cfg: Settings, start: datetime, end: datetime) -> list[datetime]:
-    """Published hours in [start, end) with late events that arrived after their publication read the lake."""
-    ch = client(cfg.clickhouse)
-    db = cfg.clickhouse.database
-    late = ch.execute(
-        f"SELECT event_hour, max(last_ingest_time) FROM {db}.late_event_hours "
-        f"WHERE event_hour >= toDateTime(%(s)s) AND event_hour < toDateTime(%(e)s) GROUP BY event_hour",
-        {"s": int(start.timestamp()), "e": int(end.timestamp())})
-    published = current(cfg, [h for h, _ in late])
-    return sorted(h for h, last in late if h in published and last >= published[h].published_at - IN_FLIGHT_MARGIN)
+def versions(cfg: Settings, hour: datetime) -> dict[int, VersionEntry]:
+    """Every version of ``hour`` the registry knows, with its latest status."""
+    rows = client(cfg.clickhouse).execute(
+        f"SELECT version, argMax(status, sequence), min(published_at), max(published_at), any(run_id) "
+        f"FROM {cfg.clickhouse.database}.published_hours WHERE hour = toDateTime(%(h)s) GROUP BY version",
+        {"h": int(hour.timestamp())})
+    return {int(v): VersionEntry(int(v), s, first, last, run) for v, s, first, last, run in rows}
 
 
-def stream_passed(cfg: Settings, moment: datetime) -> bool:
-    """True once the stream has committed a micro-batch whose newest event time is at or after ``moment``:
-    the stream's progress has passed it, so the hour before it is complete in the lake (late stragglers
-    aside, which the late-data recompute folds in)."""
-    (newest,) = client(cfg.clickhouse).execute(
-        f"SELECT max(newest_event_time) FROM {cfg.clickhouse.database}.stream_batches")[0]
-    return newest is not None and newest >= moment
+def staged_by_run(cfg: Settings, hour: datetime, run_id: str) -> list[int]:
+    """Versions an earlier attempt of ``run_id`` staged and never published (a retried task)."""
+    return [v.version for v in versions(cfg, hour).values() if v.run_id == run_id and v.status == "staged"]
+
+
+def failures(cfg: Settings, hours: list[datetime]) -> dict[datetime, FailureRecord]:
+    """Hours whose latest outcome is a failure: how many in a row (since the last publish), when
+    the last one was, and why."""
+    if not hours:
+        return {}
+    rows = client(cfg.clickhouse).execute(
+        f"SELECT hour, status, published_at, reason FROM {cfg.clickhouse.database}.published_hours "
+        f"WHERE hour IN %(h)s AND status IN ('published', 'failed_quality', 'failed_run') "
+        f"ORDER BY hour, sequence", {"h": _epochs(hours)})
+    by_hour: dict[datetime, list] = defaultdict(list)
+    for hour, status, at, reason in rows:
+        by_hour[hour].append((status, at, reason))
+    out = {}
+    for hour, log in by_hour.items():
+        streak = 0
+        for status, _at, _reason in reversed(log):
+            if status == "published":
+                break
+            streak += 1
+        if streak:
+            _status, at, reason = log[-1]
+            out[hour] = FailureRecord(streak, at, reason)
+    return out
 
 
 def volume_history(cfg: Settings, hour: datetime, days: int = 7) -> list[int]:

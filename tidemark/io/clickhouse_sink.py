@@ -8,8 +8,9 @@ micro-batch replayed after a crash would count twice. The design:
   is part of the sort key.
 * ``stream_batches`` is the committed-batch registry: its row for a batch is
   written *last*, after the rollups and late-hour counts.
-* Before writing a batch: if the registry has it, the batch is skipped (a
-  replay of a fully committed batch). Otherwise, if an earlier attempt may
+* Before every attempt to write a batch (retries included): if the registry
+  has it, the batch is skipped (a replay of a fully committed batch, or a
+  retry after an acknowledgement was lost). Otherwise, if an earlier attempt may
   have written part of it (first batch after a restart, or a retry after a
   failed insert), rows with that version are deleted first and the delete
   is awaited. Then the batch is written and registered.
@@ -145,11 +146,13 @@ class RollupSink:
                 delay = min(delay * 2, 10.0)
 
     # -- exactly-once protocol ----------------------------------------------------------------
+    def _committed(self, ch, batch_id: int) -> bool:
+        (n,), = ch.execute(f"SELECT count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s AND batch_id = %(b)s",
+                           {"s": self.stream_id, "b": batch_id})
+        return n > 0
+
     def is_committed(self, batch_id: int) -> bool:
-        rows = self._retrying("registry lookup", lambda ch: ch.execute(
-            f"SELECT count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s AND batch_id = %(b)s",
-            {"s": self.stream_id, "b": batch_id}))
-        return rows[0][0] > 0
+        return self._retrying("registry lookup", lambda ch: self._committed(ch, batch_id))
 
     def _remove_partial(self, ch, version: int) -> int:
         """Delete any rows an interrupted attempt wrote with this version; wait until they are gone."""
@@ -173,12 +176,14 @@ class RollupSink:
 
     def write_batch(self, metrics: BatchMetrics, rollups: Sequence[tuple], late_hours: Sequence[tuple]) -> bool:
         """Write one micro-batch exactly once. Returns False if it was already committed (a replay)."""
-        if self.is_committed(metrics.batch_id):
-            log.info("batch already committed; skipping", extra={"batch_id": metrics.batch_id})
-            return False
         version = metrics.version
 
-        def write(ch):
+        def write(ch) -> bool:
+            # Checked on every attempt, not once before the loop: an attempt whose registry insert
+            # landed but whose acknowledgement was lost must end here, not delete and rewrite the
+            # rows (a crash between the two would lose the batch) nor register it twice.
+            if self._committed(ch, metrics.batch_id):
+                return False
             if not self._clean_slate:
                 self._remove_partial(ch, version)
             rows = [("stream", version, *r) for r in rollups]
@@ -186,8 +191,15 @@ class RollupSink:
             insert_rows(ch, f"{self.db}.late_event_hours", LATE_COLUMNS,
                         [(t, h, version, n, last) for (t, h, n, last) in late_hours])
             metrics.committed_at = datetime.now(timezone.utc)
-            insert_rows(ch, f"{self.db}.stream_batches", BATCH_COLUMNS, [metrics.row()])
+            self._register(ch, metrics)
             self._clean_slate = True
+            return True
 
-        self._retrying(f"write batch {metrics.batch_id}", write)
-        return True
+        written = self._retrying(f"write batch {metrics.batch_id}", write)
+        if not written:
+            log.info("batch already committed; skipping", extra={"batch_id": metrics.batch_id})
+        return written
+
+    def _register(self, ch, metrics: BatchMetrics) -> None:
+        """The commit: the registry row, written last."""
+        insert_rows(ch, f"{self.db}.stream_batches", BATCH_COLUMNS, [metrics.row()])

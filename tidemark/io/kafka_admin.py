@@ -162,3 +162,24 @@ def end_offsets(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> dict[
         return {tp.partition: int(off) for tp, off in ends.items()}
     finally:
         consumer.close()
+
+
+def offsets_at(bootstrap: str, topic: str, moment_ms: int, *, timeout_s: float = 30.0) -> dict[int, int]:
+    """{partition: offset} of ``topic`` as it stood at ``moment_ms``: the first offset whose record
+    timestamp is at or after the moment (Kafka's ListOffsets by timestamp), or the log end offset
+    where every record is older. A consumer at these offsets has read everything that had arrived
+    by then."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                             enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            raise RuntimeError(f"topic {topic!r} has no partitions at {bootstrap} (does it exist?)")
+        tps = [TopicPartition(topic, p) for p in parts]
+        found = consumer.offsets_for_times({tp: int(moment_ms) for tp in tps})
+        ends = consumer.end_offsets(tps)
+        return {tp.partition: int(found[tp].offset) if found.get(tp) is not None else int(ends[tp]) for tp in tps}
+    finally:
+        consumer.close()

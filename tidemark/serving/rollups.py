@@ -1,11 +1,17 @@
 """The one query path that reads rollups with the lambda merge applied.
 
 For every hour in the range, the registry (`published_hours`) is read once
-and gives the hour's current batch version, if any. Then the rollups are read
-with that snapshot inlined as parameters:
+and gives the hour's current batch version, if any: the published version
+with the highest (Delta version read, sequence), the rule of
+tidemark/batch/registry.py. The stream identities give the streaming
+versions that count. Then the rollups are read with that snapshot inlined
+as parameters:
 
 * a published hour contributes only its batch rows of exactly that version;
-* an unpublished hour contributes its streaming rows.
+* an unpublished hour contributes its streaming rows, and only those of a
+  current stream identity up to its last committed micro-batch: never a
+  partial batch, an abandoned checkpoint's replay or a second stream on the
+  same topic (tidemark/stream_identities.py).
 
 Reading the registry once, before the data, is what makes a publish atomic to
 readers: a concurrent publish is either in this snapshot (new version, whose
@@ -18,6 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from tidemark.batch.registry import CURRENT_ORDER
+from tidemark.stream_identities import counted_version_ranges
+
 
 def _epoch(moment: datetime) -> int:
     return int(moment.astimezone(timezone.utc).timestamp())
@@ -25,28 +34,33 @@ def _epoch(moment: datetime) -> int:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Published batch version per hour (epoch seconds -> version)."""
+    """Published batch version per hour (epoch seconds -> version), and the streaming version
+    ranges that count ([(lowest, highest)])."""
     versions: dict[int, int]
+    stream_ranges: tuple[tuple[int, int], ...] = ()
 
     def params(self) -> dict:
         # Tuples, not lists: clickhouse-driver renders a list as an Array, which IN rejects.
+        # stream_ranges is an Array of tuples on purpose (arrayExists); (1, 0) matches nothing.
         return {"pub": tuple(sorted(self.versions.items())) or ((0, 0),),
-                "pub_hours": tuple(sorted(self.versions)) or (0,)}
+                "pub_hours": tuple(sorted(self.versions)) or (0,),
+                "stream_ranges": list(self.stream_ranges) or [(1, 0)]}
 
 
 def snapshot(ch, db: str, start: datetime, end: datetime) -> Snapshot:
     rows = ch.execute(
-        f"SELECT toUInt32(hour), argMax(version, sequence) FROM {db}.published_hours "
+        f"SELECT toUInt32(hour), argMax(version, {CURRENT_ORDER}) FROM {db}.published_hours "
         f"WHERE status = 'published' AND hour >= toDateTime(%(s)s) AND hour < toDateTime(%(e)s) GROUP BY hour",
         {"s": _epoch(start) // 3600 * 3600, "e": _epoch(end)})
-    return Snapshot(dict(rows))
+    return Snapshot(dict(rows), tuple(counted_version_ranges(ch, db)))
 
 
 def merged_filter(time_expr: str) -> str:
-    """WHERE fragment choosing batch rows of the published version, else streaming rows.
-    ``time_expr`` is the row's hour as epoch seconds."""
+    """WHERE fragment choosing batch rows of the published version, else committed streaming rows
+    of a current stream. ``time_expr`` is the row's hour as epoch seconds."""
     return (f"((layer = 'batch' AND ({time_expr}, version) IN %(pub)s) "
-            f"OR (layer = 'stream' AND {time_expr} NOT IN %(pub_hours)s))")
+            f"OR (layer = 'stream' AND {time_expr} NOT IN %(pub_hours)s "
+            f"AND arrayExists(r -> version >= r.1 AND version <= r.2, %(stream_ranges)s)))")
 
 
 def hour_totals(ch, db: str, tenant: str, start: datetime, end: datetime,

@@ -1,0 +1,193 @@
+"""The publication protocol at the edges the generator never hits: two runs of one hour at once,
+a forced re-run, an older snapshot finishing last, data landing mid-run, and clean-up never
+touching what a reader or a live run needs. Real Spark, Delta and ClickHouse."""
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tidemark.batch import planning, publication, registry
+from tidemark.batch.hours import HOUR
+from tidemark.batch.recompute import recompute
+from tidemark.config import LakeSettings
+from tidemark.io.clickhouse import client
+from tidemark.serving.rollups import hour_totals
+from tidemark.tables import ensure_delta_table, table
+
+pytestmark = pytest.mark.integration
+
+H = lambda hh: datetime(2026, 11, 12, hh, tzinfo=timezone.utc)  # noqa: E731
+RACE, MIDRUN, STALE, CLEAN, DUE = H(3), H(4), H(5), H(6), H(8)
+TENANT = "tenant-publication"
+
+
+def _forget(cfg, start, end):
+    ch = client(cfg.clickhouse)
+    db = cfg.clickhouse.database
+    where = {"minute_rollups": "minute", "hour_rollups": "hour", "published_hours": "hour",
+             "lake_commits": "event_hour"}
+    p = {"s": start, "e": end}
+    for t, c in where.items():
+        ch.execute(f"ALTER TABLE {db}.{t} DELETE WHERE {c} >= %(s)s AND {c} < %(e)s", p)
+    deadline = time.monotonic() + 120
+    while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
+              for t, c in where.items()):
+        assert time.monotonic() < deadline, "mutations did not finish"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cfg(stack, tmp_path_factory):
+    lake = tmp_path_factory.mktemp("publication") / "lake"
+    _forget(stack, H(0), H(23))
+    return dataclasses.replace(stack, lake=LakeSettings(root=str(lake)))
+
+
+def _rows(hour, n, *, first=0, late=False):
+    now = hour + HOUR + timedelta(minutes=30 if late else 0)
+    out = []
+    for i in range(first, first + n):
+        t = hour + timedelta(minutes=i % 60, seconds=i % 50)
+        out.append((str(uuid.uuid4()), TENANT, t, f"u-{i}", "s1", "US", "desktop", "/p", None, 1, late, "manual",
+                    0, i, now if late else t, now, 0, hour.date(), hour.hour))
+    return out
+
+
+def _append(spark, cfg, rows):
+    schema = table("events_raw")
+    ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
+    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append") \
+        .partitionBy(*schema.partition_by).save(cfg.lake.events_raw)
+
+
+def _total(cfg, hour, ch=None):
+    ch = ch or client(cfg.clickhouse)
+    return sum(r[2] for r in hour_totals(ch, cfg.clickhouse.database, TENANT, hour, hour + HOUR))
+
+
+def test_two_runs_at_once_and_a_forced_rerun_never_show_a_gap(spark, cfg):
+    _append(spark, cfg, _rows(RACE, 30))
+    assert recompute(spark, cfg, RACE, run_id="race-0").status == "published"
+    _append(spark, cfg, _rows(RACE, 12, first=30))  # the next runs see 42 events
+
+    seen, stop = [], threading.Event()
+    reader = client(cfg.clickhouse)
+
+    def poll():
+        while not stop.is_set():
+            seen.append(_total(cfg, RACE, reader))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    env = {**os.environ, "TIDEMARK_LAKE_ROOT": cfg.lake.root, "TIDEMARK_LOG_LEVEL": "WARNING"}
+    other = subprocess.Popen([sys.executable, "-m", "tidemark.cli", "recompute", "--hour", "2026-11-12T03",
+                              "--run-id", "race-other", "--force"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        mine = recompute(spark, cfg, RACE, run_id="race-mine", force=True)
+        out, _ = other.communicate(timeout=600)
+        forced = recompute(spark, cfg, RACE, run_id="race-forced", force=True)  # unchanged content, forced
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        poller.join()
+        if other.poll() is None:
+            other.kill()
+    assert other.returncode == 0, out.decode(errors="replace")[-3000:]
+    assert mine.status == "published" and forced.status == "published"
+    # Every total a reader saw is a whole published hour: never 0 (a gap), never partial, never doubled.
+    assert len(seen) > 20 and set(seen) <= {30, 42}, Counter(seen)
+    assert seen == sorted(seen) and seen[-1] == 42
+    cur = registry.current(cfg, [RACE])[RACE]
+    assert cur.version == forced.version and cur.dedup_rows == 42
+    # Superseded versions stay for readers until the grace period, then go; the current one stays.
+    later = datetime.now(timezone.utc) + publication.SUPERSEDED_GRACE + timedelta(seconds=1)
+    assert len(publication.present_versions(cfg, RACE)) == 4
+    publication.cleanup(cfg, RACE, now=later)
+    assert publication.present_versions(cfg, RACE) == [forced.version]
+    assert _total(cfg, RACE) == 42
+
+
+def test_data_that_lands_while_the_recompute_runs_makes_the_hour_dirty(spark, cfg):
+    _append(spark, cfg, _rows(MIDRUN, 20))
+    landed = []
+
+    def land_mid_run(delta_version):  # after the snapshot is pinned, before the publish
+        _append(spark, cfg, _rows(MIDRUN, 3, first=100, late=True))
+        landed.append(delta_version)
+
+    first = recompute(spark, cfg, MIDRUN, run_id="midrun-1", on_snapshot=land_mid_run)
+    assert first.status == "published" and first.dedup_rows == 20 and landed
+    assert MIDRUN in planning.dirty_hours(cfg, MIDRUN, MIDRUN + HOUR)
+
+    second = recompute(spark, cfg, MIDRUN, run_id="midrun-2")
+    assert second.status == "published" and second.dedup_rows == 23
+    assert MIDRUN not in planning.dirty_hours(cfg, MIDRUN, MIDRUN + HOUR)
+    assert _total(cfg, MIDRUN) == 23
+    # Compaction rewrites files without changing data: the hour stays clean.
+    spark.sql(f"OPTIMIZE delta.`{cfg.lake.events_raw}` WHERE event_date = '2026-11-12' AND event_hour = 4")
+    assert MIDRUN not in planning.dirty_hours(cfg, MIDRUN, MIDRUN + HOUR)
+
+
+def test_an_older_snapshot_finishing_last_does_not_win(spark, cfg):
+    _append(spark, cfg, _rows(STALE, 10))
+    slow = recompute(spark, cfg, STALE, run_id="stale-slow", publish_now=False)  # reads 10 events
+    _append(spark, cfg, _rows(STALE, 5, first=10))
+    fast = recompute(spark, cfg, STALE, run_id="stale-fast")  # reads 15, publishes first
+    assert fast.status == "published" and fast.delta_version > slow.delta_version
+
+    from tidemark.batch.recompute import conclude
+    assert conclude(cfg, slow).status == "superseded"
+    assert registry.current(cfg, [STALE])[STALE].version == fast.version
+    assert slow.version not in publication.present_versions(cfg, STALE)  # it removed its own rows
+    assert _total(cfg, STALE) == 15
+
+
+def test_cleanup_keeps_a_live_runs_staging_and_removes_an_abandoned_one(spark, cfg):
+    _append(spark, cfg, _rows(CLEAN, 8))
+    pub = recompute(spark, cfg, CLEAN, run_id="clean-pub")
+    assert pub.status == "published"
+    # Another run has staged its version and is still gating it.
+    other = recompute(spark, cfg, CLEAN, run_id="clean-live", publish_now=False, force=True)
+    assert other.status == "staged" and other.version in publication.present_versions(cfg, CLEAN)
+
+    publication.cleanup(cfg, CLEAN, now=datetime.now(timezone.utc) + publication.SUPERSEDED_GRACE * 2)
+    assert set(publication.present_versions(cfg, CLEAN)) == {pub.version, other.version}
+
+    # The run died: after the staging timeout its version is thrown away (and recorded), never the current one.
+    publication.cleanup(cfg, CLEAN, now=datetime.now(timezone.utc) + publication.STAGING_TIMEOUT
+                        + timedelta(minutes=1))
+    assert publication.present_versions(cfg, CLEAN) == [pub.version]
+    assert registry.versions(cfg, CLEAN)[other.version].status == "discarded"
+    assert _total(cfg, CLEAN) == 8
+
+
+def test_due_hours_cover_unpublished_and_failed_hours_with_back_off(spark, cfg):
+    never, failed = DUE, DUE + HOUR
+    _append(spark, cfg, _rows(never, 4) + _rows(failed, 4))
+    end = failed + timedelta(hours=4)
+    due = planning.due_hours(cfg, end, window=timedelta(hours=6))
+    assert never in due.unpublished and failed in due.unpublished
+
+    # The hour fails its gate repeatedly: retried after the back-off, then reported as failing.
+    for n in range(1, planning.FAILING_AFTER + 1):
+        registry.record(cfg, failed, 10 + n, "failed_quality", delta_version=1, run_id=f"f{n}",
+                        reason="row count out of range")
+    due = planning.due_hours(cfg, end, window=timedelta(hours=6))
+    assert failed in due.backing_off and failed not in due.to_run(24)
+    assert failed in due.failing and "4 failures in a row" in due.failing_report()
+    much_later = end + planning.retry_delay(planning.FAILING_AFTER) + timedelta(minutes=1)
+    due = planning.due_hours(cfg, much_later, window=timedelta(hours=12))
+    assert failed in due.retry and failed in due.to_run(24)
+
+    # A publish ends the streak.
+    assert recompute(spark, cfg, failed, run_id="due-ok").status == "published"
+    due = planning.due_hours(cfg, much_later, window=timedelta(hours=12))
+    assert failed not in due.failing and failed not in due.to_run(24)

@@ -1,0 +1,224 @@
+"""Publishing one hour: stage -> gate -> switch -> clean up. The one owner of an hour's versions.
+
+Who may write what, and when:
+
+* A run stages its rollups under a **new version, unique to the run** (``begin`` records it as
+  ``staged`` first). Staged rows are invisible: readers only read the version the registry calls
+  current. A re-run never reuses a version, so nothing it writes or deletes can touch rows a
+  reader or another run depends on.
+* **Gate.** A failed gate records ``failed_quality`` and removes the run's own version only.
+* **Switch** = one registry insert (``published``). The current version of an hour is the
+  published row with the highest (Delta version read, sequence): a run that read an older
+  snapshot can never replace a newer one. Compare-and-set: a run whose snapshot is older than
+  what is already current does not switch (``discarded``) and removes its own rows. Two switches
+  at the same moment commute: the ordering picks the same winner whichever lands last.
+* **Clean up** removes only versions that are not current and (a) failed or were discarded, or
+  (b) were superseded at least ``SUPERSEDED_GRACE`` ago, or (c) were staged by a run that has
+  not switched for ``STAGING_TIMEOUT`` (a dead run). Never the current version, never a young
+  staged version (another live run's), so a reader never sees a gap and never a partial hour.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+from tidemark.batch import registry
+from tidemark.batch.hours import label
+from tidemark.config import Settings
+from tidemark.io.clickhouse import client
+
+log = logging.getLogger(__name__)
+
+# Bump when the recompute's output for the same input changes (transforms, dedup rule), so a
+# recompute of unchanged data still publishes the new logic.
+TRANSFORM_VERSION = "rollups-v1"
+# A superseded version stays readable this long after the switch, for readers that resolved the
+# registry just before it.
+SUPERSEDED_GRACE = timedelta(minutes=10)
+# A staged version whose run has not switched or failed within this long belongs to a dead run.
+STAGING_TIMEOUT = timedelta(hours=3)
+_VERSION_BITS = 59  # batch versions stay below 2**60 (the bench's throw-away versions live above)
+
+
+def content_key(hour: datetime, files: Iterable[str]) -> str:
+    """What a version is computed from: the hour's lake files (and the transform logic)."""
+    digest = hashlib.sha256(f"{TRANSFORM_VERSION}|{hour.isoformat()}".encode())
+    for path in sorted(files):
+        digest.update(b"\0" + path.encode())
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run publishes: its hour, the lake snapshot it read, and its own new version."""
+    hour: datetime
+    delta_version: int
+    content_key: str
+    version: int
+    run_id: str
+
+    @classmethod
+    def new(cls, hour: datetime, delta_version: int, files: Iterable[str], run_id: str) -> "Plan":
+        return cls(hour, delta_version, content_key(hour, files), secrets.randbits(_VERSION_BITS) or 1, run_id)
+
+
+@dataclass(frozen=True)
+class Stats:
+    raw_rows: int = 0
+    dedup_rows: int = 0
+    rollup_rows: int = 0
+    late_rows: int = 0
+
+
+def unchanged(cfg: Settings, plan: Plan) -> registry.Publication | None:
+    """The current publication if it was computed from the same lake files (nothing to do)."""
+    cur = registry.current(cfg, [plan.hour]).get(plan.hour)
+    return cur if cur is not None and cur.content_key == plan.content_key else None
+
+
+def reconfirm(cfg: Settings, plan: Plan, cur: registry.Publication) -> None:
+    """Record that the current version also holds for the newer snapshot ``plan`` read (its files
+    are the same), so the hour stops looking dirty. Same version: readers see no change."""
+    if cur.delta_version < plan.delta_version:
+        registry.record(cfg, plan.hour, cur.version, "published", delta_version=plan.delta_version,
+                        run_id=plan.run_id, raw_rows=cur.raw_rows, dedup_rows=cur.dedup_rows,
+                        rollup_rows=cur.rollup_rows, reason="reconfirmed: same lake files",
+                        content_key=cur.content_key)
+
+
+def begin(cfg: Settings, plan: Plan) -> None:
+    """Record the version as staged (before any row is written), and throw away what an earlier
+    attempt of the same run staged (an Airflow retry)."""
+    for old in registry.staged_by_run(cfg, plan.hour, plan.run_id):
+        discard(cfg, plan.hour, old, plan.run_id, "an earlier attempt of the same run")
+    registry.record(cfg, plan.hour, plan.version, "staged", delta_version=plan.delta_version,
+                    run_id=plan.run_id, content_key=plan.content_key)
+
+
+def stage(cfg: Settings, plan: Plan, rollups) -> int:
+    """Insert the rollups DataFrame under the plan's version, from the executors."""
+    from tidemark.batch.staging import stage_rollups
+
+    return stage_rollups(rollups, cfg.clickhouse, plan.version)
+
+
+def fail(cfg: Settings, plan: Plan, stats: Stats, reason: str, *, status: str = "failed_quality") -> None:
+    registry.record(cfg, plan.hour, plan.version, status, delta_version=plan.delta_version, run_id=plan.run_id,
+                    reason=reason, content_key=plan.content_key, **stats.__dict__)
+    remove_version(cfg, plan.hour, plan.version)
+
+
+def discard(cfg: Settings, hour: datetime, version: int, run_id: str, reason: str) -> None:
+    remove_version(cfg, hour, version)
+    registry.record(cfg, hour, version, "discarded", delta_version=0, run_id=run_id, reason=reason)
+
+
+def switch(cfg: Settings, plan: Plan, stats: Stats) -> bool:
+    """The compare-and-set switch. Returns False (and discards the version) when the hour is
+    already current from a newer lake snapshot."""
+    cur = registry.current(cfg, [plan.hour]).get(plan.hour)
+    if cur is not None and cur.newer_than(plan.delta_version):
+        discard(cfg, plan.hour, plan.version, plan.run_id,
+                f"superseded: version {cur.version} read Delta version {cur.delta_version} > {plan.delta_version}")
+        log.warning("a newer snapshot of the hour is already published; not switching",
+                    extra={"hour": label(plan.hour), "ours": plan.delta_version, "current": cur.delta_version})
+        return False
+    registry.record(cfg, plan.hour, plan.version, "published", delta_version=plan.delta_version,
+                    run_id=plan.run_id, content_key=plan.content_key, **stats.__dict__)
+    log.info("hour published", extra={"hour": label(plan.hour), "version": plan.version,
+                                      "delta_version": plan.delta_version, "dedup_rows": stats.dedup_rows})
+    return True
+
+
+def cleanup(cfg: Settings, hour: datetime, *, now: datetime | None = None) -> list[int]:
+    """Remove the versions of ``hour`` that no reader and no live run can need (see the module
+    docstring). Safe to run at any time, by anyone, any number of times. Returns versions removed."""
+    now = now or datetime.now(timezone.utc)
+    cur = registry.current(cfg, [hour]).get(hour)
+    known = registry.versions(cfg, hour)
+    removed = []
+    for version in present_versions(cfg, hour):
+        if cur is not None and version == cur.version:
+            continue
+        entry = known.get(version)
+        if entry is None or entry.status in ("discarded", *registry.FAILED):
+            why = "left over" if entry is None else entry.status
+        elif entry.status == "published":
+            if cur is None or now - cur.published_at < SUPERSEDED_GRACE:
+                continue
+            why = "superseded"
+        elif entry.status == "staged":
+            if now - entry.first_seen < STAGING_TIMEOUT:
+                continue  # a live run's
+            why = "abandoned staging"
+        else:
+            continue
+        remove_version(cfg, hour, version)
+        if entry is not None and entry.status in ("staged",):
+            registry.record(cfg, hour, version, "discarded", delta_version=0, run_id=entry.run_id, reason=why)
+        removed.append(version)
+        log.info("removed a batch version", extra={"hour": label(hour), "version": version, "why": why})
+    return removed
+
+
+# -- the version's rows in ClickHouse ------------------------------------------------------------
+
+def _hour_params(hour: datetime, version: int = 0) -> dict:
+    start = int(hour.timestamp())
+    return {"s": start, "e": start + 3600, "v": version}
+
+
+_VERSION_ROWS = {
+    "minute_rollups": "layer = 'batch' AND version = %(v)s AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)",
+    "hour_rollups": "layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s)",
+}
+
+
+def present_versions(cfg: Settings, hour: datetime) -> list[int]:
+    """Batch versions that have rows for ``hour``."""
+    rows = client(cfg.clickhouse).execute(
+        f"SELECT DISTINCT version FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'batch' "
+        f"AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)", _hour_params(hour))
+    return sorted(int(v) for (v,) in rows)
+
+
+def remove_version(cfg: Settings, hour: datetime, version: int, *, timeout_s: float = 300) -> int:
+    """Delete the rows of one version of one hour and wait until gone (mutations are asynchronous)."""
+    ch = client(cfg.clickhouse)
+    db = cfg.clickhouse.database
+    p = _hour_params(hour, version)
+    found = 0
+    for table, cond in _VERSION_ROWS.items():
+        (n,) = ch.execute(f"SELECT count() FROM {db}.{table} WHERE {cond}", p)[0]
+        if n:
+            found += n
+            ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {cond}", p)
+    deadline = time.monotonic() + timeout_s
+    while found and any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c}", p)[0][0]
+                        for t, c in _VERSION_ROWS.items()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"batch rows of {label(hour)} version {version} not deleted after {timeout_s}s; "
+                               f"check system.mutations in ClickHouse")
+        time.sleep(0.2)
+    return found
+
+
+def staged_totals(cfg: Settings, hour: datetime, version: int) -> dict[str, tuple[int, int, int]]:
+    """tenant -> (events, distinct users by HLL, smallest minute count) of a staged version,
+    read the way readers will read it."""
+    ch = client(cfg.clickhouse)
+    db = cfg.clickhouse.database
+    p = _hour_params(hour, version)
+    hours = ch.execute(
+        f"SELECT tenant_id, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups "
+        f"WHERE dimension = 'all' AND layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s) "
+        f"GROUP BY tenant_id", p)
+    smallest = dict(ch.execute(
+        f"SELECT tenant_id, min(events) FROM {db}.minute_rollups WHERE layer = 'batch' AND version = %(v)s "
+        f"AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s) GROUP BY tenant_id", p))
+    return {t: (int(e), int(u), int(smallest.get(t, 0))) for t, e, u in hours}
