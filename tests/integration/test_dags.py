@@ -91,7 +91,9 @@ def test_dagbag_imports_both_dags_with_their_policies(airflow_env_vars):
                    "recompute_hour.recompute", "recompute_hour.quality_gate", "recompute_hour.publish"}
     from airflow.sdk.definitions.taskgroup import MappedTaskGroup
     assert isinstance(late.task_group_dict["recompute_hour"], MappedTaskGroup)  # one instance per dirty hour
-    assert all(t.retries >= 1 for t in late.tasks if not t.task_id.endswith("quality_gate"))
+    assert all(t.retries >= 1 for t in late.tasks if not t.task_id.endswith(("quality_gate", "check_failing_hours")))
+    assert {t.task_id for t in late.tasks if not t.upstream_task_ids} == {
+        "find_due_hours", "check_failing_hours", "retire_superseded_streams"}
 
 
 def test_spark_default_connection_resolves_to_local_master(airflow_env_vars):

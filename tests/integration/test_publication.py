@@ -172,22 +172,25 @@ def test_cleanup_keeps_a_live_runs_staging_and_removes_an_abandoned_one(spark, c
 def test_due_hours_cover_unpublished_and_failed_hours_with_back_off(spark, cfg):
     never, failed = DUE, DUE + HOUR
     _append(spark, cfg, _rows(never, 4) + _rows(failed, 4))
-    end = failed + timedelta(hours=4)
-    due = planning.due_hours(cfg, end, window=timedelta(hours=6))
+    # The run's data interval ends now (back-off counts from the failures' real times).
+    end = datetime.now(timezone.utc)
+    window = end - DUE  # reaches back to this module's hours
+    due = planning.due_hours(cfg, end, window=window)
     assert never in due.unpublished and failed in due.unpublished
+    assert planning.due_hours(cfg, end, window=window).to_run(1) == [never]  # bounded per run, oldest first
 
     # The hour fails its gate repeatedly: retried after the back-off, then reported as failing.
     for n in range(1, planning.FAILING_AFTER + 1):
         registry.record(cfg, failed, 10 + n, "failed_quality", delta_version=1, run_id=f"f{n}",
                         reason="row count out of range")
-    due = planning.due_hours(cfg, end, window=timedelta(hours=6))
+    due = planning.due_hours(cfg, end + timedelta(seconds=5), window=window)
     assert failed in due.backing_off and failed not in due.to_run(24)
     assert failed in due.failing and "4 failures in a row" in due.failing_report()
     much_later = end + planning.retry_delay(planning.FAILING_AFTER) + timedelta(minutes=1)
-    due = planning.due_hours(cfg, much_later, window=timedelta(hours=12))
+    due = planning.due_hours(cfg, much_later, window=much_later - DUE)
     assert failed in due.retry and failed in due.to_run(24)
 
     # A publish ends the streak.
     assert recompute(spark, cfg, failed, run_id="due-ok").status == "published"
-    due = planning.due_hours(cfg, much_later, window=timedelta(hours=12))
+    due = planning.due_hours(cfg, much_later, window=much_later - DUE)
     assert failed not in due.failing and failed not in due.to_run(24)
