@@ -51,6 +51,7 @@ def remove_version(cfg: Settings, hour: datetime, version: int, *, timeout_s: fl
     where = {
         "minute_rollups": "layer = 'batch' AND version = %(v)s AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)",
         "hour_rollups": "layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s)",
+        "day_rollups": "layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s)",  # serving's long-range grain
     }
     found = 0
     for table, cond in where.items():
