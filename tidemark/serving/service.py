@@ -27,6 +27,7 @@ from tidemark.serving.rollups import snapshot
 REGISTRY_WINDOW = timedelta(days=181)
 LIVE_TTL_FACTOR = {"minute": 1, "hour": 3, "day": 6}
 KEY_CACHE_MAX = 10_000
+REDIS_CONNECTIONS = 128
 
 
 class Service:
@@ -34,8 +35,10 @@ class Service:
         self.cfg = cfg
         self.db = cfg.clickhouse.database
         self.metrics = Metrics()
-        self.redis = aioredis.Redis.from_url(cfg.redis.url, socket_timeout=5, socket_connect_timeout=3,
-                                             max_connections=512)
+        # A blocking pool: a burst of requests queues for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(cfg.redis.url, max_connections=REDIS_CONNECTIONS, timeout=5,
+                                                        socket_timeout=5, socket_connect_timeout=3)
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.gate = ClickHouseGate(cfg, self.metrics)
         lock_s = max(self.gate.limits.values()) + 5
         self.cache = QueryCache(self.redis, cfg.serving, self.metrics, lock_s=lock_s)
