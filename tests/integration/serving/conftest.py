@@ -1,5 +1,5 @@
 """The serving API against the real embedded stack: a `tidemark serve` subprocess on a free port,
-with test limits (1 s dashboard time limit, short live TTL, 4 query slots), and helpers that fill
+with test limits (2 s dashboard time limit, short live TTL, 4 query slots), and helpers that fill
 rollups the way the pipeline does (INSERT into rollup_input; publish = registry row)."""
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from tidemark.io.clickhouse import client
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVER_ENV = {
-    "TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S": "1",
+    "TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S": "2",
     "TIDEMARK_SERVING_RATE_PER_S": "100000",
     "TIDEMARK_SERVING_BURST": "100000",
     "TIDEMARK_SERVING_MAX_INFLIGHT": "4",
-    "TIDEMARK_SERVING_QUEUE_WAIT_S": "0.5",
+    "TIDEMARK_SERVING_QUEUE_WAIT_S": "1",
     "TIDEMARK_SERVING_LIVE_TTL_S": "4",
     "TIDEMARK_SERVING_REGISTRY_REFRESH_S": "1",
     "TIDEMARK_SERVING_KEY_CACHE_S": "1",
@@ -79,7 +79,7 @@ class Api:
 @pytest.fixture(scope="session")
 def serving_cfg(stack):
     """Settings of the test API, and the stack's users.xml re-rendered with its limits (whatever
-    order the session started in): the dashboard user's 1 s limit must be live before tests run."""
+    order the session started in): the dashboard user's 2 s limit must be live before tests run."""
     from tidemark.stack.clickhouse_conf import render
 
     cfg = _with_env(SERVER_ENV)
@@ -92,11 +92,11 @@ def serving_cfg(stack):
             c = Client(host=cfg.clickhouse.host, port=cfg.clickhouse.port, user=cfg.serving.dashboard_user,
                        password=cfg.serving.dashboard_password, database=cfg.clickhouse.database)
             (limit,) = c.execute("SELECT value FROM system.settings WHERE name = 'max_execution_time'")[0]
-            if limit == "1":
+            if limit == SERVER_ENV["TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S"]:
                 break
         except Exception:
             pass
-        assert time.monotonic() < deadline, "the dashboard reader's 1 s profile did not become live"
+        assert time.monotonic() < deadline, "the dashboard reader's test profile did not become live"
         time.sleep(0.5)
     return cfg
 
