@@ -1,5 +1,5 @@
 """The serving API against the real embedded stack: a `tidemark serve` subprocess on a free port,
-with test limits (2 s dashboard time limit, short live TTL, 4 query slots), and helpers that fill
+with test limits (3 s dashboard time limit, short live TTL, 4 query slots), and helpers that fill
 rollups the way the pipeline does (INSERT into rollup_input; publish = registry row)."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tidemark.io.clickhouse import client
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVER_ENV = {
-    "TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S": "2",
+    "TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S": "3",
     "TIDEMARK_SERVING_RATE_PER_S": "100000",
     "TIDEMARK_SERVING_BURST": "100000",
     "TIDEMARK_SERVING_MAX_INFLIGHT": "4",
@@ -79,7 +79,7 @@ class Api:
 @pytest.fixture(scope="session")
 def serving_cfg(stack):
     """Settings of the test API, and the stack's users.xml re-rendered with its limits (whatever
-    order the session started in): the dashboard user's 2 s limit must be live before tests run."""
+    order the session started in): the dashboard user's 3 s limit must be live before tests run."""
     from tidemark.stack.clickhouse_conf import render
 
     cfg = _with_env(SERVER_ENV)

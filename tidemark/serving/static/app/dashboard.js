@@ -18,10 +18,18 @@ function showError(text) {
   box.hidden = !text;
 }
 
-async function api(path, params = {}) {
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function api(path, params = {}, attempt = 0) {
   const url = new URL(path, window.location.origin);
   for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
   const response = await fetch(url, { headers: { "X-API-Key": state.key } });
+  // 503 (query slots busy) and 429 (rate limit) say when to come back: honour Retry-After, a few times.
+  if ((response.status === 503 || response.status === 429) && attempt < 3) {
+    const wait = Number(response.headers.get("Retry-After") || "1");
+    await sleep(Math.min(10, wait) * 1000 * (1 + Math.random() * 0.5));
+    return api(path, params, attempt + 1);
+  }
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
