@@ -23,7 +23,7 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--window-size=1400,1250", "--disable-dev-shm-usage"):
+                 "--window-size=1400,1900", "--disable-dev-shm-usage"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     driver.set_script_timeout(30)
@@ -109,7 +109,7 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     _wait_ready(browser, loads)
     answer = _check_charts(browser, api, key, "7d")
     assert answer["bucket"] == "hour" and len(answer["points"]) == 168
-    assert "per hour" in browser.find_element(By.ID, "events-title").text
+    assert "per hour" in browser.find_element(By.ID, "events-title").text.lower()
 
     browser.refresh()  # the key (and the range) are remembered by the browser
     _wait_ready(browser, 0)
