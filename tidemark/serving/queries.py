@@ -2,7 +2,7 @@
 
 Every query here:
 
-* reads pre-aggregates only (minute_rollups, hour_rollups, day_rollups), never raw events;
+* reads pre-aggregates only (minute_rollups, day_rollups), never raw events;
 * goes through the one lambda merge: the registry is resolved by ``rollups.snapshot`` for the
   exact range read, and ``rollups.merged_filter`` picks, per hour, the published batch version
   else the streaming rows. The snapshot's parameters are passed along opaquely;
@@ -13,9 +13,11 @@ Every query here:
 * interpolates only names from the whitelists below (tables, dimensions, bucket expressions) and
   integers; every user-supplied text is a bound parameter.
 
-Grain: the coarsest table that answers the question. The 1-hour and long-range tables hold one
-dimension per row, so a question that combines two dimensions (two filters, or a filter on one
-dimension and a top list of another) reads the minute grain, which has all of them.
+Grain: the coarsest table that answers the question. Ranges of up to 6 hours (minute buckets) and
+ranges not aligned to hours read minute_rollups; everything else reads day_rollups, whose rows are
+per (hour, dimension value) with the hour kept for the lambda merge (010_day_rollups.sql). That
+table holds one dimension per row, so a question that combines two dimensions (two filters, or a
+filter on one dimension and a top list of another) reads the minute grain, which has all of them.
 """
 from __future__ import annotations
 
@@ -47,9 +49,9 @@ class Grain:
 MINUTE_GRAIN = Grain("minute", "minute_rollups", "minute", "toUInt32(toStartOfHour(minute))",
                      {"minute": "minute", "hour": "toStartOfHour(minute)", "day": "toStartOfDay(minute)"},
                      "uniqCombinedMerge(users)", per_dimension=False)
-HOUR_GRAIN = Grain("hour", "hour_rollups", "hour", "toUInt32(hour)",
-                   {"hour": "hour", "day": "toStartOfDay(hour)"}, "uniqCombinedMerge(users)", per_dimension=True)
-DAY_GRAIN = Grain("day", "day_rollups", "hour", "toUInt32(hour)",
+# day_rollups keeps the hour (the lambda-merge unit) in its key, so it answers hour and day buckets;
+# it is read instead of hour_rollups for its fine index granularity (see 010_day_rollups.sql).
+HOURLY_GRAIN = Grain("hourly", "day_rollups", "hour", "toUInt32(hour)",
                   {"hour": "hour", "day": "toStartOfDay(hour)"}, "uniqCombinedMerge(15)(users)", per_dimension=True)
 
 
@@ -71,7 +73,7 @@ def choose_grain(rng: TimeRange, dims: set[str]) -> Grain:
     hour_aligned = rng.start % HOUR == 0 and rng.end % HOUR == 0
     if rng.bucket == "minute" or not hour_aligned or len(dims) > 1:
         return MINUTE_GRAIN
-    return HOUR_GRAIN if rng.bucket == "hour" else DAY_GRAIN
+    return HOURLY_GRAIN
 
 
 @dataclass
@@ -92,7 +94,7 @@ def _where(grain: Grain, tenant: str, start: int, end: int, filters: Filters,
     params = {"tenant": tenant, "s": start, "e": end}
     clauses = ["tenant_id = %(tenant)s",
                f"{grain.time_col} >= toDateTime(%(s)s)", f"{grain.time_col} < toDateTime(%(e)s)"]
-    if grain is DAY_GRAIN:  # the sort key leads with day: prune on it too
+    if grain is HOURLY_GRAIN:  # the sort key leads with day: prune on it too
         clauses += ["day >= toDate(toDateTime(%(s)s))", "day <= toDate(toDateTime(%(e_last)s))"]
         params["e_last"] = end - 1
     if grain.per_dimension:

@@ -1,5 +1,5 @@
-"""Distinct users over 7 days (hour grain, uniqCombined states merged across 168 hours) are within
-1 % of the exact count; so are 30 days (the long-range grain, precision 15), and events are exact."""
+"""Distinct users over 7 days (uniqCombined(15) states of day_rollups merged across 168 hours) are
+within 1 % of the exact count; so are 30 days (day buckets), and events are exact."""
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -26,10 +26,10 @@ def test_unique_users_over_7_days_within_1_percent(api, writer, serving_cfg):
     insert_minutes(writer, serving_cfg.clickhouse.database, rows)
     key = api.key(t)
     week = api.get("/api/v1/totals", key, start=start.isoformat(), end=end.isoformat()).json()
-    assert week.get("bucket") == "hour" and week["grain"] == "hour", week
+    assert week.get("bucket") == "hour" and week["grain"] == "hourly", week
     assert week["events"] == events, (week, start, end)
     exact = len(seen)
     assert abs(week["users"] - exact) / exact < 0.01, (week["users"], exact)
     month = api.get("/api/v1/totals", key, start=(end - timedelta(days=30)).isoformat(), end=end.isoformat()).json()
-    assert month["grain"] == "day" and month["events"] == events
+    assert month["bucket"] == "day" and month["grain"] == "hourly" and month["events"] == events
     assert abs(month["users"] - exact) / exact < 0.01, (month["users"], exact)

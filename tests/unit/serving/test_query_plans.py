@@ -20,10 +20,10 @@ def _plans(filters):
 
 def test_grain_follows_the_bucket_and_dimensions():
     assert queries.time_series("db", "t", resolve(NOW, "1h"), "events", Filters(), False).grain.table == "minute_rollups"
-    assert queries.time_series("db", "t", resolve(NOW, "7d"), "events", Filters(), False).grain.table == "hour_rollups"
+    assert queries.time_series("db", "t", resolve(NOW, "7d"), "events", Filters(), False).grain.table == "day_rollups"
     assert queries.time_series("db", "t", resolve(NOW, "90d"), "users", Filters(), False).grain.table == "day_rollups"
     # one dimension: the per-dimension grains answer; two: only the minute grain has both
-    assert queries.top("db", "t", resolve(NOW, "7d"), "page", 5, Filters(page="/")).grain.table == "hour_rollups"
+    assert queries.top("db", "t", resolve(NOW, "7d"), "page", 5, Filters(page="/")).grain.table == "day_rollups"
     assert queries.top("db", "t", resolve(NOW, "7d"), "page", 5, Filters(country="US")).grain.table == "minute_rollups"
 
 
