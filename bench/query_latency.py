@@ -94,7 +94,8 @@ def build(ch, db, days: int, sketch_cap: int, raw_div: int) -> dict:
     live_from = now_hour - (LIVE_HOURS - 1) * 3600
     # Hours stream on the left, in small blocks; the templates (a few MB) are the joined right side.
     # (A CROSS JOIN with the states on the left copies every state once per hour before filtering.)
-    small = {"max_block_size": 16}
+    # Small insert blocks too: a deserialized state takes far more memory than its bytes on disk.
+    small = {"max_block_size": 16, "min_insert_block_size_rows": 16384, "min_insert_block_size_bytes": 64 << 20}
     hours_side = f"(SELECT number AS h, toUInt32(number % 4) AS variant FROM numbers({hours}))"
     layer = f"if({first} + h * 3600 >= {live_from}, 'stream', 'batch')"
     version = f"if({first} + h * 3600 >= {live_from}, toUInt64(1), toUInt64(1000000 + h))"
