@@ -43,8 +43,9 @@ BENCH_ENV = {
     "TIDEMARK_SERVING_PORT": "38188", "TIDEMARK_SERVING_RATE_PER_S": "1000000", "TIDEMARK_SERVING_BURST": "1000000",
     "TIDEMARK_LOG_LEVEL": "WARNING",
 }
-for _k, _v in BENCH_ENV.items():
-    os.environ.setdefault(_k, _v)
+# Forced, not defaults: the bench drops and rebuilds its database and stops the services it started,
+# so it must never pick up a shell's TIDEMARK_HOME / CLICKHOUSE_DATABASE meant for tests or the demo.
+os.environ.update(BENCH_ENV)
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
