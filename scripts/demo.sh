@@ -79,12 +79,30 @@ echo "rejected by reason (past hours): $($PY -c "import json; print(json.load(op
 step "quality"
 $TM quality docs
 
+# --- serving (issue 9): the dashboard API and page, with a key for the demo's biggest tenant --------
+step "serving: dashboard API + page (tidemark serve --detach), a demo API key"
+SERVE_URL="http://$($PY -c 'from tidemark.config import settings; s = settings().serving; print(f"{s.host}:{s.port}")')"
+$TM serve --detach || failed+=("serving API")
+DEMO_TENANT=$($PY - <<'PYEOF'
+from tidemark.config import settings
+from tidemark.io.clickhouse import client
+cfg = settings()
+rows = client(cfg.clickhouse).execute(
+    f"SELECT tenant_id FROM {cfg.clickhouse.database}.minute_rollups GROUP BY tenant_id ORDER BY sum(events) DESC LIMIT 1")
+print(rows[0][0] if rows else "demo")
+PYEOF
+)
+DEMO_KEY=$($TM keys create --tenant "$DEMO_TENANT" --name demo --json | $PY -c 'import json, sys; print(json.load(sys.stdin)["key"])') \
+  || failed+=("demo API key")
+# --- end serving ---------------------------------------------------------------------------------
+
 step "status"
 $TM status || true
 cat <<EOT
 
 Airflow UI:   http://127.0.0.1:$($PY -c 'from tidemark.config import settings; print(settings().airflow.port)')   login admin / $($PY -c 'from tidemark.stack.airflow import admin_password; print(admin_password())')
 ClickHouse:   clickhouse-client --port $($PY -c 'from tidemark.config import settings; print(settings().clickhouse.port)') -d tidemark
+Dashboard:    ${SERVE_URL}/   API key (tenant ${DEMO_TENANT}): ${DEMO_KEY}   (API docs: ${SERVE_URL}/docs)
 Manifests:    $past
               $live
 Everything is still running. Stop it all with: make down

@@ -21,6 +21,10 @@ jv=$(command -v java >/dev/null && java_major || true)
 if [ -z "$jv" ] || [ "$jv" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi
 command -v mvn               >/dev/null || need+=(maven)
 command -v make              >/dev/null || need+=(make)
+# Serving: npm vendors the dashboard's chart library; the browser test drives Debian's chromium.
+command -v npm               >/dev/null || need+=(npm)
+command -v chromium          >/dev/null || need+=(chromium)
+command -v chromedriver      >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -45,6 +49,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
   echo "$want" > "$stamp"
+fi
+
+# --- dashboard assets (npm) ----------------------------------------------------------
+# tidemark/serving/static/package-lock.json -> node_modules (git-ignored), served by the app (no CDN).
+# Re-installed only when the lock changes (its sha256 is the stamp). --ignore-scripts: nothing runs.
+assets=tidemark/serving/static
+want=$(sha256sum "$assets/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$assets/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
+  log "npm ci in $assets"
+  (cd "$assets" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$want" > "$assets/node_modules/.lock.sha256"
 fi
 
 # --- JVM jars from Maven Central ---------------------------------------------------

@@ -194,6 +194,55 @@ def _batch_report(args: argparse.Namespace) -> int:
     return 0 if report["exact"] else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from tidemark.config import settings
+    from tidemark.serving import server
+    from tidemark.stack.process import StackError
+
+    cfg = settings()
+    host, port = args.host or cfg.serving.host, args.port or cfg.serving.port
+    if not args.detach:
+        server.run(cfg, host, port)
+        return 0
+    try:
+        pid = server.start_detached(cfg, host, port)
+    except StackError as exc:
+        print(f"tidemark serve: {exc}", file=sys.stderr)
+        return 1
+    print(f"API and dashboard on http://{host}:{port}/ (docs /docs), pid {pid}; stop with `tidemark stack down`")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from tidemark.config import settings
+    from tidemark.serving import keys
+
+    cfg = settings()
+    try:
+        if args.action == "create" and not args.tenant:
+            raise keys.KeyAdminError("--tenant is required")
+        if args.action == "revoke" and not args.key_id:
+            raise keys.KeyAdminError("give the key id to revoke (see `tidemark keys list`)")
+        if args.action == "create":
+            record, token = keys.create(cfg, args.tenant, args.name or "", args.rate, args.burst)
+            print(json.dumps({"key": token, "key_id": record.key_id, "tenant": record.tenant_id}) if args.json else
+                  f"{token}\n(key id {record.key_id}, tenant {record.tenant_id}; shown once: only its hash is stored)")
+        elif args.action == "revoke":
+            record = keys.revoke(cfg, args.key_id)
+            print(f"revoked {record.key_id} (tenant {record.tenant_id})")
+        else:
+            found = keys.list_keys(cfg, args.tenant)
+            if args.json:
+                print(json.dumps([{**k.__dict__, "created_at": k.created_at.isoformat()} for k in found]))
+            for k in [] if args.json else found:
+                print(f"{k.key_id}  {k.tenant_id:<24} {'REVOKED' if k.revoked else 'active ':<8} "
+                      f"{k.created_at:%Y-%m-%d %H:%M}  {k.name}")
+    except keys.KeyAdminError as exc:
+        print(f"tidemark keys {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidemark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first wait (up to SECONDS) until the stream has committed everything now in the topic")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=_reconcile)
+
+    serve = sub.add_parser("serve", help="the dashboard query API and page (FastAPI on uvicorn)")
+    serve.add_argument("--host", help="default TIDEMARK_SERVING_HOST (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="default TIDEMARK_SERVING_PORT (8088)")
+    serve.add_argument("--detach", action="store_true", help="run in the background; `tidemark stack down` stops it")
+    serve.set_defaults(func=_serve)
+
+    keys = sub.add_parser("keys", help="API keys of the serving API (one key = one tenant; stored hashed)")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("key_id", nargs="?", help="revoke: the key id (from `keys list`)")
+    keys.add_argument("--tenant", help="create: the key's tenant (required); list: only this tenant")
+    keys.add_argument("--name", help="create: a label, e.g. who uses the key")
+    keys.add_argument("--rate", type=float, default=0.0, help="create: requests/s for the tenant (0 = server default)")
+    keys.add_argument("--burst", type=int, default=0, help="create: bucket size (0 = server default)")
+    keys.add_argument("--json", action="store_true")
+    keys.set_defaults(func=_keys)
 
     gen = sub.add_parser("generate", help="produce realistic page-view traffic with injected faults")
     try:

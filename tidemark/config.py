@@ -141,6 +141,31 @@ class AirflowSettings:
 
 
 @dataclass(frozen=True)
+class ServingSettings:
+    """The dashboard query API (`tidemark serve`, tidemark/serving/)."""
+    host: str
+    port: int
+    # A second readonly ClickHouse user for the dashboard query class, with a tighter wall-clock
+    # limit than the reader's (CLICKHOUSE_READER_MAX_EXECUTION_S, used for CSV exports). Limits live
+    # in the users' profiles: 18.16 ignores per-query settings sent by a readonly user.
+    dashboard_user: str
+    dashboard_password: str
+    dashboard_max_execution_s: int
+    max_inflight_queries: int   # ClickHouse queries in flight at once; beyond, requests wait...
+    queue_wait_s: float         # ...this long for a slot, then get 503
+    rate_per_s: float           # per-tenant token bucket (a key may carry its own)
+    burst: int
+    live_ttl_s: float           # cache TTL of ranges that touch the live minute
+    recent_ttl_s: float         # ... of ranges ending in hours the batch layer has not published yet
+    closed_ttl_s: float         # ... of ranges of published hours only (their versions are in the key)
+    ttl_jitter: float           # +- fraction of every TTL, so keys written together do not expire together
+    stale_grace_s: float        # an expired entry is served stale this long while one request recomputes
+    single_flight_wait_s: float  # a request waiting for another's recompute gives up (503) after this
+    registry_refresh_s: float   # how often the published-hours fingerprint behind cache keys is re-read
+    key_cache_s: float          # API-key lookups are cached this long (a revocation takes effect within it)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     log_level: str
@@ -151,6 +176,7 @@ class Settings:
     lake: LakeSettings
     spark: SparkSettings
     airflow: AirflowSettings
+    serving: ServingSettings = field(default=None)  # type: ignore[assignment]  (always set by load())
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
@@ -237,9 +263,36 @@ def load() -> Settings:
             trigger_log_port=_int("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", 8794),
             batch_start=_env("TIDEMARK_BATCH_START", "2026-11-01T00:00:00+00:00"),
         ),
+        serving=_serving(clickhouse),
         retention_days=_int("TIDEMARK_RETENTION_DAYS", 30),
         max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
         max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),
+    )
+
+
+def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
+    limit = _int("TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S", 5)
+    if not 1 <= limit <= 30 or not 1 <= clickhouse.reader_max_execution_s <= 30:
+        raise ValueError("query time limits must be 1-30 s (TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S, "
+                         "CLICKHOUSE_READER_MAX_EXECUTION_S)")
+    return ServingSettings(
+        host=_env("TIDEMARK_SERVING_HOST", "127.0.0.1"),
+        port=_int("TIDEMARK_SERVING_PORT", 8088),
+        dashboard_user=_env("CLICKHOUSE_DASHBOARD_USER", "tidemark_dashboard"),
+        dashboard_password=_env("CLICKHOUSE_DASHBOARD_PASSWORD", "tidemark_dashboard"),
+        dashboard_max_execution_s=limit,
+        max_inflight_queries=_int("TIDEMARK_SERVING_MAX_INFLIGHT", 8),
+        queue_wait_s=_float("TIDEMARK_SERVING_QUEUE_WAIT_S", 2.0),
+        rate_per_s=_float("TIDEMARK_SERVING_RATE_PER_S", 50.0),
+        burst=_int("TIDEMARK_SERVING_BURST", 200),
+        live_ttl_s=_float("TIDEMARK_SERVING_LIVE_TTL_S", 5.0),
+        recent_ttl_s=_float("TIDEMARK_SERVING_RECENT_TTL_S", 60.0),
+        closed_ttl_s=_float("TIDEMARK_SERVING_CLOSED_TTL_S", 3600.0),
+        ttl_jitter=_float("TIDEMARK_SERVING_TTL_JITTER", 0.15),
+        stale_grace_s=_float("TIDEMARK_SERVING_STALE_GRACE_S", 300.0),
+        single_flight_wait_s=_float("TIDEMARK_SERVING_SINGLE_FLIGHT_WAIT_S", limit + 3.0),
+        registry_refresh_s=_float("TIDEMARK_SERVING_REGISTRY_REFRESH_S", 2.0),
+        key_cache_s=_float("TIDEMARK_SERVING_KEY_CACHE_S", 5.0),
     )
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 EPOCH_FACTOR = 1_000_000_000  # version = epoch * EPOCH_FACTOR + batch id (see io/clickhouse_sink.py)
 COLUMNS = ("stream_id", "epoch", "topic", "checkpoint", "created_at", "registered_at")
 RETIRE_GRACE = timedelta(minutes=10)
-STREAM_TABLES = ("minute_rollups", "hour_rollups")
+STREAM_TABLES = ("minute_rollups", "hour_rollups", "day_rollups")
 
 # Current identities: the newest per topic (SQL shared by serving and the batch layer).
 # (Aliases differ from column names: 18.16 resolves an alias inside the aggregates otherwise.)

@@ -176,6 +176,7 @@ def _hour_params(hour: datetime, version: int = 0) -> dict:
 _VERSION_ROWS = {
     "minute_rollups": "layer = 'batch' AND version = %(v)s AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)",
     "hour_rollups": "layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s)",
+    "day_rollups": "layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s)",
 }
 
 

@@ -35,7 +35,7 @@ VERSION_EPOCH_FACTOR = 1_000_000_000
 
 ROLLUP_INPUT_COLUMNS = ("layer", "version", "tenant_id", "minute", "country", "device", "page", "events", "user_ids")
 LATE_COLUMNS = ("tenant_id", "event_hour", "version", "late_events", "last_ingest_time")
-VERSIONED_TABLES = ("minute_rollups", "hour_rollups", "late_event_hours")
+VERSIONED_TABLES = ("minute_rollups", "hour_rollups", "day_rollups", "late_event_hours")
 
 
 def stream_version(epoch: int, batch_id: int) -> int:

@@ -3,9 +3,15 @@
 Starts from the distribution's own config.xml and changes only paths, the
 listen host and the ports (verified to be all 18.16 needs to run unprivileged
 of the system install). users.xml is ours: a writer (``default``, loopback
-only) and a readonly serving user whose profile enforces a wall-clock query
-limit and whose databases are restricted. Row policies are silently ignored
-by 18.16, so tenant isolation is enforced by the serving layer, not here.
+only) and two readonly serving users (one per query class: exports, and the
+tighter dashboard class) whose profiles enforce a wall-clock query limit and
+whose databases are restricted. Row policies are silently ignored by 18.16,
+so tenant isolation is enforced by the serving layer, not here.
+
+The serving profiles switch query logging off: clickhouse-driver inlines bound
+values into the query text, and any readonly user can read ``system.query_log``,
+so a logged API query would show one tenant's ids and filters to whoever holds
+reader credentials.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from tidemark.config import ClickHouseSettings
+from tidemark.config import ClickHouseSettings, ServingSettings, settings
 
 SYSTEM_CONFIG = Path("/etc/clickhouse-server/config.xml")
 
@@ -33,7 +39,7 @@ def _set(root: ET.Element, path: str, value: str) -> None:
     node.text = value
 
 
-def render(cfg: ClickHouseSettings, base: Path) -> Path:
+def render(cfg: ClickHouseSettings, base: Path, serving: ServingSettings | None = None) -> Path:
     """Write config.xml and users.xml under ``base``; return the config path."""
     data = base / "data"
     for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
@@ -57,11 +63,24 @@ def render(cfg: ClickHouseSettings, base: Path) -> Path:
     _set(root, "default_database", "default")
     config_path = base / "config.xml"
     ET.ElementTree(root).write(config_path, encoding="utf-8", xml_declaration=True)
-    (base / "users.xml").write_text(users_xml(cfg))
+    (base / "users.xml").write_text(users_xml(cfg, serving))
     return config_path
 
 
-def users_xml(cfg: ClickHouseSettings) -> str:
+def _serving_profile(limit: int) -> str:
+    return f"""<readonly>1</readonly>
+      <max_execution_time>{int(limit)}</max_execution_time>
+      <!-- Without this, 18.16 only checks the time limit after a speed estimate: a wall-clock limit needs 0. -->
+      <timeout_before_checking_execution_speed>0</timeout_before_checking_execution_speed>
+      <max_memory_usage>2000000000</max_memory_usage>
+      <max_rows_to_read>500000000</max_rows_to_read>
+      <!-- API queries carry tenant ids and filters inline; keep them out of system.query_log/query_thread_log. -->
+      <log_queries>0</log_queries>
+      <log_query_threads>0</log_query_threads>"""
+
+
+def users_xml(cfg: ClickHouseSettings, serving: ServingSettings | None = None) -> str:
+    serving = serving or settings().serving
     limit = int(cfg.reader_max_execution_s)
     return f"""<?xml version="1.0"?>
 <yandex>
@@ -72,14 +91,11 @@ def users_xml(cfg: ClickHouseSettings) -> str:
       <log_queries>1</log_queries>
     </default>
     <serving>
-      <readonly>1</readonly>
-      <max_execution_time>{limit}</max_execution_time>
-      <!-- Without this, 18.16 only checks the time limit after a speed estimate: a wall-clock limit needs 0. -->
-      <timeout_before_checking_execution_speed>0</timeout_before_checking_execution_speed>
-      <max_memory_usage>2000000000</max_memory_usage>
-      <max_rows_to_read>500000000</max_rows_to_read>
-      <log_queries>1</log_queries>
+      {_serving_profile(limit)}
     </serving>
+    <serving_dashboard>
+      {_serving_profile(serving.dashboard_max_execution_s)}
+    </serving_dashboard>
   </profiles>
   <users>
     <{cfg.user}>
@@ -95,6 +111,13 @@ def users_xml(cfg: ClickHouseSettings) -> str:
       <quota>serving</quota>
       <allow_databases><database>{escape(cfg.database)}</database></allow_databases>
     </{cfg.reader_user}>
+    <{serving.dashboard_user}>
+      <password>{escape(serving.dashboard_password)}</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>serving_dashboard</profile>
+      <quota>serving</quota>
+      <allow_databases><database>{escape(cfg.database)}</database></allow_databases>
+    </{serving.dashboard_user}>
   </users>
   <quotas>
     <default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default>

@@ -375,7 +375,7 @@ class ClickHouse(Service):
 
     def prepare(self) -> None:
         from tidemark.stack.clickhouse_conf import render
-        render(self.cfg.clickhouse, self.cfg.home / "clickhouse")
+        render(self.cfg.clickhouse, self.cfg.home / "clickhouse", self.cfg.serving)
 
     def healthy(self) -> bool:
         ch = self.cfg.clickhouse
@@ -459,6 +459,9 @@ def down(cfg: Settings | None = None) -> list[str]:
     from tidemark.stack.jobs import stop_stream
     if stop_stream(cfg):  # jobs first: they write to the services below
         stopped.append("stream")
+    from tidemark.serving.server import stop as stop_api
+    if stop_api(cfg):  # the serving API (`tidemark serve --detach`) reads the services below
+        stopped.append("api")
     running = services(cfg)
     from tidemark.stack.airflow import Airflow
 

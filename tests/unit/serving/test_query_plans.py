@@ -1,0 +1,45 @@
+"""Query plans: the coarsest grain that answers, the tenant constraint and the lambda merge in every
+query, and user text only as bound parameters."""
+from tidemark.serving import queries
+from tidemark.serving.queries import Filters
+from tidemark.serving.ranges import resolve
+
+NOW = 1_796_142_437
+EVIL = "x' OR 1=1 --"
+
+
+def _plans(filters):
+    out = []
+    for preset in ("1h", "24h", "7d", "90d"):
+        r = resolve(NOW, preset)
+        out += [queries.time_series("db", "acme", r, m, filters, c) for m in ("events", "users") for c in (True, False)]
+        out += [queries.top("db", "acme", r, d, 10, filters) for d in ("page", "country", "device")]
+        out.append(queries.totals("db", "acme", r, filters, True))
+    return out
+
+
+def test_grain_follows_the_bucket_and_dimensions():
+    assert queries.time_series("db", "t", resolve(NOW, "1h"), "events", Filters(), False).grain.table == "minute_rollups"
+    assert queries.time_series("db", "t", resolve(NOW, "7d"), "events", Filters(), False).grain.table == "day_rollups"
+    assert queries.time_series("db", "t", resolve(NOW, "90d"), "users", Filters(), False).grain.table == "day_rollups"
+    # one dimension: the per-dimension grains answer; two: only the minute grain has both
+    assert queries.top("db", "t", resolve(NOW, "7d"), "page", 5, Filters(page="/")).grain.table == "day_rollups"
+    assert queries.top("db", "t", resolve(NOW, "7d"), "page", 5, Filters(country="US")).grain.table == "minute_rollups"
+
+
+def test_every_query_is_tenant_bound_merged_and_parameterized():
+    for filters in (Filters(), Filters(country=EVIL), Filters(page=EVIL, device=EVIL)):
+        for plan in _plans(filters):
+            assert "tenant_id = %(tenant)s" in plan.sql and plan.params["tenant"] == "acme"
+            assert "layer = 'batch'" in plan.sql and "%(pub)s" in plan.sql  # rollups.merged_filter
+            assert EVIL not in plan.sql and "acme" not in plan.sql
+            assert "events_raw" not in plan.sql and "rollup_input" not in plan.sql
+            assert plan.sql.count(plan.params["tenant"]) == 0
+
+
+def test_series_shape_aligns_previous_period():
+    r = resolve(NOW, "24h")
+    plan = queries.time_series("db", "t", r, "events", Filters(), True)
+    rows = [(r.start, 5), (r.start - r.span, 3)]
+    points = plan.shape(rows)
+    assert len(points) == 24 and points[0] == {"t": r.start, "value": 5, "previous": 3}

@@ -1,0 +1,234 @@
+"""SQL for the dashboard API: time series, comparison, top N, totals, realtime visitors, freshness.
+
+Every query here:
+
+* reads pre-aggregates only (minute_rollups, day_rollups), never raw events;
+* goes through the one lambda merge: the registry is resolved by ``rollups.snapshot`` for the
+  exact range read, and ``rollups.merged_filter`` picks, per hour, the published batch version
+  else the streaming rows. The snapshot's parameters are passed along opaquely;
+* carries the tenant constraint, added here from the API key's tenant and never from a request
+  parameter. ClickHouse 18.16 silently ignores row policies, so this WHERE clause is the only wall
+  between tenants; on a current ClickHouse a row policy on ``tenant_id`` per serving user would add
+  a second one (a policy keyed on a per-tenant user, or on a custom setting the app sets);
+* interpolates only names from the whitelists below (tables, dimensions, bucket expressions) and
+  integers; every user-supplied text is a bound parameter.
+
+Grain: the coarsest table that answers the question. Ranges of up to 6 hours (minute buckets) and
+ranges not aligned to hours read minute_rollups; everything else reads day_rollups, whose rows are
+per (hour, dimension value) with the hour kept for the lambda merge (010_day_rollups.sql). That
+table holds one dimension per row, so a question that combines two dimensions (two filters, or a
+filter on one dimension and a top list of another) reads the minute grain, which has all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from tidemark.serving.ranges import HOUR, TimeRange
+from tidemark.serving.rollups import merged_filter, snapshot
+
+DIMENSIONS = ("country", "device", "page")
+METRICS = ("events", "users")
+
+
+@dataclass(frozen=True)
+class Grain:
+    name: str
+    table: str
+    time_col: str            # the row's time column (range conditions)
+    merge_time: str          # the row's hour as epoch seconds, for merged_filter
+    bucket_exprs: dict       # bucket name -> expression of the bucket start
+    users: str               # distinct-user merge (state precision differs per table)
+    per_dimension: bool      # rows carry (dimension, value) instead of all dimension columns
+
+    def bucket(self, name: str) -> str:
+        return self.bucket_exprs[name]
+
+
+MINUTE_GRAIN = Grain("minute", "minute_rollups", "minute", "toUInt32(toStartOfHour(minute))",
+                     {"minute": "minute", "hour": "toStartOfHour(minute)", "day": "toStartOfDay(minute)"},
+                     "uniqCombinedMerge(users)", per_dimension=False)
+# day_rollups keeps the hour (the lambda-merge unit) in its key, so it answers hour and day buckets;
+# it is read instead of hour_rollups for its fine index granularity (see 010_day_rollups.sql).
+HOURLY_GRAIN = Grain("hourly", "day_rollups", "hour", "toUInt32(hour)",
+                  {"hour": "hour", "day": "toStartOfDay(hour)"}, "uniqCombinedMerge(15)(users)", per_dimension=True)
+
+
+@dataclass(frozen=True)
+class Filters:
+    country: str | None = None
+    device: str | None = None
+    page: str | None = None
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(d, getattr(self, d)) for d in DIMENSIONS if getattr(self, d) is not None]
+
+    def as_dict(self) -> dict:
+        return dict(self.items())
+
+
+def choose_grain(rng: TimeRange, dims: set[str]) -> Grain:
+    """The coarsest grain answering a question over ``rng`` that involves the dimensions ``dims``."""
+    hour_aligned = rng.start % HOUR == 0 and rng.end % HOUR == 0
+    if rng.bucket == "minute" or not hour_aligned or len(dims) > 1:
+        return MINUTE_GRAIN
+    return HOURLY_GRAIN
+
+
+@dataclass
+class Plan:
+    """One rollup query: SQL with its bound parameters, and the range whose registry it needs."""
+    sql: str
+    params: dict
+    grain: Grain
+    start: int
+    end: int
+    shape: Callable[[list], object] = field(default=lambda rows: rows)
+
+
+def _where(grain: Grain, tenant: str, start: int, end: int, filters: Filters,
+           dimension: str | None) -> tuple[str, dict]:
+    """Tenant, range, filters and the lambda merge. ``dimension``: the per-dimension rows to read
+    (hour/day grains; 'all' when the question involves none)."""
+    params = {"tenant": tenant, "s": start, "e": end}
+    clauses = ["tenant_id = %(tenant)s",
+               f"{grain.time_col} >= toDateTime(%(s)s)", f"{grain.time_col} < toDateTime(%(e)s)"]
+    if grain is HOURLY_GRAIN:  # the sort key leads with day: prune on it too
+        clauses += ["day >= toDate(toDateTime(%(s)s))", "day <= toDate(toDateTime(%(e_last)s))"]
+        params["e_last"] = end - 1
+    if grain.per_dimension:
+        clauses.append("dimension = %(dim)s")
+        params["dim"] = dimension or "all"
+        for dim, value in filters.items():
+            assert dim == dimension, "a per-dimension grain answers one dimension"
+            clauses.append("value = %(f_value)s")
+            params["f_value"] = value
+    else:
+        for dim, value in filters.items():
+            assert dim in DIMENSIONS
+            clauses.append(f"{dim} = %(f_{dim})s")
+            params[f"f_{dim}"] = value
+    clauses.append(merged_filter(grain.merge_time))
+    return " AND ".join(clauses), params
+
+
+def _metric(grain: Grain, metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}")
+    return "sum(events)" if metric == "events" else grain.users
+
+
+def time_series(db: str, tenant: str, rng: TimeRange, metric: str, filters: Filters,
+                compare: bool) -> Plan:
+    """Per bucket: value, and with ``compare`` the previous period's value at the same offset."""
+    read = rng.with_previous() if compare else rng
+    dims = {d for d, _ in filters.items()}
+    grain = choose_grain(rng, dims)
+    where, params = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
+    sql = (f"SELECT toUInt32({grain.bucket(rng.bucket)}) AS b, {_metric(grain, metric)} "
+           f"FROM {db}.{grain.table} WHERE {where} GROUP BY b ORDER BY b")
+
+    def shape(rows: list) -> list[dict]:
+        found = {int(b): int(v) for b, v in rows}
+        points = []
+        for t in rng.buckets():
+            point = {"t": t, "value": found.get(t, 0)}
+            if compare:
+                point["previous"] = found.get(t - rng.span, 0)
+            points.append(point)
+        return points
+
+    return Plan(sql, params, grain, read.start, read.end, shape)
+
+
+def top(db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters) -> Plan:
+    """The ``limit`` values of ``dimension`` with the most events, each with events and distinct users.
+    Users are merged for those values only (the inner query ranks by the cheap event sums)."""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}")
+    limit = int(limit)
+    dims = {d for d, _ in filters.items()} | {dimension}
+    grain = choose_grain(rng, dims)
+    where, params = _where(grain, tenant, rng.start, rng.end, filters, dimension)
+    value = "value" if grain.per_dimension else dimension
+    sql = (f"SELECT {value} AS v, sum(events) AS ev, {grain.users} AS us FROM {db}.{grain.table} "
+           f"WHERE {where} AND {value} IN (SELECT {value} FROM {db}.{grain.table} WHERE {where} "
+           f"GROUP BY {value} ORDER BY sum(events) DESC, {value} LIMIT {limit}) "
+           f"GROUP BY v ORDER BY ev DESC, v")
+
+    def shape(rows: list) -> list[dict]:
+        return [{"value": v, "events": int(e), "users": int(u)} for v, e, u in rows]
+
+    return Plan(sql, params, grain, rng.start, rng.end, shape)
+
+
+def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool) -> Plan:
+    read = rng.with_previous() if compare else rng
+    dims = {d for d, _ in filters.items()}
+    grain = choose_grain(rng, dims)
+    where, params = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
+    params["cur"] = rng.start
+    sql = (f"SELECT toUInt8({grain.time_col} >= toDateTime(%(cur)s)) AS current, sum(events), {grain.users} "
+           f"FROM {db}.{grain.table} WHERE {where} GROUP BY current")
+
+    def shape(rows: list) -> dict:
+        found = {int(c): {"events": int(e), "users": int(u)} for c, e, u in rows}
+        zero = {"events": 0, "users": 0}
+        out = dict(found.get(1, zero))
+        if compare:
+            out["previous"] = found.get(0, zero)
+        return out
+
+    return Plan(sql, params, grain, read.start, read.end, shape)
+
+
+def realtime(db: str, tenant: str, window: TimeRange) -> Plan:
+    """Distinct users (and events) in the window, from the minute grain."""
+    where, params = _where(MINUTE_GRAIN, tenant, window.start, window.end, Filters(), None)
+    sql = f"SELECT {MINUTE_GRAIN.users}, sum(events) FROM {db}.minute_rollups WHERE {where}"
+
+    def shape(rows: list) -> dict:
+        users, events = rows[0] if rows else (0, 0)
+        return {"visitors": int(users), "events": int(events or 0)}
+
+    return Plan(sql, params, MINUTE_GRAIN, window.start, window.end, shape)
+
+
+def newest_minute(db: str, tenant: str, now: float, lookback_s: int = 2 * 86400) -> Plan:
+    """The tenant's newest queryable minute (through the merge), within the lookback."""
+    end = (int(now) // 60 + 2) * 60
+    start = end - lookback_s
+    where, params = _where(MINUTE_GRAIN, tenant, start, end, Filters(), None)
+    sql = f"SELECT toUInt32(max(minute)), count() FROM {db}.minute_rollups WHERE {where}"
+
+    def shape(rows: list) -> int | None:
+        newest, n = rows[0] if rows else (0, 0)
+        return int(newest) if n else None
+
+    return Plan(sql, params, MINUTE_GRAIN, start, end, shape)
+
+
+def pipeline_freshness(ch, db: str) -> dict:
+    """Tenant-free pipeline state: last published hour, the stream's last commit and consumer lag."""
+    (last_hour,) = ch.execute(f"SELECT toUInt32(max(hour)) FROM {db}.published_hours WHERE status = 'published'")[0]
+    (last_commit, newest_event) = ch.execute(
+        f"SELECT toUInt32(max(committed_at)), toUInt32(max(newest_event_time)) FROM {db}.stream_batches "
+        f"WHERE committed_at >= now() - 86400")[0]
+    lag = ch.execute(f"SELECT argMax(consumer_lag, reported_at) FROM {db}.stream_progress "
+                     f"WHERE reported_at >= now() - 3600 HAVING count() > 0")
+    return {"last_published_hour": int(last_hour) or None, "last_commit": int(last_commit) or None,
+            "newest_event_time": int(newest_event) or None, "consumer_lag": int(lag[0][0]) if lag else None}
+
+
+def _dt(t: int) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+def execute(ch, db: str, plan: Plan, count: Callable[[str], None] = lambda kind: None):
+    """Resolve the registry for the plan's range, then run it with the snapshot's parameters."""
+    snap = snapshot(ch, db, _dt(plan.start), _dt(plan.end) + timedelta(seconds=0))
+    count("registry")
+    rows = ch.execute(plan.sql, {**plan.params, **snap.params()})
+    count("rollup")
+    return plan.shape(rows)

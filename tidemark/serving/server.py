@@ -1,0 +1,56 @@
+"""Running the API: in the foreground (uvicorn), or detached under a PID file that
+`tidemark stack down` stops like the stack's services."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+import urllib.request
+
+from tidemark.config import Settings
+from tidemark.stack.process import ManagedProcess, StackError, port_open
+
+START_TIMEOUT_S = 30.0
+
+
+def run(cfg: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from tidemark.serving.api import create_app
+
+    # One process, one event loop: the cache's in-process single flight and the in-flight bound
+    # hold per process (across processes, the Redis lock and the token bucket still do).
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
+
+
+def api_process(cfg: Settings) -> ManagedProcess:
+    return ManagedProcess(name="api", pid_file=cfg.run_dir / "api.pid", log_file=cfg.log_dir / "api.log",
+                          signature="tidemark.cli serve")
+
+
+def start_detached(cfg: Settings, host: str, port: int) -> int:
+    """Start `tidemark serve` in the background and wait until /health answers; returns its PID."""
+    proc = api_process(cfg)
+    if proc.pid() is not None:
+        return proc.pid()
+    if port_open(host, port):
+        raise StackError(f"api: port {port} is taken by a process Tidemark did not start; "
+                         f"stop it or choose another with --port / TIDEMARK_SERVING_PORT")
+    pid = proc.start([sys.executable, "-m", "tidemark.cli", "serve", "--host", host, "--port", str(port)])
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return pid
+        except Exception:  # not up yet (or unhealthy: keep waiting until the deadline)
+            pass
+        if proc.exited_early():
+            raise StackError(f"api: exited during startup; log {proc.log_file}:\n{proc.log_tail()}")
+        time.sleep(0.3)
+    raise StackError(f"api: /health did not answer 200 within {START_TIMEOUT_S:.0f}s; see {proc.log_file}")
+
+
+def stop(cfg: Settings) -> bool:
+    return api_process(cfg).stop(signal.SIGTERM, timeout=10)

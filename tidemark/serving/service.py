@@ -1,0 +1,211 @@
+"""The serving core behind the HTTP layer: keys -> tenant, rate limit, cache, and the queries.
+
+The tenant of every query is the key's tenant, passed down from here; no request parameter can
+name one. Each answer goes through the cache (tidemark/serving/cache.py) under a key made of the
+normalized question and the fingerprint of the published hours it covers.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from datetime import datetime, timedelta, timezone
+
+import redis.asyncio as aioredis
+
+from tidemark.config import Settings
+from tidemark.serving import keys, queries
+from tidemark.serving.cache import QueryCache, cache_key
+from tidemark.serving.limits import Decision, RateLimiter
+from tidemark.serving.metrics import Metrics
+from tidemark.serving.queries import Filters
+from tidemark.serving.ranges import HOUR, TimeRange, realtime_window
+from tidemark.serving.reader import DASHBOARD, ClickHouseGate
+from tidemark.serving.rollups import snapshot
+
+# The registry fingerprint covers every hour a query may read: 90 days and the 90 before them.
+REGISTRY_WINDOW = timedelta(days=181)
+LIVE_TTL_FACTOR = {"minute": 1, "hour": 3, "day": 6}
+KEY_CACHE_MAX = 10_000
+REDIS_CONNECTIONS = 128
+
+
+class Service:
+    def __init__(self, cfg: Settings):
+        self.cfg = cfg
+        self.db = cfg.clickhouse.database
+        self.metrics = Metrics()
+        # A blocking pool: a burst of requests queues for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(cfg.redis.url, max_connections=REDIS_CONNECTIONS, timeout=5,
+                                                        socket_timeout=5, socket_connect_timeout=3)
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self.gate = ClickHouseGate(cfg, self.metrics)
+        lock_s = max(self.gate.limits.values()) + 5
+        self.cache = QueryCache(self.redis, cfg.serving, self.metrics, lock_s=lock_s)
+        self.limiter = RateLimiter(self.redis, cfg.serving.rate_per_s, cfg.serving.burst)
+        self._keys: dict[str, tuple[keys.ApiKey | None, float]] = {}
+        self._key_flights: dict[str, asyncio.Future] = {}
+        self._registry = None
+        self._registry_at = 0.0
+        self._registry_lock: asyncio.Lock | None = None
+
+    async def close(self) -> None:
+        self.gate.close()
+        await self.redis.aclose()
+
+    # -- keys and limits ------------------------------------------------------------
+    async def authenticate(self, token: str) -> keys.ApiKey | None:
+        """The live key ``token`` is, or None. Cached in-process for key_cache_s (negative too),
+        one lookup per token at a time."""
+        if keys.parse(token) is None:
+            return None
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        hit = self._keys.get(digest)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        flight = self._key_flights.get(digest)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._key_flights[digest] = flight
+        try:
+            found = await self.gate.run(DASHBOARD, lambda ch: self._verify(ch, token))
+            if len(self._keys) >= KEY_CACHE_MAX:
+                self._keys.clear()
+            self._keys[digest] = (found, time.monotonic() + self.cfg.serving.key_cache_s)
+            flight.set_result(found)
+            return found
+        except BaseException as exc:
+            flight.set_exception(exc)
+            flight.exception()
+            raise
+        finally:
+            self._key_flights.pop(digest, None)
+
+    def _verify(self, ch, token: str):
+        self.gate.count("key")
+        return keys.verify(ch, self.db, token)
+
+    async def rate_limit(self, key: keys.ApiKey) -> Decision:
+        return await self.limiter.take(key.tenant_id, key.rate_per_s, key.burst)
+
+    # -- registry fingerprint -----------------------------------------------------------
+    async def _registry_snapshot(self):
+        if self._registry is not None and time.monotonic() - self._registry_at < self.cfg.serving.registry_refresh_s:
+            return self._registry
+        if self._registry_lock is None:
+            self._registry_lock = asyncio.Lock()
+        if self._registry_lock.locked() and self._registry is not None:
+            return self._registry  # being refreshed: the current one is at most a refresh old
+        async with self._registry_lock:
+            if self._registry is None or time.monotonic() - self._registry_at >= self.cfg.serving.registry_refresh_s:
+                now = datetime.now(timezone.utc)
+
+                def read(ch):
+                    self.gate.count("registry")
+                    return snapshot(ch, self.db, now - REGISTRY_WINDOW, now + timedelta(hours=2))
+
+                self._registry = await self.gate.run(DASHBOARD, read)
+                self._registry_at = time.monotonic()
+        return self._registry
+
+    async def _fingerprint(self, start: int, end: int) -> tuple[str, int]:
+        """(digest of the published versions of the hours in [start, end), how many are published).
+        Uses the snapshot's per-hour versions when it has them; otherwise all its parameters
+        (coarser: any publish then renews every key, still correct)."""
+        snap = await self._registry_snapshot()
+        versions = getattr(snap, "versions", None)
+        if isinstance(versions, dict):
+            first = start // HOUR * HOUR
+            inside = sorted((h, v) for h, v in versions.items() if first <= h < end)
+            return hashlib.sha256(repr(inside).encode()).hexdigest()[:16], len(inside)
+        return hashlib.sha256(repr(snap.params()).encode()).hexdigest()[:16], 0
+
+    def _ttl(self, rng: TimeRange, published: int, now: float) -> float:
+        sv = self.cfg.serving
+        if rng.touches_live(now):
+            return sv.live_ttl_s * LIVE_TTL_FACTOR[rng.bucket]
+        hours = -(-rng.end // HOUR) - rng.start // HOUR
+        return sv.closed_ttl_s if published >= hours else sv.recent_ttl_s
+
+    async def _cached(self, tenant: str, kind: str, rng: TimeRange, read: TimeRange, parts: dict,
+                      plan: queries.Plan, klass: str):
+        fingerprint, published = await self._fingerprint(read.start, read.end)
+        key = cache_key({"tenant": tenant, "kind": kind, "start": rng.start, "end": rng.end,
+                         "bucket": rng.bucket, "registry": fingerprint, "class": klass, **parts})
+
+        async def compute():
+            return await self.gate.run(klass, lambda ch: queries.execute(ch, self.db, plan, self.gate.count))
+
+        return await self.cache.get_or_compute(key, self._ttl(read, published, time.time()), compute)
+
+    # -- the questions ------------------------------------------------------------------------
+    async def time_series(self, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool,
+                          klass: str = DASHBOARD):
+        plan = queries.time_series(self.db, tenant, rng, metric, filters, compare)
+        read = rng.with_previous() if compare else rng
+        points, how = await self._cached(tenant, "series", rng, read, {"metric": metric, "filters": filters.as_dict(),
+                                                                       "compare": compare}, plan, klass)
+        return {"tenant": tenant, "metric": metric, **rng.as_dict(), "grain": plan.grain.name,
+                "filters": filters.as_dict(), "points": points}, how
+
+    async def top(self, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters,
+                  klass: str = DASHBOARD):
+        plan = queries.top(self.db, tenant, rng, dimension, limit, filters)
+        rows, how = await self._cached(tenant, "top", rng, rng, {"dimension": dimension, "limit": limit,
+                                                                 "filters": filters.as_dict()}, plan, klass)
+        return {"tenant": tenant, "dimension": dimension, **rng.as_dict(), "grain": plan.grain.name,
+                "filters": filters.as_dict(), "rows": rows}, how
+
+    async def totals(self, tenant: str, rng: TimeRange, filters: Filters, compare: bool):
+        plan = queries.totals(self.db, tenant, rng, filters, compare)
+        read = rng.with_previous() if compare else rng
+        value, how = await self._cached(tenant, "totals", rng, read, {"filters": filters.as_dict(),
+                                                                      "compare": compare}, plan, DASHBOARD)
+        return {"tenant": tenant, **rng.as_dict(), "grain": plan.grain.name, "filters": filters.as_dict(),
+                **value}, how
+
+    async def realtime(self, tenant: str):
+        window = realtime_window(time.time())
+        plan = queries.realtime(self.db, tenant, window)
+        value, how = await self._cached(tenant, "realtime", window, window, {}, plan, DASHBOARD)
+        return {"tenant": tenant, "window_minutes": 5, **window.as_dict(), **value}, how
+
+    async def freshness(self, tenant: str):
+        now = time.time()
+        plan = queries.newest_minute(self.db, tenant, now)
+        window = TimeRange(plan.start, plan.end, "minute")
+        newest, how = await self._cached(tenant, "newest_minute", window, window, {}, plan, DASHBOARD)
+        pipeline_key = cache_key({"kind": "pipeline_freshness", "slot": int(now // self.cfg.serving.live_ttl_s)})
+
+        async def pipeline():
+            def read(ch):
+                self.gate.count("meta")
+                return queries.pipeline_freshness(ch, self.db)
+            return await self.gate.run(DASHBOARD, read)
+
+        state, _ = await self.cache.get_or_compute(pipeline_key, self.cfg.serving.live_ttl_s, pipeline)
+        iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z") if t else None  # noqa: E731
+        commit = state["last_commit"]
+        return {"tenant": tenant,
+                "newest_queryable_minute": iso(newest),
+                "data_lag_s": round(now - newest - 60, 1) if newest else None,
+                "last_published_hour": iso(state["last_published_hour"]),
+                "stream": {"last_commit": iso(commit), "seconds_since_commit": round(now - commit, 1) if commit else None,
+                           "newest_event_time": iso(state["newest_event_time"]),
+                           "consumer_lag_records": state["consumer_lag"]}}, how
+
+    async def health(self) -> dict:
+        checks = {}
+        try:
+            checks["redis"] = bool(await self.redis.ping())
+        except Exception as exc:  # any failure is "unhealthy", reported with its reason
+            checks["redis"] = f"unreachable: {exc}"
+        try:
+            def ping(ch):
+                self.gate.count("meta")
+                return ch.execute("SELECT 1")[0][0] == 1
+            checks["clickhouse"] = await self.gate.run(DASHBOARD, ping)
+        except Exception as exc:
+            checks["clickhouse"] = f"unreachable: {exc}"
+        return checks
