@@ -119,7 +119,10 @@ def build(ch, db, days: int, sketch_cap: int, raw_div: int) -> dict:
     now = datetime.now(timezone.utc)
     insert_rows(ch, f"{db}.published_hours", REGISTRY_COLUMNS, [
         (datetime.fromtimestamp(first + h * 3600, timezone.utc), 1_000_000 + h, "published", now, h, 0, 0, 0, 0, 0,
-         "bench", "") for h in range(hours) if first + h * 3600 < live_from])
+         "bench", "", "") for h in range(hours) if first + h * 3600 < live_from])
+    # The live hours' streaming rows (version 1) count only for a current stream identity.
+    from tidemark.stream_identities import register_loader
+    register_loader(ch, db, "bench-loader", 0, 1)
     build_s = time.monotonic() - started
     # The raw-event comparison: the biggest tenant's last 7 days at 1/raw_div.
     raw_rows = int(per_day[0] * 7 / raw_div)

@@ -107,3 +107,16 @@ def retire(cfg: Settings, *, now: datetime | None = None) -> dict[str, int]:
             log.warning("retired the rows of a superseded stream", extra={"stream_id": ident.stream_id,
                                                                           "topic": ident.topic, "rows": found})
     return out
+
+
+def register_loader(ch, db: str, name: str, epoch: int, last_batch: int) -> None:
+    """Make streaming-layer rows written outside a stream count (tests, benches, a backfill tool):
+    registers ``name`` as the current identity of its own topic with batches [0, last_batch]
+    committed, i.e. versions epoch * 1e9 .. epoch * 1e9 + last_batch."""
+    from tidemark.io.clickhouse_sink import BATCH_COLUMNS
+
+    now = datetime.now(timezone.utc)
+    insert_rows(ch, f"{db}.stream_identities", COLUMNS, [(name, epoch, f"loader:{name}", "", now, now)])
+    empty = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
+    insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS,
+                [(name, last_batch, epoch * EPOCH_FACTOR + last_batch, now, *empty)])

@@ -25,4 +25,4 @@ def publish(ch, db: str, hour: datetime, version: int) -> None:
     from tidemark.batch.registry import REGISTRY_COLUMNS
     now = datetime.now(timezone.utc)
     insert_rows(ch, f"{db}.published_hours", REGISTRY_COLUMNS, [(
-        hour, version, "published", now, int(time.time() * 1_000_000), 0, 0, 0, 0, 0, "serving-test", "")])
+        hour, version, "published", now, int(time.time() * 1_000_000), 0, 0, 0, 0, 0, "serving-test", "", "")])
