@@ -101,6 +101,15 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(s["healthy"] for s in report["services"]) else 1
 
 
+def _stream_retire(args: argparse.Namespace) -> int:
+    """Delete the streaming rows of stream identities a newer checkpoint replaced (already unread)."""
+    from tidemark.config import settings
+    from tidemark.stream_identities import retire
+
+    print(json.dumps({"retired_rows": retire(settings())}))
+    return 0
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -265,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--trigger-seconds", type=float)
     stream.add_argument("--available-now", action="store_true", help="process the backlog, then exit")
     stream.set_defaults(func=_stream)
+
+    retire = sub.add_parser("stream-retire", help="delete the rows of stream checkpoints a newer one replaced")
+    retire.set_defaults(func=_stream_retire)
 
     status = sub.add_parser("status", help="services and stream health (freshness, lag, rates)")
     status.add_argument("--json", action="store_true")

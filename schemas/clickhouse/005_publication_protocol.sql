@@ -20,7 +20,7 @@ ALTER TABLE {db}.published_hours ADD COLUMN content_key String;
 -- Per topic, the newest identity is the current one: serving counts streaming rows of current
 -- identities only, and only up to their last committed micro-batch. A stream restarted from a
 -- fresh checkpoint (which replays the topic) or a second stream on the same topic therefore never
--- doubles a total; the rows of a superseded identity are retired by `tidemark stream retire`.
+-- doubles a total; the rows of a superseded identity are retired by `tidemark stream-retire`.
 CREATE TABLE IF NOT EXISTS {db}.stream_identities
 (
     stream_id      String,
