@@ -135,3 +135,64 @@ def test_clickhouse_outage_under_load_loses_nothing(stack, tmp_path):
     rejected = {k: first["malformed"].get(k, 0) + second["malformed"].get(k, 0)
                 for k in set(first["malformed"]) | set(second["malformed"])}
     assert report.rejected_published == {k: v for k, v in rejected.items() if v}
+
+
+def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack, tmp_path):
+    """A reset checkpoint replays the whole topic under a new identity: serving counts the newer
+    identity only, so totals stay exact while both streams' rows exist; the old rows are retired."""
+    from datetime import datetime, timedelta, timezone
+
+    from tidemark import stream_identities
+    from tidemark.io.clickhouse import client
+    from tidemark.serving.rollups import minute_counts
+
+    start = datetime(2026, 11, 24, 13, tzinfo=timezone.utc)  # on-time events run up to 5 s behind arrival
+    _forget_stream_rows(stack, start, start + timedelta(hours=3))  # a kept test database's earlier runs
+    run = StreamRun.create(tmp_path, "fresh")
+    manifest = run.generate("--count", "3000", "--rate", "50", "--start-time", "2026-11-24T14:00:00Z", "--seed",
+                            "17", "--late-fraction", "0", "--duplicate-fraction", "0", "--malformed-fraction", "0")
+    run.run_available_now()
+    cfg = run.cfg
+    ch = client(cfg.clickhouse)
+    tenants = sorted({r[0] for r in manifest["minute_counts"]})
+
+    def served():
+        return sum(r[5] for r in minute_counts(ch, cfg.clickhouse.database, start, start + timedelta(hours=3),
+                                               tenants))
+
+    assert served() == manifest["on_time_events"]
+    first = run.identity
+    run.run_available_now("--checkpoint", str(tmp_path / "fresh-checkpoint"))
+    second = stream_identities.current(cfg, run.topic)
+    assert second.stream_id != first.stream_id
+    stream_rows = ch.execute(f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups "
+                             f"WHERE layer = 'stream' AND tenant_id IN %(t)s AND minute >= %(s)s",
+                             {"t": tuple(tenants), "s": start})[0][0]
+    assert stream_rows == 2 * manifest["on_time_events"]  # both identities wrote every event...
+    assert served() == manifest["on_time_events"]        # ...and readers count one of them
+
+    later = datetime.now(timezone.utc) + stream_identities.RETIRE_GRACE + timedelta(seconds=1)
+    assert first.stream_id in stream_identities.retire(cfg, now=later)
+    deadline = time.monotonic() + 60
+    while ch.execute(f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'stream' "
+                     f"AND tenant_id IN %(t)s AND minute >= %(s)s", {"t": tuple(tenants), "s": start})[0][0] \
+            != manifest["on_time_events"]:
+        assert time.monotonic() < deadline, "the retired identity's rows were not deleted"
+        time.sleep(0.5)
+    assert served() == manifest["on_time_events"]
+
+
+def _forget_stream_rows(cfg, start, end):
+    from tidemark.io.clickhouse import client
+
+    ch = client(cfg.clickhouse)
+    db = cfg.clickhouse.database
+    where = {"minute_rollups": "minute", "hour_rollups": "hour", "day_rollups": "hour"}
+    p = {"s": start, "e": end}
+    for t, c in where.items():
+        ch.execute(f"ALTER TABLE {db}.{t} DELETE WHERE {c} >= %(s)s AND {c} < %(e)s", p)
+    deadline = time.monotonic() + 60
+    while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
+              for t, c in where.items()):
+        assert time.monotonic() < deadline, "mutations did not finish"
+        time.sleep(0.2)
