@@ -242,3 +242,29 @@ def test_duplicates_past_the_watermark_count_once_after_recompute(spark, stack, 
     summary = recompute(spark, cfg, hour, run_id="dups")
     assert summary.dedup_rows == manifest["valid_events"] and summary.raw_rows == 2 * manifest["valid_events"]
     assert _served(cfg, hour) == _expected([manifest], hour)
+
+
+def test_on_time_events_that_arrive_after_the_publish_are_folded_in(spark, pipeline):
+    """On time is not the same as before the publish: an event may arrive up to the allowed lateness
+    after its hour and still be on time, so never flagged late. The Delta log makes the hour dirty."""
+    run, _ = pipeline
+    cfg = run.cfg
+    hour = H(18)
+    first = run.generate("--count", "1200", "--rate", "2", "--start-time", "2026-11-10T18:00:10Z", "--seed", "11",
+                         "--late-fraction", "0", "--duplicate-fraction", "0", "--malformed-fraction", "0")
+    run.run_available_now()
+    assert recompute(spark, cfg, hour, run_id="ontime-1").status == "published"
+
+    # Stragglers sent from 19:00 on, each up to 10 min (the allowed lateness) after its event time.
+    stragglers = run.generate("--count", "600", "--rate", "1", "--start-time", "2026-11-10T19:00:00Z", "--seed",
+                              "12", "--late-fraction", "0", "--ontime-max-lateness", "10m",
+                              "--duplicate-fraction", "0", "--malformed-fraction", "0")
+    run.run_available_now()
+    into_hour = sum(r[5] for r in stragglers["minute_counts"] if r[1].startswith("2026-11-10T18"))
+    assert into_hour > 20 and stragglers["late_events"] == 0  # on time, and in the published hour
+
+    due = planning.due_hours(cfg, hour + timedelta(hours=3), window=timedelta(hours=4))
+    assert hour in due.dirty
+    assert recompute(spark, cfg, hour, run_id="ontime-2").status == "published"
+    assert _served(cfg, hour) == _expected([first, stragglers], hour)
+    assert hour not in planning.dirty_hours(cfg, hour, hour + HOUR)
