@@ -139,10 +139,13 @@ def cleanup(cfg: Settings, hour: datetime, *, now: datetime | None = None) -> li
     """Remove the versions of ``hour`` that no reader and no live run can need (see the module
     docstring). Safe to run at any time, by anyone, any number of times. Returns versions removed."""
     now = now or datetime.now(timezone.utc)
+    # Rows first, registry second: a run records 'staged' before it writes a row, so every version
+    # seen here is known below (the other order could mistake a just-begun run for a left-over).
+    present = present_versions(cfg, hour)
     cur = registry.current(cfg, [hour]).get(hour)
     known = registry.versions(cfg, hour)
     removed = []
-    for version in present_versions(cfg, hour):
+    for version in present:
         if cur is not None and version == cur.version:
             continue
         entry = known.get(version)
