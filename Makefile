@@ -27,10 +27,10 @@ test: setup
 	@$(PY) -m pytest tests
 
 test-unit: setup
-	@$(PY) -m pytest tests/unit
+	@$(PY) -m pytest -m unit
 
 test-integration: setup
-	@$(PY) -m pytest tests/integration
+	@$(PY) -m pytest -m integration
 
 bench: setup
 	@$(PY) bench/generator_throughput.py

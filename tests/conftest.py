@@ -35,3 +35,11 @@ def spark():
     spark = session("tidemark-tests")
     yield spark
     spark.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/integration is marked ``integration`` and every other test ``unit``,
+    so `make test-unit` / `make test-integration` select by marker (-m), not by folder."""
+    root = _ROOT / "tests" / "integration"
+    for item in items:
+        item.add_marker(pytest.mark.integration if root in item.path.parents else pytest.mark.unit)
