@@ -194,3 +194,27 @@ def test_due_hours_cover_unpublished_and_failed_hours_with_back_off(spark, cfg):
     assert recompute(spark, cfg, failed, run_id="due-ok").status == "published"
     due = planning.due_hours(cfg, much_later, window=much_later - DUE)
     assert failed not in due.failing and failed not in due.to_run(24)
+
+
+def test_dirty_hour_index_survives_cleaned_up_commit_files(spark, cfg, tmp_path):
+    """When the Delta log no longer has the commit files the index needs (log retention), the index
+    records every hour of the oldest readable snapshot instead: published hours look dirty (a
+    recompute too many), never clean (data missed)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from tidemark.batch import lake_log
+
+    lake = dataclasses.replace(cfg, lake=LakeSettings(root=str(tmp_path / "lake")))
+    schema = table("events_raw")
+    path = lake.lake.events_raw
+    for hh in (10, 11, 12):
+        rows = _rows(H(hh), 3)
+        write_deltalake(path, pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema.arrow()),
+                        mode="append", partition_by=list(schema.partition_by))
+    DeltaTable(path).create_checkpoint()
+    for old in (0, 1):
+        os.remove(f"{path}/_delta_log/{old:020d}.json")
+    assert lake_log.index(lake) == 1  # commit 2 read from the checkpointed snapshot; 0 and 1 are gone
+    assert lake_log.indexed_version(lake, "events_raw") == 2
+    assert sorted(lake_log.hours_with_data(lake, H(0), H(23))) == [H(10), H(11), H(12)]

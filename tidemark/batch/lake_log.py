@@ -119,7 +119,9 @@ def _snapshot_hours(table_path: str, version: int) -> list[HourAdds]:
     from deltalake import DeltaTable
 
     table = DeltaTable(table_path, version=version)
-    actions = table.get_add_actions(flatten=True).to_pydict()
+    import pyarrow as pa
+
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()  # arro3 -> pyarrow (Arrow C stream)
     hours: dict[datetime, list[int]] = {}
     for day, hr, n in zip(actions.get("partition.event_date", []), actions.get("partition.event_hour", []),
                           actions.get("num_records", [None] * len(actions.get("path", [])))):
@@ -151,6 +153,7 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
         return 0
     ch = client(cfg.clickhouse)
     target = f"{cfg.clickhouse.database}.lake_commits"
+    read = 0
     expected_first = 0 if done is None else done + 1
     if versions[0] > expected_first:
         # Commits [expected_first, versions[0]) are gone from the log: index the oldest readable
@@ -161,7 +164,8 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
         insert_rows(ch, target, COLUMNS, [(path, r.version, r.event_hour, r.files, r.records, r.commit_time)
                                           for r in rows] or [(path, versions[0], EPOCH, 0, 0, EPOCH)])
         versions = versions[1:]
-    started, read = time.monotonic(), 0
+        read = 1
+    started = time.monotonic()
     for i in range(0, len(versions), CHUNK_VERSIONS):
         chunk = versions[i:i + CHUNK_VERSIONS]
         rows = []
@@ -181,8 +185,8 @@ def hours_with_data(cfg: Settings, start: datetime, end: datetime, table: str = 
                     ) -> dict[datetime, int]:
     """Event hours in [start, end) that the lake has data for -> the newest version adding to them."""
     rows = client(cfg.clickhouse).execute(
-        f"SELECT event_hour, max(version) FROM {cfg.clickhouse.database}.lake_commits "
+        f"SELECT toUInt32(event_hour), max(version) FROM {cfg.clickhouse.database}.lake_commits "
         f"WHERE table_uri = %(t)s AND event_hour >= toDateTime(%(s)s) AND event_hour < toDateTime(%(e)s) "
         f"AND files > 0 GROUP BY event_hour ORDER BY event_hour",
         {"t": cfg.lake.table(table), "s": int(start.timestamp()), "e": int(end.timestamp())})
-    return {h: int(v) for h, v in rows}
+    return {datetime.fromtimestamp(h, timezone.utc): int(v) for h, v in rows}

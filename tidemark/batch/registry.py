@@ -62,6 +62,12 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _at(epoch_s: int) -> datetime:
+    """DateTime columns are read as epoch seconds (toUInt32): 18.16 drops a column's time zone
+    through aggregates, and the driver would then return naive, server-local datetimes."""
+    return datetime.fromtimestamp(int(epoch_s), timezone.utc)
+
+
 def _epochs(hours) -> tuple[int, ...]:
     return tuple(int(h.timestamp()) for h in hours)
 
@@ -70,13 +76,13 @@ def current(cfg: Settings, hours: list[datetime]) -> dict[datetime, Publication]
     """The current published version of each of ``hours`` that has one."""
     if not hours:
         return {}
-    cols = ("version", "published_at", "delta_version", "raw_rows", "dedup_rows", "rollup_rows",
+    cols = ("version", "toUInt32(published_at)", "delta_version", "raw_rows", "dedup_rows", "rollup_rows",
             "content_key", "run_id")
     picks = ", ".join(f"argMax({c}, {CURRENT_ORDER})" for c in cols)
     rows = client(cfg.clickhouse).execute(
-        f"SELECT hour, {picks} FROM {cfg.clickhouse.database}.published_hours "
+        f"SELECT toUInt32(hour), {picks} FROM {cfg.clickhouse.database}.published_hours "
         f"WHERE status = 'published' AND hour IN %(h)s GROUP BY hour", {"h": _epochs(hours)})
-    return {r[0]: Publication(*r) for r in rows}
+    return {_at(r[0]): Publication(_at(r[0]), r[1], _at(r[2]), *r[3:]) for r in rows}
 
 
 def record(cfg: Settings, hour: datetime, version: int, status: str, *, delta_version: int, run_id: str,
@@ -92,10 +98,10 @@ def record(cfg: Settings, hour: datetime, version: int, status: str, *, delta_ve
 def versions(cfg: Settings, hour: datetime) -> dict[int, VersionEntry]:
     """Every version of ``hour`` the registry knows, with its latest status."""
     rows = client(cfg.clickhouse).execute(
-        f"SELECT version, argMax(status, sequence), min(published_at), max(published_at), any(run_id) "
-        f"FROM {cfg.clickhouse.database}.published_hours WHERE hour = toDateTime(%(h)s) GROUP BY version",
+        f"SELECT version, argMax(status, sequence), toUInt32(min(published_at)), toUInt32(max(published_at)), "
+        f"any(run_id) FROM {cfg.clickhouse.database}.published_hours WHERE hour = toDateTime(%(h)s) GROUP BY version",
         {"h": int(hour.timestamp())})
-    return {int(v): VersionEntry(int(v), s, first, last, run) for v, s, first, last, run in rows}
+    return {int(v): VersionEntry(int(v), s, _at(first), _at(last), run) for v, s, first, last, run in rows}
 
 
 def staged_by_run(cfg: Settings, hour: datetime, run_id: str) -> list[int]:
@@ -109,22 +115,22 @@ def failures(cfg: Settings, hours: list[datetime]) -> dict[datetime, FailureReco
     if not hours:
         return {}
     rows = client(cfg.clickhouse).execute(
-        f"SELECT hour, status, published_at, reason FROM {cfg.clickhouse.database}.published_hours "
+        f"SELECT toUInt32(hour), status, toUInt32(published_at), reason FROM {cfg.clickhouse.database}.published_hours "
         f"WHERE hour IN %(h)s AND status IN ('published', 'failed_quality', 'failed_run') "
         f"ORDER BY hour, sequence", {"h": _epochs(hours)})
     by_hour: dict[datetime, list] = defaultdict(list)
     for hour, status, at, reason in rows:
-        by_hour[hour].append((status, at, reason))
+        by_hour[_at(hour)].append((status, _at(at), reason))
     out = {}
-    for hour, log in by_hour.items():
+    for hour, outcomes in by_hour.items():
         streak = 0
-        for status, _at, _reason in reversed(log):
+        for status, _when, _why in reversed(outcomes):
             if status == "published":
                 break
             streak += 1
         if streak:
-            _status, at, reason = log[-1]
-            out[hour] = FailureRecord(streak, at, reason)
+            _status, when, why = outcomes[-1]
+            out[hour] = FailureRecord(streak, when, why)
     return out
 
 
