@@ -94,11 +94,14 @@ def published_stream_hours(cfg: Settings, bounds: Boundaries) -> list[datetime]:
         f"SELECT DISTINCT toUInt32(hour) FROM {db}.hour_rollups WHERE layer = 'stream' AND dimension = 'all'"))
     if not with_stream:
         return []
-    first_published = dict(ch.execute(
-        f"SELECT hour, min(published_at) FROM {db}.published_hours WHERE status = 'published' AND hour IN %(h)s "
-        f"GROUP BY hour", {"h": tuple(int(h.timestamp()) for h in with_stream)}))
-    current = registry.current(cfg, [h for h in with_stream if h in first_published])
-    eligible = [h for h, pub in current.items() if first_published[h] <= cutoff]
+    # Compared in SQL, as epoch seconds: 18.16 types min(DateTime('UTC')) as a plain DateTime, which
+    # the driver returns naive or aware depending on the client's time zone.
+    published_long_ago = _hours(h for (h,) in ch.execute(
+        f"SELECT toUInt32(hour) FROM {db}.published_hours WHERE status = 'published' AND hour IN %(h)s "
+        f"GROUP BY hour HAVING toUInt32(min(published_at)) <= %(cutoff)s",
+        {"h": tuple(int(h.timestamp()) for h in with_stream), "cutoff": int(cutoff.timestamp())}))
+    current = registry.current(cfg, published_long_ago)
+    eligible = list(current)
     if not eligible:
         return []
     present = {(int(h), int(v)) for h, v in ch.execute(
