@@ -96,6 +96,11 @@ DEMO_KEY=$($TM keys create --tenant "$DEMO_TENANT" --name demo --json | $PY -c '
   || failed+=("demo API key")
 # --- end serving ---------------------------------------------------------------------------------
 
+# --- tiering (issue 10): what the daily tiering DAG would do now; --dry-run changes nothing -------
+step "tiering: dry-run report (tidemark tiering run --dry-run)"
+$TM tiering run --dry-run || failed+=("tiering dry run")
+# --- end tiering ---------------------------------------------------------------------------------
+
 step "status"
 $TM status || true
 cat <<EOT

@@ -110,6 +110,44 @@ def _stream_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tiering(args: argparse.Namespace) -> int:
+    """Retention and maintenance (tidemark/tiering/); Spark steps through spark-submit jobs/tiering.py."""
+    from datetime import datetime
+
+    from tidemark.config import settings
+    from tidemark.tiering.options import RunOptions, default_interval_end
+    from tidemark.tiering.run import run
+
+    cfg = settings()
+    end = datetime.fromisoformat(args.interval_end) if args.interval_end else default_interval_end()
+    steps = tuple(s.strip() for s in args.steps.split(",")) if args.steps else None
+    try:
+        opts = RunOptions(end, dry_run=args.dry_run, **({"steps": steps} if steps else {}))
+    except ValueError as exc:
+        print(f"tidemark tiering run: {exc}", file=sys.stderr)
+        return 2
+    rep = run(cfg, opts, spark_runner=lambda o: _tiering_spark_submit(cfg, o))
+    print(json.dumps(rep.as_dict(), default=str) if args.json else "\n".join(rep.lines()))
+    return 1 if rep.alerts and not args.dry_run else 0
+
+
+def _tiering_spark_submit(cfg, opts) -> dict:
+    import os
+    import subprocess
+
+    from tidemark.stack.jobs import job_env, spark_submit_argv
+    from tidemark.tiering.options import SPARK_STEPS
+
+    steps = ",".join(s for s in opts.steps if s in SPARK_STEPS)
+    argv = spark_submit_argv(cfg, "tiering.py", ["--interval-end", opts.interval_end.isoformat(), "--steps", steps,
+                                                 "--run-id", opts.run_id])
+    done = subprocess.run(argv, env={**os.environ, **job_env()}, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"tidemark tiering run: jobs/tiering.py failed (exit {done.returncode}); its log is above. "
+                         f"Every step is safe to re-run: run the same command again once the cause is fixed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -310,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--manifest", required=True)
     br.add_argument("--hour", action="append", required=True)
     br.set_defaults(func=_batch_report)
+
+    tiering = sub.add_parser("tiering", help="retention and maintenance: hot/warm/cold tiers, Delta and ClickHouse care")
+    tiering.add_argument("action", choices=["run"])
+    tiering.add_argument("--dry-run", action="store_true", help="measure and plan every step; change nothing")
+    tiering.add_argument("--interval-end", help="ISO-8601 end of the daily interval (default: today 00:00 UTC)")
+    tiering.add_argument("--steps", help="comma-separated subset of clickhouse,hot,cold,delta (default: all)")
+    tiering.add_argument("--json", action="store_true")
+    tiering.set_defaults(func=_tiering)
 
     rec = sub.add_parser("reconcile", help="compare the stream's ClickHouse output with a generator manifest")
     rec.add_argument("--manifest", required=True)

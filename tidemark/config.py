@@ -166,6 +166,25 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class TieringSettings:
+    """Retention and maintenance (the ``tiering`` DAG, ``tidemark tiering run``, tidemark/tiering/)."""
+    hot_days: int               # minute_rollups keeps this many days; older partitions go once warm is verified
+    lake_hot_days: int          # events_raw keeps this many days; older days move to the cold table
+    cold_root: str              # where the cold Delta table lives (cheaper storage in production)
+    cold_table: str             # its directory name under cold_root
+    cold_zorder: bool           # OPTIMIZE ... ZORDER BY (tenant_id) each cold day after the move
+    vacuum_retention_hours: int  # VACUUM keeps time travel this long (Delta refuses less than 168 h)
+    small_file_bytes: int       # a Delta data file below this size counts as small in the report
+    parts_alert: int            # active parts in one ClickHouse partition above this -> alert
+    stream_rows_grace_s: int    # streaming rows of an hour are deleted this long after it was first published
+    day_users_tolerance: float  # day_rollups (uniqCombined(15)) vs minute states (17): allowed relative gap
+
+    @property
+    def cold_path(self) -> str:
+        return f"{self.cold_root.rstrip('/')}/{self.cold_table}"
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     log_level: str
@@ -177,6 +196,7 @@ class Settings:
     spark: SparkSettings
     airflow: AirflowSettings
     serving: ServingSettings = field(default=None)  # type: ignore[assignment]  (always set by load())
+    tiering: TieringSettings = field(default=None)  # type: ignore[assignment]  (always set by load())
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
@@ -247,6 +267,7 @@ def load() -> Settings:
         delta_snapshot_partitions=_int("TIDEMARK_DELTA_SNAPSHOT_PARTITIONS", 1),
     )
 
+    retention_days = _int("TIDEMARK_RETENTION_DAYS", 30)
     return Settings(
         home=home,
         log_level=_env("TIDEMARK_LOG_LEVEL", "WARNING"),
@@ -264,7 +285,8 @@ def load() -> Settings:
             batch_start=_env("TIDEMARK_BATCH_START", "2026-11-01T00:00:00+00:00"),
         ),
         serving=_serving(clickhouse),
-        retention_days=_int("TIDEMARK_RETENTION_DAYS", 30),
+        tiering=_tiering(lake, retention_days),
+        retention_days=retention_days,
         max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
         max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),
     )
@@ -294,6 +316,44 @@ def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
         registry_refresh_s=_float("TIDEMARK_SERVING_REGISTRY_REFRESH_S", 2.0),
         key_cache_s=_float("TIDEMARK_SERVING_KEY_CACHE_S", 5.0),
     )
+
+
+def _tiering(lake: LakeSettings, retention_days: int) -> TieringSettings:
+    tiering = TieringSettings(
+        hot_days=_int("TIDEMARK_HOT_DAYS", 7),
+        # The contract accepts events up to retention_days old (older ones are dead letters), so a
+        # day older than that never receives data again: only such days may leave the hot lake, and
+        # every hour the late-data DAG may recompute is still in it.
+        lake_hot_days=_int("TIDEMARK_LAKE_HOT_DAYS", max(35, retention_days + 1)),
+        cold_root=_env("TIDEMARK_COLD_ROOT", lake.root),
+        cold_table=_env("TIDEMARK_COLD_TABLE", "events_cold"),
+        cold_zorder=_env("TIDEMARK_COLD_ZORDER", "true").lower() == "true",
+        vacuum_retention_hours=_int("TIDEMARK_VACUUM_RETENTION_HOURS", 168),
+        small_file_bytes=_int("TIDEMARK_SMALL_FILE_BYTES", 32 * 1024 * 1024),
+        parts_alert=_int("TIDEMARK_PARTS_ALERT", 100),
+        stream_rows_grace_s=_int("TIDEMARK_STREAM_ROWS_GRACE_S", 3600),
+        day_users_tolerance=_float("TIDEMARK_DAY_USERS_TOLERANCE", 0.02),
+    )
+    check_tiering(tiering, retention_days)
+    return tiering
+
+
+def check_tiering(tiering: TieringSettings, retention_days: int) -> None:
+    """Refuse settings that would lose data or time travel (raised at load, naming the variable)."""
+    if tiering.hot_days < 1:
+        raise ValueError("TIDEMARK_HOT_DAYS must be at least 1")
+    if tiering.lake_hot_days <= retention_days:
+        raise ValueError(f"TIDEMARK_LAKE_HOT_DAYS={tiering.lake_hot_days} must exceed TIDEMARK_RETENTION_DAYS="
+                         f"{retention_days}: the stream still lands (and the late-data DAG recomputes) events "
+                         f"that old, and cold hours are not recomputed")
+    if tiering.vacuum_retention_hours < 168:
+        raise ValueError("TIDEMARK_VACUUM_RETENTION_HOURS must be at least 168 (7 days): time travel and "
+                         "readers of older snapshots need the files that long")
+    if not 1 <= tiering.parts_alert < 300:
+        raise ValueError("TIDEMARK_PARTS_ALERT must be 1-299 (ClickHouse refuses inserts at 300 parts per partition)")
+    if tiering.stream_rows_grace_s < 600:
+        raise ValueError("TIDEMARK_STREAM_ROWS_GRACE_S must be at least 600 (readers that resolved the registry "
+                         "before a publish still read streaming rows)")
 
 
 @lru_cache(maxsize=1)

@@ -176,18 +176,21 @@ def _hour_params(hour: datetime, version: int = 0) -> dict:
     return {"s": start, "e": start + 3600, "v": version}
 
 
-_VERSION_ROWS = {
-    "minute_rollups": "layer = 'batch' AND version = %(v)s AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)",
-    "hour_rollups": "layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s)",
-    "day_rollups": "layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s)",
+# The batch rows of one hour in each rollup table, and of one version of it.
+_HOUR_ROWS = {
+    "minute_rollups": "layer = 'batch' AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)",
+    "hour_rollups": "layer = 'batch' AND hour = toDateTime(%(s)s)",
+    "day_rollups": "layer = 'batch' AND hour = toDateTime(%(s)s)",
 }
+_VERSION_ROWS = {table: f"{cond} AND version = %(v)s" for table, cond in _HOUR_ROWS.items()}
 
 
 def present_versions(cfg: Settings, hour: datetime) -> list[int]:
-    """Batch versions that have rows for ``hour``."""
-    rows = client(cfg.clickhouse).execute(
-        f"SELECT DISTINCT version FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'batch' "
-        f"AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)", _hour_params(hour))
+    """Batch versions that have rows for ``hour`` in any rollup table (the tiering DAG drops old
+    minute partitions, so an hour's versions may live in the hour and day tables only)."""
+    db = cfg.clickhouse.database
+    union = " UNION ALL ".join(f"SELECT version FROM {db}.{table} WHERE {cond}" for table, cond in _HOUR_ROWS.items())
+    rows = client(cfg.clickhouse).execute(f"SELECT DISTINCT version FROM ({union})", _hour_params(hour))
     return sorted(int(v) for (v,) in rows)
 
 

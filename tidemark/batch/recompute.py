@@ -113,6 +113,9 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         log.info("hour already published from the same lake files", extra={"hour": label(hour)})
         return summary
     if not files:
+        from tidemark.tiering.cold import refuse_cold_hour
+
+        refuse_cold_hour(cfg, hour)  # raises ColdHourRefused if the tiering DAG moved the hour's day to cold
         # Publishing nothing would hide whatever the stream shows for the hour.
         summary.status, summary.reason = "empty", "no raw events in the lake for this hour"
         log.warning("hour has no raw events; nothing to publish", extra={"hour": label(hour)})
