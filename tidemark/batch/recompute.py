@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tidemark.batch import publish, registry
+from tidemark.batch import publish, registry, staging
 from tidemark.batch.hours import HOUR, label
 from tidemark.config import Settings
 
@@ -128,7 +128,8 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         summary.late_rows = int(sum(v[2] or 0 for v in exact.values()))
         summary.tenants = len(exact)
         rollups = minute_rollups(kept)
-        summary.rollup_rows = publish.stage(cfg, hour, version, (tuple(r) for r in rollups.toLocalIterator()))
+        publish.remove_version(cfg, hour, version)  # leftovers of an interrupted attempt
+        summary.rollup_rows = staging.stage_rollups(rollups, cfg.clickhouse, version)
         timer.lap("rollups_stage")
     finally:
         deduped.unpersist()
