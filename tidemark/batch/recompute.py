@@ -73,6 +73,7 @@ def summary_path(cfg: Settings, hour: datetime, run_id: str) -> Path:
 
 def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None, publish_now: bool = True,
               force: bool = False) -> RunSummary:
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from tidemark import quality
@@ -112,10 +113,13 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         summary.reason = "no raw events in the lake for this hour"
         log.warning("hour has no raw events; nothing to publish", extra={"hour": label(hour)})
         return summary
-    deduped = drop_duplicate_events(raw).persist()
+    # The raw rows are counted by the dedup's own scan (an observed metric), not by a second scan:
+    # a stream-landed hour is ~20k small files and each scan of them costs 15-30 CPU-s (measured).
+    observed = Observation(f"raw-{run_id}")
+    deduped = drop_duplicate_events(raw.observe(observed, F.count(F.lit(1)).alias("rows"))).persist()
     try:
-        summary.raw_rows = raw.count()
-        summary.dedup_rows = deduped.count()
+        summary.dedup_rows = deduped.count()  # runs the observed scan, so get() returns at once
+        summary.raw_rows = int(observed.get["rows"]) if files else 0
         timer.lap("read_dedup")
         params = quality.raw_hour_params(hour, registry.volume_history(cfg, hour))
         raw_gate = quality.validate(deduped, "raw_hour", params, run_name=f"{label(hour)}-{run_id}")
