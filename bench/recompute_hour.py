@@ -524,6 +524,8 @@ def main() -> int:
         pid_file = cfg.run_dir / "clickhouse.pid"
         if not cfg.clickhouse.external and pid_file.exists():
             ch_pid = int(pid_file.read_text().split()[0])
+        # The box may be shared: the load around the run says how far wall-clock times can be trusted.
+        result["loadavg_1m_before"] = round(os.getloadavg()[0], 2)
         runs = []
         for i in range(args.runs):
             with CpuSampler(ch_pid) as sampler:
@@ -540,6 +542,7 @@ def main() -> int:
                          "cpu_s": cpu, "phase_cpu_s": sampler.per_phase(t0, phases)})
             say(f"recompute run {i + 1}: {total:.1f}s ({rate(summary.raw_rows, total)}), status {summary.status}, "
                 f"dedup {summary.dedup_rows:,}, rollup rows {summary.rollup_rows:,}; phases {phases}; cpu s {cpu}")
+        result["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
         spark.stop()
         spark = None
         first = runs[0]
