@@ -5,18 +5,33 @@
    contract countries weighted), 4 devices, ~300 pages per tenant (Zipf), referrers, 2 % late
    arrivals, ~1 % duplicate event_ids (re-sends 1-60 s later, half to another partition), Kafka
    partition/offset/timestamp, ingest time and batch version as the stream would land them.
-2. Writes it as a standard Delta table (``deltalake.write_deltalake``, the events_raw Arrow schema
-   from tidemark.tables, partitioned by event_date/event_hour) under a temp lake.
+2. Lands it in a Delta table (the events_raw schema from tidemark.tables, partitioned by
+   event_date/event_hour) **the way the stream does** (``--layout stream``, the default): one
+   micro-batch per ``--batch-seconds`` of arrival (ingest time; default the stream's trigger),
+   each writing one parquet file per Kafka partition it holds, as the stream's write tasks (one
+   per Kafka partition) do. Late events land in the micro-batches of their arrival, so the hour's
+   2 % late tail alone is thousands of tiny files: a 4.2M-event hour is ~20k files. The files are
+   written with pyarrow and committed with delta-rs, ``--batches-per-commit`` micro-batches per
+   commit (default 30, one per minute of stream) only so that building the table takes a minute,
+   not a quarter of an hour: a reader of the snapshot sees the same files either way, and its log
+   replay starts from a checkpoint (every 100 commits here, every 10 for delta-spark) either way.
+   ``--layout compacted`` writes the hour as large files instead (what an OPTIMIZE would leave).
 3. Times ``tidemark.batch.recompute.recompute(spark, cfg, hour, publish_now=True)`` end to end
-   (Spark session start excluded and reported apart), with its phase timings.
+   (Spark session start excluded and reported apart), with its phases, and CPU seconds per phase
+   and process kind (driver Python, Spark JVM, Spark's Python workers, ClickHouse), sampled.
 4. Loads the same raw hour into a ClickHouse MergeTree table (HTTP, CSV chunks) and times
    ClickHouse's own dedup + aggregate into ``rollup_input`` (the same materialized views the
-   recompute stages through), under a throw-away version that is deleted afterwards.
+   recompute stages through), under a throw-away version that is deleted afterwards. Loading is
+   reported apart (``clickhouse_load_s``): the comparison (``ratio``) is the recompute's end to
+   end time against ClickHouse's dedup + aggregate alone (``clickhouse_aggregate_s``), i.e. a
+   ClickHouse that already holds the raw rows, as the lake holds them for Spark.
 
-Needs ClickHouse (`tidemark stack up`). Final JSON line:
-  {"bench":"recompute_hour","events":..,"recompute_s":..,"phases":{...},"clickhouse_s":..,"ratio":..}
+Needs ClickHouse: it uses the configured one if it answers, else starts the embedded one (as
+``tidemark stack up`` would, ClickHouse only, migrated) and stops it at the end. Final line:
+  {"bench":"recompute_hour","events":..,"delta_files":..,"recompute_s":..,"phases":{...},
+   "phase_cpu_s":{...},"clickhouse_load_s":..,"clickhouse_aggregate_s":..,"ratio":..}
 
-    python bench/recompute_hour.py [--events 4200000] [--hour 2026-01-05T10]
+    python bench/recompute_hour.py [--events 4200000] [--hour 2026-01-05T10] [--layout stream]
 """
 from __future__ import annotations
 
@@ -70,6 +85,45 @@ def cpu_by_kind(ch_pid: int | None) -> dict[str, float]:
 
 def cpu_diff(a: dict, b: dict) -> dict:
     return {k: round(b.get(k, 0.0) - a.get(k, 0.0), 1) for k in sorted(set(a) | set(b))}
+
+
+class CpuSampler:
+    """Samples cpu_by_kind every ``every`` seconds in a thread, so phases reported only as wall-clock
+    laps (RunSummary.seconds) can be given their CPU afterwards, without instrumenting the recompute."""
+
+    def __init__(self, ch_pid: int | None, every: float = 0.5):
+        import threading
+
+        self.ch_pid, self.every = ch_pid, every
+        self.samples: list[tuple[float, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.perf_counter(), cpu_by_kind(self.ch_pid)))
+            if self._stop.wait(self.every):
+                break
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.perf_counter(), cpu_by_kind(self.ch_pid)))
+
+    def at(self, moment: float) -> dict:
+        """CPU counters at ``moment`` (the nearest sample at or after it)."""
+        return next((c for t, c in self.samples if t >= moment), self.samples[-1][1])
+
+    def per_phase(self, start: float, laps: dict[str, float]) -> dict[str, dict]:
+        out, t = {}, start
+        for name, seconds in laps.items():
+            out[name] = cpu_diff(self.at(t), self.at(t + seconds))
+            t += seconds
+        return out
 
 
 def say(msg: str) -> None:
@@ -236,8 +290,88 @@ def build_hour(n: int, hour: datetime, *, seed: int = 42, users: int = 200_000, 
 
 
 # --------------------------------------------------------------------------------------------
+# landing the hour in Delta
+# --------------------------------------------------------------------------------------------
+
+def land_as_stream(tbl, path: str, hour: datetime, *, batch_seconds: float, batches_per_commit: int) -> dict:
+    """One parquet file per (micro-batch, Kafka partition), micro-batches cut by ingest time, committed
+    ``batches_per_commit`` micro-batches at a time. Returns the layout (files, micro-batches, commits)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+    from deltalake.transaction import AddAction
+
+    from tidemark.tables import table
+
+    schema = table("events_raw").arrow()
+    partition_by = list(table("events_raw").partition_by)
+    ingest = tbl["ingest_time"].cast(pa.int64()).to_numpy()
+    batch = (ingest - ingest.min()) // int(batch_seconds * 1_000_000)
+    key = batch * 1024 + tbl["kafka_partition"].to_numpy()
+    order = np.argsort(key, kind="stable")
+    data = tbl.take(pa.array(order)).drop_columns(partition_by)
+    key, batch = key[order], batch[order]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(key)]])
+
+    DeltaTable.create(path, schema=schema, partition_by=partition_by, name="events_raw")
+    dt = DeltaTable(path)
+    values = {"event_date": f"{hour:%Y-%m-%d}", "event_hour": str(hour.hour)}
+    part_dir = f"event_date={values['event_date']}/event_hour={values['event_hour']}"
+    Path(path, part_dir).mkdir(parents=True, exist_ok=True)
+    pending: list = []
+    first_batch, commits = int(batch[0]), 0
+    for start, end in zip(starts, ends):
+        if pending and batch[start] - first_batch >= batches_per_commit:
+            dt.create_write_transaction(pending, mode="append", schema=schema, partition_by=partition_by)
+            pending, first_batch, commits = [], int(batch[start]), commits + 1
+        rel = f"{part_dir}/part-{uuid.uuid4()}.c000.snappy.parquet"
+        pq.write_table(data.slice(start, end - start), f"{path}/{rel}", compression="snappy")
+        # delta-rs checks nothing in a low-level commit: exact size, decoded path, string partition values.
+        pending.append(AddAction(rel, os.path.getsize(f"{path}/{rel}"), values, int(time.time() * 1000), True,
+                                 json.dumps({"numRecords": int(end - start)})))
+    if pending:
+        dt.create_write_transaction(pending, mode="append", schema=schema, partition_by=partition_by)
+        commits += 1
+    return {"delta_files": len(starts), "micro_batches": len(np.unique(batch)), "delta_commits": commits}
+
+
+def land_compacted(tbl, path: str, target_file_mb: int) -> dict:
+    from deltalake import write_deltalake
+
+    write_deltalake(path, tbl, partition_by=["event_date", "event_hour"], mode="overwrite", name="events_raw",
+                    target_file_size=target_file_mb << 20)
+    return {"delta_files": len(list(Path(path).rglob("*.parquet"))), "delta_commits": 1}
+
+
+# --------------------------------------------------------------------------------------------
 # ClickHouse
 # --------------------------------------------------------------------------------------------
+
+def ensure_clickhouse(cfg):
+    """The configured ClickHouse if it answers and is migrated; else the embedded one, started here
+    (ClickHouse only: the recompute needs nothing else). Returns the service to stop, or None."""
+    from tidemark.io.clickhouse import client
+    from tidemark.migrations import migrate
+
+    try:
+        client(cfg.clickhouse, connect_timeout=2).execute(
+            f"SELECT count() FROM {cfg.clickhouse.database}.published_hours WHERE 0")
+        return None
+    except Exception as exc:  # noqa: BLE001
+        if cfg.clickhouse.external:
+            raise RuntimeError(f"ClickHouse at {cfg.clickhouse.address} (database {cfg.clickhouse.database}) does "
+                               f"not answer or is not migrated: {str(exc).splitlines()[0][:200]}") from exc
+    from tidemark.stack.services import ClickHouse
+
+    service = ClickHouse(cfg)
+    started = service.proc.pid() is None
+    say(f"starting the embedded ClickHouse at {cfg.clickhouse.address} (home {cfg.home})")
+    service.up()
+    migrate(cfg)
+    return service if started else None
+
 
 CH_COLUMNS = ("event_id String, tenant_id String, event_time DateTime('UTC'), user_id String, session_id String, "
               "country String, device String, page String, referrer String, is_late UInt8, "
@@ -320,9 +454,14 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--users", type=int, default=200_000)
     p.add_argument("--duplicate-fraction", type=float, default=0.01)
-    p.add_argument("--target-file-mb", type=int, default=64, help="Delta data file size target")
+    p.add_argument("--layout", choices=("stream", "compacted"), default="stream",
+                   help="stream: small files per micro-batch and Kafka partition (default); compacted: large files")
+    p.add_argument("--batch-seconds", type=float, default=None,
+                   help="stream layout: arrival time per micro-batch (default: the stream's trigger interval)")
+    p.add_argument("--batches-per-commit", type=int, default=30, help="stream layout: micro-batches per Delta commit")
+    p.add_argument("--target-file-mb", type=int, default=64, help="compacted layout: Delta data file size target")
     p.add_argument("--runs", type=int, default=1, help="recompute runs (2nd+ are warm, with force=True)")
-    p.add_argument("--skip-clickhouse", action="store_true")
+    p.add_argument("--skip-clickhouse", action="store_true", help="skip ClickHouse's own dedup + aggregate")
     p.add_argument("--keep", action="store_true", help="keep the temp lake and the ClickHouse raw table")
     args = p.parse_args()
 
@@ -338,41 +477,39 @@ def main() -> int:
 
     settings.cache_clear()
     cfg = load()
-
-    from tidemark.io.clickhouse import client
     try:
-        client(cfg.clickhouse).execute(f"SELECT count() FROM {cfg.clickhouse.database}.published_hours WHERE 0")
+        ch_service = ensure_clickhouse(cfg)
     except Exception as exc:  # noqa: BLE001
         shutil.rmtree(workdir, ignore_errors=True)
-        print(f"error: ClickHouse at {cfg.clickhouse.address} (database {cfg.clickhouse.database}) does not answer "
-              f"or is not migrated ({str(exc).splitlines()[0][:200]}). Start the embedded stack with "
-              "`tidemark stack up`.", file=sys.stderr)
+        print(f"error: {exc}. Start it, or unset CLICKHOUSE_HOST to use the embedded one.", file=sys.stderr)
         return 2
 
-    result: dict = {"bench": "recompute_hour", "events": args.events, "hour": hour.isoformat()}
+    result: dict = {"bench": "recompute_hour", "events": args.events, "hour": hour.isoformat(), "layout": args.layout}
     raw_table = f"bench_raw_{uuid.uuid4().hex[:8]}"
     ch_version = None
     spark = None
     try:
         # 1. data
         t0 = time.perf_counter()
-        tbl = build_hour(args.events, hour, seed=args.seed, users=args.users, dup_fraction=args.duplicate_fraction)
+        tbl = build_hour(args.events, hour, seed=args.seed, users=args.users, dup_fraction=args.duplicate_fraction,
+                         partitions=cfg.kafka.partitions)
         gen_s = time.perf_counter() - t0
         say(f"generated {tbl.num_rows:,} rows in {gen_s:.1f}s ({rate(tbl.num_rows, gen_s)}), "
             f"{tbl.nbytes / 2**20:.0f} MiB in memory")
 
         # 2. Delta
-        from deltalake import write_deltalake
-
         t0 = time.perf_counter()
-        write_deltalake(cfg.lake.events_raw, tbl, partition_by=["event_date", "event_hour"], mode="overwrite",
-                        name="events_raw", target_file_size=args.target_file_mb << 20)
+        if args.layout == "stream":
+            batch_s = args.batch_seconds or cfg.spark.trigger_seconds
+            layout = land_as_stream(tbl, cfg.lake.events_raw, hour, batch_seconds=batch_s,
+                                    batches_per_commit=args.batches_per_commit)
+            layout["batch_seconds"] = batch_s
+        else:
+            layout = land_compacted(tbl, cfg.lake.events_raw, args.target_file_mb)
         write_s = time.perf_counter() - t0
-        files = list((workdir / "lake" / "events_raw").rglob("*.parquet"))
-        size_mb = sum(f.stat().st_size for f in files) / 2**20
-        say(f"wrote Delta {cfg.lake.events_raw}: {len(files)} file(s), {size_mb:.0f} MiB in {write_s:.1f}s "
-            f"({rate(tbl.num_rows, write_s)})")
-        result.update(generate_s=round(gen_s, 2), delta_write_s=round(write_s, 2), delta_files=len(files),
+        size_mb = sum(f.stat().st_size for f in Path(cfg.lake.events_raw).rglob("*.parquet")) / 2**20
+        say(f"landed Delta {cfg.lake.events_raw} ({args.layout}): {layout}, {size_mb:.0f} MiB in {write_s:.1f}s")
+        result.update(generate_s=round(gen_s, 2), delta_write_s=round(write_s, 2), **layout,
                       delta_mib=round(size_mb, 1))
 
         # 3. Spark recompute
@@ -387,32 +524,37 @@ def main() -> int:
         pid_file = cfg.run_dir / "clickhouse.pid"
         if not cfg.clickhouse.external and pid_file.exists():
             ch_pid = int(pid_file.read_text().split()[0])
+        # The box may be shared: the load around the run says how far wall-clock times can be trusted.
+        result["loadavg_1m_before"] = round(os.getloadavg()[0], 2)
         runs = []
         for i in range(args.runs):
-            c0 = cpu_by_kind(ch_pid)
-            t0 = time.perf_counter()
-            summary = recompute(spark, cfg, hour, publish_now=True, force=i > 0)
-            total = time.perf_counter() - t0
-            cpu = cpu_diff(c0, cpu_by_kind(ch_pid))
+            with CpuSampler(ch_pid) as sampler:
+                t0 = time.perf_counter()
+                summary = recompute(spark, cfg, hour, publish_now=True, force=i > 0)
+                total = time.perf_counter() - t0
+            cpu = cpu_diff(sampler.at(t0), sampler.samples[-1][1])
             phases = dict(summary.seconds)
             phases["publish"] = round(max(0.0, total - sum(phases.values())), 3)
             runs.append({"seconds": round(total, 2), "phases": phases, "status": summary.status,
                          "raw_rows": summary.raw_rows, "dedup_rows": summary.dedup_rows,
                          "dropped_rows": summary.dropped_rows, "rollup_rows": summary.rollup_rows,
                          "late_rows": summary.late_rows, "passed": summary.passed, "reason": summary.reason,
-                         "cpu_s": cpu})
+                         "cpu_s": cpu, "phase_cpu_s": sampler.per_phase(t0, phases)})
             say(f"recompute run {i + 1}: {total:.1f}s ({rate(summary.raw_rows, total)}), status {summary.status}, "
                 f"dedup {summary.dedup_rows:,}, rollup rows {summary.rollup_rows:,}; phases {phases}; cpu s {cpu}")
+        result["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
         spark.stop()
         spark = None
         first = runs[0]
-        result.update(recompute_s=first["seconds"], phases=first["phases"], cpu_s=first["cpu_s"],
-                      recompute=dict((k, v) for k, v in first.items() if k not in ("seconds", "phases", "cpu_s")))
+        result.update(recompute_s=first["seconds"], phases=first["phases"], phase_cpu_s=first["phase_cpu_s"],
+                      cpu_s=first["cpu_s"],
+                      recompute={k: v for k, v in first.items() if k not in ("seconds", "phases", "cpu_s",
+                                                                           "phase_cpu_s")})
         if len(runs) > 1:
             result["recompute_warm_s"] = runs[-1]["seconds"]
             result["phases_warm"] = runs[-1]["phases"]
 
-        # 4. ClickHouse
+        # 4. ClickHouse: load (apart), then its own dedup + aggregate (the comparison)
         if not args.skip_clickhouse:
             say(f"loading the raw hour into ClickHouse {cfg.clickhouse.database}.{raw_table}")
             load_s = load_clickhouse(cfg, tbl, raw_table)
@@ -424,11 +566,11 @@ def main() -> int:
             say(f"ClickHouse: {ch_s:.1f}s ({rate(tbl.num_rows, ch_s)}), {ch_rows:,} rollup rows, {ch_events:,} events "
                 f"(Spark: {first['rollup_rows']:,} rows, {first['dedup_rows'] - first['dropped_rows']:,} events)")
             core = first["phases"].get("read_dedup", 0) + first["phases"].get("rollups_stage", 0)
-            result.update(clickhouse_load_s=round(load_s, 2), clickhouse_s=round(ch_s, 2),
+            result.update(clickhouse_load_s=round(load_s, 2), clickhouse_aggregate_s=round(ch_s, 2),
                           clickhouse_rollup_rows=ch_rows, clickhouse_events=ch_events,
-                          ratio=round(first["seconds"] / ch_s, 1) if ch_s else None,
-                          ratio_dedup_rollup_only=round(core / ch_s, 1) if ch_s else None,
-                          results_match=(ch_rows == first["rollup_rows"]
+                          ratio=round(first["seconds"] / ch_s, 2) if ch_s else None,
+                          ratio_dedup_rollup_only=round(core / ch_s, 2) if ch_s else None,
+                          results_match=(first["raw_rows"] == tbl.num_rows and ch_rows == first["rollup_rows"]
                                          and ch_events == first["dedup_rows"] - first["dropped_rows"]))
     except Exception as exc:  # noqa: BLE001
         say(f"bench failed: {type(exc).__name__}: {exc}")
@@ -449,6 +591,9 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             say(f"kept {workdir} and {cfg.clickhouse.database}.{raw_table}")
+        if ch_service is not None:
+            say("stopping the ClickHouse this bench started")
+            ch_service.down()
     print(json.dumps(result, separators=(",", ":"), default=str))
     return 0 if "error" not in result else 1
 

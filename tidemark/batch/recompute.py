@@ -87,6 +87,9 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     """Read, transform and stage one hour; with ``publish_now``, also ``conclude`` it.
     ``on_snapshot(delta_version)`` runs right after the lake snapshot is pinned (tests use it to
     land data mid-run)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
     from tidemark import quality
     from tidemark.batch import lake, registry
     from tidemark.transforms.dedup import drop_duplicate_events
@@ -122,11 +125,13 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         return summary
     timer.lap("plan")
 
-    # transform
-    deduped = drop_duplicate_events(raw).persist()
+    # transform. The raw count is observed on the dedup's own scan: a separate count() would read
+    # the hour's (many, small) files a second time.
+    observed = Observation(f"raw-{run_id}")
+    deduped = drop_duplicate_events(raw.observe(observed, F.count(F.lit(1)).alias("rows"))).persist()
     try:
-        summary.raw_rows = raw.count()
         summary.dedup_rows = deduped.count()
+        summary.raw_rows = int(observed.get["rows"])
         timer.lap("read_dedup")
         params = quality.raw_hour_params(hour, registry.volume_history(cfg, hour))
         raw_gate = quality.validate(deduped, "raw_hour", params, run_name=f"{label(hour)}-{run_id}")
