@@ -14,13 +14,16 @@ LIVE_SECONDS=${DEMO_SECONDS:-30}
 home=$($PY -c 'from tidemark.config import settings; print(settings().home)')
 mkdir -p "$home/demo"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-# The two complete hours before the current one: the batch layer's work.
+# The batch layer's work: the two latest hours that are complete, i.e. whose end + the allowed lateness
+# has passed (the hourly sensor waits for that; in the first minutes of an hour it is one hour earlier).
 read -r H1 H2 HSTART WARM_START <<<"$($PY -c '
 from datetime import datetime, timedelta, timezone
-now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+from tidemark.config import settings
+clock = datetime.now(timezone.utc)
+now = (clock - timedelta(seconds=settings().spark.allowed_lateness_s + 60)).replace(minute=0, second=0, microsecond=0)
 h1, h2 = now - timedelta(hours=2), now - timedelta(hours=1)
 print(h1.strftime("%Y-%m-%dT%H"), h2.strftime("%Y-%m-%dT%H"), (h1 + timedelta(seconds=10)).isoformat(),
-      (now - timedelta(days=1)).isoformat())')"
+      (clock - timedelta(days=1)).replace(microsecond=0).isoformat())')"
 export TIDEMARK_BATCH_START="${H1}:00:00+00:00"
 
 step() { printf '\n== %s\n' "$*"; }
