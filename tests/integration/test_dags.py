@@ -31,27 +31,6 @@ LATE_H = datetime(2026, 11, 21, 7, tzinfo=timezone.utc)
 BAD_H = datetime(2026, 11, 21, 3, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def airflow_env_vars(tmp_path_factory):
-    from tidemark.config import settings
-    from tidemark.stack.airflow import airflow_env
-
-    if "airflow" in sys.modules:  # imported earlier with another config: our env would be ignored
-        from airflow.configuration import conf
-        if conf.get("core", "dags_folder") != str(DAGS):
-            pytest.fail("airflow was imported before this module set its environment")
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = airflow_env(settings(), home=home)
-    started = time.monotonic()
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env={**os.environ, **env},
-                   check=True, capture_output=True, timeout=300)
-    print(f"airflow db migrate: {time.monotonic() - started:.1f}s")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        yield env
-
-
 def _dagbag():
     from airflow.dag_processing.dagbag import DagBag
 

@@ -18,25 +18,6 @@ pytestmark = pytest.mark.integration
 DAGS = PROJECT_ROOT / "dags"
 
 
-@pytest.fixture(scope="module")
-def airflow_env_vars(tmp_path_factory):
-    from tidemark.config import settings
-    from tidemark.stack.airflow import airflow_env
-
-    if "airflow" in sys.modules:
-        from airflow.configuration import conf
-        if conf.get("core", "dags_folder") != str(DAGS):
-            pytest.fail("airflow was imported before this module set its environment")
-    home = tmp_path_factory.mktemp("airflow_home_tiering")
-    env = airflow_env(settings(), home=home)
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env={**os.environ, **env},
-                   check=True, capture_output=True, timeout=300)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        yield env
-
-
 def _dag():
     from airflow.dag_processing.dagbag import DagBag
 
