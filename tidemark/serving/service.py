@@ -19,7 +19,7 @@ from tidemark.serving.cache import QueryCache, cache_key
 from tidemark.serving.limits import Decision, RateLimiter
 from tidemark.serving.metrics import Metrics
 from tidemark.serving.queries import Filters
-from tidemark.serving.ranges import HOUR, RangeError, TimeRange, realtime_window
+from tidemark.serving.ranges import HOUR, TimeRange, realtime_window
 from tidemark.serving.reader import DASHBOARD, ClickHouseGate
 from tidemark.serving.rollups import snapshot
 
@@ -139,21 +139,10 @@ class Service:
 
         return await self.cache.get_or_compute(key, self._ttl(read, published, time.time()), compute)
 
-    def _within_hot_tier(self, plan: queries.Plan) -> queries.Plan:
-        """Minute rows are kept TIDEMARK_HOT_DAYS (the tiering DAG drops older days once the hour and
-        day tiers hold them), so a question only the minute grain answers (two dimensions combined,
-        or a range not on hour boundaries) cannot reach further back: refuse it instead of
-        answering from a partial table."""
-        oldest = (int(time.time()) // 86400 - self.cfg.tiering.hot_days + 1) * 86400
-        if plan.grain is queries.MINUTE_GRAIN and plan.start < oldest:
-            raise RangeError(f"this question needs minute rows, which are kept for {self.cfg.tiering.hot_days} "
-                             f"days; use a range on hour boundaries with at most one filter, or a shorter range")
-        return plan
-
     # -- the questions ------------------------------------------------------------------------
     async def time_series(self, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool,
                           klass: str = DASHBOARD):
-        plan = self._within_hot_tier(queries.time_series(self.db, tenant, rng, metric, filters, compare))
+        plan = queries.time_series(self.db, tenant, rng, metric, filters, compare)
         read = rng.with_previous() if compare else rng
         points, how = await self._cached(tenant, "series", rng, read, {"metric": metric, "filters": filters.as_dict(),
                                                                        "compare": compare}, plan, klass)
@@ -162,14 +151,14 @@ class Service:
 
     async def top(self, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters,
                   klass: str = DASHBOARD):
-        plan = self._within_hot_tier(queries.top(self.db, tenant, rng, dimension, limit, filters))
+        plan = queries.top(self.db, tenant, rng, dimension, limit, filters)
         rows, how = await self._cached(tenant, "top", rng, rng, {"dimension": dimension, "limit": limit,
                                                                  "filters": filters.as_dict()}, plan, klass)
         return {"tenant": tenant, "dimension": dimension, **rng.as_dict(), "grain": plan.grain.name,
                 "filters": filters.as_dict(), "rows": rows}, how
 
     async def totals(self, tenant: str, rng: TimeRange, filters: Filters, compare: bool):
-        plan = self._within_hot_tier(queries.totals(self.db, tenant, rng, filters, compare))
+        plan = queries.totals(self.db, tenant, rng, filters, compare)
         read = rng.with_previous() if compare else rng
         value, how = await self._cached(tenant, "totals", rng, read, {"filters": filters.as_dict(),
                                                                       "compare": compare}, plan, DASHBOARD)

@@ -34,18 +34,3 @@ def test_unique_users_over_7_days_within_1_percent(api, writer, serving_cfg):
     assert month["bucket"] == "day" and month["grain"] == "hourly" and month["events"] == events
     assert abs(month["users"] - exact) / exact < 0.01, (month["users"], exact)
 
-
-def test_minute_grain_questions_never_reach_past_the_hot_tier(api):
-    """Two filters combined are answered from minute rows only, which the tiering DAG keeps for
-    TIDEMARK_HOT_DAYS: a longer range is refused with the reason, not answered from a partial table."""
-    key = api.key(tenant_name("hot-tier"))
-    end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    old = api.get("/api/v1/totals", key, start=(end - timedelta(days=30)).isoformat(), end=end.isoformat(),
-                  country="US", device="mobile")
-    assert old.status_code == 400 and "kept for" in old.json()["detail"], old.text
-    recent = api.get("/api/v1/totals", key, start=(end - timedelta(days=2)).isoformat(), end=end.isoformat(),
-                     country="US", device="mobile")
-    assert recent.status_code == 200 and recent.json()["grain"] == "minute", recent.text
-    one_filter = api.get("/api/v1/totals", key, start=(end - timedelta(days=30)).isoformat(), end=end.isoformat(),
-                         country="US")
-    assert one_filter.status_code == 200, one_filter.text
