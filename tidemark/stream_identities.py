@@ -31,7 +31,9 @@ STREAM_TABLES = ("minute_rollups", "hour_rollups", "day_rollups")
 
 # Current identities: the newest per topic (SQL shared by serving and the batch layer).
 # (Aliases differ from column names: 18.16 resolves an alias inside the aggregates otherwise.)
-CURRENT_SQL = ("SELECT argMax(stream_id, created_at) AS current_id, argMax(epoch, created_at) AS current_epoch, "
+# Ties (two checkpoints created in the same second) go to the larger stream_id, the same way everywhere.
+CURRENT_SQL = ("SELECT argMax(stream_id, (created_at, stream_id)) AS current_id, "
+               "argMax(epoch, (created_at, stream_id)) AS current_epoch, "
                "topic, max(created_at) AS current_since FROM {db}.stream_identities GROUP BY topic")
 
 

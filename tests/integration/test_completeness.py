@@ -61,5 +61,6 @@ def test_an_hour_is_complete_only_when_every_partition_passed_its_cutoff(stack):
 
     # A newer checkpoint on the topic replaces the old one: its progress is what counts.
     fresh = f"complete-fresh-{uuid.uuid4().hex[:8]}"
-    stream_identities.register(cfg, fresh, 8, topic, "/tmp/nowhere2", datetime.now(timezone.utc))
+    stream_identities.register(cfg, fresh, 8, topic, "/tmp/nowhere2",
+                               datetime.now(timezone.utc) + timedelta(seconds=2))  # created later (1 s resolution)
     assert not hour_complete(cfg, HOUR, later, topic=topic).ready
