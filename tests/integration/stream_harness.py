@@ -110,3 +110,20 @@ def committed_batches(cfg: Settings, stream_id: str) -> int:
 
     return client(cfg.clickhouse).execute(
         f"SELECT count() FROM {cfg.clickhouse.database}.stream_batches WHERE stream_id = %(s)s", {"s": stream_id})[0][0]
+
+
+def forget_rows(cfg: Settings, start, end, columns: dict[str, str]) -> None:
+    """Delete the rows of ``start <= column < end`` from each ``{table: column}`` and wait for the
+    mutations, so a re-run against a kept test database starts from the state a fresh one has."""
+    from tidemark.io.clickhouse import client
+
+    ch = client(cfg.clickhouse)
+    db = cfg.clickhouse.database
+    p = {"s": start, "e": end}
+    for table, column in columns.items():
+        ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {column} >= %(s)s AND {column} < %(e)s", p)
+    deadline = time.monotonic() + 120
+    while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
+              for t, c in columns.items()):
+        assert time.monotonic() < deadline, "mutations did not finish"
+        time.sleep(0.2)

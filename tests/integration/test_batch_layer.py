@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from stream_harness import StreamRun
+from stream_harness import StreamRun, forget_rows
 from tidemark.batch import registry
 from tidemark.batch.hours import HOUR
 from tidemark.batch import planning
@@ -28,20 +28,9 @@ IDEMPOTENT, BAD, ATOMIC, LATE = H(9), H(10), H(11), H(12)
 
 
 def _forget_hours(cfg, start, end):
-    """Remove every trace of [start, end) from ClickHouse, so a re-run of this module against a kept
-    test database starts from the same state as a fresh one (the hours are fixed)."""
-    ch = client(cfg.clickhouse)
-    db = cfg.clickhouse.database
-    where = {"minute_rollups": "minute", "hour_rollups": "hour", "late_event_hours": "event_hour",
-             "published_hours": "hour", "lake_commits": "event_hour"}
-    p = {"s": start, "e": end}
-    for table, column in where.items():
-        ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {column} >= %(s)s AND {column} < %(e)s", p)
-    deadline = time.monotonic() + 120
-    while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
-              for t, c in where.items()):
-        assert time.monotonic() < deadline, "mutations did not finish"
-        time.sleep(0.2)
+    """Remove every trace of [start, end) from ClickHouse (the hours are fixed)."""
+    forget_rows(cfg, start, end, {"minute_rollups": "minute", "hour_rollups": "hour", "late_event_hours": "event_hour",
+                                  "published_hours": "hour", "lake_commits": "event_hour"})
 
 
 @pytest.fixture(scope="module")

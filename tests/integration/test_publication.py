@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from stream_harness import forget_rows
 
 from tidemark.batch import planning, publication, registry
 from tidemark.batch.hours import HOUR
@@ -28,25 +29,11 @@ RACE, MIDRUN, STALE, CLEAN, DUE = H(3), H(4), H(5), H(6), H(8)
 TENANT = "tenant-publication"
 
 
-def _forget(cfg, start, end):
-    ch = client(cfg.clickhouse)
-    db = cfg.clickhouse.database
-    where = {"minute_rollups": "minute", "hour_rollups": "hour", "published_hours": "hour",
-             "lake_commits": "event_hour"}
-    p = {"s": start, "e": end}
-    for t, c in where.items():
-        ch.execute(f"ALTER TABLE {db}.{t} DELETE WHERE {c} >= %(s)s AND {c} < %(e)s", p)
-    deadline = time.monotonic() + 120
-    while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
-              for t, c in where.items()):
-        assert time.monotonic() < deadline, "mutations did not finish"
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def cfg(stack, tmp_path_factory):
     lake = tmp_path_factory.mktemp("publication") / "lake"
-    _forget(stack, H(0), H(23))
+    forget_rows(stack, H(0), H(23), {"minute_rollups": "minute", "hour_rollups": "hour",
+                                     "published_hours": "hour", "lake_commits": "event_hour"})
     return dataclasses.replace(stack, lake=LakeSettings(root=str(lake)))
 
 

@@ -10,7 +10,7 @@ import deltalake
 import pyarrow.compute as pc
 import pytest
 
-from stream_harness import StreamRun, committed_batches, kill_group, wait_for
+from stream_harness import StreamRun, committed_batches, forget_rows, kill_group, wait_for
 from tidemark.stack import services
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,8 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     from tidemark.serving.rollups import minute_counts
 
     start = datetime(2026, 11, 24, 13, tzinfo=timezone.utc)  # on-time events run up to 5 s behind arrival
-    _forget_stream_rows(stack, start, start + timedelta(hours=3))  # a kept test database's earlier runs
+    forget_rows(stack, start, start + timedelta(hours=3),  # a kept test database's earlier runs
+                {"minute_rollups": "minute", "hour_rollups": "hour", "day_rollups": "hour"})
     run = StreamRun.create(tmp_path, "fresh")
     manifest = run.generate("--count", "3000", "--rate", "50", "--start-time", "2026-11-24T14:00:00Z", "--seed",
                             "17", "--late-fraction", "0", "--duplicate-fraction", "0", "--malformed-fraction", "0")
@@ -181,18 +182,3 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
         time.sleep(0.5)
     assert served() == manifest["on_time_events"]
 
-
-def _forget_stream_rows(cfg, start, end):
-    from tidemark.io.clickhouse import client
-
-    ch = client(cfg.clickhouse)
-    db = cfg.clickhouse.database
-    where = {"minute_rollups": "minute", "hour_rollups": "hour", "day_rollups": "hour"}
-    p = {"s": start, "e": end}
-    for t, c in where.items():
-        ch.execute(f"ALTER TABLE {db}.{t} DELETE WHERE {c} >= %(s)s AND {c} < %(e)s", p)
-    deadline = time.monotonic() + 60
-    while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
-              for t, c in where.items()):
-        assert time.monotonic() < deadline, "mutations did not finish"
-        time.sleep(0.2)

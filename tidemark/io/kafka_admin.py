@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaProducer
@@ -147,9 +148,9 @@ def producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, **config)
 
 
-def end_offsets(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> dict[int, int]:
-    """{partition: log end offset} of every partition of ``topic`` (what a consumer must reach
-    to have read everything produced so far)."""
+@contextmanager
+def _topic_partitions(bootstrap: str, topic: str, timeout_s: float):
+    """A short-lived consumer and the TopicPartitions of ``topic`` (an error if it has none)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
@@ -158,10 +159,16 @@ def end_offsets(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> dict[
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
             raise RuntimeError(f"topic {topic!r} has no partitions at {bootstrap} (does it exist?)")
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-        return {tp.partition: int(off) for tp, off in ends.items()}
+        yield consumer, [TopicPartition(topic, p) for p in parts]
     finally:
         consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> dict[int, int]:
+    """{partition: log end offset} of every partition of ``topic`` (what a consumer must reach
+    to have read everything produced so far)."""
+    with _topic_partitions(bootstrap, topic, timeout_s) as (consumer, tps):
+        return {tp.partition: int(off) for tp, off in consumer.end_offsets(tps).items()}
 
 
 def offsets_at(bootstrap: str, topic: str, moment_ms: int, *, timeout_s: float = 30.0) -> dict[int, int]:
@@ -169,17 +176,7 @@ def offsets_at(bootstrap: str, topic: str, moment_ms: int, *, timeout_s: float =
     timestamp is at or after the moment (Kafka's ListOffsets by timestamp), or the log end offset
     where every record is older. A consumer at these offsets has read everything that had arrived
     by then."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                             enable_auto_commit=False)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            raise RuntimeError(f"topic {topic!r} has no partitions at {bootstrap} (does it exist?)")
-        tps = [TopicPartition(topic, p) for p in parts]
+    with _topic_partitions(bootstrap, topic, timeout_s) as (consumer, tps):
         found = consumer.offsets_for_times({tp: int(moment_ms) for tp in tps})
         ends = consumer.end_offsets(tps)
         return {tp.partition: int(found[tp].offset) if found.get(tp) is not None else int(ends[tp]) for tp in tps}
-    finally:
-        consumer.close()
