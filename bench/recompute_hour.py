@@ -465,7 +465,7 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the temp lake and the ClickHouse raw table")
     args = p.parse_args()
 
-    from tidemark.batch.hours import parse_hour
+    from tidemark.hours import parse_hour
 
     hour = parse_hour(args.hour)
     if hour.tzinfo is None:

@@ -31,7 +31,7 @@ What is measured, per step
     offsets of the stream's last committed batch (``stream_progress.end_offsets``); its least-squares
     slope over the measurement window says whether the backlog grows.
   * drain: seconds from the generator's last ack until the stream has committed every offset the topic
-    held then (as ``tidemark.reconcile.wait_until_consumed`` does).
+    held then (as ``tidemark.stream.reconcile.wait_until_consumed`` does).
   * freshness p50/p95/p99/max: event-level, from the per-batch histograms (``stream_batches.freshness_ms``
     / ``freshness_events``, 100 ms steps, event time to the batch's commit) of every batch committed
     from the step's start through the end of its drain, via ``quantilesExactWeighted``: measured, not
@@ -548,7 +548,8 @@ class Bench:
     # -- processes ------------------------------------------------------------------------------
     def start_stream(self) -> None:
         from tidemark.io.kafka_admin import ensure_topic
-        from tidemark.streaming import STREAM_NAME, StreamIdentity
+        from tidemark.stream.identity import StreamIdentity
+from tidemark.stream.options import STREAM_NAME
 
         ensure_topic(self.cfg.kafka.bootstrap_servers, self.topic, self.cfg.kafka.partitions)
         self.ident = StreamIdentity.load_or_create(f"{self.cfg.spark.checkpoint_root}/{STREAM_NAME}")

@@ -40,7 +40,7 @@ from tidemark.orchestration.airflow import publish, quality_gate, recompute_oper
 def late_data_recompute():
     @task
     def find_due_hours(data_interval_end=None, params=None) -> list[str]:
-        from tidemark.batch.hours import label
+        from tidemark.hours import label
         from tidemark.batch.planning import due_hours
 
         lookback = params["lookback_hours"]
@@ -60,7 +60,7 @@ def late_data_recompute():
 
     @task
     def retire_superseded_streams() -> dict:
-        from tidemark.stream_identities import retire
+        from tidemark.stream.identity import retire
 
         return retire(settings())
 

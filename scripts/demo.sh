@@ -66,7 +66,7 @@ $TM reconcile --manifest "$past" --since "$since" --wait 300 | grep -v freshness
 
 step "batch layer: hourly_recompute for $H1 and $H2 through Airflow"
 for h in "$H1" "$H2"; do
-  logical=$($PY -c "from datetime import timedelta; from tidemark.batch.hours import parse_hour; print((parse_hour('$h') + timedelta(hours=1)).isoformat())")
+  logical=$($PY -c "from datetime import timedelta; from tidemark.hours import parse_hour; print((parse_hour('$h') + timedelta(hours=1)).isoformat())")
   if $TM airflow dags test hourly_recompute "$logical" > "$home/demo/airflow-$h.log" 2>&1; then
     echo "hourly_recompute $h: success"
   else

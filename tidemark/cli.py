@@ -60,13 +60,7 @@ def _stream(args: argparse.Namespace) -> int:
     from tidemark.config import settings
     from tidemark.stack.jobs import start_stream, stream_process
 
-    forwarded = []
-    for flag in ("topic", "checkpoint", "starting_offsets", "max_offsets_per_trigger", "trigger_seconds"):
-        value = getattr(args, flag)
-        if value is not None:
-            forwarded += [f"--{flag.replace('_', '-')}", str(value)]
-    if args.available_now:
-        forwarded.append("--available-now")
+    forwarded = _job_flags(args, cli_only=("--detach",))
     cfg = settings()
     if args.detach:
         pid = start_stream(cfg, forwarded, detach=True)
@@ -84,7 +78,7 @@ def _status(args: argparse.Namespace) -> int:
     report = {"services": [s.as_dict() for s in services.status(cfg)],
               "stream": {"pid": stream_process(cfg).pid()}}
     if all(s["healthy"] for s in report["services"]):
-        from tidemark.stream_metrics import health
+        from tidemark.stream.metrics import health
         try:
             report["stream"].update(health(cfg))
         except Exception as exc:  # schema not migrated yet, ClickHouse hiccup
@@ -104,7 +98,7 @@ def _status(args: argparse.Namespace) -> int:
 def _stream_retire(args: argparse.Namespace) -> int:
     """Delete the streaming rows of stream identities a newer checkpoint replaced (already unread)."""
     from tidemark.config import settings
-    from tidemark.stream_identities import retire
+    from tidemark.stream.identity import retire
 
     print(json.dumps({"retired_rows": retire(settings())}))
     return 0
@@ -112,20 +106,12 @@ def _stream_retire(args: argparse.Namespace) -> int:
 
 def _tiering(args: argparse.Namespace) -> int:
     """Retention and maintenance (tidemark/tiering/); Spark steps through spark-submit jobs/tiering.py."""
-    from datetime import datetime
-
     from tidemark.config import settings
-    from tidemark.tiering.options import RunOptions, default_interval_end
+    from tidemark.tiering.options import options_from_args
     from tidemark.tiering.run import run
 
     cfg = settings()
-    end = datetime.fromisoformat(args.interval_end) if args.interval_end else default_interval_end()
-    steps = tuple(s.strip() for s in args.steps.split(",")) if args.steps else None
-    try:
-        opts = RunOptions(end, dry_run=args.dry_run, **({"steps": steps} if steps else {}))
-    except ValueError as exc:
-        print(f"tidemark tiering run: {exc}", file=sys.stderr)
-        return 2
+    opts = options_from_args(args.parser, args, dry_run=args.dry_run)
     rep = run(cfg, opts, spark_runner=lambda o: _tiering_spark_submit(cfg, o))
     print(json.dumps(rep.as_dict(), default=str) if args.json else "\n".join(rep.lines()))
     return 1 if rep.alerts and not args.dry_run else 0
@@ -152,14 +138,14 @@ def _reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from tidemark.config import settings
-    from tidemark.reconcile import stream_report
-    from tidemark.streaming import StreamOptions
+    from tidemark.stream.reconcile import stream_report
+    from tidemark.stream.options import StreamOptions
 
     cfg = settings()
     manifest = json.loads(open(args.manifest).read())
     ident = StreamOptions.from_settings(cfg, checkpoint=args.checkpoint).identity
     if args.wait:
-        from tidemark.reconcile import wait_until_consumed
+        from tidemark.stream.reconcile import wait_until_consumed
 
         waited = wait_until_consumed(cfg, ident.stream_id, manifest.get("topic") or cfg.kafka.topic, args.wait)
         print(f"stream caught up with the topic in {waited:.1f}s")
@@ -179,14 +165,10 @@ def _recompute(args: argparse.Namespace) -> int:
     from tidemark.config import settings
     from tidemark.stack.jobs import job_env, spark_submit_argv
 
-    forwarded = ["--hour", args.hour] if args.hour else ["--from", args.start, "--to", args.end]
-    if args.no_publish:
-        forwarded.append("--no-publish")
-    if args.force:
-        forwarded.append("--force")
-    if args.run_id:
-        forwarded += ["--run-id", args.run_id]
-    argv = spark_submit_argv(settings(), "recompute_hour.py", forwarded)
+    from tidemark.batch.options import hours
+
+    hours(args.parser, args)  # a bad range fails here, before a JVM starts
+    argv = spark_submit_argv(settings(), "recompute_hour.py", _job_flags(args))
     return subprocess.call(argv, env={**os.environ, **job_env()})
 
 
@@ -231,9 +213,9 @@ def _airflow(args: argparse.Namespace) -> int:
 
 
 def _batch_report(args: argparse.Namespace) -> int:
-    from tidemark.batch.hours import parse_hour
+    from tidemark.hours import parse_hour
     from tidemark.config import settings
-    from tidemark.reconcile import batch_report
+    from tidemark.batch.report import batch_report
 
     manifest = json.loads(open(args.manifest).read())
     report = batch_report(settings(), manifest, [parse_hour(h) for h in args.hour])
@@ -291,6 +273,11 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The jobs' flags are declared once, beside each job's code (light modules: no Spark import).
+    from tidemark.batch import options as batch_options
+    from tidemark.stream import options as stream_options
+    from tidemark.tiering import options as tiering_options
+
     parser = argparse.ArgumentParser(prog="tidemark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -305,12 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stream = sub.add_parser("stream", help="run the speed layer (Kafka -> Delta + ClickHouse) via spark-submit")
     stream.add_argument("--detach", action="store_true", help="run in the background; `stack down` stops it")
-    stream.add_argument("--topic")
-    stream.add_argument("--checkpoint")
-    stream.add_argument("--starting-offsets", choices=["earliest", "latest"])
-    stream.add_argument("--max-offsets-per-trigger", type=int)
-    stream.add_argument("--trigger-seconds", type=float)
-    stream.add_argument("--available-now", action="store_true", help="process the backlog, then exit")
+    stream_options.add_arguments(stream)
     stream.set_defaults(func=_stream)
 
     retire = sub.add_parser("stream-retire", help="delete the rows of stream checkpoints a newer one replaced")
@@ -321,14 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
 
     recompute = sub.add_parser("recompute", help="batch layer: recompute hours from Delta, check, publish")
-    which = recompute.add_mutually_exclusive_group(required=True)
-    which.add_argument("--hour", help="event hour, e.g. 2026-11-25T03")
-    which.add_argument("--from", dest="start", help="first hour of a range")
-    recompute.add_argument("--to", dest="end", help="end of the range (exclusive)")
-    recompute.add_argument("--run-id")
-    recompute.add_argument("--no-publish", action="store_true")
-    recompute.add_argument("--force", action="store_true")
-    recompute.set_defaults(func=_recompute)
+    batch_options.add_arguments(recompute)
+    recompute.set_defaults(func=_recompute, parser=recompute)
 
     sc = sub.add_parser("spark-conf", help="print the Spark flags (Kafka/Delta jars, Delta extension) for spark-submit")
     sc.add_argument("--properties", action="store_true", help="as a spark-defaults properties file instead")
@@ -352,10 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiering = sub.add_parser("tiering", help="retention and maintenance: hot/warm/cold tiers, Delta and ClickHouse care")
     tiering.add_argument("action", choices=["run"])
     tiering.add_argument("--dry-run", action="store_true", help="measure and plan every step; change nothing")
-    tiering.add_argument("--interval-end", help="ISO-8601 end of the daily interval (default: today 00:00 UTC)")
-    tiering.add_argument("--steps", help="comma-separated subset of clickhouse,hot,cold,delta (default: all)")
+    tiering_options.add_arguments(tiering)
     tiering.add_argument("--json", action="store_true")
-    tiering.set_defaults(func=_tiering)
+    tiering.set_defaults(func=_tiering, parser=tiering)
 
     rec = sub.add_parser("reconcile", help="compare the stream's ClickHouse output with a generator manifest")
     rec.add_argument("--manifest", required=True)
@@ -396,8 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     from tidemark import logs
 
     logs.configure()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.func(args)
+
+
+def _job_flags(args: argparse.Namespace, cli_only: tuple[str, ...] = ()) -> list[str]:
+    """The flags a user gave a job subcommand, as typed, for the job's own parser (spark-submit runs
+    it): the CLI parsed them with the same declarations, so they are valid there too."""
+    return [a for a in args.argv[1:] if a not in cli_only]
 
 
 if __name__ == "__main__":

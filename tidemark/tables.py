@@ -1,4 +1,5 @@
-"""Delta table schemas, loaded from ``schemas/delta/*.json`` (their one home).
+"""Table schemas: the Delta tables, loaded from ``schemas/delta/*.json`` (their one home), and the
+columns both layers insert into ClickHouse's rollup input.
 
 Gives each table as a Spark ``StructType`` (and a ``pyarrow.Schema`` for tools
 that write test data without Spark), and creates the tables with delta-spark
@@ -79,3 +80,8 @@ def table(name: str) -> TableSchema:
 
 EVENTS_RAW = "events_raw"
 EVENTS_REJECTED = "events_rejected"
+
+# The rows both layers insert into ClickHouse's rollup input (one per minute and dimension key;
+# the tables' materialized views derive hour and day rollups), in insert order. Both the speed
+# layer's sink and the batch layer's staging write exactly these columns.
+ROLLUP_INPUT_COLUMNS = ("layer", "version", "tenant_id", "minute", "country", "device", "page", "events", "user_ids")

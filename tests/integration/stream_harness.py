@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tidemark.config import Settings, load
-from tidemark.reconcile import StreamReport, stream_report
+from tidemark.stream.reconcile import StreamReport, stream_report
 from tidemark.stack.process import group_members
-from tidemark.streaming import STREAM_NAME, StreamIdentity
+from tidemark.stream.identity import StreamIdentity
+from tidemark.stream.options import STREAM_NAME
 
 
 @dataclass

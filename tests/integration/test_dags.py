@@ -118,10 +118,10 @@ def _write_hour(spark, cfg, rows, *, replace_hour=None):
 def _stream_caught_up(cfg):
     """A stream that has committed everything the topic holds now: the hourly sensor's condition
     for any hour whose end + lateness has passed (the sensor reads real Kafka offsets)."""
-    from tidemark import stream_identities
+    from tidemark.stream import identity as stream_identities
     from tidemark.io.clickhouse import client, insert_rows
     from tidemark.io.kafka_admin import end_offsets, ensure_topic
-    from tidemark.stream_metrics import PROGRESS_COLUMNS
+    from tidemark.stream.metrics import PROGRESS_COLUMNS
 
     topic = cfg.kafka.topic
     ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions)

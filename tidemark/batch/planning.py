@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tidemark.batch import lake_log, registry
-from tidemark.batch.hours import HOUR, label
+from tidemark.hours import HOUR, label
 from tidemark.config import Settings
 
 # A failed hour is retried after 15 min, then 30, 60, ... at most daily; after this many failures
@@ -94,9 +94,9 @@ class Completeness:
 
 def hour_complete(cfg: Settings, hour: datetime, now: datetime, *, topic: str | None = None) -> Completeness:
     """Whether the stream has committed everything that arrived by ``hour``'s end + lateness."""
-    from tidemark import stream_identities
+    from tidemark.stream import identity as stream_identities
     from tidemark.io.kafka_admin import offsets_at
-    from tidemark.reconcile import stream_offsets
+    from tidemark.stream.identity import stream_offsets
 
     topic = topic or cfg.kafka.topic
     cutoff = hour + HOUR + timedelta(seconds=cfg.spark.allowed_lateness_s)

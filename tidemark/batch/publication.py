@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from tidemark.batch import registry
-from tidemark.batch.hours import label
+from tidemark.hours import label
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client
 

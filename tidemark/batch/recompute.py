@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -25,9 +24,10 @@ from pathlib import Path
 from typing import Callable
 
 from tidemark.batch import publication
-from tidemark.batch.hours import label, parse_hour
+from tidemark.hours import label, parse_hour
 from tidemark.batch.publication import Plan, Stats
 from tidemark.config import Settings
+from tidemark.timing import LapTimer
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     from tidemark.transforms.rollups import minute_rollups
 
     run_id = run_id or uuid.uuid4().hex[:12]
-    timer = _Timer()
+    timer = LapTimer()
     # read: one snapshot for the whole run (the stream keeps committing meanwhile)
     delta_version = lake.snapshot_version(spark, cfg.lake.events_raw)
     raw, files = None, []
@@ -203,16 +203,6 @@ def conclude(cfg: Settings, summary: RunSummary) -> RunSummary:
     publication.cleanup(cfg, plan.hour)
     return summary
 
-
-class _Timer:
-    def __init__(self):
-        self._t = time.monotonic()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps[name] = round(now - self._t, 3)
-        self._t = now
 
 
 def _summary(hour_label: str, run_id: str) -> tuple[Settings, Path, RunSummary]:

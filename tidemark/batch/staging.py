@@ -41,7 +41,7 @@ import re
 from dataclasses import dataclass
 
 from tidemark.config import ClickHouseSettings
-from tidemark.io.clickhouse_sink import ROLLUP_INPUT_COLUMNS
+from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ as parameters:
 * an unpublished hour contributes its streaming rows, and only those of a
   current stream identity up to its last committed micro-batch: never a
   partial batch, an abandoned checkpoint's replay or a second stream on the
-  same topic (tidemark/stream_identities.py).
+  same topic (tidemark/stream/identity.py).
 
 Reading the registry once, before the data, is what makes a publish atomic to
 readers: a concurrent publish is either in this snapshot (new version, whose
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from tidemark.batch.registry import CURRENT_ORDER
-from tidemark.stream_identities import counted_version_ranges
+from tidemark.stream.identity import counted_version_ranges
 
 
 def _epoch(moment: datetime) -> int:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from tidemark import stream_identities
+from tidemark.stream import identity as stream_identities
 from tidemark.batch import publication, registry
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client

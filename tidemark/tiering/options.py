@@ -1,14 +1,16 @@
-"""What one tiering run is asked to do, and the boundaries every step derives from it."""
+"""What one tiering run is asked to do (``RunOptions``, and the flags that ask for it, declared once
+for ``jobs/tiering.py`` and ``tidemark tiering run``), and the boundaries every step derives from it."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 from tidemark.config import Settings
+from tidemark.hours import HOUR
 
 STEPS = ("clickhouse", "hot", "cold", "delta")  # the order a run takes them in
 SPARK_STEPS = ("cold", "delta")
-HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,34 @@ def default_interval_end(now: datetime | None = None) -> datetime:
     """The end of the latest whole daily interval (today 00:00 UTC): the CLI's explicit default."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _aware(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; e.g. 2026-12-01T00:00:00+00:00")
+    return moment
+
+
+def _step_list(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, steps: tuple[str, ...] = STEPS) -> argparse.ArgumentParser:
+    """The run's flags; ``steps`` are those the caller can run (the Spark job runs only SPARK_STEPS)."""
+    parser.add_argument("--interval-end", type=_aware, default=None,
+                        help="the daily data interval's end, ISO-8601 with a UTC offset (default: today 00:00 UTC)")
+    parser.add_argument("--steps", type=_step_list, default=steps,
+                        help=f"comma-separated subset of {','.join(steps)} (default: all of them)")
+    parser.add_argument("--run-id", default="", help="names the run in its report (Airflow passes its run id)")
+    return parser
+
+
+def options_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, *,
+                      steps: tuple[str, ...] = STEPS, dry_run: bool = False) -> RunOptions:
+    """``RunOptions`` from parsed flags (exits through ``parser.error`` on steps outside ``steps``)."""
+    outside = [s for s in args.steps if s not in steps]
+    if outside:
+        parser.error(f"unknown or unsupported steps {outside}: choose from {', '.join(steps)}")
+    return RunOptions(args.interval_end or default_interval_end(), dry_run=dry_run, run_id=args.run_id,
+                      steps=tuple(args.steps))

@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timezone
 
 from tidemark.io.clickhouse import insert_rows
-from tidemark.io.clickhouse_sink import ROLLUP_INPUT_COLUMNS
+from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 
 def tenant_name(label: str) -> str:

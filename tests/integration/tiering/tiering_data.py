@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from tidemark.config import LakeSettings, check_tiering
 from tidemark.io.clickhouse import client, insert_rows
-from tidemark.io.clickhouse_sink import ROLLUP_INPUT_COLUMNS
+from tidemark.tables import ROLLUP_INPUT_COLUMNS
 from tidemark.migrations import migrate
 
 INTERVAL_END = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -96,7 +96,7 @@ def write_rollups(cfg, rows, delta_version: int) -> dict[datetime, int]:
     """Rollups for the raw ``rows``; returns the current batch version of each published hour."""
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
-    from tidemark.stream_identities import register_loader
+    from tidemark.stream.identity import register_loader
 
     register_loader(ch, db, "tiering-test-loader", STREAM_EPOCH, 10)
     by_hour = defaultdict(list)

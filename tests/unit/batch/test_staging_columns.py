@@ -7,7 +7,7 @@ import pytest
 from tidemark.batch.staging import (
     INSERT_ROWS, StagingError, _chunks, arrow_columns, insert_sql, worker_message,
 )
-from tidemark.io.clickhouse_sink import ROLLUP_INPUT_COLUMNS
+from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 
 def _batch(n=2):

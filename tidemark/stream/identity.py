@@ -1,4 +1,8 @@
-"""Which streams count: the registry of stream identities (ClickHouse ``stream_identities``).
+"""Who a stream is, and which streams count.
+
+``StreamIdentity`` lives beside the checkpoint (it survives restarts); its epoch makes every
+row version the stream writes unique (``stream_version``). The registry of identities
+(ClickHouse ``stream_identities``) decides which streams serving counts.
 
 A stream identity is a checkpoint: its ``stream_id`` and its version ``epoch`` (its rows carry
 versions in [epoch * 1e9, (epoch + 1) * 1e9)). Per Kafka topic, the newest identity is the
@@ -11,20 +15,68 @@ micro-batch that identity has committed (a version at or below its last registry
 * of two streams running at once on one topic, only the newer counts.
 
 Rows of superseded identities are invisible at once and deleted by ``retire`` (``tidemark
-stream retire``) once they have been superseded for a grace period.
+stream-retire``) once they have been superseded for a grace period.
 """
 from __future__ import annotations
 
+import json
 import logging
+import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client, insert_rows
 
 log = logging.getLogger(__name__)
 
-EPOCH_FACTOR = 1_000_000_000  # version = epoch * EPOCH_FACTOR + batch id (see io/clickhouse_sink.py)
+EPOCH_FACTOR = 1_000_000_000  # version = epoch * EPOCH_FACTOR + batch id
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """Who this stream is, stored beside its checkpoint so it survives restarts.
+
+    ``epoch`` is drawn at random when the checkpoint is created: ClickHouse
+    versions (epoch * 1e9 + batch id) then stay unique across checkpoints, even
+    for streams started in the same second or a checkpoint reset to batch 0,
+    and one stream's rows are the version range [epoch * 1e9, (epoch + 1) * 1e9).
+    ``created_at`` orders identities of one topic: the newest is the one serving
+    counts (see ``current``).
+    """
+    stream_id: str
+    epoch: int
+    created_at: datetime
+
+    @classmethod
+    def load_or_create(cls, checkpoint: str) -> "StreamIdentity":
+        path = Path(checkpoint) / "tidemark_stream.json"
+        if path.exists():
+            doc = json.loads(path.read_text())
+            created = doc.get("created_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+            return cls(doc["stream_id"], int(doc["epoch"]), datetime.fromisoformat(created))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ident = cls(uuid.uuid4().hex, secrets.randbelow(9_000_000_000) + 1, datetime.now(timezone.utc))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch,
+                                   "created_at": ident.created_at.isoformat()}))
+        tmp.replace(path)
+        return ident
+
+
+def stream_version(epoch: int, batch_id: int) -> int:
+    """Unique across checkpoints (see StreamIdentity): epoch 1234567, batch 42 -> 1234567000000042."""
+    if not 0 <= batch_id < EPOCH_FACTOR:
+        raise ValueError(f"batch id {batch_id} out of range")
+    return epoch * EPOCH_FACTOR + batch_id
+
+
+def version_range(epoch: int) -> tuple[int, int]:
+    """The versions one identity's rows carry: [epoch * 1e9, (epoch + 1) * 1e9 - 1]."""
+    return epoch * EPOCH_FACTOR, (epoch + 1) * EPOCH_FACTOR - 1
+
 COLUMNS = ("stream_id", "epoch", "topic", "checkpoint", "created_at", "registered_at")
 RETIRE_GRACE = timedelta(minutes=10)
 STREAM_TABLES = ("minute_rollups", "hour_rollups", "day_rollups")
@@ -96,7 +148,8 @@ def retire(cfg: Settings, *, now: datetime | None = None) -> dict[str, int]:
     db = cfg.clickhouse.database
     out = {}
     for ident in superseded(cfg, now=now):
-        p = {"lo": ident.epoch * EPOCH_FACTOR, "hi": (ident.epoch + 1) * EPOCH_FACTOR - 1}
+        lo, hi = version_range(ident.epoch)
+        p = {"lo": lo, "hi": hi}
         cond = "layer = 'stream' AND version >= %(lo)s AND version <= %(hi)s"
         found = 0
         for table in STREAM_TABLES:
@@ -115,10 +168,19 @@ def register_loader(ch, db: str, name: str, epoch: int, last_batch: int) -> None
     """Make streaming-layer rows written outside a stream count (tests, benches, a backfill tool):
     registers ``name`` as the current identity of its own topic with batches [0, last_batch]
     committed, i.e. versions epoch * 1e9 .. epoch * 1e9 + last_batch."""
-    from tidemark.io.clickhouse_sink import BATCH_COLUMNS
+    from tidemark.stream.sink import BATCH_COLUMNS  # the sink imports this module
 
     now = datetime.now(timezone.utc)
     insert_rows(ch, f"{db}.stream_identities", COLUMNS, [(name, epoch, f"loader:{name}", "", now, now)])
     empty = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
     insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS,
                 [(name, last_batch, epoch * EPOCH_FACTOR + last_batch, now, *empty)])
+
+
+def stream_offsets(cfg: Settings, stream_id: str, topic: str) -> dict[int, int]:
+    """The Kafka offsets up to which the stream has committed micro-batches (Spark's progress,
+    recorded after each batch's writes)."""
+    rows = client(cfg.clickhouse).execute(
+        f"SELECT end_offsets FROM {cfg.clickhouse.database}.stream_progress WHERE stream_id = %(s)s "
+        f"ORDER BY batch_id DESC LIMIT 1", {"s": stream_id})
+    return {int(p): int(o) for p, o in json.loads(rows[0][0]).items()} if rows and rows[0][0] else {}

@@ -15,7 +15,7 @@ import pytest
 from stream_harness import forget_rows
 
 from tidemark.batch import planning, publication, registry
-from tidemark.batch.hours import HOUR
+from tidemark.hours import HOUR
 from tidemark.batch.recompute import recompute
 from tidemark.config import LakeSettings
 from tidemark.io.clickhouse import client

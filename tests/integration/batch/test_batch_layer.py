@@ -14,7 +14,7 @@ import pytest
 
 from stream_harness import StreamRun, forget_rows
 from tidemark.batch import registry
-from tidemark.batch.hours import HOUR
+from tidemark.hours import HOUR
 from tidemark.batch import planning
 from tidemark.batch.recompute import QualityGateFailed, conclude, recompute
 from tidemark.io.clickhouse import client

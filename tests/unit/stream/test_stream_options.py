@@ -2,7 +2,7 @@
 import pytest
 
 from tidemark.config import load
-from tidemark.streaming import StreamOptions, kafka_source_options
+from tidemark.stream.options import StreamOptions, kafka_source_options
 
 
 def test_source_options_come_from_config(monkeypatch):

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tidemark import stream_identities
+from tidemark.stream import identity as stream_identities
 from tidemark.batch.planning import hour_complete
 from tidemark.io.clickhouse import client, insert_rows
 from tidemark.io.kafka_admin import ensure_topic, producer
-from tidemark.stream_metrics import PROGRESS_COLUMNS
+from tidemark.stream.metrics import PROGRESS_COLUMNS
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 import pytest
 
 from tidemark.io.clickhouse import insert_rows
-from tidemark.io.clickhouse_sink import ROLLUP_INPUT_COLUMNS, BatchMetrics, RollupSink, stream_version
+from tidemark.stream.sink import BatchMetrics, RollupSink, stream_version
+from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 pytestmark = pytest.mark.integration
 

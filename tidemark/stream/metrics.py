@@ -98,7 +98,7 @@ def health(cfg: Settings, window_s: int = 300) -> dict:
     if not last:
         return {"running": False, "detail": "no committed micro-batch yet"}
     stream_id, batch_id, committed_at, _, _, valid, rejected, late = last[0]
-    from tidemark.reconcile import measured_freshness_s
+    from tidemark.stream.reconcile import measured_freshness_s
 
     # The window is anchored on the stream's last commit, in SQL (no client clock or time zone).
     f50, f95 = measured_freshness_s(

@@ -1,6 +1,6 @@
 """Reconcile what the pipeline published against the generator's manifest (the truth).
 
-Used by `make demo`'s report and by the reconciliation tests. All stream-side
+Used by `make demo`'s report (``tidemark reconcile``) and by the reconciliation tests. All stream-side
 figures are restricted to one stream's version range, so other streams
 writing to the same database never blur the comparison.
 """
@@ -11,15 +11,12 @@ from datetime import datetime, timezone
 
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client
-from tidemark.io.clickhouse_sink import VERSION_EPOCH_FACTOR
+from tidemark.hours import label
+from tidemark.stream.identity import stream_offsets, version_range
 
 
 def _minute(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
-
-
-def _hour(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H")
 
 
 @dataclass
@@ -62,17 +59,6 @@ class StreamReport:
         ]
 
 
-def stream_offsets(cfg: Settings, stream_id: str, topic: str) -> dict[int, int]:
-    """The Kafka offsets up to which the stream has committed micro-batches (Spark's progress,
-    recorded after each batch's writes)."""
-    import json
-
-    rows = client(cfg.clickhouse).execute(
-        f"SELECT end_offsets FROM {cfg.clickhouse.database}.stream_progress WHERE stream_id = %(s)s "
-        f"ORDER BY batch_id DESC LIMIT 1", {"s": stream_id})
-    return {int(p): int(o) for p, o in json.loads(rows[0][0]).items()} if rows and rows[0][0] else {}
-
-
 def wait_until_consumed(cfg: Settings, stream_id: str, topic: str, timeout_s: float,
                         interval_s: float = 0.5) -> float:
     """Block until the stream has committed everything the topic holds *now* (every partition's
@@ -112,7 +98,7 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
     long-lived stream that has processed earlier traffic too."""
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
-    lo, hi = epoch * VERSION_EPOCH_FACTOR, (epoch + 1) * VERSION_EPOCH_FACTOR - 1
+    lo, hi = version_range(epoch)
     # on-time keys only: a late event's minute can lie hours back, among other traffic's rows
     minutes = sorted(r[1] for r in manifest["minute_counts"] if r[6] > 0) or ["1970-01-01T00:00"]
     rng = {"lo": lo, "hi": hi, "s": stream_id, "since": since or datetime(1970, 1, 1, tzinfo=timezone.utc),
@@ -130,13 +116,13 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
     mismatched = [(k, expected.get(k, 0), published.get(k, 0))
                   for k in sorted(set(expected) | set(published)) if expected.get(k, 0) != published.get(k, 0)]
 
-    users = {(t, _hour(h)): n for t, h, n in ch.execute(
+    users = {(t, label(h)): n for t, h, n in ch.execute(
         f"SELECT tenant_id, hour, uniqCombinedMerge(users) FROM {db}.hour_rollups "
         f"WHERE dimension = 'all' AND layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s "
         f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour", {**rng, "t": tuple(tenants) or ("",)})}
     errors = [abs(users.get((t, h), 0) - n) / n for t, h, _all, n in manifest["distinct_users_hour"] if n > 0]
 
-    late_published = {f"{t}|{_hour(h)}": n for t, h, n in ch.execute(
+    late_published = {f"{t}|{label(h)}": n for t, h, n in ch.execute(
         f"SELECT tenant_id, event_hour, sum(late_events) FROM {db}.late_event_hours "
         f"WHERE version BETWEEN %(lo)s AND %(hi)s AND last_ingest_time >= %(since)s "
         f"GROUP BY tenant_id, event_hour", rng)}
@@ -168,33 +154,3 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
         freshness_p95_s=round(f95, 2) if batches else None,
         batches=batches,
     )
-
-
-def batch_report(cfg: Settings, manifest: dict, hours: list[datetime]) -> dict:
-    """Sent vs streaming vs batch-corrected totals for whole hours (lambda-merged, as dashboards read)."""
-    from tidemark.batch import registry
-    from tidemark.batch.hours import HOUR, label
-    from tidemark.serving.rollups import minute_counts
-
-    ch = client(cfg.clickhouse)
-    db = cfg.clickhouse.database
-    tenants = tuple(sorted({r[0] for r in manifest["minute_counts"]})) or ("",)
-    published = registry.current(cfg, hours)
-    lines, exact = [], True
-    for hour in hours:
-        prefix = label(hour)
-        sent = sum(r[5] for r in manifest["minute_counts"] if r[1].startswith(prefix))
-        late = manifest["late_events_per_hour"].get(prefix, 0)
-        (stream,) = ch.execute(
-            f"SELECT sum(events) FROM {db}.minute_rollups WHERE layer = 'stream' AND tenant_id IN %(t)s "
-            f"AND minute >= %(s)s AND minute < %(e)s", {"t": tenants, "s": hour, "e": hour + HOUR})[0]
-        served = sum(r[5] for r in minute_counts(ch, db, hour, hour + HOUR, list(tenants)))
-        status = ch.execute(
-            f"SELECT status, reason FROM {db}.published_hours WHERE hour = %(h)s ORDER BY sequence DESC LIMIT 1",
-            {"h": hour})
-        state = status[0][0] if status else "not recomputed"
-        ok = hour in published and served == sent
-        exact &= ok
-        lines.append(f"{prefix}  sent {sent:>7}  streaming {stream or 0:>7}  batch-corrected {served:>7}  "
-                     f"late folded in {late:>5}  quality {state}  {'EXACT' if ok else 'NOT EXACT'}")
-    return {"lines": lines, "exact": exact}

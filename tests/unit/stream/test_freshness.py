@@ -1,7 +1,7 @@
 """The measured freshness histogram a micro-batch records (pure; no Spark, no ClickHouse)."""
 from datetime import datetime, timedelta, timezone
 
-from tidemark.io.clickhouse_sink import FRESHNESS_STEP_MS, BatchMetrics, weighted_quantile
+from tidemark.stream.sink import FRESHNESS_STEP_MS, BatchMetrics, weighted_quantile
 
 COMMIT = datetime(2026, 11, 25, 3, 0, 10, tzinfo=timezone.utc)
 

@@ -142,7 +142,7 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     identity only, so totals stay exact while both streams' rows exist; the old rows are retired."""
     from datetime import datetime, timedelta, timezone
 
-    from tidemark import stream_identities
+    from tidemark.stream import identity as stream_identities
     from tidemark.io.clickhouse import client
     from tidemark.serving.rollups import minute_counts
 

@@ -28,21 +28,14 @@ from typing import Sequence
 
 from tidemark.config import ClickHouseSettings
 from tidemark.io.clickhouse import client, insert_rows
+from tidemark.stream.identity import stream_version  # noqa: F401  (re-exported: the sink's version rule)
+from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 log = logging.getLogger(__name__)
 
-VERSION_EPOCH_FACTOR = 1_000_000_000
-
-ROLLUP_INPUT_COLUMNS = ("layer", "version", "tenant_id", "minute", "country", "device", "page", "events", "user_ids")
 LATE_COLUMNS = ("tenant_id", "event_hour", "version", "late_events", "last_ingest_time")
 VERSIONED_TABLES = ("minute_rollups", "hour_rollups", "day_rollups", "late_event_hours")
 
-
-def stream_version(epoch: int, batch_id: int) -> int:
-    """Unique across checkpoints (see StreamIdentity): epoch 1234567, batch 42 -> 1234567000000042."""
-    if not 0 <= batch_id < VERSION_EPOCH_FACTOR:
-        raise ValueError(f"batch id {batch_id} out of range")
-    return epoch * VERSION_EPOCH_FACTOR + batch_id
 
 
 @dataclass
