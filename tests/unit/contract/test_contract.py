@@ -178,7 +178,7 @@ def test_field_rules_match_the_json_schema_library():
     """For plain JSON values, the schema subset interpreted here agrees with fastjsonschema."""
     import fastjsonschema
 
-    from tidemark.contract import _schema, check_field, field_rules, required_fields
+    from tidemark.contract.schema import _schema, check_field, field_rules, required_fields
 
     compiled = fastjsonschema.compile(_schema())
     variants = [{}, {"device": "tv"}, {"country": "us"}, {"tenant_id": ""}, {"tenant_id": "a b"}, {"tenant_id": "t" * 65},
