@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tidemark.config import settings  # noqa: E402
 from tidemark.generator.manifest import Manifest  # noqa: E402
 from tidemark.generator.produce import GenerateOptions, run  # noqa: E402
-from tidemark.generator.traffic import TrafficGenerator, TrafficOptions  # noqa: E402
+from tidemark.generator import TrafficGenerator, TrafficOptions  # noqa: E402
 from tidemark.io.kafka_admin import broker_reachable  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)

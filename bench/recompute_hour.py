@@ -52,7 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Contract constants shared with the traffic generator (one source for countries, devices, pages).
-from tidemark.generator.traffic import (  # noqa: E402
+from tidemark.generator.catalog import (  # noqa: E402
     COUNTRY_WEIGHTS, DEVICE_CUM, FIXED_PAGES, PAGE_SECTIONS, PAGE_SLUGS, REFERRERS, TENANT_NAMES,
 )
 

@@ -549,7 +549,7 @@ class Bench:
     def start_stream(self) -> None:
         from tidemark.io.kafka_admin import ensure_topic
         from tidemark.stream.identity import StreamIdentity
-from tidemark.stream.options import STREAM_NAME
+        from tidemark.stream.options import STREAM_NAME
 
         ensure_topic(self.cfg.kafka.bootstrap_servers, self.topic, self.cfg.kafka.partitions)
         self.ident = StreamIdentity.load_or_create(f"{self.cfg.spark.checkpoint_root}/{STREAM_NAME}")

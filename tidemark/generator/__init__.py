@@ -5,7 +5,8 @@ manifest (``manifest``) of exactly what was sent; ``traffic`` is the pure,
 seeded event and fault model.
 """
 from tidemark.generator.manifest import Manifest, read_manifest, write_manifest
-from tidemark.generator.traffic import MALFORMED_KINDS, Record, TrafficGenerator, TrafficOptions, generate
+from tidemark.generator.options import MALFORMED_KINDS, TrafficOptions
+from tidemark.generator.traffic import Record, TrafficGenerator, generate
 
 __all__ = [
     "MALFORMED_KINDS", "Manifest", "Record", "TrafficGenerator", "TrafficOptions",

@@ -31,10 +31,15 @@ from tqdm import tqdm
 
 from tidemark.config import settings
 from tidemark.generator.manifest import Manifest, iso_ms, write_manifest
-from tidemark.generator.traffic import (
-    DEFAULT_POISON_DEPTH, DEFAULT_RATE, HOUR_MS, MAX_ON_TIME_JITTER_MS, MINUTE_MS, TrafficGenerator,
+from tidemark.generator.options import (
+    DEFAULT_POISON_DEPTH,
+    DEFAULT_RATE,
+    HOUR_MS,
+    MAX_ON_TIME_JITTER_MS,
+    MINUTE_MS,
     TrafficOptions,
 )
+from tidemark.generator.traffic import TrafficGenerator
 
 log = logging.getLogger(__name__)
 

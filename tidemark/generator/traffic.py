@@ -30,6 +30,9 @@ so the same options give byte-identical records. Event ids come from their own
 generator seeded by (seed, start time): reruns with the same seed at another
 start time do not collide with earlier runs' ids.
 
+Modules: ``options`` (what to generate), ``catalog`` (what the simulated web looks like),
+``partitioner`` (Kafka's placement), ``manifest`` (the truth to reconcile against).
+
 Records are keyed by user_id. Their partition is computed exactly as
 kafka-python's DefaultPartitioner and the Java client do (murmur2 of the key,
 positive, modulo partitions; librdkafka's ``murmur2_random`` partitioner is the
@@ -44,220 +47,34 @@ from __future__ import annotations
 import json
 import logging
 import random
-import struct
 import time
 from bisect import bisect
-from dataclasses import dataclass
-from itertools import accumulate
 from typing import Iterator, NamedTuple
 
-from tidemark.generator.manifest import POISON_REASON, Manifest
+from tidemark.generator.catalog import (
+    DEVICE_CUM,
+    REFERRERS,
+    TENANT_NAMES,
+    UUID4_VARIANT,
+    Tenant,
+    cdf,
+    uuid4_from_bits,
+)
+from tidemark.generator.manifest import Manifest
+from tidemark.generator.options import (
+    DAY_MS,
+    HOUR_MS,
+    MALFORMED_KINDS,
+    MAX_DUPLICATE_DELAY_MS,
+    MAX_ON_TIME_JITTER_MS,
+    MIN_DUPLICATE_DELAY_MS,
+    PIPELINE_ALLOWED_LATENESS_MS,
+    POISON_KIND,
+    REQUIRED_FIELDS,
+    TrafficOptions,
+)
 
 log = logging.getLogger(__name__)
-
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-
-# The pipeline calls an event late when kafka_timestamp - event_time exceeds this.
-PIPELINE_ALLOWED_LATENESS_MS = 10 * MINUTE_MS
-MAX_ON_TIME_JITTER_MS = 5_000  # the default on-time lateness (ontime_max_lateness_ms)
-DEFAULT_POISON_DEPTH = 5_000
-POISON_KIND = "poison"
-MIN_DUPLICATE_DELAY_MS = 1_000
-MAX_DUPLICATE_DELAY_MS = 60_000
-DEFAULT_RATE = 1000.0
-
-# One kind per contract reason code (tidemark.contract.REASONS).
-MALFORMED_KINDS = (
-    "not_json",
-    "truncated_json",
-    "missing_field",
-    "wrong_type",
-    "unknown_device",
-    "bad_country",
-    "unparsable_time",
-    "future_time",
-    "expired_time",
-    "oversize_payload",
-    "empty_tenant",
-    "invalid_utf8",
-    "not_an_object",
-    "invalid_event_id",
-    "bad_page",
-    "unsupported_version",
-    "invalid_tenant",
-    "invalid_field",
-)
-
-REQUIRED_FIELDS = (
-    "schema_version", "event_id", "tenant_id", "event_time",
-    "user_id", "session_id", "country", "device", "page",
-)
-
-TENANT_NAMES = (
-    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka",
-    "tyrell", "cyberdyne", "soylent", "massive", "vandelay", "aperture", "oscorp",
-    "gringotts", "dunder", "pied-piper", "monarch", "nakatomi",
-)
-
-# Rough share of web traffic; every code is in the schema's enum.
-COUNTRY_WEIGHTS = (
-    ("US", 28.0), ("IN", 9.0), ("DE", 6.5), ("GB", 6.0), ("FR", 4.5), ("BR", 4.0),
-    ("JP", 4.0), ("CA", 3.5), ("ES", 2.5), ("IT", 2.5), ("NL", 2.0), ("AU", 2.0),
-    ("MX", 2.0), ("PL", 1.5), ("SE", 1.2), ("KR", 1.2), ("ID", 1.2), ("TR", 1.0),
-    ("CH", 1.0), ("BE", 0.9), ("AT", 0.8), ("IE", 0.8), ("NG", 0.8), ("ZA", 0.7),
-    ("AR", 0.7), ("PH", 0.7), ("VN", 0.6), ("SG", 0.6), ("NO", 0.5), ("DK", 0.5),
-    ("FI", 0.5), ("PT", 0.5), ("CZ", 0.4), ("RO", 0.4), ("EG", 0.4), ("CL", 0.4),
-    ("CO", 0.4), ("IL", 0.4), ("NZ", 0.3), ("GR", 0.3), ("HU", 0.3), ("UA", 0.3),
-    ("TH", 0.3), ("MY", 0.3), ("KE", 0.2), ("PK", 0.2), ("AE", 0.2), ("SA", 0.2),
-    ("IS", 0.05), ("LU", 0.05), ("MT", 0.05), ("EE", 0.05), ("UY", 0.05), ("NP", 0.05),
-)
-HOME_COUNTRIES = ("US", "DE", "GB", "FR", "IN", "JP", "BR", "CA", "NL", "ES")
-HOME_COUNTRY_BOOST = 6.0
-
-DEVICE_CUM = ((0.50, "desktop"), (0.90, "mobile"), (0.98, "tablet"), (1.00, "other"))
-
-REFERRERS = (
-    "https://www.google.com/", "https://www.google.com/", "https://www.google.com/",
-    "https://www.bing.com/", "https://duckduckgo.com/", "https://t.co/", "https://www.facebook.com/",
-    "https://www.linkedin.com/", "https://news.ycombinator.com/", "https://www.reddit.com/",
-    "https://l.instagram.com/", "https://mail.google.com/",
-)
-
-PAGE_SECTIONS = (
-    ("/products/{n}", 40), ("/blog/{slug}-{n}", 20), ("/docs/{slug}/{n}", 12),
-    ("/category/{slug}", 10), ("/search?q={slug}", 8), ("/help/{slug}", 6), ("/u/{n}/settings", 4),
-)
-PAGE_SLUGS = (
-    "shoes", "pricing-guide", "getting-started", "release-notes", "summer-sale", "api",
-    "billing", "security", "outdoor", "kitchen", "laptops", "garden", "travel", "faq",
-)
-FIXED_PAGES = ("/", "/pricing", "/about", "/cart", "/checkout", "/login", "/signup", "/contact")
-
-
-def _cdf(weights) -> list[float]:
-    """Cumulative distribution ending at exactly 1.0, so ``bisect(cdf, random())`` is always in range."""
-    cum = list(accumulate(weights))
-    total = cum[-1]
-    cdf = [c / total for c in cum]
-    cdf[-1] = 1.0
-    return cdf
-
-
-def _zipf_cdf(n: int, s: float) -> list[float]:
-    return _cdf(1.0 / (k ** s) for k in range(1, n + 1))
-
-
-# The variant nibble of a version-4 UUID keeps its two low bits and gets 0b10 on top.
-_UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def uuid4_from_bits(bits: int) -> str:
-    """The text of ``uuid.UUID(int=bits, version=4)``, without building a UUID object."""
-    h = "%032x" % bits
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_WORDS: dict[int, object] = {}  # word count -> struct unpacker
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (seed 0x9747b28c), equal to kafka-python's ``murmur2`` (unsigned) and the Java client's.
-
-    A leaner pure-Python version of ``kafka.partitioner.default.murmur2`` (about 2x faster); it runs
-    once per user, tens of thousands of times per run.
-    """
-    length = len(data)
-    h = (0x9747B28C ^ length) & _MASK
-    words = _WORDS.get(length >> 2)
-    if words is None:
-        words = _WORDS[length >> 2] = struct.Struct("<%dI" % (length >> 2)).unpack_from
-    for k in words(data):
-        k = (k * _M) & _MASK
-        h = ((h * _M) ^ ((k ^ (k >> 24)) * _M)) & _MASK
-    extra = length & 3
-    if extra:
-        end = length & ~3
-        if extra == 3:
-            h ^= data[end + 2] << 16
-        if extra >= 2:
-            h ^= data[end + 1] << 8
-        h ^= data[end]
-        h = (h * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
-
-
-def kafka_partition(key: bytes, partitions: int) -> int:
-    """The Java / kafka-python / librdkafka ``murmur2_random`` placement of a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-@dataclass(frozen=True)
-class TrafficOptions:
-    start_ms: int
-    count: int
-    rate: float = DEFAULT_RATE
-    seed: int = 42
-    tenants: int = 5
-    late_fraction: float = 0.02
-    min_lateness_ms: int = 15 * MINUTE_MS
-    max_lateness_ms: int = 2 * HOUR_MS
-    duplicate_fraction: float = 0.01
-    malformed_fraction: float = 0.01
-    # Edge cases (defaults: off / today's behaviour).
-    ontime_max_lateness_ms: int = MAX_ON_TIME_JITTER_MS  # on-time lateness bound, <= the allowed 10 min
-    ontime_lag_fraction: float = 1.0  # share of on-time events drawn up to ontime_max_lateness (rest: 0-5 s)
-    hour_boundary_fraction: float = 0.0  # valid events put exactly on xx:59:59.999 / xx:00:00.000
-    poison_fraction: float = 0.0  # deeply nested JSON records
-    poison_depth: int = DEFAULT_POISON_DEPTH
-    partitions: int = 4
-    retention_days: int = 30
-    max_future_skew_s: int = 300
-    max_payload_bytes: int = 65536
-
-    def check(self) -> None:
-        """Raise ValueError for inconsistent options."""
-        if self.count < 0:
-            raise ValueError("count must be >= 0")
-        if not self.rate > 0:
-            raise ValueError("rate must be > 0")
-        if not 1 <= self.tenants <= 10_000:
-            raise ValueError("tenants must be in [1, 10000]")
-        if self.partitions < 1:
-            raise ValueError("partitions must be >= 1")
-        for name in ("late_fraction", "duplicate_fraction", "malformed_fraction", "ontime_lag_fraction",
-                     "hour_boundary_fraction", "poison_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {value}")
-        if not 0 <= self.ontime_max_lateness_ms <= PIPELINE_ALLOWED_LATENESS_MS:
-            raise ValueError(f"on-time max lateness must be within [0, {PIPELINE_ALLOWED_LATENESS_MS}] ms "
-                             f"(the pipeline's allowed lateness), got {self.ontime_max_lateness_ms}")
-        if self.min_lateness_ms > self.max_lateness_ms:
-            raise ValueError("min lateness must not exceed max lateness")
-        if self.min_lateness_ms <= max(MAX_ON_TIME_JITTER_MS, self.ontime_max_lateness_ms):
-            raise ValueError("min lateness must exceed the on-time lateness "
-                             f"({max(MAX_ON_TIME_JITTER_MS, self.ontime_max_lateness_ms)} ms)")
-        if self.poison_fraction and not 1 <= self.poison_depth <= (self.max_payload_bytes - 1024) // 6:
-            raise ValueError(f"poison depth must be within [1, {(self.max_payload_bytes - 1024) // 6}] so the "
-                             "payload stays under max_payload_bytes (an oversize payload is rejected first)")
-        if self.max_lateness_ms >= self.retention_days * DAY_MS:
-            raise ValueError("max lateness must be shorter than the retention period")
-        if self.min_lateness_ms <= PIPELINE_ALLOWED_LATENESS_MS:
-            log.warning(
-                "min lateness %d ms is within the pipeline's 10 minute allowed lateness: "
-                "some events counted late here will be on time for the pipeline",
-                self.min_lateness_ms,
-            )
-
-    def send_ms(self, index: int) -> int:
-        return self.start_ms + int(index * 1000 / self.rate)
-
 
 class Record(NamedTuple):
     key: bytes
@@ -271,48 +88,6 @@ _TEMPLATE = (
     '{"schema_version":1,"event_id":"%s","tenant_id":"%s","event_time":%s,"user_id":"%s",'
     '"session_id":"%s","country":"%s","device":"%s","page":"%s"%s}'
 )
-
-
-class _Tenant:
-    __slots__ = ("name", "users", "user_keys", "partitions", "user_partitions", "sessions", "session_end",
-                 "pages", "page_cdf", "country_codes", "country_cdf", "site")
-
-    def __init__(self, name: str, n_users: int, rng: random.Random, partitions: int):
-        self.name = name
-        self.site = f"https://www.{name}.example/"
-        self.users = [f"u-{rng.getrandbits(64):016x}" for _ in range(n_users)]
-        self.user_keys = [u.encode() for u in self.users]
-        self.partitions = partitions
-        self.user_partitions = [-1] * n_users  # filled lazily: pure-Python murmur2 is slow
-        self.sessions: list[str | None] = [None] * n_users
-        self.session_end = [0] * n_users
-
-        n_pages = rng.randint(200, 500)
-        pages: list[str] = list(FIXED_PAGES)
-        seen = set(pages)
-        templates = [t for t, _ in PAGE_SECTIONS]
-        section_cdf = _cdf(w for _, w in PAGE_SECTIONS)
-        while len(pages) < n_pages:
-            tpl = templates[bisect(section_cdf, rng.random())]
-            page = tpl.format(n=rng.randint(1, 9999), slug=rng.choice(PAGE_SLUGS))
-            if page not in seen:
-                seen.add(page)
-                pages.append(page)
-        home = pages[0]
-        rest = pages[1:]
-        rng.shuffle(rest)
-        self.pages = [home] + rest  # "/" is the most visited page
-        self.page_cdf = _zipf_cdf(len(self.pages), 1.05)
-
-        home_country = rng.choice(HOME_COUNTRIES)
-        self.country_codes = [c for c, _ in COUNTRY_WEIGHTS]
-        self.country_cdf = _cdf(w * (HOME_COUNTRY_BOOST if c == home_country else 1.0) for c, w in COUNTRY_WEIGHTS)
-
-    def partition(self, u: int) -> int:
-        p = self.user_partitions[u]
-        if p < 0:
-            p = self.user_partitions[u] = kafka_partition(self.user_keys[u], self.partitions)
-        return p
 
 
 class TrafficGenerator:
@@ -332,10 +107,10 @@ class TrafficGenerator:
         names = [TENANT_NAMES[i] if i < len(TENANT_NAMES) else f"tenant-{i:04d}" for i in range(options.tenants)]
         # Pools grow with a tenant's share of traffic but stay bounded.
         self.tenants = [
-            _Tenant(names[i], max(200, int(40_000 * weights[i] / total)), rng, options.partitions)
+            Tenant(names[i], max(200, int(40_000 * weights[i] / total)), rng, options.partitions)
             for i in range(options.tenants)
         ]
-        self._tenant_cdf = _cdf(weights)
+        self._tenant_cdf = cdf(weights)
         self._kind_offset = rng.randrange(len(MALFORMED_KINDS))
         self._n_malformed = 0
 
@@ -398,7 +173,7 @@ class TrafficGenerator:
         randint = self._rng.randint
         sample = self._sample
         id_bits = self._ids.getrandbits
-        variant = _UUID_VARIANT
+        variant = UUID4_VARIANT
         event_time_json = self._event_time_json
         count = o.count
         start_ms = o.start_ms

@@ -12,8 +12,9 @@ import pytest
 from tidemark import contract
 from tidemark.generator.cli import build_parser, main, options_from_args
 from tidemark.generator.manifest import POISON_REASON, read_manifest
-from tidemark.generator.traffic import (
-    HOUR_MS, MAX_ON_TIME_JITTER_MS, PIPELINE_ALLOWED_LATENESS_MS, POISON_KIND, TrafficOptions, generate,
+from tidemark.generator import generate
+from tidemark.generator.options import (
+    HOUR_MS, MAX_ON_TIME_JITTER_MS, PIPELINE_ALLOWED_LATENESS_MS, POISON_KIND, TrafficOptions,
 )
 
 UTC = timezone.utc

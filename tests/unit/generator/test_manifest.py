@@ -11,7 +11,7 @@ import pytest
 from tidemark import contract
 from tidemark.generator.cli import build_parser, main, parse_duration, parse_time
 from tidemark.generator.manifest import Manifest, read_manifest, write_manifest
-from tidemark.generator.traffic import TrafficOptions, generate
+from tidemark.generator import TrafficOptions, generate
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 T0 = START_MS + 12 * 60_000 + 30_000  # 00:12:30

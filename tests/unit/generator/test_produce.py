@@ -10,7 +10,7 @@ import pytest
 
 from tidemark.generator import produce
 from tidemark.generator.produce import PRODUCER_CONFIG, DeliveryError, GenerateOptions, run
-from tidemark.generator.traffic import TrafficOptions, generate
+from tidemark.generator import TrafficOptions, generate
 from tidemark.io import kafka_admin
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -9,10 +9,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tidemark import contract
-from tidemark.generator.traffic import (
-    MALFORMED_KINDS, MAX_DUPLICATE_DELAY_MS, MAX_ON_TIME_JITTER_MS, MIN_DUPLICATE_DELAY_MS,
-    TrafficGenerator, TrafficOptions, generate, kafka_partition, uuid4_from_bits,
+from tidemark.generator.catalog import uuid4_from_bits
+from tidemark.generator.options import (
+    MALFORMED_KINDS, MAX_DUPLICATE_DELAY_MS, MAX_ON_TIME_JITTER_MS, MIN_DUPLICATE_DELAY_MS, TrafficOptions,
 )
+from tidemark.generator.partitioner import kafka_partition
+from tidemark.generator.traffic import TrafficGenerator, generate
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 UTC = timezone.utc

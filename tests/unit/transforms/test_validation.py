@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tidemark import contract
-from tidemark.generator.traffic import MALFORMED_KINDS, TrafficOptions, generate
+from tidemark.generator import MALFORMED_KINDS, TrafficOptions, generate
 from tidemark.transforms.validation import VALIDATED_SCHEMA, rejected_events, valid_events, validate_records
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
