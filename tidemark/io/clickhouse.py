@@ -1,4 +1,7 @@
-"""ClickHouse connections: the one place that turns settings into a client.
+"""ClickHouse connections: the one place that turns ClickHouse settings into a client.
+
+The io layer knows connections only: callers pass the settings (``tidemark.config``), and
+tables, schemas and protocols live with the layers that own them.
 
 Two roles: the *writer* (pipeline jobs, migrations) and the *reader* (the
 serving API: a readonly user limited to the Tidemark database with a
@@ -13,12 +16,11 @@ from typing import Iterable, Sequence
 
 from clickhouse_driver import Client
 
-from tidemark.config import ClickHouseSettings, settings
+from tidemark.config import ClickHouseSettings
 
 
-def client(cfg: ClickHouseSettings | None = None, *, reader: bool = False, database: str | None = None,
+def client(cfg: ClickHouseSettings, *, reader: bool = False, database: str | None = None,
            connect_timeout: float = 5, send_receive_timeout: float = 60) -> Client:
-    cfg = cfg or settings().clickhouse
     return Client(
         host=cfg.host,
         port=cfg.port,
