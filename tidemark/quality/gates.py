@@ -20,22 +20,18 @@ Typical use in the hourly recompute::
 
 ``validate`` runs the whole suite, drop rules included, on the frame it is given, through a GE
 Checkpoint on a Spark dataframe asset, and updates the Data Docs site (localised for offline use
-by ``tidemark.quality.docs``). GE state is a file data context under ``<home>/quality/gx``; the
-site is ``<home>/quality/data_docs``. Nothing here imports Great Expectations or PySpark until it
-is needed, so rule loading stays fast and Spark-free.
+by ``tidemark.quality.offline``). GE state is a file data context under ``<home>/quality/gx``;
+the site is ``<home>/quality/data_docs`` (``tidemark.quality.gx``). Nothing here imports Great
+Expectations or PySpark until it is needed, so rule loading stays fast and Spark-free.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
 import re
 import statistics
-import threading
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -44,7 +40,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tidemark.config import PROJECT_ROOT, settings
+from tidemark.config import PROJECT_ROOT
+from tidemark.quality.gx import SITE_NAME, context, docs_dir, gx_lock, quiet, validation_page
+from tidemark.quality.offline import localise
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +65,6 @@ DROPPABLE = (
 # must not pass by skipping its rules).
 OPTIONAL_PLACEHOLDERS = frozenset({"volume_min", "volume_max", "expected_rows"})
 VOLUME_BAND = (0.5, 2.0)  # expected hour volume: median of history times these factors
-SITE_NAME = "tidemark"
 DATASOURCE = "tidemark_spark"
 BATCH_DEFINITION = "whole_dataframe"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
@@ -78,24 +75,6 @@ _EMBEDDED = re.compile(r"\{[a-z][a-z0-9_]*\}")
 
 class QualityConfigError(ValueError):
     """quality/expectations.yml (or the params given to it) is wrong."""
-
-
-# --------------------------------------------------------------------------------------------
-# Paths
-# --------------------------------------------------------------------------------------------
-
-def quality_home() -> Path:
-    return settings().home / "quality"
-
-
-def gx_root() -> Path:
-    """The GE file data context (great_expectations.yml, suites, results)."""
-    return quality_home() / "gx"
-
-
-def docs_dir() -> Path:
-    """The Data Docs site."""
-    return quality_home() / "data_docs"
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,88 +621,6 @@ def _skipped(rule: Rule, unset: list[str]) -> ExpectationOutcome:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Great Expectations
-# --------------------------------------------------------------------------------------------
-
-_LOCK = threading.RLock()      # GE's context is not thread-safe
-_CONTEXTS: dict[str, Any] = {}
-
-
-def quiet() -> None:
-    """No analytics, no progress bars, no chatter from GE."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
-    warnings.filterwarnings("ignore", message=r".*force_reuse_spark_context.*")
-    # GE imports pyspark.sql.connect, which repeats PySpark's pandas-3 warning (see FACTS.md).
-    warnings.filterwarnings("ignore", message=r"PySpark does not yet fully support pandas", category=FutureWarning)
-
-
-@contextlib.contextmanager
-def gx_lock() -> Iterator[None]:
-    """Serialise GE work across threads and processes (the file context and the site are shared)."""
-    import fcntl
-
-    root = gx_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with _LOCK, open(root.parent / ".gx.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def site_config(base_directory: Path) -> dict[str, Any]:
-    return {
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(base_directory)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }
-
-
-def context():
-    """The file data context under <home>/quality/gx, created and configured on first use.
-
-    Call under ``gx_lock()``.
-    """
-    root = gx_root()
-    key = str(root)
-    if key in _CONTEXTS:
-        return _CONTEXTS[key]
-    quiet()
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    ctx = gx.get_context(mode="file", project_root_dir=str(root.parent))
-    assert Path(ctx.root_directory).resolve() == root.resolve(), ctx.root_directory
-
-    changed = False
-    bars = ctx.variables.progress_bars  # a ProgressBarsConfig, or a dict when read from the yml
-    bars = dict(bars) if isinstance(bars, Mapping) else vars(bars) if bars else {}
-    if bars.get("globally", True) or bars.get("metric_calculations", True):
-        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        changed = True
-    if getattr(ctx.variables, "analytics_enabled", None) is not False:
-        ctx.variables.analytics_enabled = False
-        changed = True
-    if changed:
-        ctx.variables.save()
-    sites = ctx.list_data_docs_sites()
-    if "local_site" in sites:  # GE's default, under uncommitted/: ours is configured explicitly
-        ctx.delete_data_docs_site("local_site")
-    wanted = site_config(docs_dir())
-    if SITE_NAME not in sites:
-        ctx.add_data_docs_site(SITE_NAME, wanted)
-    elif sites[SITE_NAME] != wanted:
-        ctx.update_data_docs_site(SITE_NAME, wanted)
-    _CONTEXTS[key] = ctx
-    return ctx
-
-
 def _batch_definition(ctx, asset_name: str):
     try:
         source = ctx.data_sources.get(DATASOURCE)
@@ -781,8 +678,6 @@ def validate(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateRe
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
 
-    from tidemark.quality import docs
-
     gx_suite = build_suite(suite, active)
     cached_here = not df.is_cached
     if cached_here:
@@ -802,7 +697,7 @@ def validate(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateRe
             pages_since = time.time() - 1.0
             run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc))
             checkpoint_result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
-            docs.localise(docs_dir(), since=pages_since)
+            localise(docs_dir(), since=pages_since)
 
         (identifier, suite_result), = checkpoint_result.run_results.items()
         by_rule = {}
@@ -821,7 +716,7 @@ def validate(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateRe
             df.unpersist()
 
     site = docs_dir()
-    page = docs.validation_page(site, identifier)
+    page = validation_page(site, identifier)
     gate = GateResult(
         suite=suite, outcomes=outcomes, dropped_rows=dropped,
         data_docs_index=str(site / "index.html") if (site / "index.html").exists() else None,

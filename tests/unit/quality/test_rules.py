@@ -207,7 +207,7 @@ def test_messages_name_the_rule_and_the_count():
 # -- offline docs ----------------------------------------------------------------------------
 
 def test_docs_rewrite_points_cdn_assets_at_vendored_copies(tmp_path):
-    from tidemark.quality import docs
+    from tidemark.quality import offline
 
     site = tmp_path
     page_dir = site / "validations" / "s" / "run" / "time"
@@ -224,7 +224,7 @@ def test_docs_rewrite_points_cdn_assets_at_vendored_copies(tmp_path):
         '<a href="https://greatexpectations.io">GX</a>'
         '<script src="https://cdn.example.com/new.js"></script>'
     )
-    new, unmapped = docs.rewrite(html, page_dir, site / "static")
+    new, unmapped = offline.rewrite(html, page_dir, site / "static")
     assert unmapped == ["https://cdn.example.com/new.js"]
     assert '<link rel="stylesheet" href="../../../../static/vendor/bootstrap/bootstrap.min.css"/>' in new
     assert '<script src="../../../../static/vendor/bootstrap/bootstrap.min.js"></script>' in new
@@ -232,7 +232,7 @@ def test_docs_rewrite_points_cdn_assets_at_vendored_copies(tmp_path):
     assert 'href="../../../../static/images/favicon.ico"' in new          # GE's off-by-one depth, fixed
     assert "url('../../../../static/images/logo-long.png')" in new
     assert '<a href="https://greatexpectations.io">' in new
-    assert docs.remote_asset_refs(new) == ["https://cdn.example.com/new.js"]
+    assert offline.remote_asset_refs(new) == ["https://cdn.example.com/new.js"]
 
 
 def test_every_cdn_url_has_a_vendored_file():
