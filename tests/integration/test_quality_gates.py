@@ -8,7 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tidemark.quality import apply_drops, docs, gates, gx, hour_rollups_params, offline, raw_hour_params, validate
+from tidemark.quality import (
+    apply_drops,
+    docs,
+    gx,
+    hour_rollups_params,
+    keep_predicate,
+    offline,
+    raw_hour_params,
+    validate,
+)
 from tidemark.tables import EVENTS_RAW, table
 
 pytestmark = pytest.mark.integration
@@ -151,9 +160,9 @@ def test_between_predicate_matches_ge_on_timestamps(spark, raw_schema):
     rows = [event(0, event_time=HOUR), event(1, event_time=HOUR + timedelta(minutes=59, seconds=59, microseconds=999999)),
             event(2, event_time=HOUR + timedelta(hours=1)), event(3, event_time=HOUR - timedelta(microseconds=1))]
     df = frame(spark, raw_schema, rows)
-    keep = gates.keep_predicate("expect_column_values_to_be_between",
-                                {"column": "event_time", "min_value": HOUR, "max_value": HOUR + timedelta(hours=1),
-                                 "strict_max": True})
+    keep = keep_predicate("expect_column_values_to_be_between",
+                          {"column": "event_time", "min_value": HOUR, "max_value": HOUR + timedelta(hours=1),
+                           "strict_max": True})
     assert sorted(r["kafka_offset"] for r in df.where(F.expr(keep)).collect()) == [0, 1]
 
 
