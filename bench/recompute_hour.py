@@ -186,7 +186,7 @@ def build_hour(n: int, hour: datetime, *, seed: int = 42, users: int = 200_000, 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from tidemark.quality.gates import contract_value_sets
+    from tidemark.quality import contract_value_sets
     from tidemark.tables import table
 
     rng = np.random.default_rng(seed)

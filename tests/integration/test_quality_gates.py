@@ -8,7 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tidemark.quality import apply_drops, docs, gates, hour_rollups_params, raw_hour_params, validate
+from tidemark.quality import (
+    apply_drops,
+    docs,
+    gx,
+    hour_rollups_params,
+    keep_predicate,
+    offline,
+    raw_hour_params,
+    validate,
+)
 from tidemark.tables import EVENTS_RAW, table
 
 pytestmark = pytest.mark.integration
@@ -20,7 +29,7 @@ HOUR = datetime(2026, 11, 25, 3, tzinfo=timezone.utc)
 def quality_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("quality")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gates, "quality_home", lambda: home)
+        patch.setattr(gx, "quality_home", lambda: home)
         yield home
 
 
@@ -151,9 +160,9 @@ def test_between_predicate_matches_ge_on_timestamps(spark, raw_schema):
     rows = [event(0, event_time=HOUR), event(1, event_time=HOUR + timedelta(minutes=59, seconds=59, microseconds=999999)),
             event(2, event_time=HOUR + timedelta(hours=1)), event(3, event_time=HOUR - timedelta(microseconds=1))]
     df = frame(spark, raw_schema, rows)
-    keep = gates.keep_predicate("expect_column_values_to_be_between",
-                                {"column": "event_time", "min_value": HOUR, "max_value": HOUR + timedelta(hours=1),
-                                 "strict_max": True})
+    keep = keep_predicate("expect_column_values_to_be_between",
+                          {"column": "event_time", "min_value": HOUR, "max_value": HOUR + timedelta(hours=1),
+                           "strict_max": True})
     assert sorted(r["kafka_offset"] for r in df.where(F.expr(keep)).collect()) == [0, 1]
 
 
@@ -188,15 +197,15 @@ def test_data_docs_are_offline(spark, quality_home, raw_schema):
     validate(frame(spark, raw_schema, [event(i) for i in range(3)]), "raw_hour", raw_hour_params(HOUR, []),
              run_name="docs-2026-11-25T03")
     site = quality_home / "data_docs"
-    gates._CONTEXTS.clear()              # as a new process would: the context is read back from disk
+    gx._CONTEXTS.clear()                 # as a new process would: the context is read back from disk
     index = docs.build_docs()
     assert index == site / "index.html" and index.exists()
 
-    report = docs.check_site(site)
+    report = offline.check_site(site)
     assert report["pages"] >= 3          # index, a suite page, validation pages
     assert report["remote"] == {}, report["remote"]
     assert report["broken"] == {}, report["broken"]
-    for page in docs.pages(site):
+    for page in offline.pages(site):
         html = page.read_text()
         for tag in re.findall(r"<(?:link|script)\b[^>]*>", html):
             assert "http://" not in tag and "https://" not in tag, (page, tag)
@@ -206,9 +215,9 @@ def test_data_docs_are_offline(spark, quality_home, raw_schema):
     assert "Tidemark action: FAIL" in suite_page or "Tidemark action: FAIL".replace(" ", "&nbsp;") in suite_page
 
     # Retention: runs older than keep_days leave the store and the site; the index stays valid.
-    with gates.gx_lock():
+    with gx.gx_lock():
         removed = docs.prune(keep_days=1, now=datetime.now(timezone.utc) + timedelta(days=2))
     assert removed >= 1
     assert not (site / "validations").exists() or not any((site / "validations").rglob("*.html"))
     docs.build_docs()
-    assert docs.check_site(site)["remote"] == {} and docs.check_site(site)["broken"] == {}
+    assert offline.check_site(site)["remote"] == {} and offline.check_site(site)["broken"] == {}

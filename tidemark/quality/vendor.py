@@ -141,6 +141,18 @@ def vendor(node_modules: Path = NODE_MODULES, dest: Path = VENDOR_DIR) -> list[P
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m tidemark.quality.vendor``: vendor the assets and list what was written.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (none are taken).
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     written = vendor()
     total = sum(p.stat().st_size for p in written)
     for path in written:
