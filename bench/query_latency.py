@@ -121,7 +121,7 @@ def build(ch, db, days: int, sketch_cap: int, raw_div: int) -> dict:
         (datetime.fromtimestamp(first + h * 3600, timezone.utc), 1_000_000 + h, "published", now, h, 0, 0, 0, 0, 0,
          "bench", "", "") for h in range(hours) if first + h * 3600 < live_from])
     # The live hours' streaming rows (version 1) count only for a current stream identity.
-    from tidemark.stream.identity import register_loader
+    from tidemark.stream.sink import register_loader
     register_loader(ch, db, "bench-loader", 0, 1)
     build_s = time.monotonic() - started
     # The raw-event comparison: the biggest tenant's last 7 days at 1/raw_div.

@@ -95,7 +95,7 @@ def build_lake(cfg, end: datetime, days: int, per_hour: int, appends: int):
 def build_rollups(cfg, events) -> None:
     from tidemark.batch.registry import REGISTRY_COLUMNS
     from tidemark.tables import ROLLUP_INPUT_COLUMNS
-    from tidemark.stream.identity import register_loader
+    from tidemark.stream.sink import register_loader
 
     ch = client(cfg.clickhouse, send_receive_timeout=600)
     db = cfg.clickhouse.database

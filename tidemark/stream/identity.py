@@ -164,18 +164,6 @@ def retire(cfg: Settings, *, now: datetime | None = None) -> dict[str, int]:
     return out
 
 
-def register_loader(ch, db: str, name: str, epoch: int, last_batch: int) -> None:
-    """Make streaming-layer rows written outside a stream count (tests, benches, a backfill tool):
-    registers ``name`` as the current identity of its own topic with batches [0, last_batch]
-    committed, i.e. versions epoch * 1e9 .. epoch * 1e9 + last_batch."""
-    from tidemark.stream.sink import BATCH_COLUMNS  # the sink imports this module
-
-    now = datetime.now(timezone.utc)
-    insert_rows(ch, f"{db}.stream_identities", COLUMNS, [(name, epoch, f"loader:{name}", "", now, now)])
-    empty = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
-    insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS,
-                [(name, last_batch, epoch * EPOCH_FACTOR + last_batch, now, *empty)])
-
 
 def stream_offsets(cfg: Settings, stream_id: str, topic: str) -> dict[int, int]:
     """The Kafka offsets up to which the stream has committed micro-batches (Spark's progress,

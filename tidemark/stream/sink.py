@@ -28,7 +28,8 @@ from typing import Sequence
 
 from tidemark.config import ClickHouseSettings
 from tidemark.io.clickhouse import client, insert_rows
-from tidemark.stream.identity import stream_version  # noqa: F401  (re-exported: the sink's version rule)
+from tidemark.stream import identity
+from tidemark.stream.identity import stream_version
 from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -196,3 +197,14 @@ class RollupSink:
     def _register(self, ch, metrics: BatchMetrics) -> None:
         """The commit: the registry row, written last."""
         insert_rows(ch, f"{self.db}.stream_batches", BATCH_COLUMNS, [metrics.row()])
+
+
+def register_loader(ch, db: str, name: str, epoch: int, last_batch: int) -> None:
+    """Make streaming-layer rows written outside a stream count (tests, benches, a backfill tool):
+    registers ``name`` as the current identity of its own topic with batches [0, last_batch]
+    committed, i.e. versions epoch * 1e9 .. epoch * 1e9 + last_batch."""
+    now = datetime.now(timezone.utc)
+    insert_rows(ch, f"{db}.stream_identities", identity.COLUMNS, [(name, epoch, f"loader:{name}", "", now, now)])
+    empty = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
+    insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS,
+                [(name, last_batch, stream_version(epoch, last_batch), now, *empty)])

@@ -100,7 +100,7 @@ def serving_cfg(stack):
         time.sleep(0.5)
     # The serving tests write streaming rows directly (version 1): make that writer a current stream
     # identity with its batches committed, or the lambda merge would rightly not count its rows.
-    from tidemark.stream.identity import register_loader
+    from tidemark.stream.sink import register_loader
     register_loader(client(cfg.clickhouse), cfg.clickhouse.database, "serving-tests", 0, 999_999_999)
     return cfg
 

@@ -96,7 +96,7 @@ def write_rollups(cfg, rows, delta_version: int) -> dict[datetime, int]:
     """Rollups for the raw ``rows``; returns the current batch version of each published hour."""
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
-    from tidemark.stream.identity import register_loader
+    from tidemark.stream.sink import register_loader
 
     register_loader(ch, db, "tiering-test-loader", STREAM_EPOCH, 10)
     by_hour = defaultdict(list)
