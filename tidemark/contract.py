@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +203,7 @@ def field_rules() -> tuple[FieldRule, ...]:
     return tuple(rules)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled_pattern(pattern: str) -> re.Pattern:
     return re.compile(python_pattern(pattern))
 

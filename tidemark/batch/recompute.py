@@ -19,10 +19,10 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from tidemark.batch import publication
 from tidemark.batch.hours import label, parse_hour
@@ -73,7 +73,7 @@ class RunSummary:
         return path
 
     @classmethod
-    def read(cls, path: Path) -> "RunSummary":
+    def read(cls, path: Path) -> RunSummary:
         return cls(**json.loads(Path(path).read_text()))
 
 

@@ -32,7 +32,12 @@ from tqdm import tqdm
 from tidemark.config import settings
 from tidemark.generator.manifest import Manifest, iso_ms, write_manifest
 from tidemark.generator.traffic import (
-    DEFAULT_POISON_DEPTH, DEFAULT_RATE, HOUR_MS, MAX_ON_TIME_JITTER_MS, MINUTE_MS, TrafficGenerator,
+    DEFAULT_POISON_DEPTH,
+    DEFAULT_RATE,
+    HOUR_MS,
+    MAX_ON_TIME_JITTER_MS,
+    MINUTE_MS,
+    TrafficGenerator,
     TrafficOptions,
 )
 

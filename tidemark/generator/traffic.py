@@ -47,11 +47,12 @@ import random
 import struct
 import time
 from bisect import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
-from tidemark.generator.manifest import POISON_REASON, Manifest
+from tidemark.generator.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Sequence
 
 from tidemark.config import ClickHouseSettings
 from tidemark.io.clickhouse import client, insert_rows

@@ -22,7 +22,7 @@ import logging
 import random
 import secrets
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from tidemark.config import ServingSettings
 from tidemark.serving.metrics import Metrics
@@ -99,7 +99,7 @@ class QueryCache:
         self.metrics.inc("tidemark_single_flight_waits_total")
         try:
             value = await asyncio.wait_for(asyncio.shield(flight), timeout=self.cfg.single_flight_wait_s)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise Busy(f"the same query is being computed by another request and took over "
                        f"{self.cfg.single_flight_wait_s:g} s; retry shortly") from None
         finally:

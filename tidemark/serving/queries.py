@@ -21,9 +21,9 @@ filter on one dimension and a top list of another) reads the minute grain, which
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 from tidemark.serving.ranges import HOUR, TimeRange
 from tidemark.serving.rollups import merged_filter, snapshot

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 BUCKETS = {"minute": MINUTE, "hour": HOUR, "day": DAY}
@@ -80,10 +80,10 @@ class TimeRange:
     def span(self) -> int:
         return self.end - self.start
 
-    def previous(self) -> "TimeRange":
+    def previous(self) -> TimeRange:
         return TimeRange(self.start - self.span, self.start, self.bucket)
 
-    def with_previous(self) -> "TimeRange":
+    def with_previous(self) -> TimeRange:
         """The range and its previous period, as one range (one query answers both)."""
         return TimeRange(self.start - self.span, self.end, self.bucket)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from tidemark.config import Settings
 from tidemark.tiering import clickhouse_care, cold, delta_maintenance, hot, inventory, report
