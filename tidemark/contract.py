@@ -366,7 +366,7 @@ def read_json(text: str) -> Any:
         raise
     except json.JSONDecodeError as exc:
         raise Unreadable(f"{exc.msg} at char {exc.pos}") from None
-    except Exception as exc:  # RecursionError, MemoryError-free paths, anything else: never escape
+    except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError-free paths, anything else: never escape
         raise Unreadable(f"{type(exc).__name__}: {str(exc)[:100]}") from None
 
 
@@ -431,7 +431,7 @@ def validate(
         return _validate(payload, reference_time, max_payload_bytes, max_future_skew, retention)
     except InvalidEvent:
         raise
-    except Exception as exc:  # defensive: no payload may crash a caller
+    except Exception as exc:  # noqa: BLE001 - defensive: no payload may crash a caller
         raise InvalidEvent("not_json", f"unreadable payload ({type(exc).__name__})") from None
 
 

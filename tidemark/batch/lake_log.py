@@ -124,7 +124,7 @@ def _snapshot_hours(table_path: str, version: int) -> list[HourAdds]:
     actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()  # arro3 -> pyarrow (Arrow C stream)
     hours: dict[datetime, list[int]] = {}
     for day, hr, n in zip(actions.get("partition.event_date", []), actions.get("partition.event_hour", []),
-                          actions.get("num_records", [None] * len(actions.get("path", [])))):
+                          actions.get("num_records", [None] * len(actions.get("path", []))), strict=True):
         hour = _hour_of({"event_date": str(day), "event_hour": hr})
         if hour is not None:
             counts = hours.setdefault(hour, [0, 0])

@@ -112,7 +112,8 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     if current is not None:
         publication.reconfirm(cfg, plan, current)
         summary.status, summary.version = "up_to_date", current.version
-        summary.raw_rows, summary.dedup_rows, summary.rollup_rows = current.raw_rows, current.dedup_rows, current.rollup_rows
+        summary.raw_rows, summary.dedup_rows = current.raw_rows, current.dedup_rows
+        summary.rollup_rows = current.rollup_rows
         log.info("hour already published from the same lake files", extra={"hour": label(hour)})
         return summary
     if not files:

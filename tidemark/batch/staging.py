@@ -215,7 +215,8 @@ def stage_rollups(rollups, cfg: ClickHouseSettings, version: int, *, layer: str 
     except Exception as exc:  # re-raised below: Spark wraps worker errors in long Java traces
         detail = worker_message(exc)
         if detail is None:
-            detail = (f"{target.describe()}: {type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}."
+            first_line = str(exc).splitlines()[0][:500] if str(exc) else ""
+            detail = (f"{target.describe()}: {type(exc).__name__}: {first_line}."
                       f" Remove version {target.version} and stage again under a new one")
         raise StagingError(f"staging rollups failed: {detail}") from exc
     staged = sum(r["rows"] for r in done)

@@ -156,7 +156,7 @@ _UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 def uuid4_from_bits(bits: int) -> str:
     """The text of ``uuid.UUID(int=bits, version=4)``, without building a UUID object."""
-    h = "%032x" % bits
+    h = "%032x" % bits  # noqa: UP031 - %-format is ~30 % faster than an f-string here (hot path)
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
@@ -175,7 +175,7 @@ def murmur2(data: bytes) -> int:
     h = (0x9747B28C ^ length) & _MASK
     words = _WORDS.get(length >> 2)
     if words is None:
-        words = _WORDS[length >> 2] = struct.Struct("<%dI" % (length >> 2)).unpack_from
+        words = _WORDS[length >> 2] = struct.Struct(f"<{length >> 2}I").unpack_from
     for k in words(data):
         k = (k * _M) & _MASK
         h = ((h * _M) ^ ((k ^ (k >> 24)) * _M)) & _MASK
@@ -376,7 +376,7 @@ class TrafficGenerator:
             tenant.session_end[u] = send_ms + 300_000 + int(rnd() * 2_400_000)  # 5-45 min
         country = tenant.country_codes[bisect(tenant.country_cdf, rnd())]
         r = rnd()
-        for threshold, device in DEVICE_CUM:
+        for threshold, device in DEVICE_CUM:  # noqa: B007 - the device is the loop's result, read after the break
             if r < threshold:
                 break
         page = tenant.pages[bisect(tenant.page_cdf, rnd())]
@@ -463,7 +463,7 @@ class TrafficGenerator:
             if on_boundary == 0 or on_boundary == HOUR_MS - 1:  # placed there, or by chance
                 m.add_hour_boundary(on_boundary != 0, late)
             user = tenant.users[u]
-            h = "%032x" % id_bits(128)  # uuid4_from_bits, inlined
+            h = "%032x" % id_bits(128)  # noqa: UP031 - uuid4_from_bits, inlined; %-format is the faster one
             value = (template % (
                 f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}",
                 tenant.name, event_time_json(event_ms), user,
@@ -629,7 +629,8 @@ class TrafficGenerator:
             payload = dumps(doc)
         elif kind == "invalid_field":
             field, value = rng.choice((
-                ("user_id", ""), ("session_id", ""), ("user_id", "u" * 129), ("referrer", "https://r.example/" + "q" * 2100),
+                ("user_id", ""), ("session_id", ""), ("user_id", "u" * 129),
+                ("referrer", "https://r.example/" + "q" * 2100),
             ))
             doc[field] = value
             payload = dumps(doc)

@@ -98,7 +98,7 @@ def weighted_quantile(values: Sequence[int], weights: Sequence[int], q: float) -
     if not total:
         return 0.0
     threshold, seen = q * total, 0
-    for value, weight in zip(values, weights):
+    for value, weight in zip(values, weights, strict=True):
         seen += weight
         if seen >= threshold:
             return float(value)

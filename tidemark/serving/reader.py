@@ -75,7 +75,8 @@ class ClickHouseGate:
             return work(client)
         except ch_errors.ServerException as exc:
             if exc.code in _TIMEOUT_CODES:
-                raise QueryTimeout(f"the query ran past the {self.limits[klass]} s limit of the {klass} class") from None
+                raise QueryTimeout(f"the query ran past the {self.limits[klass]} s limit of the {klass} class"
+                                   ) from None
             raise
         except TimeoutError:
             healthy = False

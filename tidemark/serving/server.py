@@ -2,6 +2,7 @@
 `tidemark stack down` stops like the stack's services."""
 from __future__ import annotations
 
+import http.client
 import signal
 import sys
 import time
@@ -44,7 +45,7 @@ def start_detached(cfg: Settings, host: str, port: int) -> int:
             with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as resp:
                 if resp.status == 200:
                     return pid
-        except Exception:  # not up yet (or unhealthy: keep waiting until the deadline)
+        except (OSError, http.client.HTTPException):  # not up yet, or unhealthy (HTTPError): wait until the deadline
             pass
         if proc.exited_early():
             raise StackError(f"api: exited during startup; log {proc.log_file}:\n{proc.log_tail()}")
