@@ -310,7 +310,8 @@ def _float(literal: str):
     if "e" not in literal and "E" not in literal:
         exact = Decimal(literal)
         parts = exact.as_tuple()
-        if -parts.exponent <= DECIMAL_MAX_DIGITS and len(parts.digits) <= DECIMAL_MAX_DIGITS:
+        exponent = parts.exponent  # a letter only for NaN and infinities, which JSON numbers never are
+        if isinstance(exponent, int) and -exponent <= DECIMAL_MAX_DIGITS and len(parts.digits) <= DECIMAL_MAX_DIGITS:
             return exact
     return float(literal)  # rounded to the nearest double, like Spark's variant
 

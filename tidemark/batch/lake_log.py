@@ -168,12 +168,12 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
     started = time.monotonic()
     for i in range(0, len(versions), CHUNK_VERSIONS):
         chunk = versions[i:i + CHUNK_VERSIONS]
-        rows = []
+        batch: list[tuple] = []
         for v in chunk:
-            rows.extend((path, a.version, a.event_hour, a.files, a.records, a.commit_time)
-                        for a in parse_commit(v, _read_commit(path, v)))
-        rows.append((path, chunk[-1], EPOCH, 0, 0, EPOCH))  # the watermark, even if no hour was touched
-        insert_rows(ch, target, COLUMNS, rows)
+            batch.extend((path, a.version, a.event_hour, a.files, a.records, a.commit_time)
+                         for a in parse_commit(v, _read_commit(path, v)))
+        batch.append((path, chunk[-1], EPOCH, 0, 0, EPOCH))  # the watermark, even if no hour was touched
+        insert_rows(ch, target, COLUMNS, batch)
         read += len(chunk)
         if len(versions) > CHUNK_VERSIONS:
             log.info("indexing delta log", extra={"table": table, "commits": read, "of": len(versions),

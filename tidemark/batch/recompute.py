@@ -116,7 +116,7 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
         summary.rollup_rows = current.rollup_rows
         log.info("hour already published from the same lake files", extra={"hour": label(hour)})
         return summary
-    if not files:
+    if raw is None or not files:
         from tidemark.tiering.cold import refuse_cold_hour
 
         refuse_cold_hour(cfg, hour)  # raises ColdHourRefused if the tiering DAG moved the hour's day to cold

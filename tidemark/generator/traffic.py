@@ -47,10 +47,10 @@ import random
 import struct
 import time
 from bisect import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tidemark.generator.manifest import Manifest
 
@@ -162,7 +162,7 @@ def uuid4_from_bits(bits: int) -> str:
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
-_WORDS: dict[int, object] = {}  # word count -> struct unpacker
+_WORDS: dict[int, Callable[[bytes], tuple[Any, ...]]] = {}  # word count -> struct unpacker
 
 
 def murmur2(data: bytes) -> int:
@@ -598,10 +598,10 @@ class TrafficGenerator:
             doc["tenant_id"] = ""
             payload = dumps(doc)
         elif kind == "invalid_utf8":
-            text = dumps(doc)
+            body = dumps(doc)
             marker = b'"page":"/'
             bad = rng.choice((b"\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80"))
-            payload = text.replace(marker, marker + bad, 1)
+            payload = body.replace(marker, marker + bad, 1)
         elif kind == "not_an_object":
             payload = rng.choice((
                 b"[" + dumps(doc) + b"]", b"null", b"42", b'"page_view"', b"[]", b"true",

@@ -23,6 +23,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tidemark.config import ServingSettings
 from tidemark.serving.metrics import Metrics
@@ -73,7 +74,7 @@ class QueryCache:
         entry = {"err": "timeout", "msg": message, "fresh_until": time.time() + TIMEOUT_MEMORY_S}
         await self.redis.set(key + ":err", json.dumps(entry), px=int(TIMEOUT_MEMORY_S * 1000))
 
-    async def get_or_compute(self, key: str, ttl_s: float, compute: Callable[[], Awaitable]) -> tuple[object, str]:
+    async def get_or_compute(self, key: str, ttl_s: float, compute: Callable[[], Awaitable]) -> tuple[Any, str]:
         """(value, how it was served: hit | stale | wait | miss)."""
         entry = await self._read(key)
         now = time.time()

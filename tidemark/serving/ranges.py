@@ -103,15 +103,15 @@ def resolve(now: float, range_: str | None = None, start: str | None = None, end
     default now]. Raises RangeError for anything outside 1 minute .. 90 days."""
     if range_ is not None and start is not None:
         raise RangeError("give either range or start/end, not both")
-    if range_ is None and start is None:
-        range_ = "24h"
     end_s = parse_instant(end) if end is not None else int(now)
-    if range_ is not None:
-        if end is not None:
-            raise RangeError("end goes with start; range always ends now")
-        span = parse_duration(range_)
-    else:
+    if start is not None:
         span = end_s - parse_instant(start)
+    elif end is not None:
+        raise RangeError("end goes with start; range always ends now")
+    else:
+        if range_ is None:
+            range_ = "24h"
+        span = parse_duration(range_)
     if span < MIN_SPAN:
         raise RangeError("a range must be at least 1 minute long (start before end)")
     if span > MAX_SPAN:

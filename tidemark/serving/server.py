@@ -33,8 +33,9 @@ def api_process(cfg: Settings) -> ManagedProcess:
 def start_detached(cfg: Settings, host: str, port: int) -> int:
     """Start `tidemark serve` in the background and wait until /health answers; returns its PID."""
     proc = api_process(cfg)
-    if proc.pid() is not None:
-        return proc.pid()
+    running = proc.pid()
+    if running is not None:
+        return running
     if port_open(host, port):
         raise StackError(f"api: port {port} is taken by a process Tidemark did not start; "
                          f"stop it or choose another with --port / TIDEMARK_SERVING_PORT")

@@ -76,7 +76,7 @@ def hot_days_to_move(cfg: Settings, bounds: Boundaries) -> dict[date, tuple[int,
             acc[0] += int(rows or 0)
             acc[1] += int(size)
             acc[2] += 1
-    return {d: tuple(v) for d, v in sorted(out.items())}
+    return {d: (v[0], v[1], v[2]) for d, v in sorted(out.items())}
 
 
 def _per_hour(df) -> dict[int, int]:

@@ -168,6 +168,8 @@ def _field_checks(q: _Sql, rule: C.FieldRule, s: str | None, n: str | None) -> l
         checks.append((f"{present} AND NOT coalesce({jt} IN ('integer', 'number') "
                        f"AND {n} = {q.lit(rule.const)}, FALSE)",
                        q.lit(rule.reason), q.lit(f"{name} must be {rule.const}")))
+    if s is None:  # not a string field: string keywords (enum, lengths, pattern) never apply to it
+        return checks
     is_str = f"{present} AND {jt} = 'string'"
     if rule.name in C.EMPTY_STRING_REASONS and (rule.min_length or 0) > 0:
         checks.append((f"{is_str} AND {s} = ''", q.lit(C.EMPTY_STRING_REASONS[rule.name]), q.lit(f"{name} is empty")))
@@ -239,7 +241,7 @@ def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_
     bad = [f for f in fields if not _NAME.match(f)]
     if bad:
         raise ValueError(f"field names the SQL validation cannot address: {bad}")
-    escaped = records.sparkSession.conf.get("spark.sql.parser.escapedStringLiterals", "false").lower() == "true"
+    escaped = (records.sparkSession.conf.get("spark.sql.parser.escapedStringLiterals") or "false").lower() == "true"
     q = _Sql(escaped)
     maxb = q.lit(max_payload_bytes)
 
