@@ -241,7 +241,7 @@ def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_
     bad = [f for f in fields if not _NAME.match(f)]
     if bad:
         raise ValueError(f"field names the SQL validation cannot address: {bad}")
-    escaped = (records.sparkSession.conf.get("spark.sql.parser.escapedStringLiterals") or "false").lower() == "true"
+    escaped = (records.sparkSession.conf.get("spark.sql.parser.escapedStringLiterals", "false") or "").lower() == "true"
     q = _Sql(escaped)
     maxb = q.lit(max_payload_bytes)
 
