@@ -6,7 +6,7 @@ PY    := $(VENV)/bin/python
 TM    := $(VENV)/bin/tidemark
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: setup up down status demo test test-unit test-integration bench lock clean
+.PHONY: setup up down status demo lint test test-unit test-integration bench lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,7 +23,15 @@ status: setup
 demo: setup
 	@bash scripts/demo.sh
 
-test: setup
+# Lint and types (config in pyproject.toml): ruff on all the Python in the repo, mypy on the package.
+# `make test` (and so CI) runs it first; fix with `$(VENV)/bin/ruff check --fix` and `$(VENV)/bin/ruff format`.
+RUFF_PATHS := tidemark dags jobs tests bench
+lint: setup
+	@$(VENV)/bin/ruff check $(RUFF_PATHS)
+	@$(VENV)/bin/ruff format --check $(RUFF_PATHS)
+	@$(VENV)/bin/mypy
+
+test: setup lint
 	@$(PY) -m pytest tests
 
 test-unit: setup

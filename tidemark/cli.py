@@ -138,8 +138,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from tidemark.config import settings
-    from tidemark.stream.reconcile import stream_report
     from tidemark.stream.options import StreamOptions
+    from tidemark.stream.reconcile import stream_report
 
     cfg = settings()
     manifest = json.loads(open(args.manifest).read())
@@ -162,10 +162,9 @@ def _recompute(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
+    from tidemark.batch.options import hours
     from tidemark.config import settings
     from tidemark.stack.jobs import job_env, spark_submit_argv
-
-    from tidemark.batch.options import hours
 
     hours(args.parser, args)  # a bad range fails here, before a JVM starts
     argv = spark_submit_argv(settings(), "recompute_hour.py", _job_flags(args))
@@ -213,9 +212,9 @@ def _airflow(args: argparse.Namespace) -> int:
 
 
 def _batch_report(args: argparse.Namespace) -> int:
-    from tidemark.hours import parse_hour
-    from tidemark.config import settings
     from tidemark.batch.report import batch_report
+    from tidemark.config import settings
+    from tidemark.hours import parse_hour
 
     manifest = json.loads(open(args.manifest).read())
     report = batch_report(settings(), manifest, [parse_hour(h) for h in args.hour])

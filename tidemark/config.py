@@ -195,8 +195,8 @@ class Settings:
     lake: LakeSettings
     spark: SparkSettings
     airflow: AirflowSettings
-    serving: ServingSettings = field(default=None)  # type: ignore[assignment]  (always set by load())
-    tiering: TieringSettings = field(default=None)  # type: ignore[assignment]  (always set by load())
+    serving: ServingSettings
+    tiering: TieringSettings
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from tidemark.config import PROJECT_ROOT
 
@@ -67,7 +67,7 @@ def ensure_delta_table(spark, name: str, path: str) -> None:
      .partitionedBy(*schema.partition_by).comment(schema.description).execute())
 
 
-@lru_cache(maxsize=None)
+@cache
 def table(name: str) -> TableSchema:
     doc = json.loads((DELTA_SCHEMAS / f"{name}.json").read_text())
     return TableSchema(

@@ -16,7 +16,8 @@ def snapshot_version(spark, path: str) -> int | None:
 
     if not DeltaTable.isDeltaTable(spark, path):
         return None
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    newest = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return None if newest is None else int(newest[0])  # a table without history is no table yet
 
 
 def hour_predicate(hour: datetime) -> str:

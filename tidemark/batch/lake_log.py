@@ -124,7 +124,7 @@ def _snapshot_hours(table_path: str, version: int) -> list[HourAdds]:
     actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()  # arro3 -> pyarrow (Arrow C stream)
     hours: dict[datetime, list[int]] = {}
     for day, hr, n in zip(actions.get("partition.event_date", []), actions.get("partition.event_hour", []),
-                          actions.get("num_records", [None] * len(actions.get("path", [])))):
+                          actions.get("num_records", [None] * len(actions.get("path", []))), strict=True):
         hour = _hour_of({"event_date": str(day), "event_hour": hr})
         if hour is not None:
             counts = hours.setdefault(hour, [0, 0])
@@ -168,12 +168,12 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
     started = time.monotonic()
     for i in range(0, len(versions), CHUNK_VERSIONS):
         chunk = versions[i:i + CHUNK_VERSIONS]
-        rows = []
+        batch: list[tuple] = []
         for v in chunk:
-            rows.extend((path, a.version, a.event_hour, a.files, a.records, a.commit_time)
-                        for a in parse_commit(v, _read_commit(path, v)))
-        rows.append((path, chunk[-1], EPOCH, 0, 0, EPOCH))  # the watermark, even if no hour was touched
-        insert_rows(ch, target, COLUMNS, rows)
+            batch.extend((path, a.version, a.event_hour, a.files, a.records, a.commit_time)
+                         for a in parse_commit(v, _read_commit(path, v)))
+        batch.append((path, chunk[-1], EPOCH, 0, 0, EPOCH))  # the watermark, even if no hour was touched
+        insert_rows(ch, target, COLUMNS, batch)
         read += len(chunk)
         if len(versions) > CHUNK_VERSIONS:
             log.info("indexing delta log", extra={"table": table, "commits": read, "of": len(versions),

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tidemark.batch import lake_log, registry
-from tidemark.hours import HOUR, label
 from tidemark.config import Settings
+from tidemark.hours import HOUR, label
 
 # A failed hour is retried after 15 min, then 30, 60, ... at most daily; after this many failures
 # in a row it is reported as failing (it is still retried at the slowest pace).
@@ -94,8 +94,8 @@ class Completeness:
 
 def hour_complete(cfg: Settings, hour: datetime, now: datetime, *, topic: str | None = None) -> Completeness:
     """Whether the stream has committed everything that arrived by ``hour``'s end + lateness."""
-    from tidemark.stream import identity as stream_identities
     from tidemark.io.kafka_admin import offsets_at
+    from tidemark.stream import identity as stream_identities
     from tidemark.stream.identity import stream_offsets
 
     topic = topic or cfg.kafka.topic

@@ -23,13 +23,13 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
 
 from tidemark.batch import registry
-from tidemark.hours import label
 from tidemark.config import Settings
+from tidemark.hours import label
 from tidemark.io.clickhouse import client
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Plan:
     run_id: str
 
     @classmethod
-    def new(cls, hour: datetime, delta_version: int, files: Iterable[str], run_id: str) -> "Plan":
+    def new(cls, hour: datetime, delta_version: int, files: Iterable[str], run_id: str) -> Plan:
         return cls(hour, delta_version, content_key(hour, files), secrets.randbits(_VERSION_BITS) or 1, run_id)
 
 

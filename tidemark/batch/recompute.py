@@ -18,15 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from tidemark.batch import publication
-from tidemark.hours import label, parse_hour
 from tidemark.batch.publication import Plan, Stats
 from tidemark.config import Settings
+from tidemark.hours import label, parse_hour
 from tidemark.timing import LapTimer
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class RunSummary:
         return path
 
     @classmethod
-    def read(cls, path: Path) -> "RunSummary":
+    def read(cls, path: Path) -> RunSummary:
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -112,10 +112,11 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     if current is not None:
         publication.reconfirm(cfg, plan, current)
         summary.status, summary.version = "up_to_date", current.version
-        summary.raw_rows, summary.dedup_rows, summary.rollup_rows = current.raw_rows, current.dedup_rows, current.rollup_rows
+        summary.raw_rows, summary.dedup_rows = current.raw_rows, current.dedup_rows
+        summary.rollup_rows = current.rollup_rows
         log.info("hour already published from the same lake files", extra={"hour": label(hour)})
         return summary
-    if not files:
+    if raw is None or not files:
         from tidemark.tiering.cold import refuse_cold_hour
 
         refuse_cold_hour(cfg, hour)  # raises ColdHourRefused if the tiering DAG moved the hour's day to cold

@@ -157,7 +157,7 @@ def _insert_partition(target: _Target):
                 last = max(columns[3]) if last is None else max(last, max(columns[3]))
         except StagingError:
             raise
-        except Exception as exc:  # noqa: BLE001 - re-raised with what failed and what to do
+        except Exception as exc:  # re-raised with what failed and what to do
             raise StagingError(f"{_MARK} inserting {where} failed after {sent} rows: {type(exc).__name__}: "
                                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Rows of this version may be "
                                f"partly inserted: remove version {target.version} and stage again") from exc
@@ -212,10 +212,11 @@ def stage_rollups(rollups, cfg: ClickHouseSettings, version: int, *, layer: str 
         _insert_partition(target), ", ".join(f"{name} long" for name, _ in _REPORT))
     try:
         done = [r for r in reports.collect() if r["rows"]]
-    except Exception as exc:  # noqa: BLE001 - Spark wraps worker errors in long Java traces
+    except Exception as exc:  # re-raised below: Spark wraps worker errors in long Java traces
         detail = worker_message(exc)
         if detail is None:
-            detail = (f"{target.describe()}: {type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}."
+            first_line = str(exc).splitlines()[0][:500] if str(exc) else ""
+            detail = (f"{target.describe()}: {type(exc).__name__}: {first_line}."
                       f" Remove version {target.version} and stage again under a new one")
         raise StagingError(f"staging rollups failed: {detail}") from exc
     staged = sum(r["rows"] for r in done)

@@ -60,13 +60,13 @@ from tidemark.contract.json_text import (
 )
 from tidemark.contract.schema import (
     EMPTY_STRING_REASONS,
-    FieldRule,
-    InvalidEvent,
     JSON_TYPES,
-    PageView,
     REASONS,
     SCHEMA_PATH,
     SCHEMA_VERSION,
+    FieldRule,
+    InvalidEvent,
+    PageView,
     check_field,
     field_rules,
     java_pattern,
@@ -129,7 +129,7 @@ def validate(
         return _validate(payload, reference_time, max_payload_bytes, max_future_skew, retention)
     except InvalidEvent:
         raise
-    except Exception as exc:  # defensive: no payload may crash a caller
+    except Exception as exc:  # noqa: BLE001 - defensive: no payload may crash a caller
         raise InvalidEvent("not_json", f"unreadable payload ({type(exc).__name__})") from None
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from tidemark.contract.schema import InvalidEvent, json_type, python_pattern
 
-
 # event_time: RFC 3339 date-time, plus the instant's range
 ISO_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
                r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")

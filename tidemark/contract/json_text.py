@@ -8,8 +8,6 @@ import re
 from decimal import Decimal
 from typing import Any
 
-
-
 # -- How a payload is read (schemas/README.md, "How a payload is read") ------------------------
 JSON_WHITESPACE = " \t\n\r"
 MAX_JSON_DEPTH = 64            # deepest nesting of arrays/objects accepted
@@ -77,7 +75,8 @@ def _float(literal: str):
     if "e" not in literal and "E" not in literal:
         exact = Decimal(literal)
         parts = exact.as_tuple()
-        if -parts.exponent <= DECIMAL_MAX_DIGITS and len(parts.digits) <= DECIMAL_MAX_DIGITS:
+        exponent = parts.exponent  # a letter only for NaN and infinities, which JSON numbers never are
+        if isinstance(exponent, int) and -exponent <= DECIMAL_MAX_DIGITS and len(parts.digits) <= DECIMAL_MAX_DIGITS:
             return exact
     return float(literal)  # rounded to the nearest double, like Spark's variant
 
@@ -133,5 +132,5 @@ def read_json(text: str) -> Any:
         raise
     except json.JSONDecodeError as exc:
         raise Unreadable(f"{exc.msg} at char {exc.pos}") from None
-    except Exception as exc:  # RecursionError, MemoryError-free paths, anything else: never escape
+    except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError-free paths, anything else: never escape
         raise Unreadable(f"{type(exc).__name__}: {str(exc)[:100]}") from None

@@ -8,12 +8,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from tidemark.config import PROJECT_ROOT
-
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "events" / f"page_view.v{SCHEMA_VERSION}.json"
@@ -162,7 +161,7 @@ def field_rules() -> tuple[FieldRule, ...]:
     return tuple(rules)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled_pattern(pattern: str) -> re.Pattern:
     return re.compile(python_pattern(pattern))
 

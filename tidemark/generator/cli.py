@@ -41,7 +41,7 @@ def parse_duration(text: str) -> float:
             value += float(match.group(1)) * _UNIT_S[match.group(2)]
             pos = match.end()
         if pos != len(raw) or not raw:
-            raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 90m, 3h, 1h30m, 45s)")
+            raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 90m, 3h, 1h30m, 45s)") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"duration {text!r} is negative")
     return value

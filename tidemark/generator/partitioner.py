@@ -3,10 +3,12 @@ every record's partition (the producer is always given the partition explicitly)
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
-_WORDS: dict[int, object] = {}  # word count -> struct unpacker
+_WORDS: dict[int, Callable[[bytes], tuple[Any, ...]]] = {}  # word count -> struct unpacker
 
 
 def murmur2(data: bytes) -> int:
@@ -19,7 +21,7 @@ def murmur2(data: bytes) -> int:
     h = (0x9747B28C ^ length) & _MASK
     words = _WORDS.get(length >> 2)
     if words is None:
-        words = _WORDS[length >> 2] = struct.Struct("<%dI" % (length >> 2)).unpack_from
+        words = _WORDS[length >> 2] = struct.Struct(f"<{length >> 2}I").unpack_from
     for k in words(data):
         k = (k * _M) & _MASK
         h = ((h * _M) ^ ((k ^ (k >> 24)) * _M)) & _MASK

@@ -374,6 +374,7 @@ def run(options: GenerateOptions) -> dict[str, Any]:
     cfg = settings()
     started = time.monotonic()
     kafka_producer = None
+    acks, only_errors = _Acks(), True  # used when sending to Kafka
     if options.output is not None:
         partitions = options.partitions or cfg.kafka.partitions
     else:
@@ -386,7 +387,6 @@ def run(options: GenerateOptions) -> dict[str, Any]:
             raise KafkaConnectionError(f"no broker answers at {bootstrap}")
         topic = options.topic or cfg.kafka.topic
         ensure_topic(bootstrap, topic, options.partitions or cfg.kafka.partitions)
-        acks = _Acks()
         kafka_producer, only_errors = _make_producer(bootstrap, acks, options.producer_overrides)
         partitions = _partition_count(kafka_producer, topic)
 
@@ -396,7 +396,7 @@ def run(options: GenerateOptions) -> dict[str, Any]:
              plan.traffic.count, iso_ms(plan.traffic.start_ms), plan.traffic.rate, plan.traffic.seed,
              plan.realtime, options.output or plan.topic)
     try:
-        if kafka_producer is None:
+        if options.output is not None:
             sent, last_ts = _send_to_file(plan, generator, options.output, options.progress)
         else:
             sent, last_ts = _send_to_kafka(plan, generator, kafka_producer, acks, options.progress,

@@ -49,7 +49,8 @@ import logging
 import random
 import time
 from bisect import bisect
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from tidemark.generator.catalog import (
     DEVICE_CUM,
@@ -150,7 +151,7 @@ class TrafficGenerator:
             tenant.session_end[u] = send_ms + 300_000 + int(rnd() * 2_400_000)  # 5-45 min
         country = tenant.country_codes[bisect(tenant.country_cdf, rnd())]
         r = rnd()
-        for threshold, device in DEVICE_CUM:
+        for threshold, device in DEVICE_CUM:  # noqa: B007 - the device is the loop's result, read after the break
             if r < threshold:
                 break
         page = tenant.pages[bisect(tenant.page_cdf, rnd())]
@@ -237,7 +238,7 @@ class TrafficGenerator:
             if on_boundary == 0 or on_boundary == HOUR_MS - 1:  # placed there, or by chance
                 m.add_hour_boundary(on_boundary != 0, late)
             user = tenant.users[u]
-            h = "%032x" % id_bits(128)  # uuid4_from_bits, inlined
+            h = "%032x" % id_bits(128)  # noqa: UP031 - uuid4_from_bits, inlined; %-format is the faster one
             value = (template % (
                 f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}",
                 tenant.name, event_time_json(event_ms), user,
@@ -372,10 +373,10 @@ class TrafficGenerator:
             doc["tenant_id"] = ""
             payload = dumps(doc)
         elif kind == "invalid_utf8":
-            text = dumps(doc)
+            body = dumps(doc)
             marker = b'"page":"/'
             bad = rng.choice((b"\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80"))
-            payload = text.replace(marker, marker + bad, 1)
+            payload = body.replace(marker, marker + bad, 1)
         elif kind == "not_an_object":
             payload = rng.choice((
                 b"[" + dumps(doc) + b"]", b"null", b"42", b'"page_view"', b"[]", b"true",
@@ -403,7 +404,8 @@ class TrafficGenerator:
             payload = dumps(doc)
         elif kind == "invalid_field":
             field, value = rng.choice((
-                ("user_id", ""), ("session_id", ""), ("user_id", "u" * 129), ("referrer", "https://r.example/" + "q" * 2100),
+                ("user_id", ""), ("session_id", ""), ("user_id", "u" * 129),
+                ("referrer", "https://r.example/" + "q" * 2100),
             ))
             doc[field] = value
             payload = dumps(doc)

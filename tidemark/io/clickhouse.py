@@ -12,7 +12,7 @@ through ``insert_rows`` with rows passed as parameters.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from clickhouse_driver import Client
 

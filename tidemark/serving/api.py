@@ -136,7 +136,8 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         if not decision.allowed:
             service.metrics.inc("tidemark_rejected_total", reason="rate_limited")
             raise ApiError(429, "rate_limited", f"too many requests for this tenant; retry after "
-                                                f"{decision.retry_after_s} s", {"Retry-After": str(decision.retry_after_s)})
+                                                f"{decision.retry_after_s} s",
+                           {"Retry-After": str(decision.retry_after_s)})
         return key
 
     def served(body: dict, how: str) -> JSONResponse:
@@ -154,7 +155,8 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         """The tenant (and key) this API key belongs to."""
         return {"tenant": key.tenant_id, "key_id": key.key_id, "key_name": key.name}
 
-    @app.get("/api/v1/timeseries", dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "metric", "compare"))])
+    @app.get("/api/v1/timeseries",
+             dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "metric", "compare"))])
     async def timeseries(request: Request, key: ApiKey = Depends(tenant_key), metric: Metric = "events",
                          range_: str | None = range_q, start: str | None = start_q, end: str | None = end_q,
                          country: str | None = _text("country"), device: str | None = _text("device"),

@@ -22,7 +22,8 @@ import logging
 import random
 import secrets
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tidemark.config import ServingSettings
 from tidemark.serving.metrics import Metrics
@@ -73,7 +74,7 @@ class QueryCache:
         entry = {"err": "timeout", "msg": message, "fresh_until": time.time() + TIMEOUT_MEMORY_S}
         await self.redis.set(key + ":err", json.dumps(entry), px=int(TIMEOUT_MEMORY_S * 1000))
 
-    async def get_or_compute(self, key: str, ttl_s: float, compute: Callable[[], Awaitable]) -> tuple[object, str]:
+    async def get_or_compute(self, key: str, ttl_s: float, compute: Callable[[], Awaitable]) -> tuple[Any, str]:
         """(value, how it was served: hit | stale | wait | miss)."""
         entry = await self._read(key)
         now = time.time()
@@ -99,7 +100,7 @@ class QueryCache:
         self.metrics.inc("tidemark_single_flight_waits_total")
         try:
             value = await asyncio.wait_for(asyncio.shield(flight), timeout=self.cfg.single_flight_wait_s)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise Busy(f"the same query is being computed by another request and took over "
                        f"{self.cfg.single_flight_wait_s:g} s; retry shortly") from None
         finally:

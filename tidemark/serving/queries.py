@@ -21,9 +21,10 @@ filter on one dimension and a top list of another) reads the minute grain, which
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any
 
 from tidemark.serving.ranges import HOUR, TimeRange
 from tidemark.serving.rollups import merged_filter, snapshot
@@ -175,7 +176,7 @@ def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool
     def shape(rows: list) -> dict:
         found = {int(c): {"events": int(e), "users": int(u)} for c, e, u in rows}
         zero = {"events": 0, "users": 0}
-        out = dict(found.get(1, zero))
+        out: dict[str, Any] = dict(found.get(1, zero))
         if compare:
             out["previous"] = found.get(0, zero)
         return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 BUCKETS = {"minute": MINUTE, "hour": HOUR, "day": DAY}
@@ -80,10 +80,10 @@ class TimeRange:
     def span(self) -> int:
         return self.end - self.start
 
-    def previous(self) -> "TimeRange":
+    def previous(self) -> TimeRange:
         return TimeRange(self.start - self.span, self.start, self.bucket)
 
-    def with_previous(self) -> "TimeRange":
+    def with_previous(self) -> TimeRange:
         """The range and its previous period, as one range (one query answers both)."""
         return TimeRange(self.start - self.span, self.end, self.bucket)
 
@@ -103,15 +103,15 @@ def resolve(now: float, range_: str | None = None, start: str | None = None, end
     default now]. Raises RangeError for anything outside 1 minute .. 90 days."""
     if range_ is not None and start is not None:
         raise RangeError("give either range or start/end, not both")
-    if range_ is None and start is None:
-        range_ = "24h"
     end_s = parse_instant(end) if end is not None else int(now)
-    if range_ is not None:
-        if end is not None:
-            raise RangeError("end goes with start; range always ends now")
-        span = parse_duration(range_)
-    else:
+    if start is not None:
         span = end_s - parse_instant(start)
+    elif end is not None:
+        raise RangeError("end goes with start; range always ends now")
+    else:
+        if range_ is None:
+            range_ = "24h"
+        span = parse_duration(range_)
     if span < MIN_SPAN:
         raise RangeError("a range must be at least 1 minute long (start before end)")
     if span > MAX_SPAN:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import socket
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import anyio
 from clickhouse_driver import Client
@@ -75,9 +75,10 @@ class ClickHouseGate:
             return work(client)
         except ch_errors.ServerException as exc:
             if exc.code in _TIMEOUT_CODES:
-                raise QueryTimeout(f"the query ran past the {self.limits[klass]} s limit of the {klass} class") from None
+                raise QueryTimeout(f"the query ran past the {self.limits[klass]} s limit of the {klass} class"
+                                   ) from None
             raise
-        except socket.timeout:
+        except TimeoutError:
             healthy = False
             raise QueryTimeout(f"no answer from ClickHouse within {self.limits[klass] + 5} s") from None
         except (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError) as exc:
@@ -97,7 +98,7 @@ class ClickHouseGate:
             self._slots = asyncio.Semaphore(self.cfg.serving.max_inflight_queries)
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout=self.cfg.serving.queue_wait_s)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise Overloaded(f"all {self.cfg.serving.max_inflight_queries} ClickHouse query slots stayed busy "
                              f"for {self.cfg.serving.queue_wait_s:g} s") from None
         self.inflight += 1

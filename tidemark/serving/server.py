@@ -2,6 +2,7 @@
 `tidemark stack down` stops like the stack's services."""
 from __future__ import annotations
 
+import http.client
 import signal
 import sys
 import time
@@ -32,8 +33,9 @@ def api_process(cfg: Settings) -> ManagedProcess:
 def start_detached(cfg: Settings, host: str, port: int) -> int:
     """Start `tidemark serve` in the background and wait until /health answers; returns its PID."""
     proc = api_process(cfg)
-    if proc.pid() is not None:
-        return proc.pid()
+    running = proc.pid()
+    if running is not None:
+        return running
     if port_open(host, port):
         raise StackError(f"api: port {port} is taken by a process Tidemark did not start; "
                          f"stop it or choose another with --port / TIDEMARK_SERVING_PORT")
@@ -44,7 +46,7 @@ def start_detached(cfg: Settings, host: str, port: int) -> int:
             with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as resp:
                 if resp.status == 200:
                     return pid
-        except Exception:  # not up yet (or unhealthy: keep waiting until the deadline)
+        except (OSError, http.client.HTTPException):  # not up yet, or unhealthy (HTTPError): wait until the deadline
             pass
         if proc.exited_early():
             raise StackError(f"api: exited during startup; log {proc.log_file}:\n{proc.log_tail()}")

@@ -21,7 +21,7 @@ from tidemark.serving.metrics import Metrics
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import HOUR, TimeRange, realtime_window
 from tidemark.serving.reader import DASHBOARD, ClickHouseGate
-from tidemark.serving.rollups import snapshot
+from tidemark.serving.rollups import Snapshot, snapshot
 
 # The registry fingerprint covers every hour a query may read: 90 days and the 90 before them.
 REGISTRY_WINDOW = timedelta(days=181)
@@ -45,7 +45,7 @@ class Service:
         self.limiter = RateLimiter(self.redis, cfg.serving.rate_per_s, cfg.serving.burst)
         self._keys: dict[str, tuple[keys.ApiKey | None, float]] = {}
         self._key_flights: dict[str, asyncio.Future] = {}
-        self._registry = None
+        self._registry: Snapshot | None = None
         self._registry_at = 0.0
         self._registry_lock: asyncio.Lock | None = None
 
@@ -90,24 +90,26 @@ class Service:
         return await self.limiter.take(key.tenant_id, key.rate_per_s, key.burst)
 
     # -- registry fingerprint -----------------------------------------------------------
-    async def _registry_snapshot(self):
-        if self._registry is not None and time.monotonic() - self._registry_at < self.cfg.serving.registry_refresh_s:
-            return self._registry
+    async def _registry_snapshot(self) -> Snapshot:
+        registry = self._registry
+        if registry is not None and time.monotonic() - self._registry_at < self.cfg.serving.registry_refresh_s:
+            return registry
         if self._registry_lock is None:
             self._registry_lock = asyncio.Lock()
-        if self._registry_lock.locked() and self._registry is not None:
-            return self._registry  # being refreshed: the current one is at most a refresh old
+        if self._registry_lock.locked() and registry is not None:
+            return registry  # being refreshed: the current one is at most a refresh old
         async with self._registry_lock:
-            if self._registry is None or time.monotonic() - self._registry_at >= self.cfg.serving.registry_refresh_s:
+            registry = self._registry
+            if registry is None or time.monotonic() - self._registry_at >= self.cfg.serving.registry_refresh_s:
                 now = datetime.now(timezone.utc)
 
-                def read(ch):
+                def read(ch) -> Snapshot:
                     self.gate.count("registry")
                     return snapshot(ch, self.db, now - REGISTRY_WINDOW, now + timedelta(hours=2))
 
-                self._registry = await self.gate.run(DASHBOARD, read)
+                registry = self._registry = await self.gate.run(DASHBOARD, read)
                 self._registry_at = time.monotonic()
-        return self._registry
+        return registry
 
     async def _fingerprint(self, start: int, end: int) -> tuple[str, int]:
         """(digest of the published versions of the hours in [start, end), how many are published).
@@ -191,21 +193,22 @@ class Service:
                 "newest_queryable_minute": iso(newest),
                 "data_lag_s": round(now - newest - 60, 1) if newest else None,
                 "last_published_hour": iso(state["last_published_hour"]),
-                "stream": {"last_commit": iso(commit), "seconds_since_commit": round(now - commit, 1) if commit else None,
+                "stream": {"last_commit": iso(commit),
+                           "seconds_since_commit": round(now - commit, 1) if commit else None,
                            "newest_event_time": iso(state["newest_event_time"]),
                            "consumer_lag_records": state["consumer_lag"]}}, how
 
     async def health(self) -> dict:
-        checks = {}
+        checks: dict[str, bool | str] = {}
         try:
             checks["redis"] = bool(await self.redis.ping())
-        except Exception as exc:  # any failure is "unhealthy", reported with its reason
+        except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", reported with its reason
             checks["redis"] = f"unreachable: {exc}"
         try:
             def ping(ch):
                 self.gate.count("meta")
                 return ch.execute("SELECT 1")[0][0] == 1
             checks["clickhouse"] = await self.gate.run(DASHBOARD, ping)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as for redis: reported, never raised
             checks["clickhouse"] = f"unreachable: {exc}"
         return checks

@@ -51,7 +51,7 @@ class StreamIdentity:
     created_at: datetime
 
     @classmethod
-    def load_or_create(cls, checkpoint: str) -> "StreamIdentity":
+    def load_or_create(cls, checkpoint: str) -> StreamIdentity:
         path = Path(checkpoint) / "tidemark_stream.json"
         if path.exists():
             doc = json.loads(path.read_text())

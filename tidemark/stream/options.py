@@ -27,7 +27,7 @@ class StreamOptions:
     fail_on_data_loss: bool = True
 
     @classmethod
-    def from_settings(cls, cfg: Settings, **overrides) -> "StreamOptions":
+    def from_settings(cls, cfg: Settings, **overrides) -> StreamOptions:
         base = dict(topic=cfg.kafka.topic, checkpoint=f"{cfg.spark.checkpoint_root}/{STREAM_NAME}",
                     starting_offsets=cfg.spark.starting_offsets, fail_on_data_loss=cfg.spark.fail_on_data_loss,
                     max_offsets_per_trigger=cfg.spark.max_offsets_per_trigger,

@@ -26,12 +26,11 @@ def build(spark, cfg: Settings, opts: StreamOptions):
     """read -> transform -> write. Returns the (not yet started) DataStreamWriter and the identity."""
     from pyspark.sql import functions as F
 
+    from tidemark.stream import identity
+    from tidemark.stream.writer import MicroBatchWriter
     from tidemark.tables import EVENTS_RAW, EVENTS_REJECTED, ensure_delta_table
     from tidemark.transforms.dedup import drop_duplicates_within_watermark
     from tidemark.transforms.validation import validate_records
-
-    from tidemark.stream import identity
-    from tidemark.stream.writer import MicroBatchWriter
 
     ident = StreamIdentity.load_or_create(opts.checkpoint)
     # Registered before the first batch: from now on this identity is the one serving counts for the topic.

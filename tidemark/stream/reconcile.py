@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from tidemark.config import Settings
-from tidemark.io.clickhouse import client
 from tidemark.hours import label
+from tidemark.io.clickhouse import client
 from tidemark.stream.identity import stream_offsets, version_range
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Sequence
 
 from tidemark.config import ClickHouseSettings
 from tidemark.io.clickhouse import client, insert_rows
@@ -92,7 +92,7 @@ def weighted_quantile(values: Sequence[int], weights: Sequence[int], q: float) -
     if not total:
         return 0.0
     threshold, seen = q * total, 0
-    for value, weight in zip(values, weights):
+    for value, weight in zip(values, weights, strict=True):
         seen += weight
         if seen >= threshold:
             return float(value)

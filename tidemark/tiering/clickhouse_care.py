@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from tidemark.stream import identity as stream_identities
 from tidemark.batch import publication, registry
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client
+from tidemark.stream import identity as stream_identities
 from tidemark.tiering.options import Boundaries
 
 log = logging.getLogger(__name__)

@@ -69,14 +69,14 @@ def hot_days_to_move(cfg: Settings, bounds: Boundaries) -> dict[date, tuple[int,
     if files is None or files.num_rows == 0:
         return {}
     data = files.select(["partition.event_date", "size_bytes", "num_records"]).to_pydict()
-    for day, size, rows in zip(data["partition.event_date"], data["size_bytes"], data["num_records"]):
+    for day, size, rows in zip(data["partition.event_date"], data["size_bytes"], data["num_records"], strict=True):
         day = day if isinstance(day, date) else date.fromisoformat(str(day))
         if day < bounds.lake_from:
             acc = out.setdefault(day, [0, 0, 0])
             acc[0] += int(rows or 0)
             acc[1] += int(size)
             acc[2] += 1
-    return {d: tuple(v) for d, v in sorted(out.items())}
+    return {d: (v[0], v[1], v[2]) for d, v in sorted(out.items())}
 
 
 def _per_hour(df) -> dict[int, int]:
@@ -137,7 +137,7 @@ def _ensure_cold_table(spark, path: str) -> None:
 def run(spark, cfg: Settings, bounds: Boundaries) -> list[DayMove]:
     days = hot_days_to_move(cfg, bounds)
     results = []
-    for i, (day, (rows, size, files)) in enumerate(days.items(), 1):
+    for i, (day, (_rows, size, files)) in enumerate(days.items(), 1):
         result = move_day(spark, cfg, day, size)
         result.files_before = files
         results.append(result)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from tidemark.config import Settings
 from tidemark.tiering import clickhouse_care, cold, delta_maintenance, hot, inventory, report
@@ -79,7 +79,7 @@ def run(cfg: Settings, opts: RunOptions, spark_runner: SparkRunner | None = None
 def finish(cfg: Settings, rep: report.TieringReport) -> report.TieringReport:
     """Measure after, collect the alerts, store and log the report."""
     for result in rep.steps.values():
-        rep.alerts += result.pop("alerts", []) if isinstance(result, dict) else []
+        rep.alerts += result.pop("alerts", [])
     if not rep.dry_run:
         rep.after = inventory.take(cfg)
         report.write(cfg, rep.run_id, rep.interval_end, "after", rep.after)
@@ -90,7 +90,9 @@ def finish(cfg: Settings, rep: report.TieringReport) -> report.TieringReport:
 # -- the DAG's tasks (each a separate process; the report task reads 'before' back) ----------------
 
 def task_options(interval_end: datetime, run_id: str, steps: tuple[str, ...] | None = None) -> RunOptions:
-    return RunOptions(interval_end, run_id=run_id, **({"steps": steps} if steps else {}))
+    if steps:
+        return RunOptions(interval_end, run_id=run_id, steps=steps)
+    return RunOptions(interval_end, run_id=run_id)
 
 
 def measure_before(cfg: Settings, opts: RunOptions) -> dict:

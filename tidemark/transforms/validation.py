@@ -165,8 +165,11 @@ def _field_checks(q: _Sql, rule: C.FieldRule, s: str | None, n: str | None) -> l
     checks = [(f"{present} AND NOT {jt} IN {q.in_list(accepted)}", q.lit("wrong_type"),
                f"concat({q.lit(f'{name} must be ' + ' or '.join(rule.types) + ', not ')}, {jt})")]
     if rule.has_const:
-        checks.append((f"{present} AND NOT coalesce({jt} IN ('integer', 'number') AND {n} = {q.lit(rule.const)}, FALSE)",
+        checks.append((f"{present} AND NOT coalesce({jt} IN ('integer', 'number') "
+                       f"AND {n} = {q.lit(rule.const)}, FALSE)",
                        q.lit(rule.reason), q.lit(f"{name} must be {rule.const}")))
+    if s is None:  # not a string field: string keywords (enum, lengths, pattern) never apply to it
+        return checks
     is_str = f"{present} AND {jt} = 'string'"
     if rule.name in C.EMPTY_STRING_REASONS and (rule.min_length or 0) > 0:
         checks.append((f"{is_str} AND {s} = ''", q.lit(C.EMPTY_STRING_REASONS[rule.name]), q.lit(f"{name} is empty")))
@@ -238,7 +241,7 @@ def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_
     bad = [f for f in fields if not _NAME.match(f)]
     if bad:
         raise ValueError(f"field names the SQL validation cannot address: {bad}")
-    escaped = records.sparkSession.conf.get("spark.sql.parser.escapedStringLiterals", "false").lower() == "true"
+    escaped = (records.sparkSession.conf.get("spark.sql.parser.escapedStringLiterals", "false") or "").lower() == "true"
     q = _Sql(escaped)
     maxb = q.lit(max_payload_bytes)
 
@@ -249,11 +252,13 @@ def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_
     df = df.selectExpr("*", "CASE WHEN _utf8 THEN CAST(value AS STRING) END AS _txt")
     # 2. depth bound before any parse (the exact depth only when the text has many brackets at all)
     # (a usual event has a single '{': one linear regex; else count them; the exact depth only beyond)
-    df = df.selectExpr("*", f"CASE WHEN _txt IS NULL THEN NULL WHEN _txt RLIKE {q.lit(_RE_AT_MOST_ONE_OPEN)} THEN FALSE "
+    df = df.selectExpr("*", f"CASE WHEN _txt IS NULL THEN NULL "
+                            f"WHEN _txt RLIKE {q.lit(_RE_AT_MOST_ONE_OPEN)} THEN FALSE "
                             f"WHEN regexp_count(_txt, {q.lit(_RE_OPEN)}) <= {C.MAX_JSON_DEPTH} THEN FALSE "
                             f"ELSE {_max_depth(q, _strip_strings(q, '_txt'))} > {C.MAX_JSON_DEPTH} END AS _deep")
     # 3. parse: exactly one JSON value
-    df = df.selectExpr("*", "CASE WHEN _txt IS NOT NULL AND NOT _deep THEN try_parse_json(concat('[', _txt, ']')) END AS _j")
+    df = df.selectExpr("*", "CASE WHEN _txt IS NOT NULL AND NOT _deep "
+                            "THEN try_parse_json(concat('[', _txt, ']')) END AS _j")
     # ('$[0]' exists: the text starts with a value; not '$[1]': nothing after it but whitespace)
     df = df.selectExpr("*", "coalesce(_j IS NOT NULL AND try_variant_get(_j, '$[1]', 'variant') IS NULL "
                             f"AND _txt RLIKE {q.lit(_RE_STARTS_WITH_VALUE)} "
@@ -296,7 +301,8 @@ def validate_records(records: DataFrame, *, max_payload_bytes: int = 65536, max_
     ts_us = "unix_micros(timestamp)"
     checks = [
         ("value IS NULL", "'not_json'", "'empty message'"),
-        (f"_size > {maxb}", "'oversize_payload'", f"concat(CAST(_size AS STRING), {q.lit(f' bytes > {max_payload_bytes}')})"),
+        (f"_size > {maxb}", "'oversize_payload'",
+         f"concat(CAST(_size AS STRING), {q.lit(f' bytes > {max_payload_bytes}')})"),
         ("NOT _utf8", "'invalid_utf8'", "'bytes are not UTF-8'"),
         ("NOT _ok", f"CASE WHEN {truncated} THEN 'truncated_json' ELSE 'not_json' END",
          f"CASE WHEN _deep THEN {q.lit(f'nested deeper than {C.MAX_JSON_DEPTH} levels')} "
