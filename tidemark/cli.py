@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -75,24 +76,24 @@ def _status(args: argparse.Namespace) -> int:
     from tidemark.stack.jobs import stream_process
 
     cfg = settings()
-    report = {"services": [s.as_dict() for s in services.status(cfg)],
-              "stream": {"pid": stream_process(cfg).pid()}}
-    if all(s["healthy"] for s in report["services"]):
+    services_now = [s.as_dict() for s in services.status(cfg)]
+    stream: dict[str, Any] = {"pid": stream_process(cfg).pid()}
+    healthy = all(s["healthy"] for s in services_now)
+    if healthy:
         from tidemark.stream.metrics import health
         try:
-            report["stream"].update(health(cfg))
-        except Exception as exc:  # schema not migrated yet, ClickHouse hiccup
-            report["stream"]["detail"] = f"no stream metrics: {exc}"
+            stream.update(health(cfg))
+        except Exception as exc:  # noqa: BLE001 - status must print even before the schema exists
+            stream["detail"] = f"no stream metrics: {exc}"
     if args.json:
-        print(json.dumps(report, default=str))
+        print(json.dumps({"services": services_now, "stream": stream}, default=str))
     else:
-        for s in report["services"]:
+        for s in services_now:
             print(f"{s['name']:<11} {s['address']:<32} {'healthy' if s['healthy'] else 'UNHEALTHY'}")
-        st = report["stream"]
-        print(f"{'stream':<11} pid {st.get('pid')}  " + "  ".join(
-            f"{k}={st[k]}" for k in ("last_commit", "freshness_p50_s", "freshness_p95_s", "consumer_lag",
-                                     "input_rows_per_s", "detail") if k in st))
-    return 0 if all(s["healthy"] for s in report["services"]) else 1
+        print(f"{'stream':<11} pid {stream.get('pid')}  " + "  ".join(
+            f"{k}={stream[k]}" for k in ("last_commit", "freshness_p50_s", "freshness_p95_s", "consumer_lag",
+                                         "input_rows_per_s", "detail") if k in stream))
+    return 0 if healthy else 1
 
 
 def _stream_retire(args: argparse.Namespace) -> int:

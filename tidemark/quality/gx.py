@@ -18,9 +18,12 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tidemark.config import settings
+
+if TYPE_CHECKING:  # GE's import costs seconds: only the checker reads it here
+    from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict
 
 SITE_NAME = "tidemark"
 
@@ -114,8 +117,8 @@ def context():
     assert Path(ctx.root_directory).resolve() == root.resolve(), ctx.root_directory
 
     changed = False
-    bars = ctx.variables.progress_bars  # a ProgressBarsConfig, or a dict when read from the yml
-    bars = dict(bars) if isinstance(bars, Mapping) else vars(bars) if bars else {}
+    stored: Any = ctx.variables.progress_bars  # a ProgressBarsConfig, or a dict when read from the yml
+    bars = dict(stored) if isinstance(stored, Mapping) else vars(stored) if stored else {}
     if bars.get("globally", True) or bars.get("metric_calculations", True):
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         changed = True
@@ -127,7 +130,8 @@ def context():
     sites = ctx.list_data_docs_sites()
     if "local_site" in sites:  # GE's default, under uncommitted/: ours is configured explicitly
         ctx.delete_data_docs_site("local_site")
-    wanted = site_config(docs_dir())
+    # GE's DataDocsSiteConfigTypedDict is incomplete by its own note (no show_how_to_buttons): cast.
+    wanted = cast("DataDocsSiteConfigTypedDict", site_config(docs_dir()))
     if SITE_NAME not in sites:
         ctx.add_data_docs_site(SITE_NAME, wanted)
     elif sites[SITE_NAME] != wanted:

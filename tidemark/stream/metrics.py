@@ -15,7 +15,7 @@ PROGRESS_COLUMNS = ("stream_id", "batch_id", "reported_at", "input_rows", "input
                     "duplicates_dropped", "duration_ms", "watermark", "end_offsets", "consumer_lag")
 
 
-def kafka_offsets(raw: str | None, topic: str) -> dict[int, int]:
+def kafka_offsets(raw: str | dict | None, topic: str) -> dict[int, int]:
     """Spark's kafka source offset JSON (``{"topic": {"0": 12, "1": 40}}``) -> {partition: offset}."""
     if not raw:
         return {}

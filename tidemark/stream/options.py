@@ -4,6 +4,7 @@ stream``), and the options of Spark's ``kafka`` source."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +29,12 @@ class StreamOptions:
 
     @classmethod
     def from_settings(cls, cfg: Settings, **overrides) -> StreamOptions:
-        base = dict(topic=cfg.kafka.topic, checkpoint=f"{cfg.spark.checkpoint_root}/{STREAM_NAME}",
-                    starting_offsets=cfg.spark.starting_offsets, fail_on_data_loss=cfg.spark.fail_on_data_loss,
-                    max_offsets_per_trigger=cfg.spark.max_offsets_per_trigger,
-                    trigger_seconds=cfg.spark.trigger_seconds, dedup_window=cfg.spark.dedup_window,
-                    allowed_lateness_s=cfg.spark.allowed_lateness_s)
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+        base = cls(topic=cfg.kafka.topic, checkpoint=f"{cfg.spark.checkpoint_root}/{STREAM_NAME}",
+                   starting_offsets=cfg.spark.starting_offsets, fail_on_data_loss=cfg.spark.fail_on_data_loss,
+                   max_offsets_per_trigger=cfg.spark.max_offsets_per_trigger,
+                   trigger_seconds=cfg.spark.trigger_seconds, dedup_window=cfg.spark.dedup_window,
+                   allowed_lateness_s=cfg.spark.allowed_lateness_s)
+        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
     def identity(self) -> StreamIdentity:

@@ -150,7 +150,7 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
         rejected_published=rejected,
         duplicates_sent=manifest["duplicates_sent"],
         duplicates_dropped=int(dups or 0),
-        freshness_p50_s=round(f50, 2) if batches else None,
-        freshness_p95_s=round(f95, 2) if batches else None,
+        freshness_p50_s=f50 if batches else None,  # measured_freshness_s rounds to 10 ms already
+        freshness_p95_s=f95 if batches else None,
         batches=batches,
     )

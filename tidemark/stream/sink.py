@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -205,6 +206,6 @@ def register_loader(ch, db: str, name: str, epoch: int, last_batch: int) -> None
     committed, i.e. versions epoch * 1e9 .. epoch * 1e9 + last_batch."""
     now = datetime.now(timezone.utc)
     insert_rows(ch, f"{db}.stream_identities", identity.COLUMNS, [(name, epoch, f"loader:{name}", "", now, now)])
-    empty = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
+    empty: tuple[Any, ...] = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
     insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS,
                 [(name, last_batch, stream_version(epoch, last_batch), now, *empty)])
