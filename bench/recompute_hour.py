@@ -1,5 +1,8 @@
 """Batch layer: time the hourly recompute of one busy hour, and ClickHouse doing the same work.
 
+One file of ~600 lines on purpose: a standalone script (`python bench/recompute_hour.py`) whose data
+builder, stream-shaped landing and CPU sampler exist only for this measurement.
+
 1. Builds one event hour of N rows (default 4.2M) vectorised with numpy/pyarrow, with realistic
    shape: 5 tenants (skewed), ~200k users (heavy-tailed activity, country and device per user,
    contract countries weighted), 4 devices, ~300 pages per tenant (Zipf), referrers, 2 % late

@@ -1,5 +1,9 @@
 """Speed-layer throughput and freshness: a rate ladder through the real stream job, measured.
 
+One file of ~1,000 lines on purpose: a bench is run and read as one standalone script (`python
+bench/stream_throughput.py`), and its parts (process-tree CPU accounting, the generator child, the
+ladder) exist only for this measurement; nothing in it is imported by tidemark or by other benches.
+
 What runs
   Its own stack and state, never the demo's or the tests': TIDEMARK_HOME ``.tidemark/bench``, ClickHouse
   database ``tidemark_bench``, ports 19292/19293 (Kafka client/controller), 19300/18423/19309 (ClickHouse
