@@ -13,6 +13,7 @@ Prints one JSON line:
 
     python bench/generator_throughput.py [--count 300000] [--bootstrap HOST:PORT] [--compression lz4,none]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tidemark.config import settings  # noqa: E402
-from tidemark.generator.manifest import Manifest  # noqa: E402
-from tidemark.generator.produce import GenerateOptions, run  # noqa: E402
-from tidemark.generator import TrafficGenerator, TrafficOptions  # noqa: E402
-from tidemark.io.kafka_admin import broker_reachable  # noqa: E402
+from tidemark.config import settings
+from tidemark.generator import TrafficGenerator, TrafficOptions
+from tidemark.generator.manifest import Manifest
+from tidemark.generator.produce import GenerateOptions, run
+from tidemark.io.kafka_admin import broker_reachable
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -48,9 +49,19 @@ def producer_versions() -> str:
 def end_to_end(args, bootstrap: str, topic: str, compression: str) -> dict:
     timings: dict[str, float] = {}
     cpu0, thread0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
-    manifest = run(GenerateOptions(count=args.count, seed=args.seed, start_time=START, topic=topic,
-                                   bootstrap=bootstrap, realtime=False, progress=False,
-                                   producer_overrides={"compression.type": compression}, timings=timings))
+    manifest = run(
+        GenerateOptions(
+            count=args.count,
+            seed=args.seed,
+            start_time=START,
+            topic=topic,
+            bootstrap=bootstrap,
+            realtime=False,
+            progress=False,
+            producer_overrides={"compression.type": compression},
+            timings=timings,
+        )
+    )
     wall, cpu, thread = time.perf_counter() - wall0, time.process_time() - cpu0, time.thread_time() - thread0
     n = manifest["messages_sent"]
     return {
@@ -70,10 +81,11 @@ def end_to_end(args, bootstrap: str, topic: str, compression: str) -> dict:
 def delete_topics(bootstrap: str, topics: list[str]) -> None:
     try:
         from kafka.admin import KafkaAdminClient
+
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         admin.delete_topics(topics)
         admin.close()
-    except Exception as exc:  # the result stands even if cleanup fails
+    except Exception as exc:  # noqa: BLE001 - the result stands even if cleanup fails
         logging.getLogger("bench").warning("could not delete topics %s: %s", topics, exc)
 
 
@@ -82,8 +94,11 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=300_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--bootstrap", default=None, help="default: settings (KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--compression", default="lz4,none",
-                        help="comma-separated librdkafka compression.type values, one run each (default lz4,none)")
+    parser.add_argument(
+        "--compression",
+        default="lz4,none",
+        help="comma-separated librdkafka compression.type values, one run each (default lz4,none)",
+    )
     parser.add_argument("--topic-prefix", default="bench_generator", help="runs use <prefix>_<codec>_<id>")
     parser.add_argument("--keep-topic", action="store_true", help="do not delete the bench topics afterwards")
     args = parser.parse_args()
@@ -92,15 +107,24 @@ def main() -> int:
     cfg = settings()
     bootstrap = args.bootstrap or cfg.kafka.bootstrap_servers
     if not broker_reachable(bootstrap):
-        print(f"error: no Kafka broker answers at {bootstrap}. Start the embedded stack with "
-              "`tidemark stack up` (or point KAFKA_BOOTSTRAP_SERVERS / --bootstrap at a broker).", file=sys.stderr)
+        print(
+            f"error: no Kafka broker answers at {bootstrap}. Start the embedded stack with "
+            "`tidemark stack up` (or point KAFKA_BOOTSTRAP_SERVERS / --bootstrap at a broker).",
+            file=sys.stderr,
+        )
         return 2
     run_id = uuid.uuid4().hex[:8]
 
     # 1. generation only (event model + manifest, no Kafka)
-    traffic = TrafficOptions(start_ms=int(START.timestamp() * 1000), count=args.count, seed=args.seed,
-                             partitions=cfg.kafka.partitions, retention_days=cfg.retention_days,
-                             max_future_skew_s=cfg.max_future_skew_s, max_payload_bytes=cfg.max_payload_bytes)
+    traffic = TrafficOptions(
+        start_ms=int(START.timestamp() * 1000),
+        count=args.count,
+        seed=args.seed,
+        partitions=cfg.kafka.partitions,
+        retention_days=cfg.retention_days,
+        max_future_skew_s=cfg.max_future_skew_s,
+        max_payload_bytes=cfg.max_payload_bytes,
+    )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     gen = TrafficGenerator(traffic, Manifest())
     n = sum(1 for _ in gen.records())
@@ -117,21 +141,26 @@ def main() -> int:
             delete_topics(bootstrap, [r["topic"] for r in runs.values()])
 
     first = next(iter(runs.values()))
-    print(json.dumps({
-        "bench": "generator_throughput",
-        "events": first["events"],
-        "seconds": first["seconds"],
-        "events_per_s": first["events_per_s"],
-        "acked_events_per_s": first["acked_events_per_s"],
-        "cpu_seconds": first["cpu_seconds"],
-        "cpu_us_per_event": first["cpu_us_per_event"],
-        "generation_only_events_per_s": round(n / gen_wall),
-        "generation_only_cpu_seconds": round(gen_cpu, 3),
-        "generation_only_cpu_us_per_event": round(gen_cpu / n * 1e6, 2),
-        "runs": runs,
-        "producer": producer_versions(),
-        "bootstrap": bootstrap,
-    }, separators=(",", ":")))
+    print(
+        json.dumps(
+            {
+                "bench": "generator_throughput",
+                "events": first["events"],
+                "seconds": first["seconds"],
+                "events_per_s": first["events_per_s"],
+                "acked_events_per_s": first["acked_events_per_s"],
+                "cpu_seconds": first["cpu_seconds"],
+                "cpu_us_per_event": first["cpu_us_per_event"],
+                "generation_only_events_per_s": round(n / gen_wall),
+                "generation_only_cpu_seconds": round(gen_cpu, 3),
+                "generation_only_cpu_us_per_event": round(gen_cpu / n * 1e6, 2),
+                "runs": runs,
+                "producer": producer_versions(),
+                "bootstrap": bootstrap,
+            },
+            separators=(",", ":"),
+        )
+    )
     return 0
 
 

@@ -36,6 +36,7 @@ Needs ClickHouse: it uses the configured one if it answers, else starts the embe
 
     python bench/recompute_hour.py [--events 4200000] [--hour 2026-01-05T10] [--layout stream]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Contract constants shared with the traffic generator (one source for countries, devices, pages).
-from tidemark.generator.catalog import (  # noqa: E402
-    COUNTRY_WEIGHTS, DEVICE_CUM, FIXED_PAGES, PAGE_SECTIONS, PAGE_SLUGS, REFERRERS, TENANT_NAMES,
+from tidemark.generator.catalog import (
+    COUNTRY_WEIGHTS,
+    DEVICE_CUM,
+    FIXED_PAGES,
+    PAGE_SECTIONS,
+    PAGE_SLUGS,
+    REFERRERS,
+    TENANT_NAMES,
 )
 
 HOUR_US = 3_600_000_000
@@ -108,7 +115,7 @@ class CpuSampler:
             if self._stop.wait(self.every):
                 break
 
-    def __enter__(self) -> "CpuSampler":
+    def __enter__(self) -> CpuSampler:
         self._thread.start()
         return self
 
@@ -141,6 +148,7 @@ def rate(n: int, seconds: float) -> str:
 # data
 # --------------------------------------------------------------------------------------------
 
+
 def _fixed_width_strings(chars, width: int):
     """(n, width) uint8 ASCII matrix -> pyarrow string array, without Python objects."""
     import numpy as np
@@ -159,8 +167,8 @@ def uuid4_strings(rng, n: int):
 
     hexd = np.frombuffer(_HEX, dtype=np.uint8)
     nib = rng.integers(0, 16, size=(n, 32), dtype=np.uint8)
-    nib[:, 12] = 4                         # version 4
-    nib[:, 16] = 8 + (nib[:, 16] & 3)      # RFC 4122 variant
+    nib[:, 12] = 4  # version 4
+    nib[:, 16] = 8 + (nib[:, 16] & 3)  # RFC 4122 variant
     out = np.empty((n, 36), dtype=np.uint8)
     out[:, [8, 13, 18, 23]] = ord("-")
     cols = [i for i in range(36) if i not in (8, 13, 18, 23)]
@@ -177,13 +185,22 @@ def hex_strings(values, prefix: bytes):
     shifts = np.arange(60, -4, -4, dtype=np.uint64)
     nib = ((v[:, None] >> shifts[None, :]) & np.uint64(15)).astype(np.uint8)
     out = np.empty((len(v), len(prefix) + 16), dtype=np.uint8)
-    out[:, :len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
-    out[:, len(prefix):] = hexd[nib]
+    out[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+    out[:, len(prefix) :] = hexd[nib]
     return _fixed_width_strings(out, len(prefix) + 16)
 
 
-def build_hour(n: int, hour: datetime, *, seed: int = 42, users: int = 200_000, pages_per_tenant: int = 300,
-               dup_fraction: float = 0.01, late_fraction: float = 0.02, partitions: int = 4):
+def build_hour(
+    n: int,
+    hour: datetime,
+    *,
+    seed: int = 42,
+    users: int = 200_000,
+    pages_per_tenant: int = 300,
+    dup_fraction: float = 0.01,
+    late_fraction: float = 0.02,
+    partitions: int = 4,
+):
     """One event hour as a pyarrow Table with the events_raw schema."""
     import numpy as np
     import pyarrow as pa
@@ -196,7 +213,7 @@ def build_hour(n: int, hour: datetime, *, seed: int = 42, users: int = 200_000, 
     schema = table("events_raw").arrow()
     n_dup = int(round(n * dup_fraction))
     n_uni = n - n_dup
-    tenants = np.array(TENANT_NAMES[:len(TENANT_SHARES)], dtype=object)
+    tenants = np.array(TENANT_NAMES[: len(TENANT_SHARES)], dtype=object)
 
     # users: tenant, heavy-tailed activity, country and device per user
     user_tenant = rng.choice(len(TENANT_SHARES), size=users, p=np.array(TENANT_SHARES) / sum(TENANT_SHARES))
@@ -234,12 +251,14 @@ def build_hour(n: int, hour: datetime, *, seed: int = 42, users: int = 200_000, 
     hour_us = int(hour.timestamp()) * 1_000_000
     event_us = np.sort(hour_us + rng.integers(0, HOUR_US, size=n_uni, dtype=np.int64))
     late = rng.random(n_uni) < late_fraction
-    delay = np.where(late, rng.integers(15 * 60_000_000, 2 * 3_600_000_000, size=n_uni),
-                     rng.integers(0, 5_000_000, size=n_uni))
+    delay = np.where(
+        late, rng.integers(15 * 60_000_000, 2 * 3_600_000_000, size=n_uni), rng.integers(0, 5_000_000, size=n_uni)
+    )
     kafka_us = event_us + delay
     part = user_partition[u]
     session_key = (u.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (
-        ((event_us - hour_us) // (30 * 60_000_000)).astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9))
+        ((event_us - hour_us) // (30 * 60_000_000)).astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+    )
     ref_idx = rng.integers(0, len(REFERRERS), size=n_uni)
     ref_null = rng.random(n_uni) < 0.4
     event_ids = uuid4_strings(rng, n_uni)
@@ -296,6 +315,7 @@ def build_hour(n: int, hour: datetime, *, seed: int = 42, users: int = 200_000, 
 # landing the hour in Delta
 # --------------------------------------------------------------------------------------------
 
+
 def land_as_stream(tbl, path: str, hour: datetime, *, batch_seconds: float, batches_per_commit: int) -> dict:
     """One parquet file per (micro-batch, Kafka partition), micro-batches cut by ingest time, committed
     ``batches_per_commit`` micro-batches at a time. Returns the layout (files, micro-batches, commits)."""
@@ -325,15 +345,23 @@ def land_as_stream(tbl, path: str, hour: datetime, *, batch_seconds: float, batc
     Path(path, part_dir).mkdir(parents=True, exist_ok=True)
     pending: list = []
     first_batch, commits = int(batch[0]), 0
-    for start, end in zip(starts, ends):
+    for start, end in zip(starts, ends, strict=True):
         if pending and batch[start] - first_batch >= batches_per_commit:
             dt.create_write_transaction(pending, mode="append", schema=schema, partition_by=partition_by)
             pending, first_batch, commits = [], int(batch[start]), commits + 1
         rel = f"{part_dir}/part-{uuid.uuid4()}.c000.snappy.parquet"
         pq.write_table(data.slice(start, end - start), f"{path}/{rel}", compression="snappy")
         # delta-rs checks nothing in a low-level commit: exact size, decoded path, string partition values.
-        pending.append(AddAction(rel, os.path.getsize(f"{path}/{rel}"), values, int(time.time() * 1000), True,
-                                 json.dumps({"numRecords": int(end - start)})))
+        pending.append(
+            AddAction(
+                rel,
+                os.path.getsize(f"{path}/{rel}"),
+                values,
+                int(time.time() * 1000),
+                True,
+                json.dumps({"numRecords": int(end - start)}),
+            )
+        )
     if pending:
         dt.create_write_transaction(pending, mode="append", schema=schema, partition_by=partition_by)
         commits += 1
@@ -343,14 +371,21 @@ def land_as_stream(tbl, path: str, hour: datetime, *, batch_seconds: float, batc
 def land_compacted(tbl, path: str, target_file_mb: int) -> dict:
     from deltalake import write_deltalake
 
-    write_deltalake(path, tbl, partition_by=["event_date", "event_hour"], mode="overwrite", name="events_raw",
-                    target_file_size=target_file_mb << 20)
+    write_deltalake(
+        path,
+        tbl,
+        partition_by=["event_date", "event_hour"],
+        mode="overwrite",
+        name="events_raw",
+        target_file_size=target_file_mb << 20,
+    )
     return {"delta_files": len(list(Path(path).rglob("*.parquet"))), "delta_commits": 1}
 
 
 # --------------------------------------------------------------------------------------------
 # ClickHouse
 # --------------------------------------------------------------------------------------------
+
 
 def ensure_clickhouse(cfg):
     """The configured ClickHouse if it answers and is migrated; else the embedded one, started here
@@ -360,12 +395,15 @@ def ensure_clickhouse(cfg):
 
     try:
         client(cfg.clickhouse, connect_timeout=2).execute(
-            f"SELECT count() FROM {cfg.clickhouse.database}.published_hours WHERE 0")
+            f"SELECT count() FROM {cfg.clickhouse.database}.published_hours WHERE 0"
+        )
         return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if cfg.clickhouse.external:
-            raise RuntimeError(f"ClickHouse at {cfg.clickhouse.address} (database {cfg.clickhouse.database}) does "
-                               f"not answer or is not migrated: {str(exc).splitlines()[0][:200]}") from exc
+            raise RuntimeError(
+                f"ClickHouse at {cfg.clickhouse.address} (database {cfg.clickhouse.database}) does "
+                f"not answer or is not migrated: {str(exc).splitlines()[0][:200]}"
+            ) from exc
     from tidemark.stack.services import ClickHouse
 
     service = ClickHouse(cfg)
@@ -376,9 +414,11 @@ def ensure_clickhouse(cfg):
     return service if started else None
 
 
-CH_COLUMNS = ("event_id String, tenant_id String, event_time DateTime('UTC'), user_id String, session_id String, "
-              "country String, device String, page String, referrer String, is_late UInt8, "
-              "kafka_partition Int32, kafka_offset Int64, kafka_timestamp Int64")
+CH_COLUMNS = (
+    "event_id String, tenant_id String, event_time DateTime('UTC'), user_id String, session_id String, "
+    "country String, device String, page String, referrer String, is_late UInt8, "
+    "kafka_partition Int32, kafka_offset Int64, kafka_timestamp Int64"
+)
 
 
 def ch_http(cfg, query: str, body: bytes | None = None, timeout: float = 600) -> str:
@@ -399,8 +439,23 @@ def load_clickhouse(cfg, tbl, name: str, chunk_rows: int = 500_000) -> float:
 
     ch_http(cfg, f"DROP TABLE IF EXISTS {name}")
     ch_http(cfg, f"CREATE TABLE {name} ({CH_COLUMNS}) ENGINE = MergeTree ORDER BY (tenant_id, event_time)")
-    sub = tbl.select(["event_id", "tenant_id", "event_time", "user_id", "session_id", "country", "device", "page",
-                      "referrer", "is_late", "kafka_partition", "kafka_offset", "kafka_timestamp"])
+    sub = tbl.select(
+        [
+            "event_id",
+            "tenant_id",
+            "event_time",
+            "user_id",
+            "session_id",
+            "country",
+            "device",
+            "page",
+            "referrer",
+            "is_late",
+            "kafka_partition",
+            "kafka_offset",
+            "kafka_timestamp",
+        ]
+    )
     sub = sub.set_column(2, "event_time", pc.divide(sub["event_time"].cast(pa.int64()), 1_000_000))
     sub = sub.set_column(8, "referrer", pc.fill_null(sub["referrer"], ""))
     sub = sub.set_column(9, "is_late", sub["is_late"].cast(pa.uint8()))
@@ -423,19 +478,23 @@ def clickhouse_rollup(cfg, raw: str, version: int) -> tuple[float, int, int]:
 
     ch = client(cfg.clickhouse, send_receive_timeout=900)
     db = cfg.clickhouse.database
-    sql = (f"INSERT INTO {db}.rollup_input (layer, version, tenant_id, minute, country, device, page, events, user_ids) "
-           f"SELECT 'batch', {int(version)}, tenant_id, toStartOfMinute(event_time) AS minute, country, device, page, "
-           f"count() AS events, groupUniqArray(user_id) AS user_ids "
-           f"FROM (SELECT tenant_id, event_time, country, device, page, user_id FROM {db}.{raw} "
-           f"      ORDER BY event_id, kafka_timestamp, kafka_partition, kafka_offset LIMIT 1 BY event_id) "
-           f"GROUP BY tenant_id, minute, country, device, page")
+    sql = (
+        f"INSERT INTO {db}.rollup_input (layer, version, tenant_id, minute, country, device, page, events, user_ids) "
+        f"SELECT 'batch', {int(version)}, tenant_id, toStartOfMinute(event_time) AS minute, country, device, page, "
+        f"count() AS events, groupUniqArray(user_id) AS user_ids "
+        f"FROM (SELECT tenant_id, event_time, country, device, page, user_id FROM {db}.{raw} "
+        f"      ORDER BY event_id, kafka_timestamp, kafka_partition, kafka_offset LIMIT 1 BY event_id) "
+        f"GROUP BY tenant_id, minute, country, device, page"
+    )
     t0 = time.perf_counter()
     ch.execute(sql)
     seconds = time.perf_counter() - t0
-    (rows, events), = ch.execute(
+    ((rows, events),) = ch.execute(
         f"SELECT count(), sum(events) FROM (SELECT minute, tenant_id, country, device, page, sum(events) AS events "
         f"FROM {db}.minute_rollups WHERE layer = 'batch' AND version = %(v)s "
-        f"GROUP BY minute, tenant_id, country, device, page)", {"v": version})
+        f"GROUP BY minute, tenant_id, country, device, page)",
+        {"v": version},
+    )
     return seconds, rows, events
 
 
@@ -450,6 +509,7 @@ def drop_version(cfg, version: int) -> None:
 
 # --------------------------------------------------------------------------------------------
 
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=4_200_000, help="rows in the hour, duplicates included")
@@ -457,10 +517,18 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--users", type=int, default=200_000)
     p.add_argument("--duplicate-fraction", type=float, default=0.01)
-    p.add_argument("--layout", choices=("stream", "compacted"), default="stream",
-                   help="stream: small files per micro-batch and Kafka partition (default); compacted: large files")
-    p.add_argument("--batch-seconds", type=float, default=None,
-                   help="stream layout: arrival time per micro-batch (default: the stream's trigger interval)")
+    p.add_argument(
+        "--layout",
+        choices=("stream", "compacted"),
+        default="stream",
+        help="stream: small files per micro-batch and Kafka partition (default); compacted: large files",
+    )
+    p.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=None,
+        help="stream layout: arrival time per micro-batch (default: the stream's trigger interval)",
+    )
     p.add_argument("--batches-per-commit", type=int, default=30, help="stream layout: micro-batches per Delta commit")
     p.add_argument("--target-file-mb", type=int, default=64, help="compacted layout: Delta data file size target")
     p.add_argument("--runs", type=int, default=1, help="recompute runs (2nd+ are warm, with force=True)")
@@ -494,26 +562,36 @@ def main() -> int:
     try:
         # 1. data
         t0 = time.perf_counter()
-        tbl = build_hour(args.events, hour, seed=args.seed, users=args.users, dup_fraction=args.duplicate_fraction,
-                         partitions=cfg.kafka.partitions)
+        tbl = build_hour(
+            args.events,
+            hour,
+            seed=args.seed,
+            users=args.users,
+            dup_fraction=args.duplicate_fraction,
+            partitions=cfg.kafka.partitions,
+        )
         gen_s = time.perf_counter() - t0
-        say(f"generated {tbl.num_rows:,} rows in {gen_s:.1f}s ({rate(tbl.num_rows, gen_s)}), "
-            f"{tbl.nbytes / 2**20:.0f} MiB in memory")
+        say(
+            f"generated {tbl.num_rows:,} rows in {gen_s:.1f}s ({rate(tbl.num_rows, gen_s)}), "
+            f"{tbl.nbytes / 2**20:.0f} MiB in memory"
+        )
 
         # 2. Delta
         t0 = time.perf_counter()
         if args.layout == "stream":
             batch_s = args.batch_seconds or cfg.spark.trigger_seconds
-            layout = land_as_stream(tbl, cfg.lake.events_raw, hour, batch_seconds=batch_s,
-                                    batches_per_commit=args.batches_per_commit)
+            layout = land_as_stream(
+                tbl, cfg.lake.events_raw, hour, batch_seconds=batch_s, batches_per_commit=args.batches_per_commit
+            )
             layout["batch_seconds"] = batch_s
         else:
             layout = land_compacted(tbl, cfg.lake.events_raw, args.target_file_mb)
         write_s = time.perf_counter() - t0
         size_mb = sum(f.stat().st_size for f in Path(cfg.lake.events_raw).rglob("*.parquet")) / 2**20
         say(f"landed Delta {cfg.lake.events_raw} ({args.layout}): {layout}, {size_mb:.0f} MiB in {write_s:.1f}s")
-        result.update(generate_s=round(gen_s, 2), delta_write_s=round(write_s, 2), **layout,
-                      delta_mib=round(size_mb, 1))
+        result.update(
+            generate_s=round(gen_s, 2), delta_write_s=round(write_s, 2), **layout, delta_mib=round(size_mb, 1)
+        )
 
         # 3. Spark recompute
         from tidemark.batch.recompute import recompute
@@ -538,21 +616,37 @@ def main() -> int:
             cpu = cpu_diff(sampler.at(t0), sampler.samples[-1][1])
             phases = dict(summary.seconds)
             phases["publish"] = round(max(0.0, total - sum(phases.values())), 3)
-            runs.append({"seconds": round(total, 2), "phases": phases, "status": summary.status,
-                         "raw_rows": summary.raw_rows, "dedup_rows": summary.dedup_rows,
-                         "dropped_rows": summary.dropped_rows, "rollup_rows": summary.rollup_rows,
-                         "late_rows": summary.late_rows, "passed": summary.passed, "reason": summary.reason,
-                         "cpu_s": cpu, "phase_cpu_s": sampler.per_phase(t0, phases)})
-            say(f"recompute run {i + 1}: {total:.1f}s ({rate(summary.raw_rows, total)}), status {summary.status}, "
-                f"dedup {summary.dedup_rows:,}, rollup rows {summary.rollup_rows:,}; phases {phases}; cpu s {cpu}")
+            runs.append(
+                {
+                    "seconds": round(total, 2),
+                    "phases": phases,
+                    "status": summary.status,
+                    "raw_rows": summary.raw_rows,
+                    "dedup_rows": summary.dedup_rows,
+                    "dropped_rows": summary.dropped_rows,
+                    "rollup_rows": summary.rollup_rows,
+                    "late_rows": summary.late_rows,
+                    "passed": summary.passed,
+                    "reason": summary.reason,
+                    "cpu_s": cpu,
+                    "phase_cpu_s": sampler.per_phase(t0, phases),
+                }
+            )
+            say(
+                f"recompute run {i + 1}: {total:.1f}s ({rate(summary.raw_rows, total)}), status {summary.status}, "
+                f"dedup {summary.dedup_rows:,}, rollup rows {summary.rollup_rows:,}; phases {phases}; cpu s {cpu}"
+            )
         result["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
         spark.stop()
         spark = None
         first = runs[0]
-        result.update(recompute_s=first["seconds"], phases=first["phases"], phase_cpu_s=first["phase_cpu_s"],
-                      cpu_s=first["cpu_s"],
-                      recompute={k: v for k, v in first.items() if k not in ("seconds", "phases", "cpu_s",
-                                                                           "phase_cpu_s")})
+        result.update(
+            recompute_s=first["seconds"],
+            phases=first["phases"],
+            phase_cpu_s=first["phase_cpu_s"],
+            cpu_s=first["cpu_s"],
+            recompute={k: v for k, v in first.items() if k not in ("seconds", "phases", "cpu_s", "phase_cpu_s")},
+        )
         if len(runs) > 1:
             result["recompute_warm_s"] = runs[-1]["seconds"]
             result["phases_warm"] = runs[-1]["phases"]
@@ -566,15 +660,24 @@ def main() -> int:
             c0 = cpu_by_kind(ch_pid)
             ch_s, ch_rows, ch_events = clickhouse_rollup(cfg, raw_table, ch_version)
             result["clickhouse_cpu_s"] = cpu_diff(c0, cpu_by_kind(ch_pid)).get("clickhouse")
-            say(f"ClickHouse: {ch_s:.1f}s ({rate(tbl.num_rows, ch_s)}), {ch_rows:,} rollup rows, {ch_events:,} events "
-                f"(Spark: {first['rollup_rows']:,} rows, {first['dedup_rows'] - first['dropped_rows']:,} events)")
+            say(
+                f"ClickHouse: {ch_s:.1f}s ({rate(tbl.num_rows, ch_s)}), {ch_rows:,} rollup rows, {ch_events:,} events "
+                f"(Spark: {first['rollup_rows']:,} rows, {first['dedup_rows'] - first['dropped_rows']:,} events)"
+            )
             core = first["phases"].get("read_dedup", 0) + first["phases"].get("rollups_stage", 0)
-            result.update(clickhouse_load_s=round(load_s, 2), clickhouse_aggregate_s=round(ch_s, 2),
-                          clickhouse_rollup_rows=ch_rows, clickhouse_events=ch_events,
-                          ratio=round(first["seconds"] / ch_s, 2) if ch_s else None,
-                          ratio_dedup_rollup_only=round(core / ch_s, 2) if ch_s else None,
-                          results_match=(first["raw_rows"] == tbl.num_rows and ch_rows == first["rollup_rows"]
-                                         and ch_events == first["dedup_rows"] - first["dropped_rows"]))
+            result.update(
+                clickhouse_load_s=round(load_s, 2),
+                clickhouse_aggregate_s=round(ch_s, 2),
+                clickhouse_rollup_rows=ch_rows,
+                clickhouse_events=ch_events,
+                ratio=round(first["seconds"] / ch_s, 2) if ch_s else None,
+                ratio_dedup_rollup_only=round(core / ch_s, 2) if ch_s else None,
+                results_match=(
+                    first["raw_rows"] == tbl.num_rows
+                    and ch_rows == first["rollup_rows"]
+                    and ch_events == first["dedup_rows"] - first["dropped_rows"]
+                ),
+            )
     except Exception as exc:  # noqa: BLE001
         say(f"bench failed: {type(exc).__name__}: {exc}")
         result["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"

@@ -73,6 +73,7 @@ what the bench started, and still print the JSON of the finished steps (exit 130
     .venv/bin/python bench/stream_throughput.py [--rates 5000,10000,20000] [--step-seconds 120]
     .venv/bin/python bench/stream_throughput.py --rate-5k-check        # just the 5000 ev/s step
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,13 +104,32 @@ BENCH_ENV = {
     "TIDEMARK_REDIS_PORT": "16679",
 }
 # Never inherited: they would point the bench at someone else's services or state.
-STRIPPED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_HOST", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD",
-                "REDIS_URL", "TIDEMARK_AIRFLOW", "TIDEMARK_TOPIC", "TIDEMARK_LAKE_ROOT",
-                "TIDEMARK_CHECKPOINT_ROOT", "TIDEMARK_KAFKA_CLIENT_OPTIONS", "TIDEMARK_STARTING_OFFSETS")
+STRIPPED_ENV = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "CLICKHOUSE_HOST",
+    "CLICKHOUSE_USER",
+    "CLICKHOUSE_PASSWORD",
+    "REDIS_URL",
+    "TIDEMARK_AIRFLOW",
+    "TIDEMARK_TOPIC",
+    "TIDEMARK_LAKE_ROOT",
+    "TIDEMARK_CHECKPOINT_ROOT",
+    "TIDEMARK_KAFKA_CLIENT_OPTIONS",
+    "TIDEMARK_STARTING_OFFSETS",
+)
 
 PHASES = ("read_validate_dedup_ms", "delta_ms", "rollups_ms", "clickhouse_ms")
-CPU_KINDS = ("broker", "spark_jvm", "py_driver", "py_workers", "stream_other", "clickhouse", "generator",
-             "bench", "other")
+CPU_KINDS = (
+    "broker",
+    "spark_jvm",
+    "py_driver",
+    "py_workers",
+    "stream_other",
+    "clickhouse",
+    "generator",
+    "bench",
+    "other",
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -139,6 +159,7 @@ class Interrupted(BaseException):
 # --------------------------------------------------------------------------------------------
 # /proc: process table, CPU ticks, process trees
 # --------------------------------------------------------------------------------------------
+
 
 def proc_table() -> dict[int, tuple[int, int, int, int, str]]:
     """pid -> (ppid, pgid, start ticks, utime+stime ticks, state) for every process."""
@@ -223,8 +244,13 @@ class CpuMeter:
                 continue
             if key not in self._kind:
                 cmd = cmdline(pid)
-                self._kind[key] = ("broker" if "kafka.Kafka" in cmd and self.broker_mark in cmd else
-                                   "clickhouse" if "clickhouse" in cmd and self.clickhouse_mark in cmd else None)
+                self._kind[key] = (
+                    "broker"
+                    if "kafka.Kafka" in cmd and self.broker_mark in cmd
+                    else "clickhouse"
+                    if "clickhouse" in cmd and self.clickhouse_mark in cmd
+                    else None
+                )
             if self._kind[key]:
                 snap[key] = (self._kind[key], ticks)
         return snap
@@ -302,6 +328,7 @@ def kill_tree(root: int | None, first: int, grace_s: float, what: str) -> None:
 # the generator, run as a child of this script (so its send/ack timings and CPU can be reported)
 # --------------------------------------------------------------------------------------------
 
+
 def generator_child(spec: dict) -> int:
     """``--generator-child SPEC``: tidemark.generator.produce.run, realtime, printing one JSON line with
     messages sent, the producer's send/ack timings, the send interval in epoch seconds and its CPU."""
@@ -336,29 +363,46 @@ def generator_child(spec: dict) -> int:
     produce.resolve = resolve_now
     timings: dict = {}
     options = produce.GenerateOptions(
-        rate=spec["rate"], duration=spec["seconds"], seed=spec["seed"], topic=spec["topic"],
-        start_time=datetime.now(timezone.utc), realtime=True, progress=False, timings=timings,
-        ontime_max_lateness_ms=spec["ontime_max_lateness_ms"])
+        rate=spec["rate"],
+        duration=spec["seconds"],
+        seed=spec["seed"],
+        topic=spec["topic"],
+        start_time=datetime.now(timezone.utc),
+        realtime=True,
+        progress=False,
+        timings=timings,
+        ontime_max_lateness_ms=spec["ontime_max_lateness_ms"],
+    )
     manifest = produce.run(options)
     t = os.times()
     start = info.get("send_start_epoch")
-    print(json.dumps({
-        "messages_sent": manifest["messages_sent"], "valid_events": manifest["valid_events"],
-        "late_events": manifest["late_events"], "duplicates_sent": manifest["duplicates_sent"],
-        "malformed": sum(manifest["malformed"].values()),
-        "send_seconds": timings.get("send_seconds"), "ack_seconds": timings.get("ack_seconds"),
-        "records": timings.get("records"), "clock_offset_s": info.get("clock_offset_s"),
-        "send_start_epoch": start,
-        "send_end_epoch": start + timings["send_seconds"] if start and "send_seconds" in timings else None,
-        "ack_end_epoch": start + timings["ack_seconds"] if start and "ack_seconds" in timings else None,
-        "cpu_s": round(t.user + t.system, 2),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "messages_sent": manifest["messages_sent"],
+                "valid_events": manifest["valid_events"],
+                "late_events": manifest["late_events"],
+                "duplicates_sent": manifest["duplicates_sent"],
+                "malformed": sum(manifest["malformed"].values()),
+                "send_seconds": timings.get("send_seconds"),
+                "ack_seconds": timings.get("ack_seconds"),
+                "records": timings.get("records"),
+                "clock_offset_s": info.get("clock_offset_s"),
+                "send_start_epoch": start,
+                "send_end_epoch": start + timings["send_seconds"] if start and "send_seconds" in timings else None,
+                "ack_end_epoch": start + timings["ack_seconds"] if start and "ack_seconds" in timings else None,
+                "cpu_s": round(t.user + t.system, 2),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
 # --------------------------------------------------------------------------------------------
 # the bench
 # --------------------------------------------------------------------------------------------
+
 
 class Bench:
     def __init__(self, args):
@@ -368,15 +412,18 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"tidemark-bench-stream-{self.id}-"))
         env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
         env.update({k: os.environ.get(f"BENCH_{k}", v) for k, v in BENCH_ENV.items()})
-        env.update({
-            "TIDEMARK_TOPIC": self.topic,
-            "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
-            "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"),
-            "TIDEMARK_STARTING_OFFSETS": "earliest",
-            "TIDEMARK_LOG_LEVEL": "INFO", "TIDEMARK_LOG_FORMAT": "json",
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "TIDEMARK_TOPIC": self.topic,
+                "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
+                "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"),
+                "TIDEMARK_STARTING_OFFSETS": "earliest",
+                "TIDEMARK_LOG_LEVEL": "INFO",
+                "TIDEMARK_LOG_FORMAT": "json",
+                "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if args.trigger_seconds:
             env["TIDEMARK_TRIGGER_SECONDS"] = str(args.trigger_seconds)
         if args.max_offsets_per_trigger:
@@ -404,8 +451,13 @@ class Bench:
 
     # -- stack ------------------------------------------------------------------------------
     def _cli(self, *argv: str, timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tidemark.cli", *argv], capture_output=True, text=True,
-                              timeout=timeout, cwd=str(PROJECT))
+        return subprocess.run(
+            [sys.executable, "-m", "tidemark.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(PROJECT),
+        )
 
     def stack_status(self) -> dict[str, bool]:
         done = self._cli("stack", "status", "--json", timeout=120)
@@ -442,10 +494,13 @@ class Bench:
                 done = self._cli("stack", "down", timeout=240)
             else:  # only some were down: stop just those, leave the others as found
                 say(f"stopping {', '.join(self.started_services)} (started by the bench)")
-                code = ("import sys; from tidemark.stack import services as s; "
-                        f"[v.down() for v in s.services() if v.name in {self.started_services!r}]")
-                done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                      timeout=240, cwd=str(PROJECT))
+                code = (
+                    "import sys; from tidemark.stack import services as s; "
+                    f"[v.down() for v in s.services() if v.name in {self.started_services!r}]"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=str(PROJECT)
+                )
             if done.returncode != 0:
                 say(f"stack down answered {done.returncode}: {(done.stdout + done.stderr)[-800:]}")
         except subprocess.TimeoutExpired:
@@ -460,7 +515,7 @@ class Bench:
                 if self._ch is None:
                     self._ch = client(self.cfg.clickhouse, connect_timeout=5, send_receive_timeout=30)
                 return self._ch.execute(sql, params or {})
-            except Exception:  # noqa: BLE001 - reconnect once
+            except Exception:
                 self._ch = None
                 if attempt == 2:
                     raise
@@ -469,9 +524,12 @@ class Bench:
         from kafka import KafkaConsumer, TopicPartition
 
         if self._consumer is None:
-            self._consumer = KafkaConsumer(bootstrap_servers=self.cfg.kafka.bootstrap_servers,
-                                           enable_auto_commit=False, client_id="tidemark-bench-lag",
-                                           request_timeout_ms=20000)
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.cfg.kafka.bootstrap_servers,
+                enable_auto_commit=False,
+                client_id="tidemark-bench-lag",
+                request_timeout_ms=20000,
+            )
             deadline = time.monotonic() + 30
             while not (parts := self._consumer.partitions_for_topic(self.topic)):
                 if time.monotonic() > deadline:
@@ -482,15 +540,20 @@ class Bench:
 
     def committed_offsets(self) -> tuple[int, dict[int, int]]:
         """(batch id, {partition: offset}) of the stream's last committed batch (stream_progress)."""
-        rows = self.query(f"SELECT batch_id, end_offsets FROM {self.db}.stream_progress WHERE stream_id = %(s)s "
-                          f"ORDER BY batch_id DESC LIMIT 1", {"s": self.ident.stream_id})
+        rows = self.query(
+            f"SELECT batch_id, end_offsets FROM {self.db}.stream_progress WHERE stream_id = %(s)s "
+            f"ORDER BY batch_id DESC LIMIT 1",
+            {"s": self.ident.stream_id},
+        )
         if not rows or not rows[0][1]:
             return -1, {}
         return int(rows[0][0]), {int(p): int(o) for p, o in json.loads(rows[0][1]).items()}
 
     def last_batch_id(self) -> int:
-        rows = self.query(f"SELECT max(batch_id), count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s",
-                          {"s": self.ident.stream_id})
+        rows = self.query(
+            f"SELECT max(batch_id), count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s",
+            {"s": self.ident.stream_id},
+        )
         return int(rows[0][0]) if rows and rows[0][1] else -1
 
     def batch_rows(self, lo: int, hi: int) -> dict[int, dict]:
@@ -498,28 +561,46 @@ class Bench:
         p = {"s": self.ident.stream_id, "lo": lo, "hi": hi}
         out = {}
         for bid, valid, late, rejected, processing_ms in self.query(
-                f"SELECT batch_id, valid_rows, late_rows, rejected_rows, processing_ms FROM {self.db}.stream_batches "
-                f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s", p):
-            out[int(bid)] = {"valid": valid, "late": late, "rejected": rejected, "processing_ms": processing_ms,
-                             "dups": 0, "input_rows": None, "trigger_ms": None}
+            f"SELECT batch_id, valid_rows, late_rows, rejected_rows, processing_ms FROM {self.db}.stream_batches "
+            f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s",
+            p,
+        ):
+            out[int(bid)] = {
+                "valid": valid,
+                "late": late,
+                "rejected": rejected,
+                "processing_ms": processing_ms,
+                "dups": 0,
+                "input_rows": None,
+                "trigger_ms": None,
+            }
         for bid, dups, input_rows, duration_ms in self.query(
-                f"SELECT batch_id, duplicates_dropped, input_rows, duration_ms FROM {self.db}.stream_progress "
-                f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s", p):
+            f"SELECT batch_id, duplicates_dropped, input_rows, duration_ms FROM {self.db}.stream_progress "
+            f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s",
+            p,
+        ):
             if int(bid) in out:
                 out[int(bid)].update(dups=dups, input_rows=input_rows, trigger_ms=duration_ms)
         return out
 
     def freshness(self, lo: int, hi: int) -> dict:
         """Event-level freshness over batches lo < id <= hi, from their histograms (measured)."""
-        (q, mx, events, batches), = self.query(
+        ((q, mx, events, batches),) = self.query(
             f"SELECT quantilesExactWeighted(0.5, 0.95, 0.99)(f, n), max(f), sum(n), uniqExact(batch_id) "
             f"FROM {self.db}.stream_batches ARRAY JOIN freshness_ms AS f, freshness_events AS n "
             f"WHERE stream_id = %(s)s AND batch_id > %(lo)s AND batch_id <= %(hi)s AND n > 0",
-            {"s": self.ident.stream_id, "lo": lo, "hi": hi})
+            {"s": self.ident.stream_id, "lo": lo, "hi": hi},
+        )
         if not events:
             return {"p50": None, "p95": None, "p99": None, "max": None, "events": 0, "batches": 0}
-        return {"p50": round(q[0] / 1000, 2), "p95": round(q[1] / 1000, 2), "p99": round(q[2] / 1000, 2),
-                "max": round(mx / 1000, 2), "events": int(events), "batches": int(batches)}
+        return {
+            "p50": round(q[0] / 1000, 2),
+            "p95": round(q[1] / 1000, 2),
+            "p99": round(q[2] / 1000, 2),
+            "max": round(mx / 1000, 2),
+            "events": int(events),
+            "batches": int(batches),
+        }
 
     def read_log(self) -> None:
         """Pick up new "batch committed" lines of the stream log (incrementally)."""
@@ -537,8 +618,9 @@ class Bench:
                 continue
             try:
                 doc = json.loads(raw)
-                doc["epoch"] = datetime.strptime(doc["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-                    tzinfo=timezone.utc).timestamp()
+                doc["epoch"] = (
+                    datetime.strptime(doc["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+                )
                 self.committed[int(doc["batch_id"])] = doc
             except (ValueError, KeyError, TypeError):
                 continue
@@ -558,33 +640,55 @@ class Bench:
         ensure_topic(self.cfg.kafka.bootstrap_servers, self.topic, self.cfg.kafka.partitions)
         self.ident = StreamIdentity.load_or_create(f"{self.cfg.spark.checkpoint_root}/{STREAM_NAME}")
         with open(self.log_path, "ab") as log:
-            self.stream = subprocess.Popen([sys.executable, "-m", "tidemark.cli", "stream"], stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True, cwd=str(PROJECT))
+            self.stream = subprocess.Popen(
+                [sys.executable, "-m", "tidemark.cli", "stream"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(PROJECT),
+            )
         self.meter.stream_pid = self.stream.pid
-        say(f"stream started: pid {self.stream.pid}, topic {self.topic} ({self.cfg.kafka.partitions} partitions), "
+        say(
+            f"stream started: pid {self.stream.pid}, topic {self.topic} ({self.cfg.kafka.partitions} partitions), "
             f"stream_id {self.ident.stream_id}, trigger {self.cfg.spark.trigger_seconds}s, "
-            f"maxOffsetsPerTrigger {self.cfg.spark.max_offsets_per_trigger}, workdir {self.workdir}")
+            f"maxOffsetsPerTrigger {self.cfg.spark.max_offsets_per_trigger}, workdir {self.workdir}"
+        )
 
     def check_stream(self) -> None:
         if self.stream is not None and self.stream.poll() is not None:
             raise RuntimeError(f"the stream exited with {self.stream.returncode}; log tail:\n{self.log_tail()}")
 
     def start_generator(self, rate: float, seconds: float, seed: int, tag: str) -> tuple[subprocess.Popen, Path]:
-        spec = {"rate": rate, "seconds": seconds, "seed": seed, "topic": self.topic,
-                "ontime_max_lateness_ms": self.args.ontime_max_lateness_ms}
+        spec = {
+            "rate": rate,
+            "seconds": seconds,
+            "seed": seed,
+            "topic": self.topic,
+            "ontime_max_lateness_ms": self.args.ontime_max_lateness_ms,
+        }
         out_path = self.workdir / f"generator-{tag}.out"
         with open(out_path, "wb") as out:
             self.generator = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--generator-child", json.dumps(spec)],
-                env={**os.environ, "TIDEMARK_LOG_LEVEL": "WARNING"}, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=str(PROJECT))
+                env={**os.environ, "TIDEMARK_LOG_LEVEL": "WARNING"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(PROJECT),
+            )
         return self.generator, out_path
 
     def finish_generator(self, proc: subprocess.Popen, out_path: Path) -> dict:
         self.generator = None
         text = out_path.read_text(errors="replace")
-        doc = next((json.loads(line) for line in reversed(text.splitlines())
-                    if line.startswith("{") and '"messages_sent"' in line), None)
+        doc = next(
+            (
+                json.loads(line)
+                for line in reversed(text.splitlines())
+                if line.startswith("{") and '"messages_sent"' in line
+            ),
+            None,
+        )
         if proc.returncode != 0 or doc is None:
             raise RuntimeError(f"generator failed ({proc.returncode}): {text[-2000:]}")
         return doc
@@ -619,8 +723,10 @@ class Bench:
         """Traffic at --warmup-rate until --warmup-batches data batches have committed after the first one
         (Spark start, the first batch's Delta/ClickHouse setup, JIT), then drain it all."""
         a = self.args
-        say(f"warm-up: {a.warmup_rate:.0f} ev/s until {a.warmup_batches} data batches after the first have "
-            f"committed (at most {a.startup_timeout:.0f}s)")
+        say(
+            f"warm-up: {a.warmup_rate:.0f} ev/s until {a.warmup_batches} data batches after the first have "
+            f"committed (at most {a.startup_timeout:.0f}s)"
+        )
         started = time.monotonic()
         deadline = started + a.startup_timeout
         proc, _out = self.start_generator(a.warmup_rate, a.startup_timeout + 60, 7, "warmup")
@@ -629,17 +735,26 @@ class Bench:
             while len(self.data_batches()) < a.warmup_batches + 1:
                 self.check_stream()
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the warm-up generator exited ({proc.returncode}): "
-                                       f"{_out.read_text(errors='replace')[-1500:]}")
+                    raise RuntimeError(
+                        f"the warm-up generator exited ({proc.returncode}): {_out.read_text(errors='replace')[-1500:]}"
+                    )
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"fewer than {a.warmup_batches + 1} data batches within "
-                                       f"{a.startup_timeout:.0f}s; log tail:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"fewer than {a.warmup_batches + 1} data batches within "
+                        f"{a.startup_timeout:.0f}s; log tail:\n{self.log_tail()}"
+                    )
                 if time.monotonic() >= next_print:
                     next_print += a.print_seconds
                     data = self.data_batches()
                     last = self.committed[data[-1]] if data else None
-                    say(f"  warm-up t+{time.monotonic() - started:4.0f}s: {len(data)} data batches"
-                        + (f", last #{last['batch_id']} {last.get('ms')} ms for {last.get('valid')} rows" if last else ""))
+                    say(
+                        f"  warm-up t+{time.monotonic() - started:4.0f}s: {len(data)} data batches"
+                        + (
+                            f", last #{last['batch_id']} {last.get('ms')} ms for {last.get('valid')} rows"
+                            if last
+                            else ""
+                        )
+                    )
                 time.sleep(1)
         finally:
             kill_tree(proc.pid, signal.SIGTERM, 10, "warm-up generator")
@@ -650,8 +765,11 @@ class Bench:
         if not ok:
             raise RuntimeError(f"the stream did not catch up with the warm-up traffic; log tail:\n{self.log_tail()}")
         data = self.data_batches()
-        say(f"warm-up done in {time.monotonic() - started:.0f}s: {len(data)} data batches ("
-            + ", ".join(f"{self.committed[b].get('ms')} ms" for b in data[-4:]) + " for the last ones), caught up")
+        say(
+            f"warm-up done in {time.monotonic() - started:.0f}s: {len(data)} data batches ("
+            + ", ".join(f"{self.committed[b].get('ms')} ms" for b in data[-4:])
+            + " for the last ones), caught up"
+        )
 
     # -- one step -------------------------------------------------------------------------------
     def step(self, index: int, rate: float) -> dict:
@@ -685,9 +803,11 @@ class Bench:
                 last = self.committed.get(max(self.committed)) if self.committed else None
                 sent = sum(ends.values()) - sum(base_ends.values())
                 el = time.monotonic() - t0
-                say(f"  t+{el:4.0f}s sent {sent:>9,} ({sent / el:,.0f}/s)  committed "
+                say(
+                    f"  t+{el:4.0f}s sent {sent:>9,} ({sent / el:,.0f}/s)  committed "
                     f"{sum(done.values()) - base_committed:>9,}  lag {lag:>8,}  last batch "
-                    + (f"#{last['batch_id']} {last.get('ms')} ms, {last.get('valid')} rows" if last else "-"))
+                    + (f"#{last['batch_id']} {last.get('ms')} ms, {last.get('valid')} rows" if last else "-")
+                )
             time.sleep(max(0.0, a.sample_seconds - (time.monotonic() - tick)))
         t1 = time.monotonic()
         gen = self.finish_generator(proc, out)
@@ -761,24 +881,31 @@ class Bench:
             "sustained": all(checks.values()),
             "checks": checks,
             "sent": {
-                "events": gen["messages_sent"], "ev_s": round(sent_ev_s) if sent_ev_s else None,
+                "events": gen["messages_sent"],
+                "ev_s": round(sent_ev_s) if sent_ev_s else None,
                 "ratio": round(sent_ev_s / rate, 3) if sent_ev_s else None,
                 "send_s": round(gen["send_seconds"], 2) if gen.get("send_seconds") else None,
                 "ack_s": round(gen["ack_seconds"], 2) if gen.get("ack_seconds") else None,
                 "clock_offset_s": gen.get("clock_offset_s"),
-                "valid": gen.get("valid_events"), "late": gen.get("late_events"),
-                "duplicates": gen.get("duplicates_sent"), "malformed": gen.get("malformed"),
+                "valid": gen.get("valid_events"),
+                "late": gen.get("late_events"),
+                "duplicates": gen.get("duplicates_sent"),
+                "malformed": gen.get("malformed"),
             },
             "processed": {
                 "ev_s": round(processed_ev_s) if processed_ev_s is not None else None,
                 "ratio": round(processed_ev_s / rate, 3) if processed_ev_s is not None else None,
-                "records": processed_records, "window_s": round(window_s, 1) if window_s else None,
+                "records": processed_records,
+                "window_s": round(window_s, 1) if window_s else None,
                 "window": [iso(w0), iso(w1)],
-                "step_and_drain": {"records": records_all, "kafka_records_read": input_all,
-                                   "ev_s": round(records_all / (caught_up - send_start))
-                                   if drained and caught_up and caught_up > send_start else None,
-                                   "kafka_offsets_committed": sum(target.values()) - sum(base_ends.values())
-                                   if drained else None},
+                "step_and_drain": {
+                    "records": records_all,
+                    "kafka_records_read": input_all,
+                    "ev_s": round(records_all / (caught_up - send_start))
+                    if drained and caught_up and caught_up > send_start
+                    else None,
+                    "kafka_offsets_committed": sum(target.values()) - sum(base_ends.values()) if drained else None,
+                },
             },
             "lag": {
                 "slope_ev_s_per_s": round(lag_slope, 1) if lag_slope is not None else None,
@@ -796,11 +923,13 @@ class Bench:
         }
         result["bound"] = describe_bound(result)
         f = fresh
-        say(f"step {index + 1} done: target {rate:.0f} ev/s, sent {result['sent']['ev_s']}/s, processed "
+        say(
+            f"step {index + 1} done: target {rate:.0f} ev/s, sent {result['sent']['ev_s']}/s, processed "
             f"{result['processed']['ev_s']}/s, lag slope {result['lag']['slope_ev_s_per_s']}/s, drain "
             f"{result['drain_s']}s, freshness p50/p95/p99 {f['p50']}/{f['p95']}/{f['p99']}s "
             f"-> {'SUSTAINED' if result['sustained'] else 'not sustained'} "
-            f"({', '.join(k for k, v in checks.items() if not v) or 'all checks pass'})")
+            f"({', '.join(k for k, v in checks.items() if not v) or 'all checks pass'})"
+        )
         say(f"  {result['bound']}")
         return result
 
@@ -823,8 +952,11 @@ class Bench:
         try:
             from kafka.admin import KafkaAdminClient
 
-            admin = KafkaAdminClient(bootstrap_servers=self.cfg.kafka.bootstrap_servers,
-                                     client_id="tidemark-bench-admin", request_timeout_ms=30000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.cfg.kafka.bootstrap_servers,
+                client_id="tidemark-bench-admin",
+                request_timeout_ms=30000,
+            )
             try:
                 admin.delete_topics([self.topic], timeout_ms=30000)
                 say(f"deleted topic {self.topic}")
@@ -839,8 +971,10 @@ class Bench:
             except Exception as exc:  # noqa: BLE001
                 say(f"drop database {self.db} failed: {exc}")
         elif self.ident is not None:
-            say(f"bench rows kept in ClickHouse {self.cfg.clickhouse.address} database {self.db}, "
-                f"stream_id {self.ident.stream_id}")
+            say(
+                f"bench rows kept in ClickHouse {self.cfg.clickhouse.address} database {self.db}, "
+                f"stream_id {self.ident.stream_id}"
+            )
         if self.log_path.exists():
             keep = self.cfg.log_dir / f"bench-stream-{self.id}.log"
             try:
@@ -862,16 +996,24 @@ def describe_bound(step: dict) -> str:
     procs = {k: cpu.get(k, 0.0) for k in CPU_KINDS}
     used = sum(procs.values()) or 1.0
     top = sorted(procs.items(), key=lambda kv: -kv[1])[:3]
-    parts = [f"{step['target_ev_s']:.0f} ev/s: machine {cpu.get('machine_busy_frac') or 0:.0%} busy "
-             f"({cpu.get('machine_busy')} CPU-s in {cpu.get('wall_s')}s), "
-             + ", ".join(f"{k} {v:.0f}s ({v / used:.0%})" for k, v in top)]
+    parts = [
+        f"{step['target_ev_s']:.0f} ev/s: machine {cpu.get('machine_busy_frac') or 0:.0%} busy "
+        f"({cpu.get('machine_busy')} CPU-s in {cpu.get('wall_s')}s), "
+        + ", ".join(f"{k} {v:.0f}s ({v / used:.0%})" for k, v in top)
+    ]
     ph = step.get("phases_ms") or {}
     named = {k: ph[k] for k in ("read_validate_dedup", "delta", "rollups", "clickhouse", "spark_overhead") if k in ph}
     if named:
         k, v = max(named.items(), key=lambda kv: kv[1])
-        parts.append(f"slowest phase {k} {v} ms of {ph.get('trigger', ph.get('foreach_batch'))} ms/batch"
-                     + (f" ({ph['batches']} batches of {ph['rows_per_batch']} rows; {ph['capacity_ev_s']} records "
-                   "per second of batch time)" if ph.get("capacity_ev_s") else ""))
+        parts.append(
+            f"slowest phase {k} {v} ms of {ph.get('trigger', ph.get('foreach_batch'))} ms/batch"
+            + (
+                f" ({ph['batches']} batches of {ph['rows_per_batch']} rows; {ph['capacity_ev_s']} records "
+                "per second of batch time)"
+                if ph.get("capacity_ev_s")
+                else ""
+            )
+        )
     return "; ".join(parts)
 
 
@@ -888,13 +1030,18 @@ def versions(cfg) -> dict:
         found = sorted(Path(directory).glob(f"{prefix}*.jar"))
         return found[-1].name.removeprefix(prefix).removesuffix(".jar") if found else None
 
-    env = {"pyspark": pkg("pyspark"), "delta_spark": pkg("delta-spark"),
-           "delta_jar": next((p.name for p in sorted(Path(cfg.spark.jars_dir).glob("delta-spark_*.jar"))), None),
-           "kafka": jar(cfg.kafka.jars_dir, "kafka_2.13-"),
-           "spark_kafka_clients": jar(cfg.spark.jars_dir, "kafka-clients-"),
-           "confluent_kafka": pkg("confluent-kafka"), "python": sys.version.split()[0],
-           "cores": os.cpu_count(), "spark_master": cfg.spark.master,
-           "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    env = {
+        "pyspark": pkg("pyspark"),
+        "delta_spark": pkg("delta-spark"),
+        "delta_jar": next((p.name for p in sorted(Path(cfg.spark.jars_dir).glob("delta-spark_*.jar"))), None),
+        "kafka": jar(cfg.kafka.jars_dir, "kafka_2.13-"),
+        "spark_kafka_clients": jar(cfg.spark.jars_dir, "kafka-clients-"),
+        "confluent_kafka": pkg("confluent-kafka"),
+        "python": sys.version.split()[0],
+        "cores": os.cpu_count(),
+        "spark_master": cfg.spark.master,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     try:
         java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=20)
         env["java"] = (java.stderr or java.stdout).splitlines()[0] if (java.stderr or java.stdout) else None
@@ -911,13 +1058,16 @@ def goals(steps: list[dict]) -> dict:
     return {
         "freshness_p95_le_5s_at_5k": {
             "goal": "freshness p95 <= 5 s at 5000 ev/s (the 5000 ev/s step, which must be sustained)",
-            "p95_s": p95_5k, "sustained": at5k["sustained"] if at5k else None,
+            "p95_s": p95_5k,
+            "sustained": at5k["sustained"] if at5k else None,
             "met": (at5k["sustained"] and p95_5k is not None and p95_5k <= 5.0) if at5k else None,
         },
         "sustained_20k_p95_le_10s": {
             "goal": ">= 20000 ev/s sustained with freshness p95 <= 10 s",
-            "steps": [{"target_ev_s": s["target_ev_s"], "sustained": s["sustained"],
-                       "p95_s": s["freshness_s"]["p95"]} for s in big],
+            "steps": [
+                {"target_ev_s": s["target_ev_s"], "sustained": s["sustained"], "p95_s": s["freshness_s"]["p95"]}
+                for s in big
+            ],
             "met": bool(ok20) if big else None,
         },
     }
@@ -930,14 +1080,26 @@ def main() -> int:
     p.add_argument("--rates", default="5000,10000,20000", help="comma-separated ev/s ladder")
     p.add_argument("--rate-5k-check", action="store_true", help="just the 5000 ev/s step (same as --rates 5000)")
     p.add_argument("--step-seconds", type=float, default=120.0)
-    p.add_argument("--settle-seconds", type=float, default=10.0,
-                   help="skip this start of each step's sending in the processed/lag window (at most step/4)")
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=10.0,
+        help="skip this start of each step's sending in the processed/lag window (at most step/4)",
+    )
     p.add_argument("--min-ratio", type=float, default=0.95, help="sent and processed >= this x target")
-    p.add_argument("--max-lag-slope", type=float, default=0.02,
-                   help="lag growth allowed, as a fraction of the target rate (events/s per s)")
+    p.add_argument(
+        "--max-lag-slope",
+        type=float,
+        default=0.02,
+        help="lag growth allowed, as a fraction of the target rate (events/s per s)",
+    )
     p.add_argument("--min-sustain-seconds", type=float, default=120.0, help="shorter steps are never 'sustained'")
-    p.add_argument("--warmup-batches", type=int, default=3,
-                   help="warm up until this many data batches have committed after the first one")
+    p.add_argument(
+        "--warmup-batches",
+        type=int,
+        default=3,
+        help="warm up until this many data batches have committed after the first one",
+    )
     p.add_argument("--warmup-rate", type=float, default=1000.0)
     p.add_argument("--startup-timeout", type=float, default=420.0, help="Spark start + warm-up drain")
     p.add_argument("--drain-timeout", type=float, default=180.0, help="wait for the stream to catch up after a step")
@@ -945,9 +1107,13 @@ def main() -> int:
     p.add_argument("--stack-timeout", type=float, default=300.0, help="`tidemark stack up` must finish within this")
     p.add_argument("--sample-seconds", type=float, default=2.0, help="lag and CPU sampling interval")
     p.add_argument("--print-seconds", type=float, default=5.0)
-    p.add_argument("--ontime-max-lateness-ms", type=int, default=0,
-                   help="generator: on-time events' event time lags send time by up to this (default 0: "
-                        "freshness is the pipeline's own latency)")
+    p.add_argument(
+        "--ontime-max-lateness-ms",
+        type=int,
+        default=0,
+        help="generator: on-time events' event time lags send time by up to this (default 0: "
+        "freshness is the pipeline's own latency)",
+    )
     p.add_argument("--trigger-seconds", type=float, help="override TIDEMARK_TRIGGER_SECONDS")
     p.add_argument("--max-offsets-per-trigger", type=int, help="override TIDEMARK_MAX_OFFSETS_PER_TRIGGER")
     p.add_argument("--keep-going", action="store_true", help="continue the ladder after a step the stream lost")
@@ -1007,42 +1173,57 @@ def main() -> int:
     else:
         bounds = None
     a = args
-    print(json.dumps({
-        "bench": "stream_throughput",
-        "status": status,
-        **({"error": failure[:3000]} if failure else {}),
-        "steps": steps,
-        "max_sustained_ev_s": max(sustained) if sustained else None,
-        "goals": goals(steps),
-        "bounds": bounds,
-        "criterion": {
-            "sustained": (f"sent_ev_s >= {a.min_ratio} x target AND processed_ev_s >= {a.min_ratio} x target over "
-                          f"[send start + {min(a.settle_seconds, a.step_seconds / 4):g} s, send end] AND lag slope "
-                          f"<= {a.max_lag_slope} x target per s over that window AND drained within "
-                          f"{a.drain_timeout:g} s AND step >= {a.min_sustain_seconds:g} s"),
-            "sent_ev_s": "events acked by the broker / generator send wall time (first send to last ack)",
-            "processed_ev_s": "records (valid + rejected rows of stream_batches + duplicates dropped) of the "
-                              "batches committed in the window / the window's length",
-            "lag": "topic end offsets minus the stream's last committed offsets, sampled every "
-                   f"{a.sample_seconds:g} s",
-            "freshness": "quantilesExactWeighted over the freshness histograms of every batch committed from "
-                         "step start to drain end (event time -> batch commit, 100 ms steps)",
-            "event_time": (f"on-time events' event time = send time - U[0, {a.ontime_max_lateness_ms}] ms; "
-                           "pacer aligned to the wall clock"),
-        },
-        "config": {
-            "rates": rates, "step_seconds": a.step_seconds,
-            "warmup": {"rate": a.warmup_rate, "data_batches_after_first": a.warmup_batches},
-            "trigger_seconds": bench.cfg.spark.trigger_seconds,
-            "max_offsets_per_trigger": bench.cfg.spark.max_offsets_per_trigger,
-            "partitions": bench.cfg.kafka.partitions, "home": str(bench.cfg.home), "database": bench.db,
-            "clickhouse": bench.cfg.clickhouse.address, "kafka": bench.cfg.kafka.bootstrap_servers,
-            "topic": bench.topic, "stream_id": bench.ident.stream_id if bench.ident else None,
-            "stack_started_by_bench": bench.started_services,
-        },
-        "env": env,
-        "wall_s": round(time.monotonic() - started, 1),
-    }, separators=(",", ":")), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "stream_throughput",
+                "status": status,
+                **({"error": failure[:3000]} if failure else {}),
+                "steps": steps,
+                "max_sustained_ev_s": max(sustained) if sustained else None,
+                "goals": goals(steps),
+                "bounds": bounds,
+                "criterion": {
+                    "sustained": (
+                        f"sent_ev_s >= {a.min_ratio} x target AND processed_ev_s >= {a.min_ratio} x target over "
+                        f"[send start + {min(a.settle_seconds, a.step_seconds / 4):g} s, send end] AND lag slope "
+                        f"<= {a.max_lag_slope} x target per s over that window AND drained within "
+                        f"{a.drain_timeout:g} s AND step >= {a.min_sustain_seconds:g} s"
+                    ),
+                    "sent_ev_s": "events acked by the broker / generator send wall time (first send to last ack)",
+                    "processed_ev_s": "records (valid + rejected rows of stream_batches + duplicates dropped) of the "
+                    "batches committed in the window / the window's length",
+                    "lag": "topic end offsets minus the stream's last committed offsets, sampled every "
+                    f"{a.sample_seconds:g} s",
+                    "freshness": "quantilesExactWeighted over the freshness histograms of every batch committed from "
+                    "step start to drain end (event time -> batch commit, 100 ms steps)",
+                    "event_time": (
+                        f"on-time events' event time = send time - U[0, {a.ontime_max_lateness_ms}] ms; "
+                        "pacer aligned to the wall clock"
+                    ),
+                },
+                "config": {
+                    "rates": rates,
+                    "step_seconds": a.step_seconds,
+                    "warmup": {"rate": a.warmup_rate, "data_batches_after_first": a.warmup_batches},
+                    "trigger_seconds": bench.cfg.spark.trigger_seconds,
+                    "max_offsets_per_trigger": bench.cfg.spark.max_offsets_per_trigger,
+                    "partitions": bench.cfg.kafka.partitions,
+                    "home": str(bench.cfg.home),
+                    "database": bench.db,
+                    "clickhouse": bench.cfg.clickhouse.address,
+                    "kafka": bench.cfg.kafka.bootstrap_servers,
+                    "topic": bench.topic,
+                    "stream_id": bench.ident.stream_id if bench.ident else None,
+                    "stack_started_by_bench": bench.started_services,
+                },
+                "env": env,
+                "wall_s": round(time.monotonic() - started, 1),
+            },
+            separators=(",", ":"),
+        ),
+        flush=True,
+    )
     return {"ok": 0, "interrupted": 130}.get(status, 1)
 
 

@@ -16,6 +16,7 @@ and rebuilds them) and a lake under that home. Final JSON line:
 
     python bench/tiering.py [--days 40] [--events-per-hour 250] [--appends 4] [--keep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,18 @@ import shutil
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BENCH_ENV = {
     "TIDEMARK_HOME": str(ROOT / ".tidemark" / "bench-tiering"),
-    "CLICKHOUSE_PORT": "39400", "CLICKHOUSE_HTTP_PORT": "38423", "CLICKHOUSE_INTERSERVER_PORT": "39409",
-    "TIDEMARK_REDIS_PORT": "36779", "CLICKHOUSE_DATABASE": "tidemark_bench_tiering",
+    "CLICKHOUSE_PORT": "39400",
+    "CLICKHOUSE_HTTP_PORT": "38423",
+    "CLICKHOUSE_INTERSERVER_PORT": "39409",
+    "TIDEMARK_REDIS_PORT": "36779",
+    "CLICKHOUSE_DATABASE": "tidemark_bench_tiering",
     "TIDEMARK_LAKE_ROOT": str(ROOT / ".tidemark" / "bench-tiering" / "lake"),
     "TIDEMARK_COLD_ROOT": str(ROOT / ".tidemark" / "bench-tiering" / "lake"),
     "TIDEMARK_LOG_LEVEL": "INFO",
@@ -71,38 +75,50 @@ def build_lake(cfg, end: datetime, days: int, per_hour: int, appends: int):
     hour_idx = np.repeat(np.arange(hours), per_hour)
     t_us = start_us + hour_idx * 3_600_000_000 + rng.integers(0, 3_600_000_000, n)
     ts = pa.array(t_us, type=pa.timestamp("us", tz="UTC"))
-    dates = pa.array(((t_us // 86_400_000_000)).astype("int32"), type=pa.date32())
+    dates = pa.array((t_us // 86_400_000_000).astype("int32"), type=pa.date32())
     cols = {
         "event_id": pa.array([f"{i:032x}" for i in range(n)]),
         "tenant_id": pa.array(np.array(TENANTS)[rng.integers(0, len(TENANTS), n)]),
-        "event_time": ts, "user_id": pa.array([f"u{u}" for u in rng.integers(0, 5000, n)]),
-        "session_id": pa.array(["s"] * n), "country": pa.array(np.array(COUNTRIES)[rng.integers(0, 7, n)]),
+        "event_time": ts,
+        "user_id": pa.array([f"u{u}" for u in rng.integers(0, 5000, n)]),
+        "session_id": pa.array(["s"] * n),
+        "country": pa.array(np.array(COUNTRIES)[rng.integers(0, 7, n)]),
         "device": pa.array(np.array(DEVICES)[rng.integers(0, 3, n)]),
-        "page": pa.array([f"/p{p}" for p in rng.integers(0, 30, n)]), "referrer": pa.nulls(n, pa.string()),
-        "schema_version": pa.array(np.ones(n, dtype="int32")), "is_late": pa.array(np.zeros(n, dtype=bool)),
-        "kafka_topic": pa.array(["page_views"] * n), "kafka_partition": pa.array(np.zeros(n, dtype="int32")),
-        "kafka_offset": pa.array(np.arange(n, dtype="int64")), "kafka_timestamp": ts, "ingest_time": ts,
-        "batch_version": pa.array(np.zeros(n, dtype="int64")), "event_date": dates,
+        "page": pa.array([f"/p{p}" for p in rng.integers(0, 30, n)]),
+        "referrer": pa.nulls(n, pa.string()),
+        "schema_version": pa.array(np.ones(n, dtype="int32")),
+        "is_late": pa.array(np.zeros(n, dtype=bool)),
+        "kafka_topic": pa.array(["page_views"] * n),
+        "kafka_partition": pa.array(np.zeros(n, dtype="int32")),
+        "kafka_offset": pa.array(np.arange(n, dtype="int64")),
+        "kafka_timestamp": ts,
+        "ingest_time": ts,
+        "batch_version": pa.array(np.zeros(n, dtype="int64")),
+        "event_date": dates,
         "event_hour": pa.array(((t_us // 3_600_000_000) % 24).astype("int32")),
     }
     events = pa.table(cols).cast(schema)
     for k in range(appends):  # each append adds one file per hour partition
-        write_deltalake(cfg.lake.events_raw, events.take(np.arange(k, n, appends)), mode="append",
-                        partition_by=["event_date", "event_hour"])
+        write_deltalake(
+            cfg.lake.events_raw,
+            events.take(np.arange(k, n, appends)),
+            mode="append",
+            partition_by=["event_date", "event_hour"],
+        )
     return events
 
 
 def build_rollups(cfg, events) -> None:
     from tidemark.batch.registry import REGISTRY_COLUMNS
-    from tidemark.tables import ROLLUP_INPUT_COLUMNS
     from tidemark.stream.sink import register_loader
+    from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
     ch = client(cfg.clickhouse, send_receive_timeout=600)
     db = cfg.clickhouse.database
     register_loader(ch, db, "bench-tiering", EPOCH, 0)
     cols = events.select(["tenant_id", "event_time", "country", "device", "page", "user_id"]).to_pydict()
     groups: dict[tuple, list] = defaultdict(list)
-    for t, when, c, d, p, u in zip(*cols.values()):
+    for t, when, c, d, p, u in zip(*cols.values(), strict=True):
         groups[(t, when.replace(second=0, microsecond=0), c, d, p)].append(u)
     by_hour: dict[datetime, list] = defaultdict(list)
     for key, users in groups.items():
@@ -114,8 +130,9 @@ def build_rollups(cfg, events) -> None:
             for version, lag in ((10_000 + n, 2), (20_000 + n, 3)):
                 rows += [("batch", version, *k, len(u), u) for k, u in items]
                 at = hour + timedelta(hours=lag)
-                registry.append((hour, version, "published", at, int(at.timestamp() * 1e6), lag, 0, 0, 0, 0,
-                                 "bench", "", ""))
+                registry.append(
+                    (hour, version, "published", at, int(at.timestamp() * 1e6), lag, 0, 0, 0, 0, "bench", "", "")
+                )
         if len(rows) > 200_000:
             insert_rows(ch, f"{db}.rollup_input", ROLLUP_INPUT_COLUMNS, rows)
             rows = []
@@ -162,12 +179,27 @@ def main() -> int:
             spark.stop()
         say("\n".join(rep.lines()))
         tiers = rep.tier_totals()
-        total = {phase: {k: sum(t[phase][k] for t in tiers.values()) for k in ("bytes", "files", "small_files")}
-                 for phase in ("before", "after")}
-        print(json.dumps({"bench": "tiering", "events": events.num_rows, "days": args.days,
-                          "interval_end": end.isoformat(), "spark_start_s": round(spark_start_s, 1),
-                          "run_s": round(run_s, 1), "total": total, "tiers": tiers, "steps": rep.steps,
-                          "alerts": rep.alerts}, default=str))
+        total = {
+            phase: {k: sum(t[phase][k] for t in tiers.values()) for k in ("bytes", "files", "small_files")}
+            for phase in ("before", "after")
+        }
+        print(
+            json.dumps(
+                {
+                    "bench": "tiering",
+                    "events": events.num_rows,
+                    "days": args.days,
+                    "interval_end": end.isoformat(),
+                    "spark_start_s": round(spark_start_s, 1),
+                    "run_s": round(run_s, 1),
+                    "total": total,
+                    "tiers": tiers,
+                    "steps": rep.steps,
+                    "alerts": rep.alerts,
+                },
+                default=str,
+            )
+        )
         return 0
     finally:
         if not args.keep:

@@ -3,10 +3,12 @@
     spark-submit --master local[2] jobs/recompute_hour.py --hour 2026-11-25T03 [--run-id R] [--no-publish]
     spark-submit ... jobs/recompute_hour.py --from 2026-11-25T00 --to 2026-11-25T06
 
-Flags are declared in tidemark/batch/options.py. Each hour is read, deduplicated, checked, staged and (unless --no-publish) published.
+Flags are declared in tidemark/batch/options.py. Each hour is read, deduplicated, checked, staged
+and (unless --no-publish) published.
 With --no-publish the run summary is left for the quality-gate and publish steps
 (Airflow runs them as separate tasks). Exit code 3 means a quality gate failed.
 """
+
 import argparse
 import json
 import sys
@@ -39,10 +41,23 @@ def main(argv=None) -> int:
                 except QualityGateFailed:
                     failed += 1
                 summary.write(path)
-            print(json.dumps({"hour": label(hour), "status": summary.status, "version": summary.version,
-                              "dedup_rows": summary.dedup_rows, "rollup_rows": summary.rollup_rows,
-                              "passed": summary.passed, "reason": summary.reason, "summary": str(path),
-                              "progress": f"{i}/{len(todo)}", "seconds": summary.seconds}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "hour": label(hour),
+                        "status": summary.status,
+                        "version": summary.version,
+                        "dedup_rows": summary.dedup_rows,
+                        "rollup_rows": summary.rollup_rows,
+                        "passed": summary.passed,
+                        "reason": summary.reason,
+                        "summary": str(path),
+                        "progress": f"{i}/{len(todo)}",
+                        "seconds": summary.seconds,
+                    }
+                ),
+                flush=True,
+            )
     finally:
         spark.stop()
     return 3 if failed else 0

@@ -5,6 +5,7 @@
 Thin on purpose: the pipeline lives in tidemark.stream (read -> transform -> write); the flags are
 declared once, in tidemark.stream.options.
 """
+
 import argparse
 import sys
 
@@ -14,8 +15,9 @@ from tidemark.stream.pipeline import run
 
 
 def main(argv=None) -> int:
-    args = add_arguments(argparse.ArgumentParser(prog="stream_events", description=__doc__.splitlines()[0])) \
-        .parse_args(argv)
+    args = add_arguments(argparse.ArgumentParser(prog="stream_events", description=__doc__.splitlines()[0])).parse_args(
+        argv
+    )
     logs.configure()
     return run(available_now=args.available_now, **overrides(args))
 

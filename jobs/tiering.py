@@ -7,6 +7,7 @@ Every boundary derives from --interval-end (the Airflow data interval's end; req
 scheduled run never falls back to the clock). Flags are declared in tidemark/tiering/options.py.
 Prints one JSON line with what each step did. Safe to kill and re-run (see tidemark/tiering/cold.py).
 """
+
 import argparse
 import json
 import sys
@@ -16,8 +17,9 @@ from tidemark.tiering.options import SPARK_STEPS, add_arguments, options_from_ar
 
 
 def main(argv=None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="tiering", description=__doc__.splitlines()[0]),
-                           steps=SPARK_STEPS)
+    parser = add_arguments(
+        argparse.ArgumentParser(prog="tiering", description=__doc__.splitlines()[0]), steps=SPARK_STEPS
+    )
     args = parser.parse_args(argv)
     if args.interval_end is None:
         parser.error("--interval-end is required (the data interval's end)")

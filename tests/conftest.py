@@ -4,6 +4,7 @@ Ports and TIDEMARK_HOME are moved so `make test` never touches a stack that
 `make demo` left running. Variables already set by the caller win (so the
 suite can be pointed at external services).
 """
+
 import os
 from pathlib import Path
 

@@ -8,6 +8,7 @@ setting environment variables only.
 A service whose address variable is set explicitly in the environment is
 *external*: ``tidemark stack up`` does not start it, it only checks it.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,8 @@ class KafkaSettings:
     dead_letter_topic: str
     # The embedded Apache Kafka (KRaft, one combined broker+controller node), unused when external:
     controller_port: int  # its KRaft controller listener
-    heap: str             # its JVM heap (-Xmx/-Xms), e.g. "512m": it shares the box with Spark
-    jars_dir: str         # its jars, fetched by `make setup` (jvm/kafka/pom.xml)
+    heap: str  # its JVM heap (-Xmx/-Xms), e.g. "512m": it shares the box with Spark
+    jars_dir: str  # its jars, fetched by `make setup` (jvm/kafka/pom.xml)
     # Extra consumer settings (security, timeouts) for the stream, from
     # TIDEMARK_KAFKA_CLIENT_OPTIONS="security.protocol=SASL_SSL,sasl.mechanism=PLAIN";
     # passed to Spark's kafka source as kafka.* options. (The generator and the admin
@@ -123,26 +124,27 @@ class SparkSettings:
     checkpoint_root: str
     trigger_seconds: float
     max_offsets_per_trigger: int
-    dedup_window: str       # watermark delay on arrival time: how long an event_id is remembered
+    dedup_window: str  # watermark delay on arrival time: how long an event_id is remembered
     allowed_lateness_s: int  # arrival minus event time beyond which an event is late
-    jars_dir: str            # Spark's Kafka source and delta-spark jars, fetched by `make setup` (jvm/spark/pom.xml)
-    starting_offsets: str    # where a new checkpoint starts reading: earliest | latest
+    jars_dir: str  # Spark's Kafka source and delta-spark jars, fetched by `make setup` (jvm/spark/pom.xml)
+    starting_offsets: str  # where a new checkpoint starts reading: earliest | latest
     fail_on_data_loss: bool  # stop (true) or warn (false) when Kafka deleted offsets the stream had not read
     delta_snapshot_partitions: int  # shuffle partitions Delta uses to rebuild a snapshot after a commit
 
 
 @dataclass(frozen=True)
 class AirflowSettings:
-    enabled: bool            # `stack up` manages an embedded `airflow standalone`
-    port: int                # UI / REST API on 127.0.0.1
-    worker_log_port: int     # log servers bind 0.0.0.0; only their ports can move
+    enabled: bool  # `stack up` manages an embedded `airflow standalone`
+    port: int  # UI / REST API on 127.0.0.1
+    worker_log_port: int  # log servers bind 0.0.0.0; only their ports can move
     trigger_log_port: int
-    batch_start: str         # hourly_recompute's start_date (catchup backfills from here)
+    batch_start: str  # hourly_recompute's start_date (catchup backfills from here)
 
 
 @dataclass(frozen=True)
 class ServingSettings:
     """The dashboard query API (`tidemark serve`, tidemark/serving/)."""
+
     host: str
     port: int
     # A second readonly ClickHouse user for the dashboard query class, with a tighter wall-clock
@@ -151,32 +153,33 @@ class ServingSettings:
     dashboard_user: str
     dashboard_password: str
     dashboard_max_execution_s: int
-    max_inflight_queries: int   # ClickHouse queries in flight at once; beyond, requests wait...
-    queue_wait_s: float         # ...this long for a slot, then get 503
-    rate_per_s: float           # per-tenant token bucket (a key may carry its own)
+    max_inflight_queries: int  # ClickHouse queries in flight at once; beyond, requests wait...
+    queue_wait_s: float  # ...this long for a slot, then get 503
+    rate_per_s: float  # per-tenant token bucket (a key may carry its own)
     burst: int
-    live_ttl_s: float           # cache TTL of ranges that touch the live minute
-    recent_ttl_s: float         # ... of ranges ending in hours the batch layer has not published yet
-    closed_ttl_s: float         # ... of ranges of published hours only (their versions are in the key)
-    ttl_jitter: float           # +- fraction of every TTL, so keys written together do not expire together
-    stale_grace_s: float        # an expired entry is served stale this long while one request recomputes
+    live_ttl_s: float  # cache TTL of ranges that touch the live minute
+    recent_ttl_s: float  # ... of ranges ending in hours the batch layer has not published yet
+    closed_ttl_s: float  # ... of ranges of published hours only (their versions are in the key)
+    ttl_jitter: float  # +- fraction of every TTL, so keys written together do not expire together
+    stale_grace_s: float  # an expired entry is served stale this long while one request recomputes
     single_flight_wait_s: float  # a request waiting for another's recompute gives up (503) after this
-    registry_refresh_s: float   # how often the published-hours fingerprint behind cache keys is re-read
-    key_cache_s: float          # API-key lookups are cached this long (a revocation takes effect within it)
+    registry_refresh_s: float  # how often the published-hours fingerprint behind cache keys is re-read
+    key_cache_s: float  # API-key lookups are cached this long (a revocation takes effect within it)
 
 
 @dataclass(frozen=True)
 class TieringSettings:
     """Retention and maintenance (the ``tiering`` DAG, ``tidemark tiering run``, tidemark/tiering/)."""
-    hot_days: int               # minute_rollups keeps this many days; older partitions go once warm is verified
-    lake_hot_days: int          # events_raw keeps this many days; older days move to the cold table
-    cold_root: str              # where the cold Delta table lives (cheaper storage in production)
-    cold_table: str             # its directory name under cold_root
-    cold_zorder: bool           # OPTIMIZE ... ZORDER BY (tenant_id) each cold day after the move
+
+    hot_days: int  # minute_rollups keeps this many days; older partitions go once warm is verified
+    lake_hot_days: int  # events_raw keeps this many days; older days move to the cold table
+    cold_root: str  # where the cold Delta table lives (cheaper storage in production)
+    cold_table: str  # its directory name under cold_root
+    cold_zorder: bool  # OPTIMIZE ... ZORDER BY (tenant_id) each cold day after the move
     vacuum_retention_hours: int  # VACUUM keeps time travel this long (Delta refuses less than 168 h)
-    small_file_bytes: int       # a Delta data file below this size counts as small in the report
-    parts_alert: int            # active parts in one ClickHouse partition above this -> alert
-    stream_rows_grace_s: int    # streaming rows of an hour are deleted this long after it was first published
+    small_file_bytes: int  # a Delta data file below this size counts as small in the report
+    parts_alert: int  # active parts in one ClickHouse partition above this -> alert
+    stream_rows_grace_s: int  # streaming rows of an hour are deleted this long after it was first published
     day_users_tolerance: float  # day_rollups (uniqCombined(15)) vs minute states (17): allowed relative gap
 
     @property
@@ -295,8 +298,10 @@ def load() -> Settings:
 def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
     limit = _int("TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S", 5)
     if not 1 <= limit <= 30 or not 1 <= clickhouse.reader_max_execution_s <= 30:
-        raise ValueError("query time limits must be 1-30 s (TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S, "
-                         "CLICKHOUSE_READER_MAX_EXECUTION_S)")
+        raise ValueError(
+            "query time limits must be 1-30 s (TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S, "
+            "CLICKHOUSE_READER_MAX_EXECUTION_S)"
+        )
     return ServingSettings(
         host=_env("TIDEMARK_SERVING_HOST", "127.0.0.1"),
         port=_int("TIDEMARK_SERVING_PORT", 8088),
@@ -343,17 +348,23 @@ def check_tiering(tiering: TieringSettings, retention_days: int) -> None:
     if tiering.hot_days < 1:
         raise ValueError("TIDEMARK_HOT_DAYS must be at least 1")
     if tiering.lake_hot_days <= retention_days:
-        raise ValueError(f"TIDEMARK_LAKE_HOT_DAYS={tiering.lake_hot_days} must exceed TIDEMARK_RETENTION_DAYS="
-                         f"{retention_days}: the stream still lands (and the late-data DAG recomputes) events "
-                         f"that old, and cold hours are not recomputed")
+        raise ValueError(
+            f"TIDEMARK_LAKE_HOT_DAYS={tiering.lake_hot_days} must exceed TIDEMARK_RETENTION_DAYS="
+            f"{retention_days}: the stream still lands (and the late-data DAG recomputes) events "
+            f"that old, and cold hours are not recomputed"
+        )
     if tiering.vacuum_retention_hours < 168:
-        raise ValueError("TIDEMARK_VACUUM_RETENTION_HOURS must be at least 168 (7 days): time travel and "
-                         "readers of older snapshots need the files that long")
+        raise ValueError(
+            "TIDEMARK_VACUUM_RETENTION_HOURS must be at least 168 (7 days): time travel and "
+            "readers of older snapshots need the files that long"
+        )
     if not 1 <= tiering.parts_alert < 300:
         raise ValueError("TIDEMARK_PARTS_ALERT must be 1-299 (ClickHouse refuses inserts at 300 parts per partition)")
     if tiering.stream_rows_grace_s < 600:
-        raise ValueError("TIDEMARK_STREAM_ROWS_GRACE_S must be at least 600 (readers that resolved the registry "
-                         "before a publish still read streaming rows)")
+        raise ValueError(
+            "TIDEMARK_STREAM_ROWS_GRACE_S must be at least 600 (readers that resolved the registry "
+            "before a publish still read streaming rows)"
+        )
 
 
 @lru_cache(maxsize=1)

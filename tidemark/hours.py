@@ -1,5 +1,6 @@
 """Hour arithmetic for the batch layer. Every job reads one explicit hour (the
 Airflow data interval or the operator's --hour), never the clock."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone

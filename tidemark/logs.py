@@ -4,6 +4,7 @@ JSON lines on stderr (``TIDEMARK_LOG_FORMAT=json``, the default) or plain
 text (``text``). Level from ``TIDEMARK_LOG_LEVEL`` (default WARNING), so a
 command prints only its result unless asked for more.
 """
+
 from __future__ import annotations
 
 import json

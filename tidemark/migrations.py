@@ -9,6 +9,7 @@ half-way through a file is safe to repeat.
 ``{db}`` in a file is replaced by the configured database name. The SQL must
 run on ClickHouse 18.16 and on current releases (see schemas/README.md).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,12 +78,17 @@ def migrate(cfg: Settings | None = None) -> list[str]:
             if applied[mig.version][1] != mig.checksum:
                 raise MigrationError(
                     f"migration {mig.name} was applied and has since changed; "
-                    f"never edit an applied migration, add a new one")
+                    f"never edit an applied migration, add a new one"
+                )
             continue
         for statement in mig.statements(db):
             ch.execute(statement)
-        insert_rows(ch, f"{db}.schema_migrations", ("version", "name", "checksum", "applied_at"),
-                    [(mig.version, mig.name, mig.checksum, datetime.now(timezone.utc).replace(tzinfo=None))])
+        insert_rows(
+            ch,
+            f"{db}.schema_migrations",
+            ("version", "name", "checksum", "applied_at"),
+            [(mig.version, mig.name, mig.checksum, datetime.now(timezone.utc).replace(tzinfo=None))],
+        )
         log.info("migration applied", extra={"migration": mig.name})
         done.append(mig.name)
     return done

@@ -11,6 +11,7 @@ into ``jvm/lib/spark`` (never Ivy's ``--packages`` at run time).
   passes it as ``--conf`` pairs from ``submit_args`` / ``engine_conf``;
 * a person's ad-hoc ``spark-submit`` uses ``tidemark spark-conf`` (see README).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,11 @@ class MissingJars(RuntimeError):
 def python_env() -> dict[str, str]:
     """Interpreter settings every Spark process needs: Python workers must run the venv's
     interpreter, or they lack pyarrow & co."""
-    return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+    return {
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+    }
 
 
 def _apply_python_env() -> None:
@@ -43,8 +47,10 @@ def jars(cfg: Settings | None = None) -> list[str]:
     cfg = cfg or settings()
     found = sorted(str(p) for p in Path(cfg.spark.jars_dir).glob("*.jar"))
     if not any("delta-spark" in Path(j).name for j in found) or not any("spark-sql-kafka" in j for j in found):
-        raise MissingJars(f"Spark's Kafka source and delta-spark jars are missing from {cfg.spark.jars_dir}: "
-                          f"run `make setup` (it fetches them with Maven from jvm/spark/pom.xml)")
+        raise MissingJars(
+            f"Spark's Kafka source and delta-spark jars are missing from {cfg.spark.jars_dir}: "
+            f"run `make setup` (it fetches them with Maven from jvm/spark/pom.xml)"
+        )
     return found
 
 
@@ -115,5 +121,7 @@ def session(app_name: str, cfg: Settings | None = None, extra_conf: dict[str, st
 def _check_engine(spark) -> None:
     """A spark-submit without Tidemark's conf has no Delta: say so now, not at the first write."""
     if "DeltaSparkSessionExtension" not in (spark.conf.get("spark.sql.extensions", "") or ""):
-        raise MissingJars("this Spark session runs without delta-spark: submit jobs with "
-                          "`spark-submit $(tidemark spark-conf) jobs/...`, or run them through `tidemark`")
+        raise MissingJars(
+            "this Spark session runs without delta-spark: submit jobs with "
+            "`spark-submit $(tidemark spark-conf) jobs/...`, or run them through `tidemark`"
+        )

@@ -7,6 +7,7 @@ from that canonical schema, NOT NULL constraints included, before any writer
 touches them: a table created by its first append would take the writer's
 (nullable) schema instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,16 @@ from tidemark.config import PROJECT_ROOT
 
 DELTA_SCHEMAS = PROJECT_ROOT / "schemas" / "delta"
 
-_SPARK_TYPES = {"string": "StringType", "timestamp": "TimestampType", "integer": "IntegerType",
-                "long": "LongType", "boolean": "BooleanType", "binary": "BinaryType", "date": "DateType",
-                "double": "DoubleType"}
+_SPARK_TYPES = {
+    "string": "StringType",
+    "timestamp": "TimestampType",
+    "integer": "IntegerType",
+    "long": "LongType",
+    "boolean": "BooleanType",
+    "binary": "BinaryType",
+    "date": "DateType",
+    "double": "DoubleType",
+}
 
 
 @dataclass(frozen=True)
@@ -44,16 +52,23 @@ class TableSchema:
     def spark(self):
         from pyspark.sql import types as T
 
-        return T.StructType([
-            T.StructField(c.name, getattr(T, _SPARK_TYPES[c.type])(), c.nullable) for c in self.columns
-        ])
+        return T.StructType(
+            [T.StructField(c.name, getattr(T, _SPARK_TYPES[c.type])(), c.nullable) for c in self.columns]
+        )
 
     def arrow(self):
         import pyarrow as pa
 
-        types = {"string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), "integer": pa.int32(),
-                 "long": pa.int64(), "boolean": pa.bool_(), "binary": pa.binary(), "date": pa.date32(),
-                 "double": pa.float64()}
+        types = {
+            "string": pa.string(),
+            "timestamp": pa.timestamp("us", tz="UTC"),
+            "integer": pa.int32(),
+            "long": pa.int64(),
+            "boolean": pa.bool_(),
+            "binary": pa.binary(),
+            "date": pa.date32(),
+            "double": pa.float64(),
+        }
         return pa.schema([pa.field(c.name, types[c.type], nullable=c.nullable) for c in self.columns])
 
 
@@ -63,8 +78,14 @@ def ensure_delta_table(spark, name: str, path: str) -> None:
     from delta.tables import DeltaTable
 
     schema = table(name)
-    (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema.spark())
-     .partitionedBy(*schema.partition_by).comment(schema.description).execute())
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(schema.spark())
+        .partitionedBy(*schema.partition_by)
+        .comment(schema.description)
+        .execute()
+    )
 
 
 @cache

@@ -3,6 +3,7 @@
 One implementation for the speed layer's micro-batches and the batch layer's recomputes, so
 both report phases the same way (monotonic clock; a lap is the time since the previous lap).
 """
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@ The stack (Apache Kafka, ClickHouse, Redis) comes up once per test
 session from the same code path as `tidemark stack up`, and goes down at the
 end unless TIDEMARK_KEEP_STACK=1 (handy when iterating).
 """
+
 import os
 import subprocess
 import sys
@@ -45,13 +46,19 @@ def airflow_env_vars(tmp_path_factory):
     dags = PROJECT_ROOT / "dags"
     if "airflow" in sys.modules:  # imported earlier with another config: our env would be ignored
         from airflow.configuration import conf
+
         if conf.get("core", "dags_folder") != str(dags):
             pytest.fail("airflow was imported before the session set its environment")
     home = tmp_path_factory.mktemp("airflow_home")
     env = airflow_env(settings(), home=home)
     started = time.monotonic()
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env={**os.environ, **env},
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     print(f"airflow db migrate: {time.monotonic() - started:.1f}s")
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():

@@ -1,5 +1,6 @@
 """Helpers for speed-layer tests: run the real generator and the real stream job
 (through spark-submit, in its own process group) against the session stack."""
+
 from __future__ import annotations
 
 import json
@@ -13,27 +14,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tidemark.config import Settings, load
-from tidemark.stream.reconcile import StreamReport, stream_report
 from tidemark.stack.process import group_members
 from tidemark.stream.identity import StreamIdentity
 from tidemark.stream.options import STREAM_NAME
+from tidemark.stream.reconcile import StreamReport, stream_report
 
 
 @dataclass
 class StreamRun:
     """One isolated pipeline: its own topic, lake and checkpoint, sharing the session's services."""
+
     workdir: Path
     topic: str
 
     @classmethod
-    def create(cls, tmp_path: Path, name: str) -> "StreamRun":
+    def create(cls, tmp_path: Path, name: str) -> StreamRun:
         return cls(tmp_path, f"{name}_{uuid.uuid4().hex[:8]}")
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "TIDEMARK_TOPIC": self.topic, "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
-                "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"), "TIDEMARK_LOG_LEVEL": "INFO",
-                "TIDEMARK_TRIGGER_SECONDS": "1"}
+        return {
+            **os.environ,
+            "TIDEMARK_TOPIC": self.topic,
+            "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
+            "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"),
+            "TIDEMARK_LOG_LEVEL": "INFO",
+            "TIDEMARK_TRIGGER_SECONDS": "1",
+        }
 
     @property
     def cfg(self) -> Settings:
@@ -51,16 +58,35 @@ class StreamRun:
 
     def generate(self, *args: str) -> dict:
         manifest = self.workdir / f"manifest-{uuid.uuid4().hex[:6]}.json"
-        subprocess.run([sys.executable, "-m", "tidemark.cli", "generate", "--topic", self.topic, "--no-progress",
-                        "--manifest", str(manifest), *args], env=self.env, check=True, capture_output=True,
-                       timeout=600)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tidemark.cli",
+                "generate",
+                "--topic",
+                self.topic,
+                "--no-progress",
+                "--manifest",
+                str(manifest),
+                *args,
+            ],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         return json.loads(manifest.read_text())
 
     def start_stream(self, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
         log = open(self.workdir / "stream.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "tidemark.cli", "stream", *args],
-                                env={**self.env, **(extra_env or {})},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tidemark.cli", "stream", *args],
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def run_available_now(self, *args: str, timeout: float = 600, extra_env: dict | None = None) -> None:
         proc = self.start_stream("--available-now", *args, extra_env=extra_env)
@@ -110,7 +136,8 @@ def committed_batches(cfg: Settings, stream_id: str) -> int:
     from tidemark.io.clickhouse import client
 
     return client(cfg.clickhouse).execute(
-        f"SELECT count() FROM {cfg.clickhouse.database}.stream_batches WHERE stream_id = %(s)s", {"s": stream_id})[0][0]
+        f"SELECT count() FROM {cfg.clickhouse.database}.stream_batches WHERE stream_id = %(s)s", {"s": stream_id}
+    )[0][0]
 
 
 def forget_rows(cfg: Settings, start, end, columns: dict[str, str]) -> None:
@@ -124,7 +151,9 @@ def forget_rows(cfg: Settings, start, end, columns: dict[str, str]) -> None:
     for table, column in columns.items():
         ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {column} >= %(s)s AND {column} < %(e)s", p)
     deadline = time.monotonic() + 120
-    while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
-              for t, c in columns.items()):
+    while any(
+        ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
+        for t, c in columns.items()
+    ):
         assert time.monotonic() < deadline, "mutations did not finish"
         time.sleep(0.2)

@@ -1,5 +1,6 @@
 """Acked events survive the embedded Kafka going down and up: a clean `stack down` / `stack up`
 (controlled shutdown) and a SIGKILL of the broker JVM (log recovery on the next start)."""
+
 import os
 import signal
 import time

@@ -20,7 +20,8 @@ def scratch_db(stack):
 def _schema(ch) -> list:
     return ch.execute(
         "SELECT name, engine, create_table_query FROM system.tables "
-        "WHERE database = 'tidemark_migrations' AND name != 'schema_migrations' ORDER BY name")
+        "WHERE database = 'tidemark_migrations' AND name != 'schema_migrations' ORDER BY name"
+    )
 
 
 def test_migrations_twice_give_the_same_schema(scratch_db):
@@ -44,7 +45,9 @@ def test_edited_applied_migration_is_refused(scratch_db):
     for _ in range(100):
         if ch.execute("SELECT count() FROM tidemark_migrations.schema_migrations WHERE checksum = 'edited'")[0][0]:
             break
-        import time; time.sleep(0.1)
+        import time
+
+        time.sleep(0.1)
     with pytest.raises(MigrationError, match="has since changed"):
         migrate(cfg)
 
@@ -58,15 +61,28 @@ def test_rollup_views_aggregate_on_insert(stack, clickhouse):
     db = stack.clickhouse.database
     cols = ("layer", "version", "tenant_id", "minute", "country", "device", "page", "events", "user_ids")
     tenant = "migration-test-tenant"
-    insert_rows(clickhouse, f"{db}.rollup_input", cols, [
-        ("stream", 1, tenant, datetime(2026, 1, 1, 3, 1), "US", "mobile", "/a", 3, ["u1", "u2"]),
-        ("stream", 1, tenant, datetime(2026, 1, 1, 3, 2), "DE", "mobile", "/a", 2, ["u1", "u3"]),
-    ])
+    insert_rows(
+        clickhouse,
+        f"{db}.rollup_input",
+        cols,
+        [
+            ("stream", 1, tenant, datetime(2026, 1, 1, 3, 1), "US", "mobile", "/a", 3, ["u1", "u2"]),
+            ("stream", 1, tenant, datetime(2026, 1, 1, 3, 2), "DE", "mobile", "/a", 2, ["u1", "u3"]),
+        ],
+    )
     minute = clickhouse.execute(
-        f"SELECT sum(events), uniqCombinedMerge(users) FROM {db}.minute_rollups WHERE tenant_id = %(t)s", {"t": tenant})
+        f"SELECT sum(events), uniqCombinedMerge(users) FROM {db}.minute_rollups WHERE tenant_id = %(t)s", {"t": tenant}
+    )
     assert minute == [(5, 3)]
     hour = clickhouse.execute(
         f"SELECT dimension, value, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups "
-        f"WHERE tenant_id = %(t)s GROUP BY dimension, value ORDER BY dimension, value", {"t": tenant})
-    assert hour == [("all", "", 5, 3), ("country", "DE", 2, 2), ("country", "US", 3, 2),
-                    ("device", "mobile", 5, 3), ("page", "/a", 5, 3)]
+        f"WHERE tenant_id = %(t)s GROUP BY dimension, value ORDER BY dimension, value",
+        {"t": tenant},
+    )
+    assert hour == [
+        ("all", "", 5, 3),
+        ("country", "DE", 2, 2),
+        ("country", "US", 3, 2),
+        ("device", "mobile", 5, 3),
+        ("page", "/a", 5, 3),
+    ]

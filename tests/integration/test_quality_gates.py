@@ -2,6 +2,7 @@
 
 Needs Spark only (no broker / ClickHouse). GE state and the site go to a temporary home.
 """
+
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -50,11 +51,24 @@ def replace_nullable(field):
 def event(i, minute=5, **overrides):
     at = overrides.pop("event_time", HOUR + timedelta(minutes=minute, seconds=i % 60))
     row = {
-        "event_id": f"00000000-0000-4000-8000-{i:012d}", "tenant_id": "t1" if i % 2 else "t2",
-        "event_time": at, "user_id": f"u{i % 4}", "session_id": f"s{i % 3}", "country": "US",
-        "device": "mobile", "page": "/a", "referrer": None, "schema_version": 1, "is_late": False,
-        "kafka_topic": "page_views", "kafka_partition": 0, "kafka_offset": i, "kafka_timestamp": at,
-        "ingest_time": at + timedelta(seconds=2), "batch_version": 1, "event_date": at.date(),
+        "event_id": f"00000000-0000-4000-8000-{i:012d}",
+        "tenant_id": "t1" if i % 2 else "t2",
+        "event_time": at,
+        "user_id": f"u{i % 4}",
+        "session_id": f"s{i % 3}",
+        "country": "US",
+        "device": "mobile",
+        "page": "/a",
+        "referrer": None,
+        "schema_version": 1,
+        "is_late": False,
+        "kafka_topic": "page_views",
+        "kafka_partition": 0,
+        "kafka_offset": i,
+        "kafka_timestamp": at,
+        "ingest_time": at + timedelta(seconds=2),
+        "batch_version": 1,
+        "event_date": at.date(),
         "event_hour": at.hour,
     }
     row.update(overrides)
@@ -90,26 +104,28 @@ def test_clean_hour_passes(spark, quality_home, raw_schema):
 
 def test_bad_hour_fails_with_a_readable_reason(spark, quality_home, raw_schema):
     rows = [event(i) for i in range(8)]
-    rows[1]["event_time"] = HOUR + timedelta(hours=1)           # first instant of the next hour
-    rows[2]["event_time"] = HOUR - timedelta(microseconds=1)    # last instant of the previous one
+    rows[1]["event_time"] = HOUR + timedelta(hours=1)  # first instant of the next hour
+    rows[2]["event_time"] = HOUR - timedelta(microseconds=1)  # last instant of the previous one
     rows[3]["user_id"] = None
-    rows[4]["event_id"] = rows[5]["event_id"]                   # a duplicate that dedup let through
+    rows[4]["event_id"] = rows[5]["event_id"]  # a duplicate that dedup let through
     gate = validate(frame(spark, raw_schema, rows), "raw_hour", raw_hour_params(HOUR, []), run_name="bad-2026-11-25T03")
 
     assert not gate.passed
     lines = gate.reason().splitlines()
-    assert sorted(lines) == sorted([
-        "raw_hour: event_time outside [2026-11-25 03:00, 04:00) for 2 of 8 rows (e.g. 2026-11-25 04:00:00, "
-        "2026-11-25 02:59:59.999999) (expect_column_values_to_be_between)",
-        "raw_hour: user_id is null for 1 of 8 rows (expect_column_values_to_not_be_null)",
-        "raw_hour: event_id not unique: 2 of 8 rows share their value with another row (e.g. "
-        "'00000000-0000-4000-8000-000000000005') "
-        "(expect_column_values_to_be_unique)",
-    ]), gate.reason()
+    assert sorted(lines) == sorted(
+        [
+            "raw_hour: event_time outside [2026-11-25 03:00, 04:00) for 2 of 8 rows (e.g. 2026-11-25 04:00:00, "
+            "2026-11-25 02:59:59.999999) (expect_column_values_to_be_between)",
+            "raw_hour: user_id is null for 1 of 8 rows (expect_column_values_to_not_be_null)",
+            "raw_hour: event_id not unique: 2 of 8 rows share their value with another row (e.g. "
+            "'00000000-0000-4000-8000-000000000005') "
+            "(expect_column_values_to_be_unique)",
+        ]
+    ), gate.reason()
     between = by_rule(gate, "expect_column_values_to_be_between")
     assert (between.action, between.success, between.unexpected_count) == ("fail", False, 2)
     volume = by_rule(gate, "expect_table_row_count_to_be_between")
-    assert volume.skipped and volume.success and "volume_max" in volume.message   # no history
+    assert volume.skipped and volume.success and "volume_max" in volume.message  # no history
     assert json.loads(json.dumps(gate.as_dict()))["passed"] is False
 
 
@@ -117,8 +133,10 @@ def test_schema_drift_fails(spark, quality_home, raw_schema):
     df = frame(spark, raw_schema, [event(i) for i in range(3)]).drop("referrer").withColumnRenamed("page", "path")
     gate = validate(df, "raw_hour", raw_hour_params(HOUR, []), run_name="drift-2026-11-25T03")
     reasons = gate.reason()
-    assert "raw_hour: columns differ from the expected set: missing ['page', 'referrer'], unexpected ['path'] " \
-           "(expect_table_columns_to_match_set)" in reasons
+    assert (
+        "raw_hour: columns differ from the expected set: missing ['page', 'referrer'], unexpected ['path'] "
+        "(expect_table_columns_to_match_set)" in reasons
+    )
     # GE cannot evaluate the rule on the missing column: that fails too, and says why.
     page_rule = by_rule(gate, "expect_column_values_to_not_be_null", "page")
     assert not page_rule.success and page_rule.error and "raw_hour: page: GE could not evaluate" in reasons
@@ -131,9 +149,9 @@ def test_drop_rules_remove_unknown_devices_and_countries(spark, quality_home, ra
     rows[0]["device"] = "smart-tv"
     rows[1]["device"] = "fridge"
     rows[2]["country"] = "XX"
-    rows[3].update(device="car", country="ZZ")      # violates both: dropped once
+    rows[3].update(device="car", country="ZZ")  # violates both: dropped once
     df = frame(spark, raw_schema, rows).cache()
-    params = raw_hour_params(HOUR, [40, 50, 60])    # 10 rows << 0.5 * 50: the volume rule warns
+    params = raw_hour_params(HOUR, [40, 50, 60])  # 10 rows << 0.5 * 50: the volume rule warns
 
     gate = validate(df, "raw_hour", params, run_name="drops-2026-11-25T03")
     assert gate.passed, gate.reason()
@@ -148,8 +166,12 @@ def test_drop_rules_remove_unknown_devices_and_countries(spark, quality_home, ra
     assert kept.where(~F.col("device").isin(*params["devices"]) | (F.col("country") == "XX")).count() == 0
 
     # A single failing drop rule: dropped_rows comes straight from GE's unexpected_count.
-    one = validate(df.where(F.col("event_id") != rows[3]["event_id"]).where(F.col("country") != "XX"),
-                   "raw_hour", params, run_name="drops-one-2026-11-25T03")
+    one = validate(
+        df.where(F.col("event_id") != rows[3]["event_id"]).where(F.col("country") != "XX"),
+        "raw_hour",
+        params,
+        run_name="drops-one-2026-11-25T03",
+    )
     assert one.dropped_rows == 2 == apply_drops(df.where("device IN ('smart-tv', 'fridge')"), "raw_hour", params)[1]
     df.unpersist()
 
@@ -157,18 +179,26 @@ def test_drop_rules_remove_unknown_devices_and_countries(spark, quality_home, ra
 def test_between_predicate_matches_ge_on_timestamps(spark, raw_schema):
     from pyspark.sql import functions as F
 
-    rows = [event(0, event_time=HOUR), event(1, event_time=HOUR + timedelta(minutes=59, seconds=59, microseconds=999999)),
-            event(2, event_time=HOUR + timedelta(hours=1)), event(3, event_time=HOUR - timedelta(microseconds=1))]
+    rows = [
+        event(0, event_time=HOUR),
+        event(1, event_time=HOUR + timedelta(minutes=59, seconds=59, microseconds=999999)),
+        event(2, event_time=HOUR + timedelta(hours=1)),
+        event(3, event_time=HOUR - timedelta(microseconds=1)),
+    ]
     df = frame(spark, raw_schema, rows)
-    keep = keep_predicate("expect_column_values_to_be_between",
-                          {"column": "event_time", "min_value": HOUR, "max_value": HOUR + timedelta(hours=1),
-                           "strict_max": True})
+    keep = keep_predicate(
+        "expect_column_values_to_be_between",
+        {"column": "event_time", "min_value": HOUR, "max_value": HOUR + timedelta(hours=1), "strict_max": True},
+    )
     assert sorted(r["kafka_offset"] for r in df.where(F.expr(keep)).collect()) == [0, 1]
 
 
 def rollup_frame(spark, rows):
-    return spark.createDataFrame(rows, "tenant_id STRING, events_sum BIGINT, dedup_rows BIGINT, exact_users BIGINT, "
-                                       "hll_users BIGINT, users_rel_error DOUBLE, min_events BIGINT")
+    return spark.createDataFrame(
+        rows,
+        "tenant_id STRING, events_sum BIGINT, dedup_rows BIGINT, exact_users BIGINT, "
+        "hll_users BIGINT, users_rel_error DOUBLE, min_events BIGINT",
+    )
 
 
 def test_rollup_suite(spark, quality_home):
@@ -177,16 +207,21 @@ def test_rollup_suite(spark, quality_home):
     assert gate.passed, gate.reason()
     assert len(gate.outcomes) == 5
 
-    bad = rollup_frame(spark, [("t1", 119, 120, 50, 50, 0.0, 1), ("t2", 30, 30, 1000, 1050, 0.05, 1),
-                               ("t3", 5, 5, 2, 2, 0.0, -1)])
+    bad = rollup_frame(
+        spark, [("t1", 119, 120, 50, 50, 0.0, 1), ("t2", 30, 30, 1000, 1050, 0.05, 1), ("t3", 5, 5, 2, 2, 0.0, -1)]
+    )
     gate = validate(bad, "hour_rollups", hour_rollups_params(155), run_name="rollups-bad-2026-11-25T03")
     assert not gate.passed
-    assert sorted(gate.reason().splitlines()) == sorted([
-        "hour_rollups: events_sum != dedup_rows for 1 of 3 rows (e.g. (119, 120)) (expect_column_pair_values_to_be_equal)",
-        "hour_rollups: sum of events_sum is 154, expected 155 (expect_column_sum_to_be_between)",
-        "hour_rollups: users_rel_error outside [-0.02, 0.02] for 1 of 3 rows (e.g. 0.05) (expect_column_values_to_be_between)",
-        "hour_rollups: min_events below 0 for 1 of 3 rows (e.g. -1) (expect_column_values_to_be_between)",
-    ]), gate.reason()
+    assert sorted(gate.reason().splitlines()) == sorted(
+        [
+            "hour_rollups: events_sum != dedup_rows for 1 of 3 rows (e.g. (119, 120)) "
+            "(expect_column_pair_values_to_be_equal)",
+            "hour_rollups: sum of events_sum is 154, expected 155 (expect_column_sum_to_be_between)",
+            "hour_rollups: users_rel_error outside [-0.02, 0.02] for 1 of 3 rows (e.g. 0.05) "
+            "(expect_column_values_to_be_between)",
+            "hour_rollups: min_events below 0 for 1 of 3 rows (e.g. -1) (expect_column_values_to_be_between)",
+        ]
+    ), gate.reason()
 
     # Without expected_rows the total check is skipped, the per-tenant one still runs.
     gate = validate(good, "hour_rollups", {}, run_name="rollups-nototal-2026-11-25T03")
@@ -194,15 +229,19 @@ def test_rollup_suite(spark, quality_home):
 
 
 def test_data_docs_are_offline(spark, quality_home, raw_schema):
-    validate(frame(spark, raw_schema, [event(i) for i in range(3)]), "raw_hour", raw_hour_params(HOUR, []),
-             run_name="docs-2026-11-25T03")
+    validate(
+        frame(spark, raw_schema, [event(i) for i in range(3)]),
+        "raw_hour",
+        raw_hour_params(HOUR, []),
+        run_name="docs-2026-11-25T03",
+    )
     site = quality_home / "data_docs"
-    gx._CONTEXTS.clear()                 # as a new process would: the context is read back from disk
+    gx._CONTEXTS.clear()  # as a new process would: the context is read back from disk
     index = docs.build_docs()
     assert index == site / "index.html" and index.exists()
 
     report = offline.check_site(site)
-    assert report["pages"] >= 3          # index, a suite page, validation pages
+    assert report["pages"] >= 3  # index, a suite page, validation pages
     assert report["remote"] == {}, report["remote"]
     assert report["broken"] == {}, report["broken"]
     for page in offline.pages(site):

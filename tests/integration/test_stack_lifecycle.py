@@ -3,6 +3,7 @@
 Uses its own TIDEMARK_HOME and ports (the session's ports + 100, so a run with moved ports
 moves these too) so it never disturbs the session stack or another run's.
 """
+
 import json
 import os
 import signal
@@ -31,16 +32,16 @@ PORTS = {name: int(os.environ.get(name) or default) + 100 for name, default in _
 
 
 def _env(home: Path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_HOST", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_HOST", "REDIS_URL")}
     env.update({k: str(v) for k, v in PORTS.items()})
     env.update(TIDEMARK_HOME=str(home), CLICKHOUSE_DATABASE="tidemark_lifecycle", TIDEMARK_AIRFLOW="0", **extra)
     return env
 
 
 def _cli(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tidemark.cli", "stack", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tidemark.cli", "stack", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture
@@ -69,7 +70,9 @@ def test_up_status_down_leaves_no_process(home):
     bootstrap = f"127.0.0.1:{PORTS['TIDEMARK_KAFKA_PORT']}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        topics = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(["page_views", "page_views_dead_letter"])}
+        topics = {
+            t["name"]: len(t["partitions"]) for t in admin.describe_topics(["page_views", "page_views_dead_letter"])
+        }
     finally:
         admin.close()
     assert topics == {"page_views": 4, "page_views_dead_letter": 1}
@@ -199,8 +202,7 @@ def test_stop_escalates_to_sigkill_and_leaves_no_orphan(tmp_path):
     assert report.signals == ["SIGINT", "SIGTERM", "SIGKILL"] and report.ended_by == "SIGKILL"
     assert report.survivors == []
     assert elapsed < 1.0 + 1.0 + 5.0 + 1.0  # bounded: the graces plus the SIGKILL wait
-    assert all(not Path(f"/proc/{p}").exists() or "Z" in Path(f"/proc/{p}/stat").read_text().split()[2]
-               for p in family)
+    assert all(not Path(f"/proc/{p}").exists() or "Z" in Path(f"/proc/{p}/stat").read_text().split()[2] for p in family)
     log = (tmp_path / "stubborn.log").read_text()
     assert "sending SIGTERM" in log and "sending SIGKILL" in log and "stopped after SIGKILL" in log
     assert not proc.pid_file.exists()
@@ -211,13 +213,15 @@ def test_stop_finds_the_children_of_a_dead_leader(tmp_path):
     """A leader that died (crash, OOM kill) leaves its children running, maybe holding its ports:
     `stop` still finds them by session and stops them, and `up` would do so before starting anew."""
     script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import subprocess, sys, time
         if len(sys.argv) == 1:
             subprocess.Popen([sys.executable, __file__, "child"])
         while True:
             time.sleep(1)
-    """))
+    """)
+    )
     proc = ManagedProcess("parent", tmp_path / "parent.pid", tmp_path / "parent.log", signature=str(script))
     pid = proc.start([sys.executable, str(script)])
     deadline = time.monotonic() + 20
@@ -240,8 +244,11 @@ def test_airflow_stops_on_sigint_even_if_its_launcher_ignored_sigint(tmp_path, m
     from tidemark.config import load
     from tidemark.stack.airflow import Airflow
 
-    airflow_ports = {"TIDEMARK_AIRFLOW_PORT": _free_port(), "TIDEMARK_AIRFLOW_WORKER_LOG_PORT": _free_port(),
-                     "TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT": _free_port()}
+    airflow_ports = {
+        "TIDEMARK_AIRFLOW_PORT": _free_port(),
+        "TIDEMARK_AIRFLOW_WORKER_LOG_PORT": _free_port(),
+        "TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT": _free_port(),
+    }
     for name, port in airflow_ports.items():
         monkeypatch.setenv(name, str(port))
     monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path / "home"))

@@ -34,8 +34,13 @@ def test_bad_number_names_the_variable(monkeypatch):
 def test_embedded_kafka_settings(monkeypatch, tmp_path):
     from tidemark.config import PROJECT_ROOT
 
-    for var in ("KAFKA_BOOTSTRAP_SERVERS", "TIDEMARK_KAFKA_PORT", "TIDEMARK_KAFKA_CONTROLLER_PORT",
-                "TIDEMARK_KAFKA_HEAP", "TIDEMARK_KAFKA_JARS_DIR"):
+    for var in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "TIDEMARK_KAFKA_PORT",
+        "TIDEMARK_KAFKA_CONTROLLER_PORT",
+        "TIDEMARK_KAFKA_HEAP",
+        "TIDEMARK_KAFKA_JARS_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)
     cfg = load()
     assert (cfg.kafka.port, cfg.kafka.controller_port) == (19092, 19093)

@@ -14,6 +14,7 @@ points at ``pkg.name`` when that is a module, else at ``pkg``. Importing ``a.b.c
 ``a/__init__`` and ``a/b/__init__``; those implicit edges are left out, or every package
 re-exporting its submodules would be a cycle.
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,8 +46,9 @@ def module_files() -> dict[str, Path]:
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(body: list[ast.stmt], deferred: bool) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -91,8 +93,9 @@ def import_graph(deferred: bool = False) -> dict[str, set[str]]:
                 targets = [alias.name for alias in node.names]
             else:
                 source = _resolve(module, path.name == "__init__.py", node)
-                targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in files else source
-                           for alias in node.names]
+                targets = [
+                    f"{source}.{alias.name}" if f"{source}.{alias.name}" in files else source for alias in node.names
+                ]
             graph[module].update(t for t in targets if t in files and t != module)
     return graph
 
@@ -191,8 +194,9 @@ def g():
 
 
 def test_the_graph_sees_imports_and_cycles():
-    names = lambda deferred: [alias.name for node in _imports(ast.parse(SAMPLE).body, deferred)  # noqa: E731
-                              for alias in node.names]
+    def names(deferred):
+        return [alias.name for node in _imports(ast.parse(SAMPLE).body, deferred) for alias in node.names]
+
     assert names(False) == ["a", "TYPE_CHECKING", "b", "d", "e", "f"]
     assert names(True) == ["a", "TYPE_CHECKING", "b", "d", "e", "f", "h"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]

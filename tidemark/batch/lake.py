@@ -5,6 +5,7 @@ pruning on ``(event_date, event_hour)``, so everything a run computes (rows,
 the files it read, the version it records) describes the same snapshot even
 while the stream keeps appending.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -28,8 +29,7 @@ def hour_predicate(hour: datetime) -> str:
 
 def hour_events(spark, path: str, hour: datetime, version: int):
     """events_raw rows of one event hour, as of table ``version`` (partition-pruned)."""
-    return (spark.read.format("delta").option("versionAsOf", version).load(path)
-            .where(hour_predicate(hour)))
+    return spark.read.format("delta").option("versionAsOf", version).load(path).where(hour_predicate(hour))
 
 
 def relative_files(df, table_root: str) -> list[str]:
@@ -40,5 +40,5 @@ def relative_files(df, table_root: str) -> list[str]:
     for uri in df.inputFiles():
         path = uri.split(":", 1)[1] if uri.startswith("file:") else uri
         path = "/" + path.lstrip("/")
-        out.append(path[len(root):] if path.startswith(root) else path)
+        out.append(path[len(root) :] if path.startswith(root) else path)
     return sorted(out)

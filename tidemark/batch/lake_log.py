@@ -16,6 +16,7 @@ If the commit files the index needs were already cleaned up (log retention, 30 d
 the index falls back to the oldest snapshot it can read and records every hour in it at that
 version: every published hour older than that looks dirty, which costs recomputes, never data.
 """
+
 from __future__ import annotations
 
 import json
@@ -123,8 +124,12 @@ def _snapshot_hours(table_path: str, version: int) -> list[HourAdds]:
 
     actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()  # arro3 -> pyarrow (Arrow C stream)
     hours: dict[datetime, list[int]] = {}
-    for day, hr, n in zip(actions.get("partition.event_date", []), actions.get("partition.event_hour", []),
-                          actions.get("num_records", [None] * len(actions.get("path", []))), strict=True):
+    for day, hr, n in zip(
+        actions.get("partition.event_date", []),
+        actions.get("partition.event_hour", []),
+        actions.get("num_records", [None] * len(actions.get("path", []))),
+        strict=True,
+    ):
         hour = _hour_of({"event_date": str(day), "event_hour": hr})
         if hour is not None:
             counts = hours.setdefault(hour, [0, 0])
@@ -136,9 +141,10 @@ def _snapshot_hours(table_path: str, version: int) -> list[HourAdds]:
 
 def indexed_version(cfg: Settings, table: str) -> int | None:
     """The newest commit of the lake table ``table`` (e.g. 'events_raw') already indexed."""
-    (n, top), = client(cfg.clickhouse).execute(
+    ((n, top),) = client(cfg.clickhouse).execute(
         f"SELECT count(), max(version) FROM {cfg.clickhouse.database}.lake_commits WHERE table_uri = %(t)s",
-        {"t": cfg.lake.table(table)})
+        {"t": cfg.lake.table(table)},
+    )
     return int(top) if n else None
 
 
@@ -158,35 +164,51 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
     if versions[0] > expected_first:
         # Commits [expected_first, versions[0]) are gone from the log: index the oldest readable
         # snapshot instead (conservative: see the module docstring).
-        log.warning("delta commit files missing; indexing a whole snapshot instead",
-                    extra={"table": table, "missing_from": expected_first, "first_available": versions[0]})
+        log.warning(
+            "delta commit files missing; indexing a whole snapshot instead",
+            extra={"table": table, "missing_from": expected_first, "first_available": versions[0]},
+        )
         rows = _snapshot_hours(path, versions[0])
-        insert_rows(ch, target, COLUMNS, [(path, r.version, r.event_hour, r.files, r.records, r.commit_time)
-                                          for r in rows] or [(path, versions[0], EPOCH, 0, 0, EPOCH)])
+        insert_rows(
+            ch,
+            target,
+            COLUMNS,
+            [(path, r.version, r.event_hour, r.files, r.records, r.commit_time) for r in rows]
+            or [(path, versions[0], EPOCH, 0, 0, EPOCH)],
+        )
         versions = versions[1:]
         read = 1
     started = time.monotonic()
     for i in range(0, len(versions), CHUNK_VERSIONS):
-        chunk = versions[i:i + CHUNK_VERSIONS]
+        chunk = versions[i : i + CHUNK_VERSIONS]
         batch: list[tuple] = []
         for v in chunk:
-            batch.extend((path, a.version, a.event_hour, a.files, a.records, a.commit_time)
-                         for a in parse_commit(v, _read_commit(path, v)))
+            batch.extend(
+                (path, a.version, a.event_hour, a.files, a.records, a.commit_time)
+                for a in parse_commit(v, _read_commit(path, v))
+            )
         batch.append((path, chunk[-1], EPOCH, 0, 0, EPOCH))  # the watermark, even if no hour was touched
         insert_rows(ch, target, COLUMNS, batch)
         read += len(chunk)
         if len(versions) > CHUNK_VERSIONS:
-            log.info("indexing delta log", extra={"table": table, "commits": read, "of": len(versions),
-                                                  "per_s": round(read / max(time.monotonic() - started, 1e-6))})
+            log.info(
+                "indexing delta log",
+                extra={
+                    "table": table,
+                    "commits": read,
+                    "of": len(versions),
+                    "per_s": round(read / max(time.monotonic() - started, 1e-6)),
+                },
+            )
     return read
 
 
-def hours_with_data(cfg: Settings, start: datetime, end: datetime, table: str = "events_raw"
-                    ) -> dict[datetime, int]:
+def hours_with_data(cfg: Settings, start: datetime, end: datetime, table: str = "events_raw") -> dict[datetime, int]:
     """Event hours in [start, end) that the lake has data for -> the newest version adding to them."""
     rows = client(cfg.clickhouse).execute(
         f"SELECT toUInt32(event_hour), max(version) FROM {cfg.clickhouse.database}.lake_commits "
         f"WHERE table_uri = %(t)s AND event_hour >= toDateTime(%(s)s) AND event_hour < toDateTime(%(e)s) "
         f"AND files > 0 GROUP BY event_hour ORDER BY event_hour",
-        {"t": cfg.lake.table(table), "s": int(start.timestamp()), "e": int(end.timestamp())})
+        {"t": cfg.lake.table(table), "s": int(start.timestamp()), "e": int(end.timestamp())},
+    )
     return {datetime.fromtimestamp(h, timezone.utc): int(v) for h, v in rows}

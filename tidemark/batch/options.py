@@ -1,6 +1,7 @@
 """The recompute job's flags, declared once for ``jobs/recompute_hour.py`` and ``tidemark
 recompute`` (which forwards them to spark-submit). Light on purpose: the CLI builds its parser
 from this module on every call."""
+
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@
   published (no hourly run, or it failed), and failed hours once their back-off has passed, over
   the contract's whole acceptance window.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,8 +55,10 @@ class DueHours:
         return (self.dirty + self.retry + self.unpublished)[:limit]
 
     def failing_report(self) -> str:
-        return "; ".join(f"{label(h)}: {f.failures} failures in a row, last: {f.reason[:200]}"
-                         for h, f in sorted(self.failing.items()))
+        return "; ".join(
+            f"{label(h)}: {f.failures} failures in a row, last: {f.reason[:200]}"
+            for h, f in sorted(self.failing.items())
+        )
 
 
 def due_hours(cfg: Settings, end: datetime, *, window: timedelta | None = None) -> DueHours:
@@ -109,6 +112,10 @@ def hour_complete(cfg: Settings, hour: datetime, now: datetime, *, topic: str | 
     done = stream_offsets(cfg, ident.stream_id, topic)
     behind = {p: off - done.get(p, 0) for p, off in target.items() if done.get(p, 0) < off}
     if behind:
-        return Completeness(False, f"stream {ident.stream_id} has {sum(behind.values())} records of topic "
-                                   f"{topic!r} to commit before {label(hour)} is complete", behind)
+        return Completeness(
+            False,
+            f"stream {ident.stream_id} has {sum(behind.values())} records of topic "
+            f"{topic!r} to commit before {label(hour)} is complete",
+            behind,
+        )
     return Completeness(True, f"stream {ident.stream_id} committed every partition past {cutoff.isoformat()}")

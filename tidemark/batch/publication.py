@@ -17,6 +17,7 @@ Who may write what, and when:
   not switched for ``STAGING_TIMEOUT`` (a dead run). Never the current version, never a young
   staged version (another live run's), so a reader never sees a gap and never a partial hour.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,6 +57,7 @@ def content_key(hour: datetime, files: Iterable[str]) -> str:
 @dataclass(frozen=True)
 class Plan:
     """What one run publishes: its hour, the lake snapshot it read, and its own new version."""
+
     hour: datetime
     delta_version: int
     content_key: str
@@ -85,10 +87,19 @@ def reconfirm(cfg: Settings, plan: Plan, cur: registry.Publication) -> None:
     """Record that the current version also holds for the newer snapshot ``plan`` read (its files
     are the same), so the hour stops looking dirty. Same version: readers see no change."""
     if cur.delta_version < plan.delta_version:
-        registry.record(cfg, plan.hour, cur.version, "published", delta_version=plan.delta_version,
-                        run_id=plan.run_id, raw_rows=cur.raw_rows, dedup_rows=cur.dedup_rows,
-                        rollup_rows=cur.rollup_rows, reason="reconfirmed: same lake files",
-                        content_key=cur.content_key)
+        registry.record(
+            cfg,
+            plan.hour,
+            cur.version,
+            "published",
+            delta_version=plan.delta_version,
+            run_id=plan.run_id,
+            raw_rows=cur.raw_rows,
+            dedup_rows=cur.dedup_rows,
+            rollup_rows=cur.rollup_rows,
+            reason="reconfirmed: same lake files",
+            content_key=cur.content_key,
+        )
 
 
 def begin(cfg: Settings, plan: Plan) -> None:
@@ -96,8 +107,15 @@ def begin(cfg: Settings, plan: Plan) -> None:
     attempt of the same run staged (an Airflow retry)."""
     for old in registry.staged_by_run(cfg, plan.hour, plan.run_id):
         discard(cfg, plan.hour, old, plan.run_id, "an earlier attempt of the same run")
-    registry.record(cfg, plan.hour, plan.version, "staged", delta_version=plan.delta_version,
-                    run_id=plan.run_id, content_key=plan.content_key)
+    registry.record(
+        cfg,
+        plan.hour,
+        plan.version,
+        "staged",
+        delta_version=plan.delta_version,
+        run_id=plan.run_id,
+        content_key=plan.content_key,
+    )
 
 
 def stage(cfg: Settings, plan: Plan, rollups) -> int:
@@ -108,8 +126,17 @@ def stage(cfg: Settings, plan: Plan, rollups) -> int:
 
 
 def fail(cfg: Settings, plan: Plan, stats: Stats, reason: str, *, status: str = "failed_quality") -> None:
-    registry.record(cfg, plan.hour, plan.version, status, delta_version=plan.delta_version, run_id=plan.run_id,
-                    reason=reason, content_key=plan.content_key, **stats.__dict__)
+    registry.record(
+        cfg,
+        plan.hour,
+        plan.version,
+        status,
+        delta_version=plan.delta_version,
+        run_id=plan.run_id,
+        reason=reason,
+        content_key=plan.content_key,
+        **stats.__dict__,
+    )
     remove_version(cfg, plan.hour, plan.version)
 
 
@@ -123,15 +150,37 @@ def switch(cfg: Settings, plan: Plan, stats: Stats) -> bool:
     already current from a newer lake snapshot."""
     cur = registry.current(cfg, [plan.hour]).get(plan.hour)
     if cur is not None and cur.newer_than(plan.delta_version):
-        discard(cfg, plan.hour, plan.version, plan.run_id,
-                f"superseded: version {cur.version} read Delta version {cur.delta_version} > {plan.delta_version}")
-        log.warning("a newer snapshot of the hour is already published; not switching",
-                    extra={"hour": label(plan.hour), "ours": plan.delta_version, "current": cur.delta_version})
+        discard(
+            cfg,
+            plan.hour,
+            plan.version,
+            plan.run_id,
+            f"superseded: version {cur.version} read Delta version {cur.delta_version} > {plan.delta_version}",
+        )
+        log.warning(
+            "a newer snapshot of the hour is already published; not switching",
+            extra={"hour": label(plan.hour), "ours": plan.delta_version, "current": cur.delta_version},
+        )
         return False
-    registry.record(cfg, plan.hour, plan.version, "published", delta_version=plan.delta_version,
-                    run_id=plan.run_id, content_key=plan.content_key, **stats.__dict__)
-    log.info("hour published", extra={"hour": label(plan.hour), "version": plan.version,
-                                      "delta_version": plan.delta_version, "dedup_rows": stats.dedup_rows})
+    registry.record(
+        cfg,
+        plan.hour,
+        plan.version,
+        "published",
+        delta_version=plan.delta_version,
+        run_id=plan.run_id,
+        content_key=plan.content_key,
+        **stats.__dict__,
+    )
+    log.info(
+        "hour published",
+        extra={
+            "hour": label(plan.hour),
+            "version": plan.version,
+            "delta_version": plan.delta_version,
+            "dedup_rows": stats.dedup_rows,
+        },
+    )
     return True
 
 
@@ -171,6 +220,7 @@ def cleanup(cfg: Settings, hour: datetime, *, now: datetime | None = None) -> li
 
 # -- the version's rows in ClickHouse ------------------------------------------------------------
 
+
 def _hour_params(hour: datetime, version: int = 0) -> dict:
     start = int(hour.timestamp())
     return {"s": start, "e": start + 3600, "v": version}
@@ -206,11 +256,14 @@ def remove_version(cfg: Settings, hour: datetime, version: int, *, timeout_s: fl
             found += n
             ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {cond}", p)
     deadline = time.monotonic() + timeout_s
-    while found and any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c}", p)[0][0]
-                        for t, c in _VERSION_ROWS.items()):
+    while found and any(
+        ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c}", p)[0][0] for t, c in _VERSION_ROWS.items()
+    ):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"batch rows of {label(hour)} version {version} not deleted after {timeout_s}s; "
-                               f"check system.mutations in ClickHouse")
+            raise RuntimeError(
+                f"batch rows of {label(hour)} version {version} not deleted after {timeout_s}s; "
+                f"check system.mutations in ClickHouse"
+            )
         time.sleep(0.2)
     return found
 
@@ -224,8 +277,14 @@ def staged_totals(cfg: Settings, hour: datetime, version: int) -> dict[str, tupl
     hours = ch.execute(
         f"SELECT tenant_id, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups "
         f"WHERE dimension = 'all' AND layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(s)s) "
-        f"GROUP BY tenant_id", p)
-    smallest = dict(ch.execute(
-        f"SELECT tenant_id, min(events) FROM {db}.minute_rollups WHERE layer = 'batch' AND version = %(v)s "
-        f"AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s) GROUP BY tenant_id", p))
+        f"GROUP BY tenant_id",
+        p,
+    )
+    smallest = dict(
+        ch.execute(
+            f"SELECT tenant_id, min(events) FROM {db}.minute_rollups WHERE layer = 'batch' AND version = %(v)s "
+            f"AND minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s) GROUP BY tenant_id",
+            p,
+        )
+    )
     return {t: (int(e), int(u), int(smallest.get(t, 0))) for t, e, u in hours}

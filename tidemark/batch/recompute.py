@@ -13,6 +13,7 @@ the compare-and-set switch publishes it (tidemark/batch/publication.py has the p
 Idempotent: a run whose lake files equal those of the current publication changes nothing
 (it only records that the current version also holds for the newer snapshot).
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,16 @@ def summary_path(cfg: Settings, hour: datetime, run_id: str) -> Path:
     return cfg.home / "batch" / "runs" / label(hour) / f"{safe}.json"
 
 
-def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None, publish_now: bool = True,
-              force: bool = False, on_snapshot: Callable[[int], None] | None = None) -> RunSummary:
+def recompute(
+    spark,
+    cfg: Settings,
+    hour: datetime,
+    *,
+    run_id: str | None = None,
+    publish_now: bool = True,
+    force: bool = False,
+    on_snapshot: Callable[[int], None] | None = None,
+) -> RunSummary:
     """Read, transform and stage one hour; with ``publish_now``, also ``conclude`` it.
     ``on_snapshot(delta_version)`` runs right after the lake snapshot is pinned (tests use it to
     land data mid-run)."""
@@ -106,8 +115,13 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     if on_snapshot is not None:
         on_snapshot(-1 if delta_version is None else delta_version)
     plan = Plan.new(hour, -1 if delta_version is None else delta_version, files, run_id)
-    summary = RunSummary(hour=hour.isoformat(), version=plan.version, delta_version=plan.delta_version,
-                         run_id=run_id, content_key=plan.content_key)
+    summary = RunSummary(
+        hour=hour.isoformat(),
+        version=plan.version,
+        delta_version=plan.delta_version,
+        run_id=run_id,
+        content_key=plan.content_key,
+    )
     current = None if force else publication.unchanged(cfg, plan)
     if current is not None:
         publication.reconfirm(cfg, plan, current)
@@ -153,9 +167,12 @@ def recompute(spark, cfg: Settings, hour: datetime, *, run_id: str | None = None
     finally:
         deduped.unpersist()
 
-    rollup_gate = quality.validate(_staged_vs_exact(spark, cfg, plan, exact), "hour_rollups",
-                                   quality.hour_rollups_params(sum(v[0] for v in exact.values())),
-                                   run_name=f"{label(hour)}-{run_id}")
+    rollup_gate = quality.validate(
+        _staged_vs_exact(spark, cfg, plan, exact),
+        "hour_rollups",
+        quality.hour_rollups_params(sum(v[0] for v in exact.values())),
+        run_name=f"{label(hour)}-{run_id}",
+    )
     timer.lap("rollup_gate")
     summary.gates = [raw_gate.as_dict(), rollup_gate.as_dict()]
     summary.data_docs = rollup_gate.data_docs_index or raw_gate.data_docs_index
@@ -170,9 +187,15 @@ def _exact_by_tenant(kept) -> dict[str, tuple[int, int, int]]:
     """tenant -> (events, exact distinct users, late events) of the rows being published."""
     from pyspark.sql import functions as F
 
-    rows = kept.groupBy("tenant_id").agg(
-        F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
-        F.sum(F.col("is_late").cast("long")).alias("late")).collect()
+    rows = (
+        kept.groupBy("tenant_id")
+        .agg(
+            F.count(F.lit(1)).alias("events"),
+            F.countDistinct("user_id").alias("users"),
+            F.sum(F.col("is_late").cast("long")).alias("late"),
+        )
+        .collect()
+    )
     return {r["tenant_id"]: (int(r["events"]), int(r["users"]), int(r["late"] or 0)) for r in rows}
 
 
@@ -182,12 +205,14 @@ def _staged_vs_exact(spark, cfg: Settings, plan: Plan, exact: dict):
     rows = []
     for tenant, (events, users, _late) in sorted(exact.items()):
         ch_events, ch_users, ch_min = staged.get(tenant, (0, 0, 0))
-        rows.append((tenant, ch_events, events, users, ch_users, abs(ch_users - users) / users if users else 0.0,
-                     ch_min))
+        rows.append(
+            (tenant, ch_events, events, users, ch_users, abs(ch_users - users) / users if users else 0.0, ch_min)
+        )
     return spark.createDataFrame(
         rows or [("", 0, 0, 0, 0, 0.0, 0)],
         "tenant_id STRING, events_sum LONG, dedup_rows LONG, exact_users LONG, hll_users LONG, "
-        "users_rel_error DOUBLE, min_events LONG")
+        "users_rel_error DOUBLE, min_events LONG",
+    )
 
 
 def conclude(cfg: Settings, summary: RunSummary) -> RunSummary:
@@ -198,12 +223,12 @@ def conclude(cfg: Settings, summary: RunSummary) -> RunSummary:
     if not summary.passed:
         publication.fail(cfg, plan, stats, summary.reason)
         summary.status = "failed_quality"
-        raise QualityGateFailed(f"hour {label(plan.hour)} was not published: {summary.reason} "
-                                f"(Data Docs: {summary.data_docs})")
+        raise QualityGateFailed(
+            f"hour {label(plan.hour)} was not published: {summary.reason} (Data Docs: {summary.data_docs})"
+        )
     summary.status = "published" if publication.switch(cfg, plan, stats) else "superseded"
     publication.cleanup(cfg, plan.hour)
     return summary
-
 
 
 def _summary(hour_label: str, run_id: str) -> tuple[Settings, Path, RunSummary]:

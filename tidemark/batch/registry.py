@@ -7,6 +7,7 @@ read an older snapshot can never replace a newer one, whichever finishes last. `
 switch's wall clock) only breaks ties between runs of one snapshot, e.g. a forced re-run.
 Serving resolves versions with the same rule (tidemark/serving/rollups.py).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -16,8 +17,21 @@ from datetime import datetime, timedelta, timezone
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client, insert_rows
 
-REGISTRY_COLUMNS = ("hour", "version", "status", "published_at", "sequence", "delta_version", "raw_rows",
-                    "dedup_rows", "rollup_rows", "late_rows", "run_id", "reason", "content_key")
+REGISTRY_COLUMNS = (
+    "hour",
+    "version",
+    "status",
+    "published_at",
+    "sequence",
+    "delta_version",
+    "raw_rows",
+    "dedup_rows",
+    "rollup_rows",
+    "late_rows",
+    "run_id",
+    "reason",
+    "content_key",
+)
 
 # The order of an hour's published versions, in SQL: the one place it is written down.
 CURRENT_ORDER = "(delta_version, sequence)"
@@ -44,8 +58,9 @@ class Publication:
 @dataclass(frozen=True)
 class VersionEntry:
     """One version of an hour as the registry log tells it."""
+
     version: int
-    status: str           # the latest status recorded for it
+    status: str  # the latest status recorded for it
     first_seen: datetime  # when it was first recorded (staging began)
     last_seen: datetime
     run_id: str
@@ -53,7 +68,7 @@ class VersionEntry:
 
 @dataclass(frozen=True)
 class FailureRecord:
-    failures: int         # consecutive failures since the hour's last publish
+    failures: int  # consecutive failures since the hour's last publish
     last_failure: datetime
     reason: str
 
@@ -76,23 +91,64 @@ def current(cfg: Settings, hours: list[datetime]) -> dict[datetime, Publication]
     """The current published version of each of ``hours`` that has one."""
     if not hours:
         return {}
-    cols = ("version", "toUInt32(published_at)", "delta_version", "raw_rows", "dedup_rows", "rollup_rows",
-            "content_key", "run_id")
+    cols = (
+        "version",
+        "toUInt32(published_at)",
+        "delta_version",
+        "raw_rows",
+        "dedup_rows",
+        "rollup_rows",
+        "content_key",
+        "run_id",
+    )
     picks = ", ".join(f"argMax({c}, {CURRENT_ORDER})" for c in cols)
     rows = client(cfg.clickhouse).execute(
         f"SELECT toUInt32(hour), {picks} FROM {cfg.clickhouse.database}.published_hours "
-        f"WHERE status = 'published' AND hour IN %(h)s GROUP BY hour", {"h": _epochs(hours)})
+        f"WHERE status = 'published' AND hour IN %(h)s GROUP BY hour",
+        {"h": _epochs(hours)},
+    )
     return {_at(r[0]): Publication(_at(r[0]), r[1], _at(r[2]), *r[3:]) for r in rows}
 
 
-def record(cfg: Settings, hour: datetime, version: int, status: str, *, delta_version: int, run_id: str,
-           raw_rows: int = 0, dedup_rows: int = 0, rollup_rows: int = 0, late_rows: int = 0,
-           reason: str = "", content_key: str = "") -> None:
+def record(
+    cfg: Settings,
+    hour: datetime,
+    version: int,
+    status: str,
+    *,
+    delta_version: int,
+    run_id: str,
+    raw_rows: int = 0,
+    dedup_rows: int = 0,
+    rollup_rows: int = 0,
+    late_rows: int = 0,
+    reason: str = "",
+    content_key: str = "",
+) -> None:
     """Append one registry row. For status 'published' this insert IS the atomic switch."""
     now = _now()
-    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.published_hours", REGISTRY_COLUMNS, [(
-        hour, version, status, now, int(now.timestamp() * 1_000_000), max(delta_version, 0), raw_rows,
-        dedup_rows, rollup_rows, late_rows, run_id, reason[:2000], content_key)])
+    insert_rows(
+        client(cfg.clickhouse),
+        f"{cfg.clickhouse.database}.published_hours",
+        REGISTRY_COLUMNS,
+        [
+            (
+                hour,
+                version,
+                status,
+                now,
+                int(now.timestamp() * 1_000_000),
+                max(delta_version, 0),
+                raw_rows,
+                dedup_rows,
+                rollup_rows,
+                late_rows,
+                run_id,
+                reason[:2000],
+                content_key,
+            )
+        ],
+    )
 
 
 def versions(cfg: Settings, hour: datetime) -> dict[int, VersionEntry]:
@@ -100,7 +156,8 @@ def versions(cfg: Settings, hour: datetime) -> dict[int, VersionEntry]:
     rows = client(cfg.clickhouse).execute(
         f"SELECT version, argMax(status, sequence), toUInt32(min(published_at)), toUInt32(max(published_at)), "
         f"any(run_id) FROM {cfg.clickhouse.database}.published_hours WHERE hour = toDateTime(%(h)s) GROUP BY version",
-        {"h": int(hour.timestamp())})
+        {"h": int(hour.timestamp())},
+    )
     return {int(v): VersionEntry(int(v), s, _at(first), _at(last), run) for v, s, first, last, run in rows}
 
 
@@ -117,7 +174,9 @@ def failures(cfg: Settings, hours: list[datetime]) -> dict[datetime, FailureReco
     rows = client(cfg.clickhouse).execute(
         f"SELECT toUInt32(hour), status, toUInt32(published_at), reason FROM {cfg.clickhouse.database}.published_hours "
         f"WHERE hour IN %(h)s AND status IN ('published', 'failed_quality', 'failed_run') "
-        f"ORDER BY hour, sequence", {"h": _epochs(hours)})
+        f"ORDER BY hour, sequence",
+        {"h": _epochs(hours)},
+    )
     by_hour: dict[datetime, list] = defaultdict(list)
     for hour, status, at, reason in rows:
         by_hour[_at(hour)].append((status, _at(at), reason))

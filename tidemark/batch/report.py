@@ -1,5 +1,6 @@
 """Sent vs streaming vs batch-corrected totals for whole hours, as dashboards read them (the
 lambda merge): `tidemark batch-report`, `make demo`'s last reconciliation."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -26,14 +27,19 @@ def batch_report(cfg: Settings, manifest: dict, hours: list[datetime]) -> dict:
         late = manifest["late_events_per_hour"].get(prefix, 0)
         (stream,) = ch.execute(
             f"SELECT sum(events) FROM {db}.minute_rollups WHERE layer = 'stream' AND tenant_id IN %(t)s "
-            f"AND minute >= %(s)s AND minute < %(e)s", {"t": tenants, "s": hour, "e": hour + HOUR})[0]
+            f"AND minute >= %(s)s AND minute < %(e)s",
+            {"t": tenants, "s": hour, "e": hour + HOUR},
+        )[0]
         served = sum(r[5] for r in minute_counts(ch, db, hour, hour + HOUR, list(tenants)))
         status = ch.execute(
             f"SELECT status, reason FROM {db}.published_hours WHERE hour = %(h)s ORDER BY sequence DESC LIMIT 1",
-            {"h": hour})
+            {"h": hour},
+        )
         state = status[0][0] if status else "not recomputed"
         ok = hour in published and served == sent
         exact &= ok
-        lines.append(f"{prefix}  sent {sent:>7}  streaming {stream or 0:>7}  batch-corrected {served:>7}  "
-                     f"late folded in {late:>5}  quality {state}  {'EXACT' if ok else 'NOT EXACT'}")
+        lines.append(
+            f"{prefix}  sent {sent:>7}  streaming {stream or 0:>7}  batch-corrected {served:>7}  "
+            f"late folded in {late:>5}  quality {state}  {'EXACT' if ok else 'NOT EXACT'}"
+        )
     return {"lines": lines, "exact": exact}

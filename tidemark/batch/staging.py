@@ -34,6 +34,7 @@ midway, or a task that died after some of its INSERTs, leaves part of its rows u
   on any error throws that whole version away (``publication.remove_version``) before trying
   again under a new one. Nothing here deletes rows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,13 +46,13 @@ from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("stream", "batch")          # the Enum8 of rollup_input.layer
+LAYERS = ("stream", "batch")  # the Enum8 of rollup_input.layer
 ROLLUP_INPUT_SOURCE = ("tenant_id", "minute", "country", "device", "page", "events", "user_ids")
 # Rows per INSERT: each INSERT is one block through both materialized views, i.e. one new part
 # in minute_rollups and hour_rollups; larger blocks mean fewer parts to merge. 100 k rows with
 # their user lists stay well under 100 MB of Python objects in a worker.
 INSERT_ROWS = 100_000
-_MARK = "tidemark-staging:"           # tags worker-side messages so the driver can quote them
+_MARK = "tidemark-staging:"  # tags worker-side messages so the driver can quote them
 
 
 class StagingError(RuntimeError):
@@ -61,6 +62,7 @@ class StagingError(RuntimeError):
 @dataclass(frozen=True)
 class _Target:
     """What a worker needs (picklable: settings are a frozen dataclass)."""
+
     cfg: ClickHouseSettings
     version: int
     layer: str
@@ -139,9 +141,11 @@ def _insert_partition(target: _Target):
         if ctx and ctx.attemptNumber() > 0:
             # An earlier attempt may have inserted part of this partition; inserting again would
             # double those rows and nothing could tell which. Fail; the caller drops the version.
-            raise StagingError(f"{_MARK} refusing retry attempt {ctx.attemptNumber()} for {where}: an earlier "
-                               f"attempt may have inserted some rows. Remove version {target.version} and "
-                               f"stage again under a new one")
+            raise StagingError(
+                f"{_MARK} refusing retry attempt {ctx.attemptNumber()} for {where}: an earlier "
+                f"attempt may have inserted some rows. Remove version {target.version} and "
+                f"stage again under a new one"
+            )
         sent = events = 0
         first = last = None
         ch = None
@@ -158,14 +162,18 @@ def _insert_partition(target: _Target):
         except StagingError:
             raise
         except Exception as exc:  # re-raised with what failed and what to do
-            raise StagingError(f"{_MARK} inserting {where} failed after {sent} rows: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Rows of this version may be "
-                               f"partly inserted: remove version {target.version} and stage again") from exc
+            raise StagingError(
+                f"{_MARK} inserting {where} failed after {sent} rows: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Rows of this version may be "
+                f"partly inserted: remove version {target.version} and stage again"
+            ) from exc
         finally:
             if ch is not None:
                 ch.disconnect()
-        yield pa.RecordBatch.from_pydict({"rows": [sent], "events": [events], "first_minute": [first],
-                                          "last_minute": [last]}, schema=pa.schema(_REPORT))
+        yield pa.RecordBatch.from_pydict(
+            {"rows": [sent], "events": [events], "first_minute": [first], "last_minute": [last]},
+            schema=pa.schema(_REPORT),
+        )
 
     return run
 
@@ -180,14 +188,17 @@ def _check_exact(target: _Target, events: int, first: int, last: int) -> None:
     from tidemark.io.clickhouse import client
 
     ch = client(target.cfg)
-    (found,), = ch.execute(
+    ((found,),) = ch.execute(
         f"SELECT sum(events) FROM {target.cfg.database}.minute_rollups WHERE layer = %(l)s AND version = %(v)s "
         f"AND minute >= toDateTime(%(s)s) AND minute <= toDateTime(%(e)s)",
-        {"l": target.layer, "v": target.version, "s": first, "e": last})
+        {"l": target.layer, "v": target.version, "s": first, "e": last},
+    )
     if int(found or 0) != events:
-        raise StagingError(f"staging rollups {target.describe()}: ClickHouse holds {int(found or 0)} events under "
-                           f"the version, the partitions inserted {events}: rows of a failed attempt or an earlier "
-                           f"staging are mixed in. Remove version {target.version} and stage again under a new one")
+        raise StagingError(
+            f"staging rollups {target.describe()}: ClickHouse holds {int(found or 0)} events under "
+            f"the version, the partitions inserted {events}: rows of a failed attempt or an earlier "
+            f"staging are mixed in. Remove version {target.version} and stage again under a new one"
+        )
 
 
 def worker_message(exc: BaseException) -> str | None:
@@ -209,19 +220,26 @@ def stage_rollups(rollups, cfg: ClickHouseSettings, version: int, *, layer: str 
         raise ValueError(f"version {version} does not fit rollup_input.version (UInt64, > 0)")
     target = _Target(cfg, int(version), layer)
     reports = rollups.select(*ROLLUP_INPUT_SOURCE).mapInArrow(
-        _insert_partition(target), ", ".join(f"{name} long" for name, _ in _REPORT))
+        _insert_partition(target), ", ".join(f"{name} long" for name, _ in _REPORT)
+    )
     try:
         done = [r for r in reports.collect() if r["rows"]]
     except Exception as exc:  # re-raised below: Spark wraps worker errors in long Java traces
         detail = worker_message(exc)
         if detail is None:
             first_line = str(exc).splitlines()[0][:500] if str(exc) else ""
-            detail = (f"{target.describe()}: {type(exc).__name__}: {first_line}."
-                      f" Remove version {target.version} and stage again under a new one")
+            detail = (
+                f"{target.describe()}: {type(exc).__name__}: {first_line}."
+                f" Remove version {target.version} and stage again under a new one"
+            )
         raise StagingError(f"staging rollups failed: {detail}") from exc
     staged = sum(r["rows"] for r in done)
     if done:
-        _check_exact(target, sum(r["events"] for r in done), min(r["first_minute"] for r in done),
-                     max(r["last_minute"] for r in done))
+        _check_exact(
+            target,
+            sum(r["events"] for r in done),
+            min(r["first_minute"] for r in done),
+            max(r["last_minute"] for r in done),
+        )
     log.info("rollups staged", extra={"version": version, "layer": layer, "rows": staged, "table": target.table})
     return staged

@@ -32,6 +32,7 @@ number sizes are bounded *before* ``json.loads`` recurses or converts (a poison
 payload such as ``b"[" * 5000`` is a dead letter, not a ``RecursionError``),
 and any unexpected failure while reading a payload becomes a reason code.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -133,8 +134,9 @@ def validate(
         raise InvalidEvent("not_json", f"unreadable payload ({type(exc).__name__})") from None
 
 
-def _validate(payload, reference_time: datetime, max_payload_bytes: int, max_future_skew: timedelta,
-              retention: timedelta) -> PageView:
+def _validate(
+    payload, reference_time: datetime, max_payload_bytes: int, max_future_skew: timedelta, retention: timedelta
+) -> PageView:
     if payload is None:
         raise InvalidEvent("not_json", "empty message")
     payload = bytes(payload)

@@ -1,5 +1,6 @@
 """``event_time``: RFC 3339 date-time with an offset, or integral epoch milliseconds, and the range
 of instants both engines accept."""
+
 from __future__ import annotations
 
 import re
@@ -9,11 +10,13 @@ from typing import Any
 from tidemark.contract.schema import InvalidEvent, json_type, python_pattern
 
 # event_time: RFC 3339 date-time, plus the instant's range
-ISO_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-               r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+ISO_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MIN_EPOCH_MS = -62_135_596_800_000   # 0001-01-01T00:00:00Z
-MAX_EPOCH_MS = 253_402_300_799_999   # 9999-12-31T23:59:59.999Z
+MIN_EPOCH_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MIN_EPOCH_US = MIN_EPOCH_MS * 1000
 MAX_EPOCH_US = MAX_EPOCH_MS * 1000 + 999
 
@@ -42,7 +45,7 @@ def parse_event_time(value: Any) -> datetime:
     year, month, day = int(value[0:4]), int(value[5:7]), int(value[8:10])
     hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
     zulu = value[-1] in "Zz"
-    fraction = value[20:len(value) - (1 if zulu else 6)] if value[19] == "." else ""
+    fraction = value[20 : len(value) - (1 if zulu else 6)] if value[19] == "." else ""
     micros = int(fraction[:6].ljust(6, "0"))  # truncated, not rounded
     if zulu:
         offset_min = 0

@@ -1,6 +1,7 @@
 """How a payload's JSON is read (schemas/README.md, "How a payload is read"): bounded nesting and
 number sizes are checked *before* ``json.loads`` recurses or converts, so a poison payload is a
 dead letter, never a ``RecursionError``."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,11 @@ from typing import Any
 
 # -- How a payload is read (schemas/README.md, "How a payload is read") ------------------------
 JSON_WHITESPACE = " \t\n\r"
-MAX_JSON_DEPTH = 64            # deepest nesting of arrays/objects accepted
-MAX_NUMBER_DIGITS = 1000       # digits in one number literal (integer, fraction and exponent digits)
-MAX_KEY_UTF16 = 50_000         # longest object key, in UTF-16 code units (after unescaping)
-DECIMAL_MAX_DIGITS = 38        # a plain decimal literal within 38 digits/scale is exact, else a double
-MAX_PAYLOAD_LIMIT = 1 << 20    # max_payload_bytes may not exceed 1 MiB (the rules are defined up to there)
+MAX_JSON_DEPTH = 64  # deepest nesting of arrays/objects accepted
+MAX_NUMBER_DIGITS = 1000  # digits in one number literal (integer, fraction and exponent digits)
+MAX_KEY_UTF16 = 50_000  # longest object key, in UTF-16 code units (after unescaping)
+DECIMAL_MAX_DIGITS = 38  # a plain decimal literal within 38 digits/scale is exact, else a double
+MAX_PAYLOAD_LIMIT = 1 << 20  # max_payload_bytes may not exceed 1 MiB (the rules are defined up to there)
 
 
 # -- reading JSON -------------------------------------------------------------------------------
@@ -123,8 +124,7 @@ def read_json(text: str) -> Any:
     try:
         if text.count("{") + text.count("[") > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
             raise Unreadable(f"nested deeper than {MAX_JSON_DEPTH} levels")
-        doc = json.loads(text, object_pairs_hook=_object, parse_int=_int, parse_float=_float,
-                         parse_constant=_constant)
+        doc = json.loads(text, object_pairs_hook=_object, parse_int=_int, parse_float=_float, parse_constant=_constant)
         if "\\u" in text and _has_surrogate(doc):
             raise Unreadable("a \\u escape leaves a lone surrogate")
         return doc

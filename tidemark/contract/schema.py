@@ -1,6 +1,7 @@
 """The event schema as rules both engines apply: reason codes, the ``PageView`` record, and the
 per-field rules read from ``schemas/events/page_view.v1.json`` (a draft-07 subset; any other
 keyword is refused, so a schema change is never silently ignored by one engine)."""
+
 from __future__ import annotations
 
 import json
@@ -20,26 +21,25 @@ SCHEMA_PATH = PROJECT_ROOT / "schemas" / "events" / f"page_view.v{SCHEMA_VERSION
 # Stable reason codes, in the order checks run. Adding one is a contract change:
 # document it in schemas/README.md.
 REASONS = (
-    "oversize_payload",    # raw payload larger than max_payload_bytes
-    "invalid_utf8",        # bytes are not UTF-8
-    "truncated_json",      # not readable JSON, and it looks cut off (see looks_truncated)
-    "not_json",            # not readable JSON otherwise (also: empty message)
-    "not_an_object",       # JSON, but not an object
-    "missing_field",       # a required field is absent
-    "wrong_type",          # a field has the wrong JSON type
-    "unsupported_version", # schema_version is not 1
-    "invalid_event_id",    # event_id is not a UUID
-    "empty_tenant",        # tenant_id is the empty string
-    "invalid_tenant",      # tenant_id has characters outside the allowed set
-    "invalid_field",       # user_id/session_id/referrer out of bounds
-    "unknown_device",      # device outside desktop/mobile/tablet/other
-    "bad_country",         # not an ISO-3166-1 alpha-2 code
-    "bad_page",            # page empty, too long, or not a path
-    "unparsable_time",     # event_time neither RFC 3339 (with offset) nor in-range integer epoch ms
-    "future_time",         # event_time beyond the allowed clock skew
-    "expired_time",        # event_time older than retention
+    "oversize_payload",  # raw payload larger than max_payload_bytes
+    "invalid_utf8",  # bytes are not UTF-8
+    "truncated_json",  # not readable JSON, and it looks cut off (see looks_truncated)
+    "not_json",  # not readable JSON otherwise (also: empty message)
+    "not_an_object",  # JSON, but not an object
+    "missing_field",  # a required field is absent
+    "wrong_type",  # a field has the wrong JSON type
+    "unsupported_version",  # schema_version is not 1
+    "invalid_event_id",  # event_id is not a UUID
+    "empty_tenant",  # tenant_id is the empty string
+    "invalid_tenant",  # tenant_id has characters outside the allowed set
+    "invalid_field",  # user_id/session_id/referrer out of bounds
+    "unknown_device",  # device outside desktop/mobile/tablet/other
+    "bad_country",  # not an ISO-3166-1 alpha-2 code
+    "bad_page",  # page empty, too long, or not a path
+    "unparsable_time",  # event_time neither RFC 3339 (with offset) nor in-range integer epoch ms
+    "future_time",  # event_time beyond the allowed clock skew
+    "expired_time",  # event_time older than retention
 )
-
 
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
@@ -98,8 +98,7 @@ EMPTY_STRING_REASONS = {"tenant_id": "empty_tenant"}
 
 JSON_TYPES = ("string", "integer", "number", "boolean", "null", "object", "array")
 _PROPERTY_KEYWORDS = {"type", "const", "enum", "minLength", "maxLength", "pattern", "description"}
-_TOP_KEYWORDS = {"$schema", "$id", "title", "description", "type", "required", "properties",
-                 "additionalProperties"}
+_TOP_KEYWORDS = {"$schema", "$id", "title", "description", "type", "required", "properties", "additionalProperties"}
 
 
 @dataclass(frozen=True)
@@ -152,12 +151,19 @@ def field_rules() -> tuple[FieldRule, ...]:
             raise ValueError(f"property {name}: only integer const values are supported")
         if "enum" in prop and (types != ["string"] or not all(isinstance(v, str) for v in prop["enum"])):
             raise ValueError(f"property {name}: only string enums on string properties are supported")
-        rules.append(FieldRule(
-            name=name, types=tuple(types), reason=_FIELD_REASONS.get(name, "invalid_field"),
-            has_const="const" in prop, const=prop.get("const"),
-            enum=tuple(prop["enum"]) if "enum" in prop else None,
-            min_length=prop.get("minLength"), max_length=prop.get("maxLength"), pattern=prop.get("pattern"),
-        ))
+        rules.append(
+            FieldRule(
+                name=name,
+                types=tuple(types),
+                reason=_FIELD_REASONS.get(name, "invalid_field"),
+                has_const="const" in prop,
+                const=prop.get("const"),
+                enum=tuple(prop["enum"]) if "enum" in prop else None,
+                min_length=prop.get("minLength"),
+                max_length=prop.get("maxLength"),
+                pattern=prop.get("pattern"),
+            )
+        )
     return tuple(rules)
 
 

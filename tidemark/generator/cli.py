@@ -1,4 +1,5 @@
 """``tidemark generate``: argument parsing and the one-line summary."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,10 @@ from kafka.errors import KafkaError
 try:  # the generator's producer (produce.py); topic admin stays on kafka-python
     from confluent_kafka import KafkaException
 except ImportError:  # pragma: no cover - only --output works without it
+
     class KafkaException(Exception):  # type: ignore[no-redef]
         pass
+
 
 from tidemark.config import settings
 from tidemark.generator.produce import DeliveryError, GenerateOptions, run
@@ -98,65 +101,138 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "records included) into Kafka, and write a manifest of exactly what was sent."
     )
     size = parser.add_argument_group("volume and clock")
-    size.add_argument("--rate", type=_rate, metavar="EV_PER_S",
-                      help="records per second of simulated time (default 1000); with a start time "
-                           "of now, also the wall-clock send rate")
+    size.add_argument(
+        "--rate",
+        type=_rate,
+        metavar="EV_PER_S",
+        help="records per second of simulated time (default 1000); with a start time "
+        "of now, also the wall-clock send rate",
+    )
     how_many = size.add_mutually_exclusive_group(required=True)
-    how_many.add_argument("--duration", type=parse_duration, metavar="DUR",
-                          help="simulated duration (e.g. 600, 10m); records = rate x duration")
+    how_many.add_argument(
+        "--duration",
+        type=parse_duration,
+        metavar="DUR",
+        help="simulated duration (e.g. 600, 10m); records = rate x duration",
+    )
     how_many.add_argument("--count", type=_positive_int, metavar="N", help="number of Kafka records")
-    size.add_argument("--start-time", type=parse_time, metavar="T",
-                      help="simulated send time of the first record, ISO-8601 UTC (default: now, to the second)")
-    size.add_argument("--realtime", dest="realtime", action="store_true", default=None,
-                      help="pace sends to the wall clock at --rate (default when --rate is given and "
-                           "the start time is now)")
-    size.add_argument("--no-realtime", dest="realtime", action="store_false",
-                      help="send as fast as possible")
+    size.add_argument(
+        "--start-time",
+        type=parse_time,
+        metavar="T",
+        help="simulated send time of the first record, ISO-8601 UTC (default: now, to the second)",
+    )
+    size.add_argument(
+        "--realtime",
+        dest="realtime",
+        action="store_true",
+        default=None,
+        help="pace sends to the wall clock at --rate (default when --rate is given and the start time is now)",
+    )
+    size.add_argument("--no-realtime", dest="realtime", action="store_false", help="send as fast as possible")
 
     shape = parser.add_argument_group("traffic shape and faults")
     shape.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     shape.add_argument("--tenants", type=int, default=5, help="number of tenants (default 5)")
-    shape.add_argument("--late-fraction", type=_fraction, default=0.02,
-                       help="fraction of valid events that arrive late (default 0.02)")
-    shape.add_argument("--min-lateness", type=parse_duration, default=15 * 60.0, metavar="DUR",
-                       help="minimum lateness of a late event (default 15m)")
-    shape.add_argument("--max-lateness", type=parse_duration, default=2 * 3600.0, metavar="DUR",
-                       help="maximum lateness of a late event (default 2h)")
-    shape.add_argument("--duplicate-fraction", type=_fraction, default=0.01,
-                       help="probability that an on-time event is re-sent 1-60 s later (default 0.01)")
-    shape.add_argument("--malformed-fraction", type=_fraction, default=0.01,
-                       help="fraction of records that break the contract (default 0.01)")
+    shape.add_argument(
+        "--late-fraction", type=_fraction, default=0.02, help="fraction of valid events that arrive late (default 0.02)"
+    )
+    shape.add_argument(
+        "--min-lateness",
+        type=parse_duration,
+        default=15 * 60.0,
+        metavar="DUR",
+        help="minimum lateness of a late event (default 15m)",
+    )
+    shape.add_argument(
+        "--max-lateness",
+        type=parse_duration,
+        default=2 * 3600.0,
+        metavar="DUR",
+        help="maximum lateness of a late event (default 2h)",
+    )
+    shape.add_argument(
+        "--duplicate-fraction",
+        type=_fraction,
+        default=0.01,
+        help="probability that an on-time event is re-sent 1-60 s later (default 0.01)",
+    )
+    shape.add_argument(
+        "--malformed-fraction",
+        type=_fraction,
+        default=0.01,
+        help="fraction of records that break the contract (default 0.01)",
+    )
 
     edge = parser.add_argument_group(
-        "edge cases", "All off by default; with the defaults the traffic is the same as without them.")
+        "edge cases", "All off by default; with the defaults the traffic is the same as without them."
+    )
     ontime = edge.add_mutually_exclusive_group()
-    ontime.add_argument("--ontime-max-lateness", type=parse_duration, default=5.0, metavar="DUR",
-                        help="on-time events arrive up to this long after their event time (default 5s; "
-                             "at most 10m, the pipeline's allowed lateness), so with e.g. 10m some "
-                             "on-time events sent just after an hour boundary belong to the previous hour")
-    ontime.add_argument("--ontime-max-lateness-ms", dest="ontime_max_lateness", type=_ms_as_seconds,
-                        metavar="MS", help="the same in milliseconds")
-    edge.add_argument("--ontime-lag-fraction", type=_fraction, default=1.0, metavar="F",
-                      help="share of on-time events whose lateness is drawn up to --ontime-max-lateness; "
-                           "the rest keep 0-5 s (default 1.0)")
-    edge.add_argument("--hour-boundary-fraction", type=_fraction, default=0.0, metavar="F",
-                      help="share of valid events whose event time is put exactly on xx:59:59.999 or "
-                           "xx:00:00.000, when their lateness window holds one (default 0)")
-    edge.add_argument("--poison-fraction", type=_fraction, default=0.0, metavar="F",
-                      help="share of records that are deeply nested JSON (json.loads raises "
-                           "RecursionError); manifest: poison.count, expected reason poison.expected_reason "
-                           "(default 0)")
-    edge.add_argument("--poison-depth", type=_positive_int, default=5000, metavar="N",
-                      help="nesting depth of poison records (default 5000)")
+    ontime.add_argument(
+        "--ontime-max-lateness",
+        type=parse_duration,
+        default=5.0,
+        metavar="DUR",
+        help="on-time events arrive up to this long after their event time (default 5s; "
+        "at most 10m, the pipeline's allowed lateness), so with e.g. 10m some "
+        "on-time events sent just after an hour boundary belong to the previous hour",
+    )
+    ontime.add_argument(
+        "--ontime-max-lateness-ms",
+        dest="ontime_max_lateness",
+        type=_ms_as_seconds,
+        metavar="MS",
+        help="the same in milliseconds",
+    )
+    edge.add_argument(
+        "--ontime-lag-fraction",
+        type=_fraction,
+        default=1.0,
+        metavar="F",
+        help="share of on-time events whose lateness is drawn up to --ontime-max-lateness; "
+        "the rest keep 0-5 s (default 1.0)",
+    )
+    edge.add_argument(
+        "--hour-boundary-fraction",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="share of valid events whose event time is put exactly on xx:59:59.999 or "
+        "xx:00:00.000, when their lateness window holds one (default 0)",
+    )
+    edge.add_argument(
+        "--poison-fraction",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="share of records that are deeply nested JSON (json.loads raises "
+        "RecursionError); manifest: poison.count, expected reason poison.expected_reason "
+        "(default 0)",
+    )
+    edge.add_argument(
+        "--poison-depth",
+        type=_positive_int,
+        default=5000,
+        metavar="N",
+        help="nesting depth of poison records (default 5000)",
+    )
 
     out = parser.add_argument_group("destination")
     out.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default from settings)")
     out.add_argument("--topic", help="topic (default from settings)")
-    out.add_argument("--partitions", type=int, metavar="N",
-                     help="partitions to create the topic with / to assume with --output (default from settings)")
+    out.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="partitions to create the topic with / to assume with --output (default from settings)",
+    )
     out.add_argument("--manifest", type=Path, metavar="FILE", help="write the manifest JSON here")
-    out.add_argument("--output", type=Path, metavar="FILE",
-                     help="write JSONL {key,partition,timestamp_ms,value_b64} instead of sending to Kafka")
+    out.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write JSONL {key,partition,timestamp_ms,value_b64} instead of sending to Kafka",
+    )
     out.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
@@ -204,8 +280,11 @@ def main(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     except (KafkaError, KafkaException) as exc:
-        log.error("Kafka error: %r (is a broker running at %s? `tidemark stack up` starts the embedded one)",
-                  exc, options.bootstrap or settings().kafka.bootstrap_servers)
+        log.error(
+            "Kafka error: %r (is a broker running at %s? `tidemark stack up` starts the embedded one)",
+            exc,
+            options.bootstrap or settings().kafka.bootstrap_servers,
+        )
         return 1
     except KeyboardInterrupt:
         log.error("interrupted; manifest not written")

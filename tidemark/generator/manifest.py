@@ -17,6 +17,7 @@ exactly on an hour boundary (``end_of_hour``: xx:59:59.999, ``start_of_hour``:
 xx:00:00.000; ``late``: how many of them are late events), whether put there by
 ``hour_boundary_fraction`` or drawn there by chance.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,9 @@ class Manifest:
             out[POISON_REASON] = out.get(POISON_REASON, 0) + self.poison
         return dict(sorted(out.items()))
 
-    def add_valid(self, tenant: str, event_ms: int, country: str, device: str, page: str,
-                  user: str, late: bool) -> None:
+    def add_valid(
+        self, tenant: str, event_ms: int, country: str, device: str, page: str, user: str, late: bool
+    ) -> None:
         self.valid_events += 1
         minute = event_ms // MINUTE_MS
         hour = minute // 60
@@ -158,12 +160,13 @@ class Manifest:
             malformed=dict(sorted(self.malformed.items())),
             poison={"count": self.poison, "expected_reason": POISON_REASON},
             rejected_by_reason=self.rejected_by_reason,
-            hour_boundary_events={"end_of_hour": self.boundary_end, "start_of_hour": self.boundary_start,
-                                  "late": self.boundary_late},
+            hour_boundary_events={
+                "end_of_hour": self.boundary_end,
+                "start_of_hour": self.boundary_start,
+                "late": self.boundary_late,
+            },
             late_events_per_hour={hour_s(h): n for h, n in sorted(self._late_hour.items())},
-            late_events_per_tenant_hour=sorted(
-                [t, hour_s(h), n] for (t, h), n in self._late_tenant_hour.items()
-            ),
+            late_events_per_tenant_hour=sorted([t, hour_s(h), n] for (t, h), n in self._late_tenant_hour.items()),
             minute_counts=sorted(
                 [t, minute_s(mi), c, d, p, n[0], n[1]] for (t, mi, c, d, p), n in self._minutes.items()
             ),
@@ -171,9 +174,7 @@ class Manifest:
                 [t, hour_s(h), len(users), len(self._users_hour_on_time.get((t, h), empty))]
                 for (t, h), users in self._users_hour.items()
             ),
-            distinct_users_day=sorted(
-                [t, day_str(d), len(users)] for (t, d), users in users_day.items()
-            ),
+            distinct_users_day=sorted([t, day_str(d), len(users)] for (t, d), users in users_day.items()),
         )
         return doc
 
@@ -187,6 +188,7 @@ def _memo(fn):
         if text is None:
             text = cache[value] = fn(value)
         return text
+
     return cached
 
 

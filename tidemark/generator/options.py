@@ -1,5 +1,6 @@
 """What traffic to generate: ``TrafficOptions`` and the bounds they are checked against (the
 pipeline's allowed lateness, the malformed kinds, one per contract reason code)."""
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,15 @@ MALFORMED_KINDS = (
 )
 
 REQUIRED_FIELDS = (
-    "schema_version", "event_id", "tenant_id", "event_time",
-    "user_id", "session_id", "country", "device", "page",
+    "schema_version",
+    "event_id",
+    "tenant_id",
+    "event_time",
+    "user_id",
+    "session_id",
+    "country",
+    "device",
+    "page",
 )
 
 
@@ -81,22 +89,34 @@ class TrafficOptions:
             raise ValueError("tenants must be in [1, 10000]")
         if self.partitions < 1:
             raise ValueError("partitions must be >= 1")
-        for name in ("late_fraction", "duplicate_fraction", "malformed_fraction", "ontime_lag_fraction",
-                     "hour_boundary_fraction", "poison_fraction"):
+        for name in (
+            "late_fraction",
+            "duplicate_fraction",
+            "malformed_fraction",
+            "ontime_lag_fraction",
+            "hour_boundary_fraction",
+            "poison_fraction",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
         if not 0 <= self.ontime_max_lateness_ms <= PIPELINE_ALLOWED_LATENESS_MS:
-            raise ValueError(f"on-time max lateness must be within [0, {PIPELINE_ALLOWED_LATENESS_MS}] ms "
-                             f"(the pipeline's allowed lateness), got {self.ontime_max_lateness_ms}")
+            raise ValueError(
+                f"on-time max lateness must be within [0, {PIPELINE_ALLOWED_LATENESS_MS}] ms "
+                f"(the pipeline's allowed lateness), got {self.ontime_max_lateness_ms}"
+            )
         if self.min_lateness_ms > self.max_lateness_ms:
             raise ValueError("min lateness must not exceed max lateness")
         if self.min_lateness_ms <= max(MAX_ON_TIME_JITTER_MS, self.ontime_max_lateness_ms):
-            raise ValueError("min lateness must exceed the on-time lateness "
-                             f"({max(MAX_ON_TIME_JITTER_MS, self.ontime_max_lateness_ms)} ms)")
+            raise ValueError(
+                "min lateness must exceed the on-time lateness "
+                f"({max(MAX_ON_TIME_JITTER_MS, self.ontime_max_lateness_ms)} ms)"
+            )
         if self.poison_fraction and not 1 <= self.poison_depth <= (self.max_payload_bytes - 1024) // 6:
-            raise ValueError(f"poison depth must be within [1, {(self.max_payload_bytes - 1024) // 6}] so the "
-                             "payload stays under max_payload_bytes (an oversize payload is rejected first)")
+            raise ValueError(
+                f"poison depth must be within [1, {(self.max_payload_bytes - 1024) // 6}] so the "
+                "payload stays under max_payload_bytes (an oversize payload is rejected first)"
+            )
         if self.max_lateness_ms >= self.retention_days * DAY_MS:
             raise ValueError("max lateness must be shorter than the retention period")
         if self.min_lateness_ms <= PIPELINE_ALLOWED_LATENESS_MS:

@@ -1,5 +1,6 @@
 """Kafka's default placement of a keyed record, so ``--output`` files and the broker agree on
 every record's partition (the producer is always given the partition explicitly)."""
+
 from __future__ import annotations
 
 import struct

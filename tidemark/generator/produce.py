@@ -15,6 +15,7 @@ is set to ``murmur2_random`` (the Java/kafka-python-compatible one, not librdkaf
 ``consistent_random``/CRC32) so that any record produced without an explicit partition would land
 on the same partition as well.
 """
+
 from __future__ import annotations
 
 import base64
@@ -229,12 +230,22 @@ class _Pacer:
 
 
 def _progress(total: int, enabled: bool, desc: str) -> tqdm:
-    return tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, desc=desc,
-                disable=not enabled, mininterval=0.5, smoothing=0.2, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        unit="ev",
+        unit_scale=True,
+        file=sys.stderr,
+        desc=desc,
+        disable=not enabled,
+        mininterval=0.5,
+        smoothing=0.2,
+        dynamic_ncols=True,
+    )
 
 
-def _manifest_doc(plan: Plan, manifest: Manifest, messages_sent: int, last_ts: int | None,
-                  partitions: int) -> dict[str, Any]:
+def _manifest_doc(
+    plan: Plan, manifest: Manifest, messages_sent: int, last_ts: int | None, partitions: int
+) -> dict[str, Any]:
     t = plan.traffic
     return manifest.to_dict(
         messages_sent=messages_sent,
@@ -244,13 +255,21 @@ def _manifest_doc(plan: Plan, manifest: Manifest, messages_sent: int, last_ts: i
         topic=plan.topic,
         partitions=partitions,
         options={
-            "count": t.count, "rate": t.rate, "tenants": t.tenants,
-            "late_fraction": t.late_fraction, "min_lateness_ms": t.min_lateness_ms,
-            "max_lateness_ms": t.max_lateness_ms, "duplicate_fraction": t.duplicate_fraction,
-            "malformed_fraction": t.malformed_fraction, "retention_days": t.retention_days,
-            "max_future_skew_s": t.max_future_skew_s, "max_payload_bytes": t.max_payload_bytes,
-            "ontime_max_lateness_ms": t.ontime_max_lateness_ms, "ontime_lag_fraction": t.ontime_lag_fraction,
-            "hour_boundary_fraction": t.hour_boundary_fraction, "poison_fraction": t.poison_fraction,
+            "count": t.count,
+            "rate": t.rate,
+            "tenants": t.tenants,
+            "late_fraction": t.late_fraction,
+            "min_lateness_ms": t.min_lateness_ms,
+            "max_lateness_ms": t.max_lateness_ms,
+            "duplicate_fraction": t.duplicate_fraction,
+            "malformed_fraction": t.malformed_fraction,
+            "retention_days": t.retention_days,
+            "max_future_skew_s": t.max_future_skew_s,
+            "max_payload_bytes": t.max_payload_bytes,
+            "ontime_max_lateness_ms": t.ontime_max_lateness_ms,
+            "ontime_lag_fraction": t.ontime_lag_fraction,
+            "hour_boundary_fraction": t.hour_boundary_fraction,
+            "poison_fraction": t.poison_fraction,
             "poison_depth": t.poison_depth,
         },
     )
@@ -264,10 +283,18 @@ def _send_to_file(plan: Plan, generator: TrafficGenerator, path: Path, progress:
         for rec in generator.records():
             if pacer is not None:
                 pacer.wait(sent, rec.timestamp_ms)
-            fh.write(json.dumps({
-                "key": rec.key.decode(), "partition": rec.partition, "timestamp_ms": rec.timestamp_ms,
-                "value_b64": base64.b64encode(rec.value).decode(),
-            }, separators=(",", ":")) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "key": rec.key.decode(),
+                        "partition": rec.partition,
+                        "timestamp_ms": rec.timestamp_ms,
+                        "value_b64": base64.b64encode(rec.value).decode(),
+                    },
+                    separators=(",", ":"),
+                )
+                + "\n"
+            )
             sent += 1
             last_ts = rec.timestamp_ms
             if not sent % PROGRESS_EVERY:
@@ -276,9 +303,17 @@ def _send_to_file(plan: Plan, generator: TrafficGenerator, path: Path, progress:
     return sent, last_ts
 
 
-def _send_to_kafka(plan: Plan, generator: TrafficGenerator, kafka_producer, acks: _Acks, progress: bool,
-                   *, only_errors: bool = True, flush_timeout_s: float = 180.0,
-                   timings: dict[str, float] | None = None) -> tuple[int, int | None]:
+def _send_to_kafka(
+    plan: Plan,
+    generator: TrafficGenerator,
+    kafka_producer,
+    acks: _Acks,
+    progress: bool,
+    *,
+    only_errors: bool = True,
+    flush_timeout_s: float = 180.0,
+    timings: dict[str, float] | None = None,
+) -> tuple[int, int | None]:
     """Produce every record and wait for all delivery reports; DeliveryError unless all were acked."""
     produce = kafka_producer.produce
     poll = kafka_producer.poll
@@ -310,14 +345,21 @@ def _send_to_kafka(plan: Plan, generator: TrafficGenerator, kafka_producer, acks
                 if not sent % PROGRESS_EVERY:
                     poll(0)  # serve delivery reports, client errors and librdkafka logs
                     if acks.fatal is not None:
-                        raise DeliveryError(f"fatal producer error after {sent} records: {acks.fatal}; "
-                                            "manifest not written")
+                        raise DeliveryError(
+                            f"fatal producer error after {sent} records: {acks.fatal}; manifest not written"
+                        )
                     bar.update(PROGRESS_EVERY)
                     now = time.monotonic()
                     if now >= next_log:
                         next_log = now + RATE_LOG_EVERY_S
-                        log.info("sent %d/%d records (%.0f/s), %d awaiting ack, %d failed",
-                                 sent, count, sent / (now - t0), len(kafka_producer), acks.failed)
+                        log.info(
+                            "sent %d/%d records (%.0f/s), %d awaiting ack, %d failed",
+                            sent,
+                            count,
+                            sent / (now - t0),
+                            len(kafka_producer),
+                            acks.failed,
+                        )
             if sent:
                 last_ts = rec.timestamp_ms
         except BaseException:
@@ -350,9 +392,14 @@ def _make_producer(bootstrap: str, acks: _Acks, overrides: dict[str, Any]):
     """(confluent_kafka.Producer, whether only failures are reported)."""
     from confluent_kafka import Producer
 
-    config = {**PRODUCER_CONFIG, **overrides, "bootstrap.servers": bootstrap,
-              "on_delivery": acks.on_delivery, "error_cb": acks.on_error,
-              "logger": logging.getLogger("tidemark.generator.librdkafka")}
+    config = {
+        **PRODUCER_CONFIG,
+        **overrides,
+        "bootstrap.servers": bootstrap,
+        "on_delivery": acks.on_delivery,
+        "error_cb": acks.on_error,
+        "logger": logging.getLogger("tidemark.generator.librdkafka"),
+    }
     return Producer(config), bool(config.get("delivery.report.only.error"))
 
 
@@ -364,8 +411,9 @@ def _partition_count(kafka_producer, topic: str, timeout_s: float = 30.0) -> int
         if meta is not None and meta.error is None and meta.partitions:
             return len(meta.partitions)
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no partition metadata for topic {topic!r}: "
-                               f"{meta.error if meta is not None else 'absent'}")
+            raise RuntimeError(
+                f"no partition metadata for topic {topic!r}: {meta.error if meta is not None else 'absent'}"
+            )
         time.sleep(0.2)
 
 
@@ -392,15 +440,28 @@ def run(options: GenerateOptions) -> dict[str, Any]:
 
     plan = resolve(options, partitions)
     generator = TrafficGenerator(plan.traffic)
-    log.info("generating %d records from %s at %.0f ev/s simulated (seed %d, realtime=%s) to %s",
-             plan.traffic.count, iso_ms(plan.traffic.start_ms), plan.traffic.rate, plan.traffic.seed,
-             plan.realtime, options.output or plan.topic)
+    log.info(
+        "generating %d records from %s at %.0f ev/s simulated (seed %d, realtime=%s) to %s",
+        plan.traffic.count,
+        iso_ms(plan.traffic.start_ms),
+        plan.traffic.rate,
+        plan.traffic.seed,
+        plan.realtime,
+        options.output or plan.topic,
+    )
     try:
         if options.output is not None:
             sent, last_ts = _send_to_file(plan, generator, options.output, options.progress)
         else:
-            sent, last_ts = _send_to_kafka(plan, generator, kafka_producer, acks, options.progress,
-                                           only_errors=only_errors, timings=options.timings)
+            sent, last_ts = _send_to_kafka(
+                plan,
+                generator,
+                kafka_producer,
+                acks,
+                options.progress,
+                only_errors=only_errors,
+                timings=options.timings,
+            )
     finally:
         # Everything was flushed (or purged on failure): dropping the last reference destroys the
         # librdkafka handle without close()'s unbounded flush.

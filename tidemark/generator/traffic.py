@@ -42,6 +42,7 @@ always given this partition explicitly.
 With every new option at its default the records are byte-identical to those
 of earlier versions for the same options (no extra random draws are made).
 """
+
 from __future__ import annotations
 
 import json
@@ -77,6 +78,7 @@ from tidemark.generator.options import (
 
 log = logging.getLogger(__name__)
 
+
 class Record(NamedTuple):
     key: bytes
     value: bytes
@@ -103,7 +105,7 @@ class TrafficGenerator:
         self._iso_cache: dict[int, str] = {}
         self._n_valid = 0
         rng = self._rng
-        weights = [1.0 / (k ** 1.5) for k in range(1, options.tenants + 1)]
+        weights = [1.0 / (k**1.5) for k in range(1, options.tenants + 1)]
         total = sum(weights)
         names = [TENANT_NAMES[i] if i < len(TENANT_NAMES) else f"tenant-{i:04d}" for i in range(options.tenants)]
         # Pools grow with a tenant's share of traffic but stay bounded.
@@ -239,11 +241,20 @@ class TrafficGenerator:
                 m.add_hour_boundary(on_boundary != 0, late)
             user = tenant.users[u]
             h = "%032x" % id_bits(128)  # noqa: UP031 - uuid4_from_bits, inlined; %-format is the faster one
-            value = (template % (
-                f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}",
-                tenant.name, event_time_json(event_ms), user,
-                session, country, device, page, referrer,
-            )).encode()
+            value = (
+                template
+                % (
+                    f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}",
+                    tenant.name,
+                    event_time_json(event_ms),
+                    user,
+                    session,
+                    country,
+                    device,
+                    page,
+                    referrer,
+                )
+            ).encode()
             key = tenant.user_keys[u]
             partition = tenant.user_partitions[u]
             if partition < 0:
@@ -285,8 +296,15 @@ class TrafficGenerator:
             text = '{"e":' * depth + "{}" + "}" * depth
         else:
             text = _TEMPLATE % (
-                self._event_id(), tenant.name, self._event_time_json(ts), tenant.users[u],
-                session, country, device, page, ',"referrer":' + "[" * depth + "]" * depth,
+                self._event_id(),
+                tenant.name,
+                self._event_time_json(ts),
+                tenant.users[u],
+                session,
+                country,
+                device,
+                page,
+                ',"referrer":' + "[" * depth + "]" * depth,
             )
         return tenant.user_keys[u], text.encode(), tenant.partition(u)
 
@@ -319,12 +337,14 @@ class TrafficGenerator:
         doc, key, partition = self._base_doc(ts)
         dumps = lambda d: json.dumps(d, separators=(",", ":")).encode()  # noqa: E731
         if kind == "not_json":
-            payload = rng.choice((
-                f"tenant_id={doc['tenant_id']}&page={doc['page']}&user={doc['user_id']}",
-                f"<pageview tenant=\"{doc['tenant_id']}\" page=\"{doc['page']}\"/>",
-                f"page_view {doc['event_id']} {doc['tenant_id']} {doc['page']}",
-                "undefined",
-            )).encode()
+            payload = rng.choice(
+                (
+                    f"tenant_id={doc['tenant_id']}&page={doc['page']}&user={doc['user_id']}",
+                    f'<pageview tenant="{doc["tenant_id"]}" page="{doc["page"]}"/>',
+                    f"page_view {doc['event_id']} {doc['tenant_id']} {doc['page']}",
+                    "undefined",
+                )
+            ).encode()
         elif kind == "truncated_json":
             text = dumps(doc).decode()
             commas = [j for j, ch in enumerate(text) if ch == ","]
@@ -338,11 +358,20 @@ class TrafficGenerator:
             del doc[rng.choice(REQUIRED_FIELDS)]
             payload = dumps(doc)
         elif kind == "wrong_type":
-            field, value = rng.choice((
-                ("user_id", 1234567), ("session_id", True), ("device", 3), ("page", ["/"]),
-                ("country", None), ("schema_version", "1"), ("event_time", [ts]),
-                ("tenant_id", 42), ("event_id", {"id": doc["event_id"]}), ("referrer", 7),
-            ))
+            field, value = rng.choice(
+                (
+                    ("user_id", 1234567),
+                    ("session_id", True),
+                    ("device", 3),
+                    ("page", ["/"]),
+                    ("country", None),
+                    ("schema_version", "1"),
+                    ("event_time", [ts]),
+                    ("tenant_id", 42),
+                    ("event_id", {"id": doc["event_id"]}),
+                    ("referrer", 7),
+                )
+            )
             doc[field] = value
             payload = dumps(doc)
         elif kind == "unknown_device":
@@ -352,10 +381,15 @@ class TrafficGenerator:
             doc["country"] = rng.choice(("XX", "UK", "usa", "EU", "zz", "", "U S"))
             payload = dumps(doc)
         elif kind == "unparsable_time":
-            doc["event_time"] = rng.choice((
-                "yesterday", "2026-13-45T25:61:00Z", "01/12/2026 10:00:00", "",
-                self.iso_ms(ts)[:-5],  # no offset: ambiguous local time
-            ))
+            doc["event_time"] = rng.choice(
+                (
+                    "yesterday",
+                    "2026-13-45T25:61:00Z",
+                    "01/12/2026 10:00:00",
+                    "",
+                    self.iso_ms(ts)[:-5],  # no offset: ambiguous local time
+                )
+            )
             payload = dumps(doc)
         elif kind == "future_time":
             ahead = max(HOUR_MS, 2 * o.max_future_skew_s * 1000) + rng.randint(0, 47 * HOUR_MS)
@@ -378,35 +412,62 @@ class TrafficGenerator:
             bad = rng.choice((b"\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80"))
             payload = body.replace(marker, marker + bad, 1)
         elif kind == "not_an_object":
-            payload = rng.choice((
-                b"[" + dumps(doc) + b"]", b"null", b"42", b'"page_view"', b"[]", b"true",
-            ))
+            payload = rng.choice(
+                (
+                    b"[" + dumps(doc) + b"]",
+                    b"null",
+                    b"42",
+                    b'"page_view"',
+                    b"[]",
+                    b"true",
+                )
+            )
         elif kind == "invalid_event_id":
             eid = doc["event_id"]
-            doc["event_id"] = rng.choice((
-                "not-a-uuid", eid.replace("-", ""), "{" + eid + "}", eid[:-4], "", str(rng.getrandbits(64)),
-            ))
+            doc["event_id"] = rng.choice(
+                (
+                    "not-a-uuid",
+                    eid.replace("-", ""),
+                    "{" + eid + "}",
+                    eid[:-4],
+                    "",
+                    str(rng.getrandbits(64)),
+                )
+            )
             payload = dumps(doc)
         elif kind == "bad_page":
-            doc["page"] = rng.choice((
-                doc["page"].lstrip("/") or "index.html", "", "https://example.com/x",
-                "/" + "p" * 2100,
-            ))
+            doc["page"] = rng.choice(
+                (
+                    doc["page"].lstrip("/") or "index.html",
+                    "",
+                    "https://example.com/x",
+                    "/" + "p" * 2100,
+                )
+            )
             payload = dumps(doc)
         elif kind == "unsupported_version":
             doc["schema_version"] = rng.choice((0, 2, 3, 99))
             payload = dumps(doc)
         elif kind == "invalid_tenant":
-            doc["tenant_id"] = rng.choice((
-                doc["tenant_id"] + " corp", "-" + doc["tenant_id"], doc["tenant_id"] + "/eu",
-                "\u00e1" + doc["tenant_id"], "t" * 65,
-            ))
+            doc["tenant_id"] = rng.choice(
+                (
+                    doc["tenant_id"] + " corp",
+                    "-" + doc["tenant_id"],
+                    doc["tenant_id"] + "/eu",
+                    "\u00e1" + doc["tenant_id"],
+                    "t" * 65,
+                )
+            )
             payload = dumps(doc)
         elif kind == "invalid_field":
-            field, value = rng.choice((
-                ("user_id", ""), ("session_id", ""), ("user_id", "u" * 129),
-                ("referrer", "https://r.example/" + "q" * 2100),
-            ))
+            field, value = rng.choice(
+                (
+                    ("user_id", ""),
+                    ("session_id", ""),
+                    ("user_id", "u" * 129),
+                    ("referrer", "https://r.example/" + "q" * 2100),
+                )
+            )
             doc[field] = value
             payload = dumps(doc)
         else:

@@ -10,6 +10,7 @@ per-query time limit enforced server-side by its profile).
 clickhouse-driver hangs on values inlined in INSERT SQL, so every insert goes
 through ``insert_rows`` with rows passed as parameters.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -19,8 +20,14 @@ from clickhouse_driver import Client
 from tidemark.config import ClickHouseSettings
 
 
-def client(cfg: ClickHouseSettings, *, reader: bool = False, database: str | None = None,
-           connect_timeout: float = 5, send_receive_timeout: float = 60) -> Client:
+def client(
+    cfg: ClickHouseSettings,
+    *,
+    reader: bool = False,
+    database: str | None = None,
+    connect_timeout: float = 5,
+    send_receive_timeout: float = 60,
+) -> Client:
     return Client(
         host=cfg.host,
         port=cfg.port,

@@ -6,6 +6,7 @@ A topic that exists with too few partitions is an error the operator must resolv
 something we "fix" in place: adding partitions would move keys to other partitions (and
 so break per-key order) behind the running stream's back.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,9 +68,13 @@ def cluster_brokers(bootstrap: str, timeout_s: float = 3.0) -> list[dict]:
     """
     timeout_ms = int(timeout_s * 1000)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tidemark-health",
-                                 bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms,
-                                 reconnect_backoff_max_ms=500)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="tidemark-health",
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+            reconnect_backoff_max_ms=500,
+        )
     except (KafkaError, OSError, ValueError):
         return []
     try:
@@ -107,14 +112,16 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: floa
     """
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tidemark-admin",
-                             bootstrap_timeout_ms=int(timeout_s * 1000))
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="tidemark-admin", bootstrap_timeout_ms=int(timeout_s * 1000)
+    )
     try:
         existing = _partition_count(admin, topic)
         if existing is None:
             try:
-                admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": -1}},
-                                    timeout_ms=int(timeout_s * 1000))
+                admin.create_topics(
+                    {topic: {"num_partitions": partitions, "replication_factor": -1}}, timeout_ms=int(timeout_s * 1000)
+                )
                 log.info("created topic %s with %d partitions", topic, partitions)
             except TopicAlreadyExistsError:
                 log.info("topic %s was created concurrently", topic)
@@ -125,8 +132,9 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: floa
                     existing = len(parts)
                     break
                 if time.monotonic() > deadline:
-                    raise KafkaError(f"topic {topic!r} has no leader for every partition {timeout_s:.0f}s "
-                                     "after creation")
+                    raise KafkaError(
+                        f"topic {topic!r} has no leader for every partition {timeout_s:.0f}s after creation"
+                    )
                 time.sleep(0.1)
         if existing < partitions:
             raise TopicPartitionsError(
@@ -153,8 +161,9 @@ def _topic_partitions(bootstrap: str, topic: str, timeout_s: float):
     """A short-lived consumer and the TopicPartitions of ``topic`` (an error if it has none)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), enable_auto_commit=False
+    )
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:

@@ -19,6 +19,7 @@ The names below are the public interface; ``docs`` is imported as a module
 (``from tidemark.quality import docs``) and stays out of ``__init__``, so gate users do not load
 the HTTP server.
 """
+
 from tidemark.quality.drops import apply_drops, drop_filter_sql, keep_predicate
 from tidemark.quality.gates import build_suite, validate
 from tidemark.quality.params import contract_value_sets, hour_rollups_params, raw_hour_params, volume_bounds

@@ -8,6 +8,7 @@ change, or to look at it.
 The site index lists every stored result and rebuilding it costs about 1 s per 300 results, so
 ``build_docs`` prunes results older than the retention first (``prune``).
 """
+
 from __future__ import annotations
 
 import functools

@@ -6,6 +6,7 @@ Each droppable expectation (``rules.DROPPABLE``) has a row-level predicate with 
 ``apply_drops`` filters with it; ``dropped_rows`` tells the gate the same count, from GE's
 results when it can.
 """
+
 from __future__ import annotations
 
 import math
@@ -158,7 +159,8 @@ def dropped_rows(df, active: Sequence[tuple[Rule, Mapping[str, Any]]], outcomes:
     counts = [o.unexpected_count for o in outcomes if o.rule in failed]
     if len(counts) == 1 and counts[0] is not None:
         return counts[0]
-    evaluable = [(r, k) for r, k in active if r.action == "drop" and
-                 not next(o for o in outcomes if o.rule == r.index).error]
+    evaluable = [
+        (r, k) for r, k in active if r.action == "drop" and not next(o for o in outcomes if o.rule == r.index).error
+    ]
     keep_sql = _keep_sql(evaluable)
     return _count_dropped(df, keep_sql) if keep_sql else 0

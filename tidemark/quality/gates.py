@@ -28,6 +28,7 @@ The pieces: ``rules`` (the rule file), ``params`` (placeholder values), ``drops`
 Spark SQL), ``results`` (outcomes and the verdict), ``gx`` (the GE context, lock and paths),
 ``offline`` (Data Docs without network). This module puts them together around one GE run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,16 +79,19 @@ def build_suite(suite: str, active: Sequence[tuple[Rule, Mapping[str, Any]]]):
         if cls is None:
             raise QualityConfigError(f"{suite}[{rule.index}]: GE has no expectation {rule.class_name}")
         try:
-            expectations.append(cls(
-                **kwargs,
-                meta={"tidemark_rule": rule.index, "tidemark_action": rule.action},
-                notes=f"Tidemark action: {rule.action.upper()}. {rule.description}",
-                severity=SEVERITY[rule.action],
-            ))
+            expectations.append(
+                cls(
+                    **kwargs,
+                    meta={"tidemark_rule": rule.index, "tidemark_action": rule.action},
+                    notes=f"Tidemark action: {rule.action.upper()}. {rule.description}",
+                    severity=SEVERITY[rule.action],
+                )
+            )
         except Exception as exc:  # pydantic validation of the kwargs
             raise QualityConfigError(f"{suite}[{rule.index}] {rule.class_name}: {exc}") from exc
-    return gx.ExpectationSuite(name=suite, expectations=expectations,
-                               meta={"source": "quality/expectations.yml (see quality/README.md)"})
+    return gx.ExpectationSuite(
+        name=suite, expectations=expectations, meta={"source": "quality/expectations.yml (see quality/README.md)"}
+    )
 
 
 def validate(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateResult:
@@ -118,18 +122,22 @@ def validate(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateRe
             batch_definition = _batch_definition(ctx, suite)
             gx_suite = ctx.suites.add_or_update(gx_suite)
             definition = ctx.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=suite, data=batch_definition, suite=gx_suite))
-            checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
-                name=suite, validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
-                result_format=RESULT_FORMAT,
-            ))
+                gx.ValidationDefinition(name=suite, data=batch_definition, suite=gx_suite)
+            )
+            checkpoint = ctx.checkpoints.add_or_update(
+                gx.Checkpoint(
+                    name=suite,
+                    validation_definitions=[definition],
+                    actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
+                    result_format=RESULT_FORMAT,
+                )
+            )
             pages_since = time.time() - 1.0
             run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc))
             checkpoint_result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
             localise(docs_dir(), since=pages_since)
 
-        (identifier, suite_result), = checkpoint_result.run_results.items()
+        ((identifier, suite_result),) = checkpoint_result.run_results.items()
         by_rule = {}
         for result in suite_result.results:
             meta = result.expectation_config.meta or {}
@@ -148,13 +156,24 @@ def validate(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateRe
     site = docs_dir()
     page = validation_page(site, identifier)
     gate = GateResult(
-        suite=suite, outcomes=outcomes, dropped_rows=dropped,
+        suite=suite,
+        outcomes=outcomes,
+        dropped_rows=dropped,
         data_docs_index=str(site / "index.html") if (site / "index.html").exists() else None,
-        run_name=run_name, duration_s=time.monotonic() - started,
+        run_name=run_name,
+        duration_s=time.monotonic() - started,
         validation_page=str(page) if page else None,
     )
     level = logging.WARNING if not gate.passed or gate.warnings or dropped else logging.INFO
-    log.log(level, "quality gate %s %s: %s, %d warnings, %d rows dropped, %.1fs%s", suite, run_name,
-            "passed" if gate.passed else "FAILED", len(gate.warnings), dropped, gate.duration_s,
-            "" if gate.passed else "\n" + gate.reason())
+    log.log(
+        level,
+        "quality gate %s %s: %s, %d warnings, %d rows dropped, %.1fs%s",
+        suite,
+        run_name,
+        "passed" if gate.passed else "FAILED",
+        len(gate.warnings),
+        dropped,
+        gate.duration_s,
+        "" if gate.passed else "\n" + gate.reason(),
+    )
     return gate

@@ -9,6 +9,7 @@ on first use and keeps it for the process.
 Nothing here imports Great Expectations until ``context()`` is called, so the paths and the lock
 are cheap to use.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # GE's import costs seconds: only the checker reads it here
 
 SITE_NAME = "tidemark"
 
-_LOCK = threading.RLock()      # GE's context is not thread-safe
+_LOCK = threading.RLock()  # GE's context is not thread-safe
 _CONTEXTS: dict[str, Any] = {}
 
 

@@ -11,6 +11,7 @@ Both writers of the site call ``localise``: the gate after every run (``gates.va
 the pages that run wrote) and the full rebuild (``docs.build_docs``). ``check_site`` is the
 offline check the tests run on a built site.
 """
+
 from __future__ import annotations
 
 import logging
@@ -157,8 +158,7 @@ def localise(site: Path | None = None, since: float | None = None) -> list[str]:
         if new != text:
             _write(page, new)
     if unmapped:
-        log.warning("Data Docs still load remote assets (add them to tidemark/quality/vendor.py): %s",
-                    sorted(unmapped))
+        log.warning("Data Docs still load remote assets (add them to tidemark/quality/vendor.py): %s", sorted(unmapped))
     return sorted(unmapped)
 
 
@@ -177,9 +177,14 @@ def check_site(site: Path | None = None) -> dict[str, Any]:
         for tag in _ASSET_TAG.finditer(text):
             local += [m.group(4) for m in _TAG_URL.finditer(tag.group(0))]
         local += [m.group(2) for m in _CSS_URL.finditer(text)]
-        missing = [ref for ref in local
-                   if ref and not _REMOTE.match(ref) and not ref.startswith(("data:", "#", "javascript:", "mailto:"))
-                   and not (path.parent / re.split(r"[?#]", ref)[0]).exists()]
+        missing = [
+            ref
+            for ref in local
+            if ref
+            and not _REMOTE.match(ref)
+            and not ref.startswith(("data:", "#", "javascript:", "mailto:"))
+            and not (path.parent / re.split(r"[?#]", ref)[0]).exists()
+        ]
         if missing:
             broken[rel] = missing
     return {"pages": len(pages(site)), "remote": remote, "broken": broken}

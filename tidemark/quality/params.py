@@ -8,6 +8,7 @@ rules (no history yet: no volume rule).
 Datetimes reach the rules naive or aware; ``as_utc`` is how the whole package reads them (the
 drop predicates and the messages too), so a naive value always means UTC.
 """
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ the column, the count and a few sampled values (``GateResult.reason()`` for the 
 the log of a rejected hour says what was wrong without opening Data Docs. Everything converts to
 JSON (``as_dict``) for the recompute's run summary.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,18 +59,18 @@ class ExpectationOutcome:
     """What one rule of a suite found in one run (or that it was skipped)."""
 
     suite: str
-    expectation: str            # snake_case GE type
+    expectation: str  # snake_case GE type
     column: str | None
-    action: str                 # warn | drop | fail
+    action: str  # warn | drop | fail
     success: bool
     unexpected_count: int | None
-    observed: Any               # observed_value, or a sample of unexpected values
+    observed: Any  # observed_value, or a sample of unexpected values
     description: str
-    message: str = ""           # readable line: what failed and for how many rows
-    skipped: bool = False       # a placeholder was None (e.g. no volume history)
-    rule: int = -1              # index in the suite's rule list
+    message: str = ""  # readable line: what failed and for how many rows
+    skipped: bool = False  # a placeholder was None (e.g. no volume history)
+    rule: int = -1  # index in the suite's rule list
     element_count: int | None = None
-    error: str | None = None    # GE raised instead of evaluating (e.g. a missing column)
+    error: str | None = None  # GE raised instead of evaluating (e.g. a missing column)
 
     def as_dict(self) -> dict[str, Any]:
         """The outcome as a JSON-safe dict (``jsonable``)."""
@@ -82,7 +83,7 @@ class GateResult:
 
     suite: str
     outcomes: list[ExpectationOutcome]
-    dropped_rows: int            # rows removed by 'drop' expectations
+    dropped_rows: int  # rows removed by 'drop' expectations
     data_docs_index: str | None  # path to the site's index.html
     run_name: str = ""
     duration_s: float = 0.0
@@ -114,19 +115,21 @@ class GateResult:
 
     def as_dict(self) -> dict[str, Any]:
         """The result as a JSON-safe dict: the verdict, the counts and every outcome."""
-        return jsonable({
-            "suite": self.suite,
-            "run_name": self.run_name,
-            "passed": self.passed,
-            "reason": self.reason(),
-            "dropped_rows": self.dropped_rows,
-            "failures": len(self.failures),
-            "warnings": len(self.warnings),
-            "data_docs_index": self.data_docs_index,
-            "validation_page": self.validation_page,
-            "duration_s": round(self.duration_s, 3),
-            "outcomes": [o.as_dict() for o in self.outcomes],
-        })
+        return jsonable(
+            {
+                "suite": self.suite,
+                "run_name": self.run_name,
+                "passed": self.passed,
+                "reason": self.reason(),
+                "dropped_rows": self.dropped_rows,
+                "failures": len(self.failures),
+                "warnings": len(self.warnings),
+                "data_docs_index": self.data_docs_index,
+                "validation_page": self.validation_page,
+                "duration_s": round(self.duration_s, 3),
+                "outcomes": [o.as_dict() for o in self.outcomes],
+            }
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -263,13 +266,24 @@ def outcome_of(rule: Rule, kwargs: Mapping[str, Any], validation_result: Any) ->
     error = _error(validation_result.exception_info)
     count = result.get("unexpected_count")
     success = bool(validation_result.success)
-    message = "" if success else (f"{rule.column or 'table'}: GE could not evaluate: {error}" if error
-                                  else _message(rule, kwargs, result))
+    message = (
+        ""
+        if success
+        else (f"{rule.column or 'table'}: GE could not evaluate: {error}" if error else _message(rule, kwargs, result))
+    )
     return ExpectationOutcome(
-        suite=rule.suite, expectation=rule.expectation, column=rule.column, action=rule.action,
-        success=success, unexpected_count=None if count is None else int(count),
-        observed=_observed(result), description=rule.description, message=message, rule=rule.index,
-        element_count=result.get("element_count"), error=error,
+        suite=rule.suite,
+        expectation=rule.expectation,
+        column=rule.column,
+        action=rule.action,
+        success=success,
+        unexpected_count=None if count is None else int(count),
+        observed=_observed(result),
+        description=rule.description,
+        message=message,
+        rule=rule.index,
+        element_count=result.get("element_count"),
+        error=error,
     )
 
 
@@ -289,7 +303,15 @@ def skipped_outcome(rule: Rule, unset: list[str]) -> ExpectationOutcome:
         A successful, ``skipped`` outcome whose message names ``unset``.
     """
     return ExpectationOutcome(
-        suite=rule.suite, expectation=rule.expectation, column=rule.column, action=rule.action,
-        success=True, unexpected_count=None, observed=None, description=rule.description,
-        message=f"skipped: {', '.join(unset)} not set", skipped=True, rule=rule.index,
+        suite=rule.suite,
+        expectation=rule.expectation,
+        column=rule.column,
+        action=rule.action,
+        success=True,
+        unexpected_count=None,
+        observed=None,
+        description=rule.description,
+        message=f"skipped: {', '.join(unset)} not set",
+        skipped=True,
+        rule=rule.index,
     )

@@ -9,6 +9,7 @@ Placeholders: a kwarg value that is exactly ``"{name}"`` is replaced by ``params
 its type (datetime, list, int). A rule whose placeholder is None is skipped (e.g. the volume rule
 without history); a required placeholder missing from params is an error.
 """
+
 from __future__ import annotations
 
 import re
@@ -73,8 +74,8 @@ class Rule:
     """One rule of a suite, as written in the rule file (placeholders not filled)."""
 
     suite: str
-    index: int          # position in the suite's list: the rule's id in GE meta
-    expectation: str    # snake_case GE expectation type
+    index: int  # position in the suite's list: the rule's id in GE meta
+    expectation: str  # snake_case GE expectation type
     kwargs: Mapping[str, Any]
     action: str
     description: str
@@ -115,7 +116,9 @@ def _check_kwargs(where: str, value: Any) -> None:
     """Catch the two ways a placeholder goes wrong in YAML: unquoted, or inside a longer string."""
     if isinstance(value, Mapping):
         if len(value) == 1 and next(iter(value.values())) is None:
-            raise QualityConfigError(f"{where}: {{{next(iter(value))}}} parsed as a YAML mapping: quote the placeholder")
+            raise QualityConfigError(
+                f"{where}: {{{next(iter(value))}}} parsed as a YAML mapping: quote the placeholder"
+            )
         for key, item in value.items():
             _check_kwargs(f"{where}.{key}", item)
     elif isinstance(value, (list, tuple)):
@@ -163,7 +166,9 @@ def parse_rules(doc: Any, source: str = "expectations.yml") -> dict[str, tuple[R
                 if "column" not in kwargs:
                     raise QualityConfigError(f"{where}: a drop rule needs a column")
                 if "mostly" in kwargs:
-                    raise QualityConfigError(f"{where}: 'mostly' makes no sense for a drop rule (every violating row is dropped)")
+                    raise QualityConfigError(
+                        f"{where}: 'mostly' makes no sense for a drop rule (every violating row is dropped)"
+                    )
             description = str(item["description"]).strip()
             if not description:
                 raise QualityConfigError(f"{where}: describe why the rule exists")

@@ -5,6 +5,7 @@ takes a token from the tenant's bucket, and answers from the cache or the rollup
 whitelisted per route: an unknown parameter (``tenant=...`` included) is a 400, never ignored.
 Errors are JSON ``{"error": code, "detail": what happened and what to do}``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -63,11 +64,15 @@ def allowed_params(*names: set[str] | str):
     def check(request: Request) -> None:
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
-            raise ApiError(400, "unknown_parameter", f"unknown parameter(s) {', '.join(unknown)[:200]}; "
-                                                     f"this endpoint takes {', '.join(sorted(allowed))}")
+            raise ApiError(
+                400,
+                "unknown_parameter",
+                f"unknown parameter(s) {', '.join(unknown)[:200]}; this endpoint takes {', '.join(sorted(allowed))}",
+            )
         for name in request.query_params:
             if len(request.query_params.getlist(name)) > 1:
                 raise ApiError(400, "repeated_parameter", f"parameter {name} given more than once")
+
     return check
 
 
@@ -84,9 +89,14 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         yield
         await app.state.service.close()
 
-    app = FastAPI(title="Tidemark dashboard API", version="1",
-                  description="Web-analytics rollups for one tenant per API key. Send the key as `X-API-Key`.",
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Tidemark dashboard API",
+        version="1",
+        description="Web-analytics rollups for one tenant per API key. Send the key as `X-API-Key`.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -94,8 +104,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors())
         return _error(400, "invalid_parameter", problems[:500])
 
     def rejected(reason: str, status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
@@ -108,8 +117,12 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(QueryTimeout)
     async def timed_out(request: Request, exc: QueryTimeout):
-        return rejected("timeout", 504, "query_timeout", f"{exc}. Other requests are unaffected; narrow the "
-                                                         f"range or filters, or use the CSV export (longer limit).")
+        return rejected(
+            "timeout",
+            504,
+            "query_timeout",
+            f"{exc}. Other requests are unaffected; narrow the range or filters, or use the CSV export (longer limit).",
+        )
 
     @app.exception_handler(Overloaded)
     @app.exception_handler(Busy)
@@ -127,17 +140,23 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         if not token and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
         if not token:
-            raise ApiError(401, "missing_key", "send your API key in the X-API-Key header "
-                                               "(create one with `tidemark keys create --tenant ...`)")
+            raise ApiError(
+                401,
+                "missing_key",
+                "send your API key in the X-API-Key header (create one with `tidemark keys create --tenant ...`)",
+            )
         key = await service.authenticate(token)
         if key is None:
             raise ApiError(401, "invalid_key", "this API key is unknown or revoked")
         decision = await service.rate_limit(key)
         if not decision.allowed:
             service.metrics.inc("tidemark_rejected_total", reason="rate_limited")
-            raise ApiError(429, "rate_limited", f"too many requests for this tenant; retry after "
-                                                f"{decision.retry_after_s} s",
-                           {"Retry-After": str(decision.retry_after_s)})
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests for this tenant; retry after {decision.retry_after_s} s",
+                {"Retry-After": str(decision.retry_after_s)},
+            )
         return key
 
     def served(body: dict, how: str) -> JSONResponse:
@@ -155,35 +174,63 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         """The tenant (and key) this API key belongs to."""
         return {"tenant": key.tenant_id, "key_id": key.key_id, "key_name": key.name}
 
-    @app.get("/api/v1/timeseries",
-             dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "metric", "compare"))])
-    async def timeseries(request: Request, key: ApiKey = Depends(tenant_key), metric: Metric = "events",
-                         range_: str | None = range_q, start: str | None = start_q, end: str | None = end_q,
-                         country: str | None = _text("country"), device: str | None = _text("device"),
-                         page: str | None = _text("page"), compare: bool = False):
+    @app.get(
+        "/api/v1/timeseries", dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "metric", "compare"))]
+    )
+    async def timeseries(
+        request: Request,
+        key: ApiKey = Depends(tenant_key),
+        metric: Metric = "events",
+        range_: str | None = range_q,
+        start: str | None = start_q,
+        end: str | None = end_q,
+        country: str | None = _text("country"),
+        device: str | None = _text("device"),
+        page: str | None = _text("page"),
+        compare: bool = False,
+    ):
         """Events or distinct users per bucket (minute up to 6 h, hour up to 14 d, day beyond); with
         `compare=true` each point also has `previous`, the period before at the same offset."""
         body, how = await request.app.state.service.time_series(
-            key.tenant_id, the_range(range_, start, end), metric, Filters(country, device, page), compare)
+            key.tenant_id, the_range(range_, start, end), metric, Filters(country, device, page), compare
+        )
         return served(body, how)
 
     @app.get("/api/v1/top", dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "dimension", "limit"))])
-    async def top(request: Request, key: ApiKey = Depends(tenant_key), dimension: Dimension = "page",
-                  limit: int = Query(10, ge=1, le=100), range_: str | None = range_q, start: str | None = start_q,
-                  end: str | None = end_q, country: str | None = _text("country"),
-                  device: str | None = _text("device"), page: str | None = _text("page")):
+    async def top(
+        request: Request,
+        key: ApiKey = Depends(tenant_key),
+        dimension: Dimension = "page",
+        limit: int = Query(10, ge=1, le=100),
+        range_: str | None = range_q,
+        start: str | None = start_q,
+        end: str | None = end_q,
+        country: str | None = _text("country"),
+        device: str | None = _text("device"),
+        page: str | None = _text("page"),
+    ):
         """The values of one dimension with the most events, with events and distinct users."""
         body, how = await request.app.state.service.top(
-            key.tenant_id, the_range(range_, start, end), dimension, limit, Filters(country, device, page))
+            key.tenant_id, the_range(range_, start, end), dimension, limit, Filters(country, device, page)
+        )
         return served(body, how)
 
     @app.get("/api/v1/totals", dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "compare"))])
-    async def totals(request: Request, key: ApiKey = Depends(tenant_key), range_: str | None = range_q,
-                     start: str | None = start_q, end: str | None = end_q, country: str | None = _text("country"),
-                     device: str | None = _text("device"), page: str | None = _text("page"), compare: bool = False):
+    async def totals(
+        request: Request,
+        key: ApiKey = Depends(tenant_key),
+        range_: str | None = range_q,
+        start: str | None = start_q,
+        end: str | None = end_q,
+        country: str | None = _text("country"),
+        device: str | None = _text("device"),
+        page: str | None = _text("page"),
+        compare: bool = False,
+    ):
         """Events and distinct users over the range (and the previous period with `compare=true`)."""
         body, how = await request.app.state.service.totals(
-            key.tenant_id, the_range(range_, start, end), Filters(country, device, page), compare)
+            key.tenant_id, the_range(range_, start, end), Filters(country, device, page), compare
+        )
         return served(body, how)
 
     @app.get("/api/v1/realtime", dependencies=[Depends(allowed_params())])
@@ -204,33 +251,59 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         writer.writerow(header)
         for row in rows:  # a value starting with = + - @ would be a formula to a spreadsheet
             writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c for c in row])
-        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"', "X-Cache": how})
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"', "X-Cache": how},
+        )
 
-    @app.get("/api/v1/export/timeseries.csv",
-             dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "metric", "compare"))])
-    async def timeseries_csv(request: Request, key: ApiKey = Depends(tenant_key), metric: Metric = "events",
-                             range_: str | None = range_q, start: str | None = start_q, end: str | None = end_q,
-                             country: str | None = _text("country"), device: str | None = _text("device"),
-                             page: str | None = _text("page"), compare: bool = False):
+    @app.get(
+        "/api/v1/export/timeseries.csv",
+        dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "metric", "compare"))],
+    )
+    async def timeseries_csv(
+        request: Request,
+        key: ApiKey = Depends(tenant_key),
+        metric: Metric = "events",
+        range_: str | None = range_q,
+        start: str | None = start_q,
+        end: str | None = end_q,
+        country: str | None = _text("country"),
+        device: str | None = _text("device"),
+        page: str | None = _text("page"),
+        compare: bool = False,
+    ):
         """The time series as CSV (export query class: longer time limit)."""
         body, how = await request.app.state.service.time_series(
-            key.tenant_id, the_range(range_, start, end), metric, Filters(country, device, page), compare, EXPORT)
+            key.tenant_id, the_range(range_, start, end), metric, Filters(country, device, page), compare, EXPORT
+        )
         from tidemark.serving.ranges import TimeRange
+
         iso = lambda t: TimeRange(t, t, "minute").as_dict()["start"]  # noqa: E731
         header = ["bucket_start", metric] + ([f"previous_{metric}"] if compare else [])
         rows = [[iso(p["t"]), p["value"]] + ([p["previous"]] if compare else []) for p in body["points"]]
         return csv_response(header, rows, f"{metric}-{body['bucket']}.csv", how)
 
-    @app.get("/api/v1/export/top.csv",
-             dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "dimension", "limit"))])
-    async def top_csv(request: Request, key: ApiKey = Depends(tenant_key), dimension: Dimension = "page",
-                      limit: int = Query(10, ge=1, le=100), range_: str | None = range_q,
-                      start: str | None = start_q, end: str | None = end_q, country: str | None = _text("country"),
-                      device: str | None = _text("device"), page: str | None = _text("page")):
+    @app.get(
+        "/api/v1/export/top.csv",
+        dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "dimension", "limit"))],
+    )
+    async def top_csv(
+        request: Request,
+        key: ApiKey = Depends(tenant_key),
+        dimension: Dimension = "page",
+        limit: int = Query(10, ge=1, le=100),
+        range_: str | None = range_q,
+        start: str | None = start_q,
+        end: str | None = end_q,
+        country: str | None = _text("country"),
+        device: str | None = _text("device"),
+        page: str | None = _text("page"),
+    ):
         """The top-N list as CSV (export query class)."""
         body, how = await request.app.state.service.top(
-            key.tenant_id, the_range(range_, start, end), dimension, limit, Filters(country, device, page), EXPORT)
+            key.tenant_id, the_range(range_, start, end), dimension, limit, Filters(country, device, page), EXPORT
+        )
         rows = [[r["value"], r["events"], r["users"]] for r in body["rows"]]
         return csv_response([dimension, "events", "users"], rows, f"top-{dimension}.csv", how)
 
@@ -251,15 +324,22 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     @app.get("/vendor/{name}", include_in_schema=False)
     async def vendor(name: str):
         if name not in VENDOR or not (NODE_MODULES / VENDOR[name]).exists():
-            raise ApiError(404, "not_found", f"no vendored file {name[:60]!r} (run `make setup`: npm ci "
-                                             f"in tidemark/serving/static)")
+            raise ApiError(
+                404,
+                "not_found",
+                f"no vendored file {name[:60]!r} (run `make setup`: npm ci in tidemark/serving/static)",
+            )
         return FileResponse(NODE_MODULES / VENDOR[name], headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Tidemark API",
-                                   swagger_js_url="/vendor/swagger-ui-bundle.js",
-                                   swagger_css_url="/vendor/swagger-ui.css", swagger_favicon_url="")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Tidemark API",
+            swagger_js_url="/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/vendor/swagger-ui.css",
+            swagger_favicon_url="",
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC / "app"), name="static")
     return app

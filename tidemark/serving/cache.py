@@ -13,6 +13,7 @@
 * A recompute that timed out is remembered for a few seconds, so a runaway query is not re-run by
   every retry: the next requests get the same 504 at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,8 +68,9 @@ class QueryCache:
     async def _store(self, key: str, value, ttl_s: float) -> None:
         ttl = self.jittered(ttl_s)
         entry = {"v": value, "fresh_until": time.time() + ttl}
-        await self.redis.set(key, json.dumps(entry, separators=(",", ":")),
-                             px=int((ttl + self.cfg.stale_grace_s) * 1000))
+        await self.redis.set(
+            key, json.dumps(entry, separators=(",", ":")), px=int((ttl + self.cfg.stale_grace_s) * 1000)
+        )
 
     async def _remember_timeout(self, key: str, message: str) -> None:
         entry = {"err": "timeout", "msg": message, "fresh_until": time.time() + TIMEOUT_MEMORY_S}
@@ -101,8 +103,10 @@ class QueryCache:
         try:
             value = await asyncio.wait_for(asyncio.shield(flight), timeout=self.cfg.single_flight_wait_s)
         except TimeoutError:
-            raise Busy(f"the same query is being computed by another request and took over "
-                       f"{self.cfg.single_flight_wait_s:g} s; retry shortly") from None
+            raise Busy(
+                f"the same query is being computed by another request and took over "
+                f"{self.cfg.single_flight_wait_s:g} s; retry shortly"
+            ) from None
         finally:
             self.metrics.inc("tidemark_single_flight_wait_seconds_total", time.monotonic() - started)
         self._result("wait")
@@ -142,8 +146,10 @@ class QueryCache:
                 self._result("wait")
                 return entry["v"], "wait"
             if time.monotonic() > deadline:
-                raise Busy(f"the same query is being computed by another server and took over "
-                           f"{self.cfg.single_flight_wait_s:g} s; retry shortly")
+                raise Busy(
+                    f"the same query is being computed by another server and took over "
+                    f"{self.cfg.single_flight_wait_s:g} s; retry shortly"
+                )
         try:
             entry = await self._read(key)  # another process may have stored it between our read and the lock
             if entry is not None and time.time() < entry["fresh_until"]:

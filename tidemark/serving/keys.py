@@ -8,6 +8,7 @@ because the secret is random, not a password: there is nothing to guess from a d
 Writes (create, revoke) use the writer connection from the CLI; the API resolves keys with its
 readonly user, through a short in-process cache (a revocation takes effect within key_cache_s).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,15 +65,32 @@ def create(cfg: Settings, tenant: str, name: str = "", rate_per_s: float = 0.0, 
         raise KeyAdminError("rate and burst must be >= 0 (0 = the server default)")
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     now = _now()
-    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.api_keys", COLUMNS, [(
-        key_id, _hash(key_id, secret), tenant, name, now, 0, float(rate_per_s), int(burst),
-        int(now.timestamp() * 1_000_000))])
+    insert_rows(
+        client(cfg.clickhouse),
+        f"{cfg.clickhouse.database}.api_keys",
+        COLUMNS,
+        [
+            (
+                key_id,
+                _hash(key_id, secret),
+                tenant,
+                name,
+                now,
+                0,
+                float(rate_per_s),
+                int(burst),
+                int(now.timestamp() * 1_000_000),
+            )
+        ],
+    )
     return ApiKey(key_id, tenant, name, now, False, float(rate_per_s), int(burst)), f"tmk_{key_id}_{secret}"
 
 
-_LATEST = ("SELECT key_id, argMax(tenant_id, sequence), argMax(name, sequence), min(created_at), "
-           "argMax(revoked, sequence), argMax(rate_per_s, sequence), argMax(burst, sequence), "
-           "argMax(key_hash, sequence) FROM {db}.api_keys {where} GROUP BY key_id ORDER BY key_id")
+_LATEST = (
+    "SELECT key_id, argMax(tenant_id, sequence), argMax(name, sequence), min(created_at), "
+    "argMax(revoked, sequence), argMax(rate_per_s, sequence), argMax(burst, sequence), "
+    "argMax(key_hash, sequence) FROM {db}.api_keys {where} GROUP BY key_id ORDER BY key_id"
+)
 
 
 def _record(row) -> ApiKey:
@@ -90,12 +108,28 @@ def revoke(cfg: Settings, key_id: str) -> ApiKey:
         raise KeyAdminError(f"no key with id {key_id!r}; `tidemark keys list` shows the ids")
     key = found[0]
     ch = client(cfg.clickhouse)
-    (key_hash,) = ch.execute(f"SELECT argMax(key_hash, sequence) FROM {cfg.clickhouse.database}.api_keys "
-                             f"WHERE key_id = %(k)s", {"k": key_id})[0]
+    (key_hash,) = ch.execute(
+        f"SELECT argMax(key_hash, sequence) FROM {cfg.clickhouse.database}.api_keys WHERE key_id = %(k)s", {"k": key_id}
+    )[0]
     now = _now()
-    insert_rows(ch, f"{cfg.clickhouse.database}.api_keys", COLUMNS, [(
-        key_id, key_hash, key.tenant_id, key.name, key.created_at, 1, key.rate_per_s, key.burst,
-        int(now.timestamp() * 1_000_000))])
+    insert_rows(
+        ch,
+        f"{cfg.clickhouse.database}.api_keys",
+        COLUMNS,
+        [
+            (
+                key_id,
+                key_hash,
+                key.tenant_id,
+                key.name,
+                key.created_at,
+                1,
+                key.rate_per_s,
+                key.burst,
+                int(now.timestamp() * 1_000_000),
+            )
+        ],
+    )
     return ApiKey(key.key_id, key.tenant_id, key.name, key.created_at, True, key.rate_per_s, key.burst)
 
 

@@ -5,6 +5,7 @@ not matter), takes a token if there is one, and otherwise says how long until th
 ``Retry-After`` of the 429. The bucket's key expires once it would be full again, so idle tenants
 cost nothing.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 No label ever carries a tenant, a filter value or a key: the endpoint is unauthenticated, and
 per-tenant numbers would tell one tenant about another's traffic.
 """
+
 from __future__ import annotations
 
 import threading
@@ -10,7 +11,7 @@ from collections import defaultdict
 
 HELP = {
     "tidemark_cache_requests_total": "Cache lookups by result: hit (fresh), stale (served while one request "
-                                     "recomputes), wait (got another request's fresh result), miss (recomputed).",
+    "recomputes), wait (got another request's fresh result), miss (recomputed).",
     "tidemark_single_flight_waits_total": "Requests that waited for another request's recompute of the same key.",
     "tidemark_single_flight_wait_seconds_total": "Time spent in those waits.",
     "tidemark_recomputes_total": "Cache entries computed (each is one registry read plus one rollup query).",
@@ -60,7 +61,10 @@ class Metrics:
             if name in HELP:
                 lines.append(f"# HELP {name} {HELP[name]}")
             for labels, value in sorted(series.items()):
-                label_text = "{" + ",".join(f'{k}="{v}"' for k, v in
-                                            (pair.split("=", 1) for pair in labels.split(","))) + "}" if labels else ""
+                label_text = (
+                    "{" + ",".join(f'{k}="{v}"' for k, v in (pair.split("=", 1) for pair in labels.split(","))) + "}"
+                    if labels
+                    else ""
+                )
                 lines.append(f"{name}{label_text} {value:g}")
         return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ per (hour, dimension value) with the hour kept for the lambda merge (010_day_rol
 table holds one dimension per row, so a question that combines two dimensions (two filters, or a
 filter on one dimension and a top list of another) reads the minute grain, which has all of them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -37,23 +38,36 @@ METRICS = ("events", "users")
 class Grain:
     name: str
     table: str
-    time_col: str            # the row's time column (range conditions)
-    merge_time: str          # the row's hour as epoch seconds, for merged_filter
-    bucket_exprs: dict       # bucket name -> expression of the bucket start
-    users: str               # distinct-user merge (state precision differs per table)
-    per_dimension: bool      # rows carry (dimension, value) instead of all dimension columns
+    time_col: str  # the row's time column (range conditions)
+    merge_time: str  # the row's hour as epoch seconds, for merged_filter
+    bucket_exprs: dict  # bucket name -> expression of the bucket start
+    users: str  # distinct-user merge (state precision differs per table)
+    per_dimension: bool  # rows carry (dimension, value) instead of all dimension columns
 
     def bucket(self, name: str) -> str:
         return self.bucket_exprs[name]
 
 
-MINUTE_GRAIN = Grain("minute", "minute_rollups", "minute", "toUInt32(toStartOfHour(minute))",
-                     {"minute": "minute", "hour": "toStartOfHour(minute)", "day": "toStartOfDay(minute)"},
-                     "uniqCombinedMerge(users)", per_dimension=False)
+MINUTE_GRAIN = Grain(
+    "minute",
+    "minute_rollups",
+    "minute",
+    "toUInt32(toStartOfHour(minute))",
+    {"minute": "minute", "hour": "toStartOfHour(minute)", "day": "toStartOfDay(minute)"},
+    "uniqCombinedMerge(users)",
+    per_dimension=False,
+)
 # day_rollups keeps the hour (the lambda-merge unit) in its key, so it answers hour and day buckets;
 # it is read instead of hour_rollups for its fine index granularity (see 010_day_rollups.sql).
-HOURLY_GRAIN = Grain("hourly", "day_rollups", "hour", "toUInt32(hour)",
-                  {"hour": "hour", "day": "toStartOfDay(hour)"}, "uniqCombinedMerge(15)(users)", per_dimension=True)
+HOURLY_GRAIN = Grain(
+    "hourly",
+    "day_rollups",
+    "hour",
+    "toUInt32(hour)",
+    {"hour": "hour", "day": "toStartOfDay(hour)"},
+    "uniqCombinedMerge(15)(users)",
+    per_dimension=True,
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ def choose_grain(rng: TimeRange, dims: set[str]) -> Grain:
 @dataclass
 class Plan:
     """One rollup query: SQL with its bound parameters, and the range whose registry it needs."""
+
     sql: str
     params: dict
     grain: Grain
@@ -88,13 +103,17 @@ class Plan:
     shape: Callable[[list], object] = field(default=lambda rows: rows)
 
 
-def _where(grain: Grain, tenant: str, start: int, end: int, filters: Filters,
-           dimension: str | None) -> tuple[str, dict]:
+def _where(
+    grain: Grain, tenant: str, start: int, end: int, filters: Filters, dimension: str | None
+) -> tuple[str, dict]:
     """Tenant, range, filters and the lambda merge. ``dimension``: the per-dimension rows to read
     (hour/day grains; 'all' when the question involves none)."""
     params = {"tenant": tenant, "s": start, "e": end}
-    clauses = ["tenant_id = %(tenant)s",
-               f"{grain.time_col} >= toDateTime(%(s)s)", f"{grain.time_col} < toDateTime(%(e)s)"]
+    clauses = [
+        "tenant_id = %(tenant)s",
+        f"{grain.time_col} >= toDateTime(%(s)s)",
+        f"{grain.time_col} < toDateTime(%(e)s)",
+    ]
     if grain is HOURLY_GRAIN:  # the sort key leads with day: prune on it too
         clauses += ["day >= toDate(toDateTime(%(s)s))", "day <= toDate(toDateTime(%(e_last)s))"]
         params["e_last"] = end - 1
@@ -120,15 +139,16 @@ def _metric(grain: Grain, metric: str) -> str:
     return "sum(events)" if metric == "events" else grain.users
 
 
-def time_series(db: str, tenant: str, rng: TimeRange, metric: str, filters: Filters,
-                compare: bool) -> Plan:
+def time_series(db: str, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool) -> Plan:
     """Per bucket: value, and with ``compare`` the previous period's value at the same offset."""
     read = rng.with_previous() if compare else rng
     dims = {d for d, _ in filters.items()}
     grain = choose_grain(rng, dims)
     where, params = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
-    sql = (f"SELECT toUInt32({grain.bucket(rng.bucket)}) AS b, {_metric(grain, metric)} "
-           f"FROM {db}.{grain.table} WHERE {where} GROUP BY b ORDER BY b")
+    sql = (
+        f"SELECT toUInt32({grain.bucket(rng.bucket)}) AS b, {_metric(grain, metric)} "
+        f"FROM {db}.{grain.table} WHERE {where} GROUP BY b ORDER BY b"
+    )
 
     def shape(rows: list) -> list[dict]:
         found = {int(b): int(v) for b, v in rows}
@@ -153,10 +173,12 @@ def top(db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filter
     grain = choose_grain(rng, dims)
     where, params = _where(grain, tenant, rng.start, rng.end, filters, dimension)
     value = "value" if grain.per_dimension else dimension
-    sql = (f"SELECT {value} AS v, sum(events) AS ev, {grain.users} AS us FROM {db}.{grain.table} "
-           f"WHERE {where} AND {value} IN (SELECT {value} FROM {db}.{grain.table} WHERE {where} "
-           f"GROUP BY {value} ORDER BY sum(events) DESC, {value} LIMIT {limit}) "
-           f"GROUP BY v ORDER BY ev DESC, v")
+    sql = (
+        f"SELECT {value} AS v, sum(events) AS ev, {grain.users} AS us FROM {db}.{grain.table} "
+        f"WHERE {where} AND {value} IN (SELECT {value} FROM {db}.{grain.table} WHERE {where} "
+        f"GROUP BY {value} ORDER BY sum(events) DESC, {value} LIMIT {limit}) "
+        f"GROUP BY v ORDER BY ev DESC, v"
+    )
 
     def shape(rows: list) -> list[dict]:
         return [{"value": v, "events": int(e), "users": int(u)} for v, e, u in rows]
@@ -170,8 +192,10 @@ def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool
     grain = choose_grain(rng, dims)
     where, params = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
     params["cur"] = rng.start
-    sql = (f"SELECT toUInt8({grain.time_col} >= toDateTime(%(cur)s)) AS current, sum(events), {grain.users} "
-           f"FROM {db}.{grain.table} WHERE {where} GROUP BY current")
+    sql = (
+        f"SELECT toUInt8({grain.time_col} >= toDateTime(%(cur)s)) AS current, sum(events), {grain.users} "
+        f"FROM {db}.{grain.table} WHERE {where} GROUP BY current"
+    )
 
     def shape(rows: list) -> dict:
         found = {int(c): {"events": int(e), "users": int(u)} for c, e, u in rows}
@@ -215,11 +239,18 @@ def pipeline_freshness(ch, db: str) -> dict:
     (last_hour,) = ch.execute(f"SELECT toUInt32(max(hour)) FROM {db}.published_hours WHERE status = 'published'")[0]
     (last_commit, newest_event) = ch.execute(
         f"SELECT toUInt32(max(committed_at)), toUInt32(max(newest_event_time)) FROM {db}.stream_batches "
-        f"WHERE committed_at >= now() - 86400")[0]
-    lag = ch.execute(f"SELECT argMax(consumer_lag, reported_at) FROM {db}.stream_progress "
-                     f"WHERE reported_at >= now() - 3600 HAVING count() > 0")
-    return {"last_published_hour": int(last_hour) or None, "last_commit": int(last_commit) or None,
-            "newest_event_time": int(newest_event) or None, "consumer_lag": int(lag[0][0]) if lag else None}
+        f"WHERE committed_at >= now() - 86400"
+    )[0]
+    lag = ch.execute(
+        f"SELECT argMax(consumer_lag, reported_at) FROM {db}.stream_progress "
+        f"WHERE reported_at >= now() - 3600 HAVING count() > 0"
+    )
+    return {
+        "last_published_hour": int(last_hour) or None,
+        "last_commit": int(last_commit) or None,
+        "newest_event_time": int(newest_event) or None,
+        "consumer_lag": int(lag[0][0]) if lag else None,
+    }
 
 
 def _dt(t: int) -> datetime:

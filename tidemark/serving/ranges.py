@@ -8,6 +8,7 @@ A range is normalized before anything else happens, so two requests that ask the
   included), the start is the end minus a whole number of buckets covering the asked span;
 * the previous period is the same span immediately before.
 """
+
 from __future__ import annotations
 
 import re
@@ -68,6 +69,7 @@ def _ceil(t: int, step: int) -> int:
 @dataclass(frozen=True)
 class TimeRange:
     """[start, end) in epoch seconds, aligned to ``bucket``."""
+
     start: int
     end: int
     bucket: str

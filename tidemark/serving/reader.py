@@ -11,6 +11,7 @@ and errors translated into what the client should hear.
   from a per-class pool and runs in a worker thread, so the event loop keeps serving others
   (cache hits, other tenants) while a slow query runs.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,10 @@ class ClickHouseGate:
         self.metrics = metrics
         ch, sv = cfg.clickhouse, cfg.serving
         self.limits = {DASHBOARD: sv.dashboard_max_execution_s, EXPORT: ch.reader_max_execution_s}
-        self._users = {DASHBOARD: (sv.dashboard_user, sv.dashboard_password),
-                       EXPORT: (ch.reader_user, ch.reader_password)}
+        self._users = {
+            DASHBOARD: (sv.dashboard_user, sv.dashboard_password),
+            EXPORT: (ch.reader_user, ch.reader_password),
+        }
         self._pools: dict[str, queue.SimpleQueue] = {k: queue.SimpleQueue() for k in self._users}
         self._slots: asyncio.Semaphore | None = None
         self.inflight = 0
@@ -65,8 +68,16 @@ class ClickHouseGate:
             ch = self.cfg.clickhouse
             # Built here rather than by tidemark.io.clickhouse.client: the dashboard class is a third user.
             # The socket timeout is a backstop only: the server's own limit answers first.
-            return Client(host=ch.host, port=ch.port, user=user, password=password, database=ch.database,
-                          connect_timeout=3, send_receive_timeout=self.limits[klass] + 5, compression=False)
+            return Client(
+                host=ch.host,
+                port=ch.port,
+                user=user,
+                password=password,
+                database=ch.database,
+                connect_timeout=3,
+                send_receive_timeout=self.limits[klass] + 5,
+                compression=False,
+            )
 
     def _run_sync(self, klass: str, work: Callable[[Client], T]) -> T:
         client = self._client(klass)
@@ -75,8 +86,9 @@ class ClickHouseGate:
             return work(client)
         except ch_errors.ServerException as exc:
             if exc.code in _TIMEOUT_CODES:
-                raise QueryTimeout(f"the query ran past the {self.limits[klass]} s limit of the {klass} class"
-                                   ) from None
+                raise QueryTimeout(
+                    f"the query ran past the {self.limits[klass]} s limit of the {klass} class"
+                ) from None
             raise
         except TimeoutError:
             healthy = False
@@ -99,8 +111,10 @@ class ClickHouseGate:
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout=self.cfg.serving.queue_wait_s)
         except TimeoutError:
-            raise Overloaded(f"all {self.cfg.serving.max_inflight_queries} ClickHouse query slots stayed busy "
-                             f"for {self.cfg.serving.queue_wait_s:g} s") from None
+            raise Overloaded(
+                f"all {self.cfg.serving.max_inflight_queries} ClickHouse query slots stayed busy "
+                f"for {self.cfg.serving.queue_wait_s:g} s"
+            ) from None
         self.inflight += 1
         self.inflight_max = max(self.inflight_max, self.inflight)
         self.metrics.set("tidemark_clickhouse_inflight", self.inflight)

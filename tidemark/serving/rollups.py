@@ -19,6 +19,7 @@ rows were complete before its registry row was written) or not (old rows,
 still present). ClickHouse 18.16 cannot pin two subqueries to one snapshot,
 so this is resolved here rather than in a view.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,42 +37,48 @@ def _epoch(moment: datetime) -> int:
 class Snapshot:
     """Published batch version per hour (epoch seconds -> version), and the streaming version
     ranges that count ([(lowest, highest)])."""
+
     versions: dict[int, int]
     stream_ranges: tuple[tuple[int, int], ...] = ()
 
     def params(self) -> dict:
         # Tuples, not lists: clickhouse-driver renders a list as an Array, which IN rejects.
         # stream_ranges is an Array of tuples on purpose (arrayExists); (1, 0) matches nothing.
-        return {"pub": tuple(sorted(self.versions.items())) or ((0, 0),),
-                "pub_hours": tuple(sorted(self.versions)) or (0,),
-                "stream_ranges": list(self.stream_ranges) or [(1, 0)]}
+        return {
+            "pub": tuple(sorted(self.versions.items())) or ((0, 0),),
+            "pub_hours": tuple(sorted(self.versions)) or (0,),
+            "stream_ranges": list(self.stream_ranges) or [(1, 0)],
+        }
 
 
 def snapshot(ch, db: str, start: datetime, end: datetime) -> Snapshot:
     rows = ch.execute(
         f"SELECT toUInt32(hour), argMax(version, {CURRENT_ORDER}) FROM {db}.published_hours "
         f"WHERE status = 'published' AND hour >= toDateTime(%(s)s) AND hour < toDateTime(%(e)s) GROUP BY hour",
-        {"s": _epoch(start) // 3600 * 3600, "e": _epoch(end)})
+        {"s": _epoch(start) // 3600 * 3600, "e": _epoch(end)},
+    )
     return Snapshot(dict(rows), tuple(counted_version_ranges(ch, db)))
 
 
 def merged_filter(time_expr: str) -> str:
     """WHERE fragment choosing batch rows of the published version, else committed streaming rows
     of a current stream. ``time_expr`` is the row's hour as epoch seconds."""
-    return (f"((layer = 'batch' AND ({time_expr}, version) IN %(pub)s) "
-            f"OR (layer = 'stream' AND {time_expr} NOT IN %(pub_hours)s "
-            f"AND arrayExists(r -> version >= r.1 AND version <= r.2, %(stream_ranges)s)))")
+    return (
+        f"((layer = 'batch' AND ({time_expr}, version) IN %(pub)s) "
+        f"OR (layer = 'stream' AND {time_expr} NOT IN %(pub_hours)s "
+        f"AND arrayExists(r -> version >= r.1 AND version <= r.2, %(stream_ranges)s)))"
+    )
 
 
-def hour_totals(ch, db: str, tenant: str, start: datetime, end: datetime,
-                dimension: str = "all") -> list[tuple]:
+def hour_totals(ch, db: str, tenant: str, start: datetime, end: datetime, dimension: str = "all") -> list[tuple]:
     """(hour, value, events, distinct users) for one tenant, lambda-merged."""
     snap = snapshot(ch, db, start, end)
     return ch.execute(
         f"SELECT hour, value, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups "
         f"WHERE tenant_id = %(t)s AND dimension = %(d)s AND hour >= toDateTime(%(s)s) AND hour < toDateTime(%(e)s) "
         f"AND {merged_filter('toUInt32(hour)')} GROUP BY hour, value ORDER BY hour, value",
-        {"t": tenant, "d": dimension, "s": _epoch(start), "e": _epoch(end), **snap.params()})
+        {"t": tenant, "d": dimension, "s": _epoch(start), "e": _epoch(end), **snap.params()},
+    )
 
 
 def minute_counts(ch, db: str, start: datetime, end: datetime, tenants: list[str] | None = None) -> list[tuple]:
@@ -83,4 +90,5 @@ def minute_counts(ch, db: str, start: datetime, end: datetime, tenants: list[str
         f"WHERE minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s) {tenant_filter} "
         f"AND {merged_filter('toUInt32(toStartOfHour(minute))')} "
         f"GROUP BY tenant_id, minute, country, device, page",
-        {"s": _epoch(start), "e": _epoch(end), "ts": tuple(tenants or ()), **snap.params()})
+        {"s": _epoch(start), "e": _epoch(end), "ts": tuple(tenants or ()), **snap.params()},
+    )

@@ -1,5 +1,6 @@
 """Running the API: in the foreground (uvicorn), or detached under a PID file that
 `tidemark stack down` stops like the stack's services."""
+
 from __future__ import annotations
 
 import http.client
@@ -21,13 +22,15 @@ def run(cfg: Settings, host: str, port: int) -> None:
 
     # One process, one event loop: the cache's in-process single flight and the in-flight bound
     # hold per process (across processes, the Redis lock and the token bucket still do).
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(cfg), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
 
 
 def api_process(cfg: Settings) -> ManagedProcess:
-    return ManagedProcess(name="api", pid_file=cfg.run_dir / "api.pid", log_file=cfg.log_dir / "api.log",
-                          signature="tidemark.cli serve")
+    return ManagedProcess(
+        name="api", pid_file=cfg.run_dir / "api.pid", log_file=cfg.log_dir / "api.log", signature="tidemark.cli serve"
+    )
 
 
 def start_detached(cfg: Settings, host: str, port: int) -> int:
@@ -37,8 +40,10 @@ def start_detached(cfg: Settings, host: str, port: int) -> int:
     if running is not None:
         return running
     if port_open(host, port):
-        raise StackError(f"api: port {port} is taken by a process Tidemark did not start; "
-                         f"stop it or choose another with --port / TIDEMARK_SERVING_PORT")
+        raise StackError(
+            f"api: port {port} is taken by a process Tidemark did not start; "
+            f"stop it or choose another with --port / TIDEMARK_SERVING_PORT"
+        )
     pid = proc.start([sys.executable, "-m", "tidemark.cli", "serve", "--host", host, "--port", str(port)])
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

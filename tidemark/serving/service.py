@@ -4,6 +4,7 @@ The tenant of every query is the key's tenant, passed down from here; no request
 name one. Each answer goes through the cache (tidemark/serving/cache.py) under a key made of the
 normalized question and the fingerprint of the published hours it covers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,9 @@ class Service:
         self.db = cfg.clickhouse.database
         self.metrics = Metrics()
         # A blocking pool: a burst of requests queues for a connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(cfg.redis.url, max_connections=REDIS_CONNECTIONS, timeout=5,
-                                                        socket_timeout=5, socket_connect_timeout=3)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            cfg.redis.url, max_connections=REDIS_CONNECTIONS, timeout=5, socket_timeout=5, socket_connect_timeout=3
+        )
         self.redis = aioredis.Redis(connection_pool=pool)
         self.gate = ClickHouseGate(cfg, self.metrics)
         lock_s = max(self.gate.limits.values()) + 5
@@ -130,11 +132,22 @@ class Service:
         hours = -(-rng.end // HOUR) - rng.start // HOUR
         return sv.closed_ttl_s if published >= hours else sv.recent_ttl_s
 
-    async def _cached(self, tenant: str, kind: str, rng: TimeRange, read: TimeRange, parts: dict,
-                      plan: queries.Plan, klass: str):
+    async def _cached(
+        self, tenant: str, kind: str, rng: TimeRange, read: TimeRange, parts: dict, plan: queries.Plan, klass: str
+    ):
         fingerprint, published = await self._fingerprint(read.start, read.end)
-        key = cache_key({"tenant": tenant, "kind": kind, "start": rng.start, "end": rng.end,
-                         "bucket": rng.bucket, "registry": fingerprint, "class": klass, **parts})
+        key = cache_key(
+            {
+                "tenant": tenant,
+                "kind": kind,
+                "start": rng.start,
+                "end": rng.end,
+                "bucket": rng.bucket,
+                "registry": fingerprint,
+                "class": klass,
+                **parts,
+            }
+        )
 
         async def compute():
             return await self.gate.run(klass, lambda ch: queries.execute(ch, self.db, plan, self.gate.count))
@@ -142,30 +155,52 @@ class Service:
         return await self.cache.get_or_compute(key, self._ttl(read, published, time.time()), compute)
 
     # -- the questions ------------------------------------------------------------------------
-    async def time_series(self, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool,
-                          klass: str = DASHBOARD):
+    async def time_series(
+        self, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool, klass: str = DASHBOARD
+    ):
         plan = queries.time_series(self.db, tenant, rng, metric, filters, compare)
         read = rng.with_previous() if compare else rng
-        points, how = await self._cached(tenant, "series", rng, read, {"metric": metric, "filters": filters.as_dict(),
-                                                                       "compare": compare}, plan, klass)
-        return {"tenant": tenant, "metric": metric, **rng.as_dict(), "grain": plan.grain.name,
-                "filters": filters.as_dict(), "points": points}, how
+        points, how = await self._cached(
+            tenant,
+            "series",
+            rng,
+            read,
+            {"metric": metric, "filters": filters.as_dict(), "compare": compare},
+            plan,
+            klass,
+        )
+        return {
+            "tenant": tenant,
+            "metric": metric,
+            **rng.as_dict(),
+            "grain": plan.grain.name,
+            "filters": filters.as_dict(),
+            "points": points,
+        }, how
 
-    async def top(self, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters,
-                  klass: str = DASHBOARD):
+    async def top(
+        self, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters, klass: str = DASHBOARD
+    ):
         plan = queries.top(self.db, tenant, rng, dimension, limit, filters)
-        rows, how = await self._cached(tenant, "top", rng, rng, {"dimension": dimension, "limit": limit,
-                                                                 "filters": filters.as_dict()}, plan, klass)
-        return {"tenant": tenant, "dimension": dimension, **rng.as_dict(), "grain": plan.grain.name,
-                "filters": filters.as_dict(), "rows": rows}, how
+        rows, how = await self._cached(
+            tenant, "top", rng, rng, {"dimension": dimension, "limit": limit, "filters": filters.as_dict()}, plan, klass
+        )
+        return {
+            "tenant": tenant,
+            "dimension": dimension,
+            **rng.as_dict(),
+            "grain": plan.grain.name,
+            "filters": filters.as_dict(),
+            "rows": rows,
+        }, how
 
     async def totals(self, tenant: str, rng: TimeRange, filters: Filters, compare: bool):
         plan = queries.totals(self.db, tenant, rng, filters, compare)
         read = rng.with_previous() if compare else rng
-        value, how = await self._cached(tenant, "totals", rng, read, {"filters": filters.as_dict(),
-                                                                      "compare": compare}, plan, DASHBOARD)
-        return {"tenant": tenant, **rng.as_dict(), "grain": plan.grain.name, "filters": filters.as_dict(),
-                **value}, how
+        value, how = await self._cached(
+            tenant, "totals", rng, read, {"filters": filters.as_dict(), "compare": compare}, plan, DASHBOARD
+        )
+        return {"tenant": tenant, **rng.as_dict(), "grain": plan.grain.name, "filters": filters.as_dict(), **value}, how
 
     async def realtime(self, tenant: str):
         window = realtime_window(time.time())
@@ -184,19 +219,24 @@ class Service:
             def read(ch):
                 self.gate.count("meta")
                 return queries.pipeline_freshness(ch, self.db)
+
             return await self.gate.run(DASHBOARD, read)
 
         state, _ = await self.cache.get_or_compute(pipeline_key, self.cfg.serving.live_ttl_s, pipeline)
         iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z") if t else None  # noqa: E731
         commit = state["last_commit"]
-        return {"tenant": tenant,
-                "newest_queryable_minute": iso(newest),
-                "data_lag_s": round(now - newest - 60, 1) if newest else None,
-                "last_published_hour": iso(state["last_published_hour"]),
-                "stream": {"last_commit": iso(commit),
-                           "seconds_since_commit": round(now - commit, 1) if commit else None,
-                           "newest_event_time": iso(state["newest_event_time"]),
-                           "consumer_lag_records": state["consumer_lag"]}}, how
+        return {
+            "tenant": tenant,
+            "newest_queryable_minute": iso(newest),
+            "data_lag_s": round(now - newest - 60, 1) if newest else None,
+            "last_published_hour": iso(state["last_published_hour"]),
+            "stream": {
+                "last_commit": iso(commit),
+                "seconds_since_commit": round(now - commit, 1) if commit else None,
+                "newest_event_time": iso(state["newest_event_time"]),
+                "consumer_lag_records": state["consumer_lag"],
+            },
+        }, how
 
     async def health(self) -> dict:
         checks: dict[str, bool | str] = {}
@@ -205,9 +245,11 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", reported with its reason
             checks["redis"] = f"unreachable: {exc}"
         try:
+
             def ping(ch):
                 self.gate.count("meta")
                 return ch.execute("SELECT 1")[0][0] == 1
+
             checks["clickhouse"] = await self.gate.run(DASHBOARD, ping)
         except Exception as exc:  # noqa: BLE001 - as for redis: reported, never raised
             checks["clickhouse"] = f"unreachable: {exc}"

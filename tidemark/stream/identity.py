@@ -17,6 +17,7 @@ micro-batch that identity has committed (a version at or below its last registry
 Rows of superseded identities are invisible at once and deleted by ``retire`` (``tidemark
 stream-retire``) once they have been superseded for a grace period.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,6 +47,7 @@ class StreamIdentity:
     ``created_at`` orders identities of one topic: the newest is the one serving
     counts (see ``current``).
     """
+
     stream_id: str
     epoch: int
     created_at: datetime
@@ -60,8 +62,9 @@ class StreamIdentity:
         path.parent.mkdir(parents=True, exist_ok=True)
         ident = cls(uuid.uuid4().hex, secrets.randbelow(9_000_000_000) + 1, datetime.now(timezone.utc))
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch,
-                                   "created_at": ident.created_at.isoformat()}))
+        tmp.write_text(
+            json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch, "created_at": ident.created_at.isoformat()})
+        )
         tmp.replace(path)
         return ident
 
@@ -77,6 +80,7 @@ def version_range(epoch: int) -> tuple[int, int]:
     """The versions one identity's rows carry: [epoch * 1e9, (epoch + 1) * 1e9 - 1]."""
     return epoch * EPOCH_FACTOR, (epoch + 1) * EPOCH_FACTOR - 1
 
+
 COLUMNS = ("stream_id", "epoch", "topic", "checkpoint", "created_at", "registered_at")
 RETIRE_GRACE = timedelta(minutes=10)
 STREAM_TABLES = ("minute_rollups", "hour_rollups", "day_rollups")
@@ -84,9 +88,11 @@ STREAM_TABLES = ("minute_rollups", "hour_rollups", "day_rollups")
 # Current identities: the newest per topic (SQL shared by serving and the batch layer).
 # (Aliases differ from column names: 18.16 resolves an alias inside the aggregates otherwise.)
 # Ties (two checkpoints created in the same second) go to the larger stream_id, the same way everywhere.
-CURRENT_SQL = ("SELECT argMax(stream_id, (created_at, stream_id)) AS current_id, "
-               "argMax(epoch, (created_at, stream_id)) AS current_epoch, "
-               "topic, max(created_at) AS current_since FROM {db}.stream_identities GROUP BY topic")
+CURRENT_SQL = (
+    "SELECT argMax(stream_id, (created_at, stream_id)) AS current_id, "
+    "argMax(epoch, (created_at, stream_id)) AS current_epoch, "
+    "topic, max(created_at) AS current_since FROM {db}.stream_identities GROUP BY topic"
+)
 
 
 @dataclass(frozen=True)
@@ -101,11 +107,17 @@ def register(cfg: Settings, stream_id: str, epoch: int, topic: str, checkpoint: 
     """Record a stream identity (once; a restart of the same checkpoint re-registers nothing)."""
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
-    (n,), = ch.execute(f"SELECT count() FROM {db}.stream_identities WHERE topic = %(t)s AND stream_id = %(s)s",
-                       {"t": topic, "s": stream_id})
+    ((n,),) = ch.execute(
+        f"SELECT count() FROM {db}.stream_identities WHERE topic = %(t)s AND stream_id = %(s)s",
+        {"t": topic, "s": stream_id},
+    )
     if not n:
-        insert_rows(ch, f"{db}.stream_identities", COLUMNS,
-                    [(stream_id, epoch, topic, checkpoint, created_at, datetime.now(timezone.utc))])
+        insert_rows(
+            ch,
+            f"{db}.stream_identities",
+            COLUMNS,
+            [(stream_id, epoch, topic, checkpoint, created_at, datetime.now(timezone.utc))],
+        )
 
 
 def current(cfg: Settings, topic: str) -> Identity | None:
@@ -113,7 +125,8 @@ def current(cfg: Settings, topic: str) -> Identity | None:
     rows = client(cfg.clickhouse).execute(
         f"SELECT current_id, current_epoch, topic, current_since FROM ({CURRENT_SQL.format(db=db)}) "
         f"WHERE topic = %(t)s",
-        {"t": topic})
+        {"t": topic},
+    )
     return Identity(*rows[0]) if rows else None
 
 
@@ -122,7 +135,8 @@ def counted_version_ranges(ch, db: str) -> list[tuple[int, int]]:
     version up to its last committed micro-batch."""
     rows = ch.execute(
         f"SELECT stream_id, max(version) FROM {db}.stream_batches WHERE stream_id IN "
-        f"(SELECT current_id FROM ({CURRENT_SQL.format(db=db)})) GROUP BY stream_id")
+        f"(SELECT current_id FROM ({CURRENT_SQL.format(db=db)})) GROUP BY stream_id"
+    )
     return sorted(((int(v) // EPOCH_FACTOR) * EPOCH_FACTOR, int(v)) for _s, v in rows)
 
 
@@ -131,8 +145,12 @@ def superseded(cfg: Settings, *, now: datetime | None = None) -> list[Identity]:
     now = now or datetime.now(timezone.utc)
     db = cfg.clickhouse.database
     ch = client(cfg.clickhouse)
-    newest = {t: (s, created) for s, _e, t, created in ch.execute(
-        f"SELECT current_id, current_epoch, topic, current_since FROM ({CURRENT_SQL.format(db=db)})")}
+    newest = {
+        t: (s, created)
+        for s, _e, t, created in ch.execute(
+            f"SELECT current_id, current_epoch, topic, current_since FROM ({CURRENT_SQL.format(db=db)})"
+        )
+    }
     out = []
     for s, e, t, created in ch.execute(f"SELECT stream_id, epoch, topic, created_at FROM {db}.stream_identities"):
         current_id, replaced_at = newest[t]
@@ -153,16 +171,17 @@ def retire(cfg: Settings, *, now: datetime | None = None) -> dict[str, int]:
         cond = "layer = 'stream' AND version >= %(lo)s AND version <= %(hi)s"
         found = 0
         for table in STREAM_TABLES:
-            (n,), = ch.execute(f"SELECT count() FROM {db}.{table} WHERE {cond}", p)
+            ((n,),) = ch.execute(f"SELECT count() FROM {db}.{table} WHERE {cond}", p)
             if n:
                 ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {cond}", p)
                 found += n
         if found:
             out[ident.stream_id] = found
-            log.warning("retired the rows of a superseded stream", extra={"stream_id": ident.stream_id,
-                                                                          "topic": ident.topic, "rows": found})
+            log.warning(
+                "retired the rows of a superseded stream",
+                extra={"stream_id": ident.stream_id, "topic": ident.topic, "rows": found},
+            )
     return out
-
 
 
 def stream_offsets(cfg: Settings, stream_id: str, topic: str) -> dict[int, int]:
@@ -170,5 +189,7 @@ def stream_offsets(cfg: Settings, stream_id: str, topic: str) -> dict[int, int]:
     recorded after each batch's writes)."""
     rows = client(cfg.clickhouse).execute(
         f"SELECT end_offsets FROM {cfg.clickhouse.database}.stream_progress WHERE stream_id = %(s)s "
-        f"ORDER BY batch_id DESC LIMIT 1", {"s": stream_id})
+        f"ORDER BY batch_id DESC LIMIT 1",
+        {"s": stream_id},
+    )
     return {int(p): int(o) for p, o in json.loads(rows[0][0]).items()} if rows and rows[0][0] else {}

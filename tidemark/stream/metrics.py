@@ -1,4 +1,5 @@
 """Stream health: Spark progress into ClickHouse, and the summary `tidemark status` prints."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,19 @@ from tidemark.config import Settings
 
 log = logging.getLogger(__name__)
 
-PROGRESS_COLUMNS = ("stream_id", "batch_id", "reported_at", "input_rows", "input_rows_per_s", "processed_rows_per_s",
-                    "duplicates_dropped", "duration_ms", "watermark", "end_offsets", "consumer_lag")
+PROGRESS_COLUMNS = (
+    "stream_id",
+    "batch_id",
+    "reported_at",
+    "input_rows",
+    "input_rows_per_s",
+    "processed_rows_per_s",
+    "duplicates_dropped",
+    "duration_ms",
+    "watermark",
+    "end_offsets",
+    "consumer_lag",
+)
 
 
 def kafka_offsets(raw: str | dict | None, topic: str) -> dict[int, int]:
@@ -63,7 +75,7 @@ class ProgressListener(StreamingQueryListener):
     def onQueryProgress(self, event):  # noqa: N802
         try:
             self._record(event.progress)
-        except Exception as exc:  # never let metrics break the stream
+        except Exception as exc:  # noqa: BLE001 - never let metrics break the stream
             self._ch = None
             log.warning("could not record stream progress", extra={"error": str(exc)[:300]})
 
@@ -74,10 +86,19 @@ class ProgressListener(StreamingQueryListener):
         end = kafka_offsets(source.endOffset, self.topic) if source else {}
         # latestOffset: what the broker had when the batch was planned; no extra consumer needed.
         lag = consumer_lag(end, kafka_offsets(source.latestOffset, self.topic)) if source else -1
-        row = (self.stream_id, p.batchId, datetime.now(timezone.utc), p.numInputRows,
-               float(p.inputRowsPerSecond or 0.0), float(p.processedRowsPerSecond or 0.0), _duplicates_dropped(p),
-               int((p.durationMs or {}).get("triggerExecution", 0)), (p.eventTime or {}).get("watermark", ""),
-               json.dumps(end, sort_keys=True), lag)
+        row = (
+            self.stream_id,
+            p.batchId,
+            datetime.now(timezone.utc),
+            p.numInputRows,
+            float(p.inputRowsPerSecond or 0.0),
+            float(p.processedRowsPerSecond or 0.0),
+            _duplicates_dropped(p),
+            int((p.durationMs or {}).get("triggerExecution", 0)),
+            (p.eventTime or {}).get("watermark", ""),
+            json.dumps(end, sort_keys=True),
+            lag,
+        )
         if self._ch is None:
             self._ch = client(self.cfg.clickhouse)
         insert_rows(self._ch, f"{self.cfg.clickhouse.database}.stream_progress", PROGRESS_COLUMNS, [row])
@@ -94,7 +115,8 @@ def health(cfg: Settings, window_s: int = 300) -> dict:
         f"sum(valid_rows), sum(rejected_rows), "
         f"sum(late_rows) FROM {db}.stream_batches "
         f"WHERE committed_at >= (SELECT max(committed_at) FROM {db}.stream_batches) - {int(window_s)} "
-        f"GROUP BY stream_id ORDER BY max(committed_at) DESC LIMIT 1")
+        f"GROUP BY stream_id ORDER BY max(committed_at) DESC LIMIT 1"
+    )
     if not last:
         return {"running": False, "detail": "no committed micro-batch yet"}
     stream_id, batch_id, committed_at, _, _, valid, rejected, late = last[0]
@@ -102,18 +124,30 @@ def health(cfg: Settings, window_s: int = 300) -> dict:
 
     # The window is anchored on the stream's last commit, in SQL (no client clock or time zone).
     f50, f95 = measured_freshness_s(
-        ch, db, f"stream_id = %(s)s AND committed_at >= (SELECT max(committed_at) FROM {db}.stream_batches "
-                f"WHERE stream_id = %(s)s) - {int(window_s)}", {"s": stream_id}, (0.5, 0.95))
+        ch,
+        db,
+        f"stream_id = %(s)s AND committed_at >= (SELECT max(committed_at) FROM {db}.stream_batches "
+        f"WHERE stream_id = %(s)s) - {int(window_s)}",
+        {"s": stream_id},
+        (0.5, 0.95),
+    )
     progress = ch.execute(
         f"SELECT argMax(consumer_lag, batch_id), avg(input_rows_per_s), avg(processed_rows_per_s) "
         f"FROM {db}.stream_progress WHERE stream_id = %(s)s AND reported_at >= now() - {int(window_s)}",
-        {"s": stream_id})
+        {"s": stream_id},
+    )
     lag, in_rate, proc_rate = progress[0] if progress else (None, None, None)
     return {
-        "stream_id": stream_id, "last_batch_id": batch_id,
+        "stream_id": stream_id,
+        "last_batch_id": batch_id,
         "last_commit": committed_at.isoformat() if committed_at else None,
-        "freshness_p50_s": round(f50 or 0.0, 2), "freshness_p95_s": round(f95 or 0.0, 2),
-        "consumer_lag": lag, "input_rows_per_s": round(in_rate or 0.0, 1),
+        "freshness_p50_s": round(f50 or 0.0, 2),
+        "freshness_p95_s": round(f95 or 0.0, 2),
+        "consumer_lag": lag,
+        "input_rows_per_s": round(in_rate or 0.0, 1),
         "processed_rows_per_s": round(proc_rate or 0.0, 1),
-        "window_s": window_s, "valid_rows": valid, "rejected_rows": rejected, "late_rows": late,
+        "window_s": window_s,
+        "valid_rows": valid,
+        "rejected_rows": rejected,
+        "late_rows": late,
     }

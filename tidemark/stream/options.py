@@ -1,6 +1,7 @@
 """What one run of the stream reads and how: ``StreamOptions`` (from settings, overridable per
 run), the flags that override them (declared once, for ``jobs/stream_events.py`` and ``tidemark
 stream``), and the options of Spark's ``kafka`` source."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,16 @@ class StreamOptions:
 
     @classmethod
     def from_settings(cls, cfg: Settings, **overrides) -> StreamOptions:
-        base = cls(topic=cfg.kafka.topic, checkpoint=f"{cfg.spark.checkpoint_root}/{STREAM_NAME}",
-                   starting_offsets=cfg.spark.starting_offsets, fail_on_data_loss=cfg.spark.fail_on_data_loss,
-                   max_offsets_per_trigger=cfg.spark.max_offsets_per_trigger,
-                   trigger_seconds=cfg.spark.trigger_seconds, dedup_window=cfg.spark.dedup_window,
-                   allowed_lateness_s=cfg.spark.allowed_lateness_s)
+        base = cls(
+            topic=cfg.kafka.topic,
+            checkpoint=f"{cfg.spark.checkpoint_root}/{STREAM_NAME}",
+            starting_offsets=cfg.spark.starting_offsets,
+            fail_on_data_loss=cfg.spark.fail_on_data_loss,
+            max_offsets_per_trigger=cfg.spark.max_offsets_per_trigger,
+            trigger_seconds=cfg.spark.trigger_seconds,
+            dedup_window=cfg.spark.dedup_window,
+            allowed_lateness_s=cfg.spark.allowed_lateness_s,
+        )
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
@@ -56,8 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ``StreamOptions`` fields the flags set (None = use the settings)."""
-    return {"topic": args.topic, "checkpoint": args.checkpoint, "starting_offsets": args.starting_offsets,
-            "max_offsets_per_trigger": args.max_offsets_per_trigger, "trigger_seconds": args.trigger_seconds}
+    return {
+        "topic": args.topic,
+        "checkpoint": args.checkpoint,
+        "starting_offsets": args.starting_offsets,
+        "max_offsets_per_trigger": args.max_offsets_per_trigger,
+        "trigger_seconds": args.trigger_seconds,
+    }
 
 
 def kafka_source_options(cfg: Settings, opts: StreamOptions) -> dict[str, str]:

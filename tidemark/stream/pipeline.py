@@ -10,6 +10,7 @@ Exactly-once, end to end:
 * The writer's Delta appends are idempotent by (txnAppId, txnVersion), and its ClickHouse writes
   follow the registry protocol in ``tidemark.stream.sink``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,12 @@ def build(spark, cfg: Settings, opts: StreamOptions):
     for key, value in kafka_source_options(cfg, opts).items():
         reader = reader.option(key, value)
     records = reader.load()
-    validated = validate_records(records, max_payload_bytes=cfg.max_payload_bytes,
-                                 max_future_skew_s=cfg.max_future_skew_s, retention_days=cfg.retention_days)
+    validated = validate_records(
+        records,
+        max_payload_bytes=cfg.max_payload_bytes,
+        max_future_skew_s=cfg.max_future_skew_s,
+        retention_days=cfg.retention_days,
+    )
     # ingest_time = the micro-batch's timestamp (current_timestamp() in a stream), identical on replay.
     arrived = validated.withColumn("ingest_time", F.current_timestamp())
     deduped = drop_duplicates_within_watermark(arrived, opts.dedup_window)
@@ -69,8 +74,9 @@ def run(cfg: Settings | None = None, *, available_now: bool = False, **overrides
     if available_now:
         writer = writer.trigger(availableNow=True)
     query = writer.start()
-    log.warning("stream started", extra={"stream_id": ident.stream_id, "topic": opts.topic,
-                                          "checkpoint": opts.checkpoint})
+    log.warning(
+        "stream started", extra={"stream_id": ident.stream_id, "topic": opts.topic, "checkpoint": opts.checkpoint}
+    )
 
     stopping = []
     # The handler only sets a flag: stopping the query from inside a signal

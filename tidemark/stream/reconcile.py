@@ -4,6 +4,7 @@ Used by `make demo`'s report (``tidemark reconcile``) and by the reconciliation 
 figures are restricted to one stream's version range, so other streams
 writing to the same database never blur the comparison.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,9 +39,12 @@ class StreamReport:
 
     @property
     def exact(self) -> bool:
-        return (self.on_time_expected == self.on_time_published and not self.minute_keys_mismatched
-                and self.late_expected == self.late_published
-                and self.rejected_expected == self.rejected_published)
+        return (
+            self.on_time_expected == self.on_time_published
+            and not self.minute_keys_mismatched
+            and self.late_expected == self.late_published
+            and self.rejected_expected == self.rejected_published
+        )
 
     def lines(self) -> list[str]:
         ok = lambda a, b: "OK" if a == b else "MISMATCH"  # noqa: E731
@@ -49,18 +53,21 @@ class StreamReport:
             f"{ok(self.on_time_expected, self.on_time_published)}",
             f"minute rollup keys  {self.minute_keys_expected:>9} expected, {len(self.minute_keys_mismatched)} differ",
             f"distinct users/hour max relative error {self.users_hour_max_error:.4f}",
-            f"late events         sent {sum(self.late_expected.values()):>9}  counted {sum(self.late_published.values()):>9}  "
+            f"late events         sent {sum(self.late_expected.values()):>9}  "
+            f"counted {sum(self.late_published.values()):>9}  "
             f"{ok(self.late_expected, self.late_published)} (left to the batch layer)",
             f"duplicates          sent {self.duplicates_sent:>9}  dropped in stream {self.duplicates_dropped:>9}",
-            "rejected by reason  " + ", ".join(
-                f"{r}={self.rejected_published.get(r, 0)}/{n}" for r, n in sorted(self.rejected_expected.items()))
+            "rejected by reason  "
+            + ", ".join(
+                f"{r}={self.rejected_published.get(r, 0)}/{n}" for r, n in sorted(self.rejected_expected.items())
+            )
             + f"  {ok(self.rejected_expected, self.rejected_published)}",
-            f"freshness           p50 {self.freshness_p50_s} s, p95 {self.freshness_p95_s} s over {self.batches} batches",
+            f"freshness           p50 {self.freshness_p50_s} s, p95 {self.freshness_p95_s} s "
+            f"over {self.batches} batches",
         ]
 
 
-def wait_until_consumed(cfg: Settings, stream_id: str, topic: str, timeout_s: float,
-                        interval_s: float = 0.5) -> float:
+def wait_until_consumed(cfg: Settings, stream_id: str, topic: str, timeout_s: float, interval_s: float = 0.5) -> float:
     """Block until the stream has committed everything the topic holds *now* (every partition's
     end offset), instead of sleeping and hoping. Returns the seconds waited; raises TimeoutError."""
     import time
@@ -75,9 +82,11 @@ def wait_until_consumed(cfg: Settings, stream_id: str, topic: str, timeout_s: fl
         if not behind:
             return time.monotonic() - started
         if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"stream {stream_id} is still {sum(behind.values())} records behind topic "
-                               f"{topic} after {timeout_s:.0f}s (per partition: {behind}); is it running? "
-                               f"see `tidemark status`")
+            raise TimeoutError(
+                f"stream {stream_id} is still {sum(behind.values())} records behind topic "
+                f"{topic} after {timeout_s:.0f}s (per partition: {behind}); is it running? "
+                f"see `tidemark status`"
+            )
         time.sleep(interval_s)
 
 
@@ -87,12 +96,15 @@ def measured_freshness_s(ch, db: str, where: str, params: dict, qs=(0.5, 0.95, 0
     qlist = ", ".join(str(q) for q in qs)
     values, events = ch.execute(
         f"SELECT quantilesExactWeighted({qlist})(f, n), sum(n) FROM {db}.stream_batches "
-        f"ARRAY JOIN freshness_ms AS f, freshness_events AS n WHERE {where}", params)[0]
+        f"ARRAY JOIN freshness_ms AS f, freshness_events AS n WHERE {where}",
+        params,
+    )[0]
     return [round(v / 1000.0, 2) for v in values] if events else [None] * len(qs)
 
 
-def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
-                  since: datetime | None = None) -> StreamReport:
+def stream_report(
+    cfg: Settings, manifest: dict, stream_id: str, epoch: int, since: datetime | None = None
+) -> StreamReport:
     """Compare one stream's output with a manifest. ``since`` (wall clock) limits the
     batch-level figures to batches committed after the traffic started, for a
     long-lived stream that has processed earlier traffic too."""
@@ -101,41 +113,72 @@ def stream_report(cfg: Settings, manifest: dict, stream_id: str, epoch: int,
     lo, hi = version_range(epoch)
     # on-time keys only: a late event's minute can lie hours back, among other traffic's rows
     minutes = sorted(r[1] for r in manifest["minute_counts"] if r[6] > 0) or ["1970-01-01T00:00"]
-    rng = {"lo": lo, "hi": hi, "s": stream_id, "since": since or datetime(1970, 1, 1, tzinfo=timezone.utc),
-           "first": datetime.fromisoformat(minutes[0]).replace(tzinfo=timezone.utc),
-           "last": datetime.fromisoformat(minutes[-1]).replace(tzinfo=timezone.utc)}
+    rng = {
+        "lo": lo,
+        "hi": hi,
+        "s": stream_id,
+        "since": since or datetime(1970, 1, 1, tzinfo=timezone.utc),
+        "first": datetime.fromisoformat(minutes[0]).replace(tzinfo=timezone.utc),
+        "last": datetime.fromisoformat(minutes[-1]).replace(tzinfo=timezone.utc),
+    }
     tenants = sorted({row[0] for row in manifest["minute_counts"]})
 
     published = {}
     for tenant, minute, country, device, page, events in ch.execute(
-            f"SELECT tenant_id, minute, country, device, page, sum(events) FROM {db}.minute_rollups "
-            f"WHERE layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s AND minute BETWEEN %(first)s AND %(last)s "
-            f"AND tenant_id IN %(t)s GROUP BY tenant_id, minute, country, device, page", {**rng, "t": tuple(tenants) or ("",)}):
+        f"SELECT tenant_id, minute, country, device, page, sum(events) FROM {db}.minute_rollups "
+        f"WHERE layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s AND minute BETWEEN %(first)s AND %(last)s "
+        f"AND tenant_id IN %(t)s GROUP BY tenant_id, minute, country, device, page",
+        {**rng, "t": tuple(tenants) or ("",)},
+    ):
         published[(tenant, _minute(minute), country, device, page)] = events
     expected = {tuple(r[:5]): r[6] for r in manifest["minute_counts"] if r[6] > 0}
-    mismatched = [(k, expected.get(k, 0), published.get(k, 0))
-                  for k in sorted(set(expected) | set(published)) if expected.get(k, 0) != published.get(k, 0)]
+    mismatched = [
+        (k, expected.get(k, 0), published.get(k, 0))
+        for k in sorted(set(expected) | set(published))
+        if expected.get(k, 0) != published.get(k, 0)
+    ]
 
-    users = {(t, label(h)): n for t, h, n in ch.execute(
-        f"SELECT tenant_id, hour, uniqCombinedMerge(users) FROM {db}.hour_rollups "
-        f"WHERE dimension = 'all' AND layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s "
-        f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour", {**rng, "t": tuple(tenants) or ("",)})}
+    users = {
+        (t, label(h)): n
+        for t, h, n in ch.execute(
+            f"SELECT tenant_id, hour, uniqCombinedMerge(users) FROM {db}.hour_rollups "
+            f"WHERE dimension = 'all' AND layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s "
+            f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour",
+            {**rng, "t": tuple(tenants) or ("",)},
+        )
+    }
     errors = [abs(users.get((t, h), 0) - n) / n for t, h, _all, n in manifest["distinct_users_hour"] if n > 0]
 
-    late_published = {f"{t}|{label(h)}": n for t, h, n in ch.execute(
-        f"SELECT tenant_id, event_hour, sum(late_events) FROM {db}.late_event_hours "
-        f"WHERE version BETWEEN %(lo)s AND %(hi)s AND last_ingest_time >= %(since)s "
-        f"GROUP BY tenant_id, event_hour", rng)}
+    late_published = {
+        f"{t}|{label(h)}": n
+        for t, h, n in ch.execute(
+            f"SELECT tenant_id, event_hour, sum(late_events) FROM {db}.late_event_hours "
+            f"WHERE version BETWEEN %(lo)s AND %(hi)s AND last_ingest_time >= %(since)s "
+            f"GROUP BY tenant_id, event_hour",
+            rng,
+        )
+    }
     late_expected = {f"{t}|{h}": n for t, h, n in manifest["late_events_per_tenant_hour"]}
 
-    rejected = dict(ch.execute(
-        f"SELECT reason, sum(n) FROM {db}.stream_batches ARRAY JOIN rejected_reasons AS reason, rejected_counts AS n "
-        f"WHERE stream_id = %(s)s AND committed_at >= %(since)s GROUP BY reason", rng))
-    (batches,) = ch.execute(f"SELECT count() FROM {db}.stream_batches WHERE stream_id = %(s)s "
-                            f"AND valid_rows > 0 AND committed_at >= %(since)s", rng)[0]
+    rejected = dict(
+        ch.execute(
+            f"SELECT reason, sum(n) FROM {db}.stream_batches "
+            f"ARRAY JOIN rejected_reasons AS reason, rejected_counts AS n "
+            f"WHERE stream_id = %(s)s AND committed_at >= %(since)s GROUP BY reason",
+            rng,
+        )
+    )
+    (batches,) = ch.execute(
+        f"SELECT count() FROM {db}.stream_batches WHERE stream_id = %(s)s "
+        f"AND valid_rows > 0 AND committed_at >= %(since)s",
+        rng,
+    )[0]
     f50, f95 = measured_freshness_s(ch, db, "stream_id = %(s)s AND committed_at >= %(since)s", rng, (0.5, 0.95))
-    (dups,) = ch.execute(f"SELECT sum(duplicates_dropped) FROM {db}.stream_progress "
-                         f"WHERE stream_id = %(s)s AND reported_at >= %(since)s", rng)[0]
+    (dups,) = ch.execute(
+        f"SELECT sum(duplicates_dropped) FROM {db}.stream_progress "
+        f"WHERE stream_id = %(s)s AND reported_at >= %(since)s",
+        rng,
+    )[0]
 
     return StreamReport(
         on_time_expected=manifest["on_time_events"],

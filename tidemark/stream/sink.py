@@ -18,14 +18,15 @@ micro-batch replayed after a crash would count twice. The design:
 So a batch lands once whatever the crash point: before the registry row, a
 replay deletes and rewrites; after it, a replay is skipped.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from tidemark.config import ClickHouseSettings
 from tidemark.io.clickhouse import client, insert_rows
@@ -39,11 +40,11 @@ LATE_COLUMNS = ("tenant_id", "event_hour", "version", "late_events", "last_inges
 VERSIONED_TABLES = ("minute_rollups", "hour_rollups", "day_rollups", "late_event_hours")
 
 
-
 @dataclass
 class BatchMetrics:
     """What a micro-batch reports. Freshness is computed at the moment the batch
     is published: publish time minus event time, over the batch's on-time events."""
+
     stream_id: str
     batch_id: int
     version: int
@@ -79,11 +80,25 @@ class BatchMetrics:
     def row(self) -> tuple:
         reasons = sorted(self.rejected)
         lags, counts = self.freshness_histogram()
-        return (self.stream_id, self.batch_id, self.version, self.committed_at, self.valid_rows, self.late_rows,
-                sum(self.rejected.values()), reasons, [self.rejected[r] for r in reasons], self.rollup_rows,
-                self.processing_ms, self.newest_event_time or datetime(1970, 1, 1, tzinfo=timezone.utc),
-                self.freshness_quantile_s(0.5), self.freshness_quantile_s(0.95),
-                (lags[-1] / 1000.0) if lags else 0.0, lags, counts)
+        return (
+            self.stream_id,
+            self.batch_id,
+            self.version,
+            self.committed_at,
+            self.valid_rows,
+            self.late_rows,
+            sum(self.rejected.values()),
+            reasons,
+            [self.rejected[r] for r in reasons],
+            self.rollup_rows,
+            self.processing_ms,
+            self.newest_event_time or datetime(1970, 1, 1, tzinfo=timezone.utc),
+            self.freshness_quantile_s(0.5),
+            self.freshness_quantile_s(0.95),
+            (lags[-1] / 1000.0) if lags else 0.0,
+            lags,
+            counts,
+        )
 
 
 def weighted_quantile(values: Sequence[int], weights: Sequence[int], q: float) -> float:
@@ -101,9 +116,25 @@ def weighted_quantile(values: Sequence[int], weights: Sequence[int], q: float) -
 
 
 FRESHNESS_STEP_MS = 100
-BATCH_COLUMNS = ("stream_id", "batch_id", "version", "committed_at", "valid_rows", "late_rows", "rejected_rows",
-                 "rejected_reasons", "rejected_counts", "rollup_rows", "processing_ms", "newest_event_time",
-                 "freshness_p50_s", "freshness_p95_s", "freshness_max_s", "freshness_ms", "freshness_events")
+BATCH_COLUMNS = (
+    "stream_id",
+    "batch_id",
+    "version",
+    "committed_at",
+    "valid_rows",
+    "late_rows",
+    "rejected_rows",
+    "rejected_reasons",
+    "rejected_counts",
+    "rollup_rows",
+    "processing_ms",
+    "newest_event_time",
+    "freshness_p50_s",
+    "freshness_p95_s",
+    "freshness_max_s",
+    "freshness_ms",
+    "freshness_events",
+)
 
 
 class RollupSink:
@@ -133,17 +164,23 @@ class RollupSink:
                 self._ch = None
                 self._clean_slate = False  # a failed write may have left part of a batch
                 if time.monotonic() + delay > deadline:
-                    raise RuntimeError(f"ClickHouse at {self.cfg.address}: {what} kept failing for "
-                                       f"{self.retry_for_s:.0f}s; last error: {exc}") from exc
-                log.warning("clickhouse write failed; retrying",
-                            extra={"what": what, "retry_in_s": delay, "error": str(exc)[:300]})
+                    raise RuntimeError(
+                        f"ClickHouse at {self.cfg.address}: {what} kept failing for "
+                        f"{self.retry_for_s:.0f}s; last error: {exc}"
+                    ) from exc
+                log.warning(
+                    "clickhouse write failed; retrying",
+                    extra={"what": what, "retry_in_s": delay, "error": str(exc)[:300]},
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     # -- exactly-once protocol ----------------------------------------------------------------
     def _committed(self, ch, batch_id: int) -> bool:
-        (n,), = ch.execute(f"SELECT count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s AND batch_id = %(b)s",
-                           {"s": self.stream_id, "b": batch_id})
+        ((n,),) = ch.execute(
+            f"SELECT count() FROM {self.db}.stream_batches WHERE stream_id = %(s)s AND batch_id = %(b)s",
+            {"s": self.stream_id, "b": batch_id},
+        )
         return n > 0
 
     def is_committed(self, batch_id: int) -> bool:
@@ -159,8 +196,10 @@ class RollupSink:
                 ch.execute(f"ALTER TABLE {self.db}.{table} DELETE WHERE version = %(v)s", {"v": version})
         deadline = time.monotonic() + 120
         while found:
-            left = sum(ch.execute(f"SELECT count() FROM {self.db}.{t} WHERE version = %(v)s", {"v": version})[0][0]
-                       for t in VERSIONED_TABLES)
+            left = sum(
+                ch.execute(f"SELECT count() FROM {self.db}.{t} WHERE version = %(v)s", {"v": version})[0][0]
+                for t in VERSIONED_TABLES
+            )
             if not left:
                 log.warning("removed rows of an interrupted batch", extra={"version": version, "rows": found})
                 break
@@ -183,8 +222,12 @@ class RollupSink:
                 self._remove_partial(ch, version)
             rows = [("stream", version, *r) for r in rollups]
             insert_rows(ch, f"{self.db}.rollup_input", ROLLUP_INPUT_COLUMNS, rows)
-            insert_rows(ch, f"{self.db}.late_event_hours", LATE_COLUMNS,
-                        [(t, h, version, n, last) for (t, h, n, last) in late_hours])
+            insert_rows(
+                ch,
+                f"{self.db}.late_event_hours",
+                LATE_COLUMNS,
+                [(t, h, version, n, last) for (t, h, n, last) in late_hours],
+            )
             metrics.committed_at = datetime.now(timezone.utc)
             self._register(ch, metrics)
             self._clean_slate = True
@@ -207,5 +250,6 @@ def register_loader(ch, db: str, name: str, epoch: int, last_batch: int) -> None
     now = datetime.now(timezone.utc)
     insert_rows(ch, f"{db}.stream_identities", identity.COLUMNS, [(name, epoch, f"loader:{name}", "", now, now)])
     empty: tuple[Any, ...] = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
-    insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS,
-                [(name, last_batch, stream_version(epoch, last_batch), now, *empty)])
+    insert_rows(
+        ch, f"{db}.stream_batches", BATCH_COLUMNS, [(name, last_batch, stream_version(epoch, last_batch), now, *empty)]
+    )

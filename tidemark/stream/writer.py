@@ -4,6 +4,7 @@
   skips a replayed batch's write (idempotent writes).
 * ClickHouse writes follow the registry protocol in ``tidemark.stream.sink``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,10 @@ class MicroBatchWriter:
             if self.first_batch:
                 # The first batch after a start may be a replay of one whose Delta commit
                 # already landed: Delta skips that write by (txnAppId, txnVersion).
-                log.info("first batch since start; a replayed Delta write is skipped by txn id",
-                         extra={"batch_id": batch_id, "txn_app_id": self.txn_app_id})
+                log.info(
+                    "first batch since start; a replayed Delta write is skipped by txn id",
+                    extra={"batch_id": batch_id, "txn_app_id": self.txn_app_id},
+                )
                 self.first_batch = False
             timer = LapTimer()
             metrics = BatchMetrics(self.ident.stream_id, batch_id, version)
@@ -88,11 +91,25 @@ class MicroBatchWriter:
 
             pending = []
             if metrics.valid_rows:
-                pending.append(self.pool.submit(timed_call, "delta_raw_ms", lambda: self._write_delta(
-                    valid.select(*raw.names), self.cfg.lake.events_raw, raw.partition_by, batch_id)))
+                pending.append(
+                    self.pool.submit(
+                        timed_call,
+                        "delta_raw_ms",
+                        lambda: self._write_delta(
+                            valid.select(*raw.names), self.cfg.lake.events_raw, raw.partition_by, batch_id
+                        ),
+                    )
+                )
             if metrics.rejected:
-                pending.append(self.pool.submit(timed_call, "delta_rejected_ms", lambda: self._write_delta(
-                    rejected.select(*dead.names), self.cfg.lake.events_rejected, dead.partition_by, batch_id)))
+                pending.append(
+                    self.pool.submit(
+                        timed_call,
+                        "delta_rejected_ms",
+                        lambda: self._write_delta(
+                            rejected.select(*dead.names), self.cfg.lake.events_rejected, dead.partition_by, batch_id
+                        ),
+                    )
+                )
             try:
                 rollups, late = timed_call("rollups_ms", rollup_rows)
             finally:
@@ -112,20 +129,31 @@ class MicroBatchWriter:
         finally:
             batch.unpersist()
         if written:
-            log.info("batch committed", extra={
-                "batch_id": batch_id, "valid": metrics.valid_rows, "late": metrics.late_rows,
-                "rejected": sum(metrics.rejected.values()), "rollup_rows": metrics.rollup_rows,
-                "freshness_p95_s": round(metrics.freshness_quantile_s(0.95), 2),
-                "ms": int((time.monotonic() - started) * 1000), **phases})
+            log.info(
+                "batch committed",
+                extra={
+                    "batch_id": batch_id,
+                    "valid": metrics.valid_rows,
+                    "late": metrics.late_rows,
+                    "rejected": sum(metrics.rejected.values()),
+                    "rollup_rows": metrics.rollup_rows,
+                    "freshness_p95_s": round(metrics.freshness_quantile_s(0.95), 2),
+                    "ms": int((time.monotonic() - started) * 1000),
+                    **phases,
+                },
+            )
 
     def _write_delta(self, df, path: str, partition_by, batch_id: int) -> None:
         # The table exists with the canonical schema (build() created it); append only.
         # txnAppId/txnVersion make the write idempotent: Delta skips a (app, version) it has committed.
-        (df.write.format("delta").mode("append")
-           .partitionBy(*partition_by)
-           .option("txnAppId", self.txn_app_id)
-           .option("txnVersion", str(batch_id))
-           .save(path))
+        (
+            df.write.format("delta")
+            .mode("append")
+            .partitionBy(*partition_by)
+            .option("txnAppId", self.txn_app_id)
+            .option("txnVersion", str(batch_id))
+            .save(path)
+        )
 
     def _collect_stats(self, stamped, metrics) -> None:
         """One Spark job for every per-batch figure: counts by reason, late rows, the newest event,
@@ -136,10 +164,15 @@ class MicroBatchWriter:
 
         lateness = F.col("kafka_timestamp").cast("double") - F.col("event_time").cast("double")
         late = lateness > F.lit(float(self.allowed_lateness_s))
-        on_time_step = F.when(F.col("reason").isNull() & ~late,
-                              F.floor(F.unix_millis("event_time") / FRESHNESS_STEP_MS) * FRESHNESS_STEP_MS)
-        rows = (stamped.groupBy("reason", late.alias("late"), on_time_step.alias("step"))
-                .agg(F.count(F.lit(1)).alias("n"), F.max("event_time").alias("newest")).collect())
+        on_time_step = F.when(
+            F.col("reason").isNull() & ~late,
+            F.floor(F.unix_millis("event_time") / FRESHNESS_STEP_MS) * FRESHNESS_STEP_MS,
+        )
+        rows = (
+            stamped.groupBy("reason", late.alias("late"), on_time_step.alias("step"))
+            .agg(F.count(F.lit(1)).alias("n"), F.max("event_time").alias("newest"))
+            .collect()
+        )
         newest = None
         for row in rows:
             if row["reason"] is not None:

@@ -14,6 +14,7 @@
 
 Every action is a no-op when there is nothing to do, so a re-run after a kill repeats nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,11 @@ from tidemark.tiering.options import Boundaries
 log = logging.getLogger(__name__)
 
 ROLLUP_TABLES = ("minute_rollups", "hour_rollups", "day_rollups")
-_HOUR_OF = {"minute_rollups": "toUInt32(toStartOfHour(minute))", "hour_rollups": "toUInt32(hour)",
-            "day_rollups": "toUInt32(hour)"}
+_HOUR_OF = {
+    "minute_rollups": "toUInt32(toStartOfHour(minute))",
+    "hour_rollups": "toUInt32(hour)",
+    "day_rollups": "toUInt32(hour)",
+}
 _PARTITION = re.compile(r"^\d{6}(\d{2})?$")  # toYYYYMM or toYYYYMMDD
 MUTATION_TIMEOUT_S = 600
 CHUNK_HOURS = 500  # hours per DELETE mutation
@@ -55,11 +59,14 @@ def _hours(rows) -> list[datetime]:
 
 # -- superseded batch versions -------------------------------------------------------------------
 
+
 def hours_with_stale_versions(cfg: Settings) -> dict[datetime, set[int]]:
     """Hours whose rollup tables hold a batch version other than the hour's current one."""
     db = cfg.clickhouse.database
-    union = " UNION ALL ".join(f"SELECT {_HOUR_OF[t]} AS h, version FROM {db}.{t} WHERE layer = 'batch' "
-                               f"GROUP BY h, version" for t in ROLLUP_TABLES)
+    union = " UNION ALL ".join(
+        f"SELECT {_HOUR_OF[t]} AS h, version FROM {db}.{t} WHERE layer = 'batch' GROUP BY h, version"
+        for t in ROLLUP_TABLES
+    )
     rows = client(cfg.clickhouse).execute(f"SELECT h, groupUniqArray(version) FROM ({union}) GROUP BY h")
     present = {datetime.fromtimestamp(int(h), timezone.utc): set(map(int, vs)) for h, vs in rows}
     current = registry.current(cfg, list(present))
@@ -84,29 +91,43 @@ def remove_superseded(cfg: Settings, bounds: Boundaries, result: CareResult, *, 
 
 # -- streaming rows of published hours -----------------------------------------------------------
 
+
 def published_stream_hours(cfg: Settings, bounds: Boundaries) -> list[datetime]:
     """Hours with streaming rows, first published before reader_now - grace, whose current
     version's rows are present (so readers have had batch rows to read all along)."""
     db = cfg.clickhouse.database
     ch = client(cfg.clickhouse)
     cutoff = bounds.reader_now - timedelta(seconds=cfg.tiering.stream_rows_grace_s)
-    with_stream = _hours(h for (h,) in ch.execute(
-        f"SELECT DISTINCT toUInt32(hour) FROM {db}.hour_rollups WHERE layer = 'stream' AND dimension = 'all'"))
+    with_stream = _hours(
+        h
+        for (h,) in ch.execute(
+            f"SELECT DISTINCT toUInt32(hour) FROM {db}.hour_rollups WHERE layer = 'stream' AND dimension = 'all'"
+        )
+    )
     if not with_stream:
         return []
     # Compared in SQL, as epoch seconds: 18.16 types min(DateTime('UTC')) as a plain DateTime, which
     # the driver returns naive or aware depending on the client's time zone.
-    published_long_ago = _hours(h for (h,) in ch.execute(
-        f"SELECT toUInt32(hour) FROM {db}.published_hours WHERE status = 'published' AND hour IN %(h)s "
-        f"GROUP BY hour HAVING toUInt32(min(published_at)) <= %(cutoff)s",
-        {"h": tuple(int(h.timestamp()) for h in with_stream), "cutoff": int(cutoff.timestamp())}))
+    published_long_ago = _hours(
+        h
+        for (h,) in ch.execute(
+            f"SELECT toUInt32(hour) FROM {db}.published_hours WHERE status = 'published' AND hour IN %(h)s "
+            f"GROUP BY hour HAVING toUInt32(min(published_at)) <= %(cutoff)s",
+            {"h": tuple(int(h.timestamp()) for h in with_stream), "cutoff": int(cutoff.timestamp())},
+        )
+    )
     current = registry.current(cfg, published_long_ago)
     eligible = list(current)
     if not eligible:
         return []
-    present = {(int(h), int(v)) for h, v in ch.execute(
-        f"SELECT DISTINCT toUInt32(hour), version FROM {db}.hour_rollups WHERE layer = 'batch' "
-        f"AND dimension = 'all' AND hour IN %(h)s", {"h": tuple(int(h.timestamp()) for h in eligible)})}
+    present = {
+        (int(h), int(v))
+        for h, v in ch.execute(
+            f"SELECT DISTINCT toUInt32(hour), version FROM {db}.hour_rollups WHERE layer = 'batch' "
+            f"AND dimension = 'all' AND hour IN %(h)s",
+            {"h": tuple(int(h.timestamp()) for h in eligible)},
+        )
+    }
     return sorted(h for h in eligible if (int(h.timestamp()), current[h].version) in present)
 
 
@@ -115,16 +136,17 @@ def delete_stream_rows(cfg: Settings, hours: list[datetime], bounds: Boundaries)
     rows of days leaving the hot tier are left to the partition drop."""
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
-    hot_from = int(datetime(bounds.hot_from.year, bounds.hot_from.month, bounds.hot_from.day,
-                            tzinfo=timezone.utc).timestamp())
+    hot_from = int(
+        datetime(bounds.hot_from.year, bounds.hot_from.month, bounds.hot_from.day, tzinfo=timezone.utc).timestamp()
+    )
     deleted, pending = 0, []
     for i in range(0, len(hours), CHUNK_HOURS):
-        p = {"h": tuple(int(h.timestamp()) for h in hours[i:i + CHUNK_HOURS]), "hot": hot_from}
+        p = {"h": tuple(int(h.timestamp()) for h in hours[i : i + CHUNK_HOURS]), "hot": hot_from}
         for table in ROLLUP_TABLES:
             cond = f"layer = 'stream' AND {_HOUR_OF[table]} IN %(h)s"
             if table == "minute_rollups":
                 cond += " AND minute >= toDateTime(%(hot)s)"
-            (n,), = ch.execute(f"SELECT count() FROM {db}.{table} WHERE {cond}", p)
+            ((n,),) = ch.execute(f"SELECT count() FROM {db}.{table} WHERE {cond}", p)
             if n:
                 ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {cond}", p)
                 deleted += n
@@ -132,13 +154,16 @@ def delete_stream_rows(cfg: Settings, hours: list[datetime], bounds: Boundaries)
     deadline = time.monotonic() + MUTATION_TIMEOUT_S
     while any(ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c}", p)[0][0] for t, c, p in pending):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"streaming rows of published hours not deleted after {MUTATION_TIMEOUT_S}s; "
-                               f"check system.mutations in ClickHouse (database {db})")
+            raise RuntimeError(
+                f"streaming rows of published hours not deleted after {MUTATION_TIMEOUT_S}s; "
+                f"check system.mutations in ClickHouse (database {db})"
+            )
         time.sleep(0.5)
     return deleted
 
 
 # -- partitions ----------------------------------------------------------------------------------
+
 
 def _partition_end(partition: str) -> date:
     y, m = int(partition[:4]), int(partition[4:6])
@@ -148,9 +173,14 @@ def _partition_end(partition: str) -> date:
 
 
 def parts_per_partition(cfg: Settings) -> list[tuple[str, str, int]]:
-    return [(t, str(p), int(n)) for t, p, n in client(cfg.clickhouse).execute(
-        "SELECT table, partition, count() FROM system.parts WHERE database = %(db)s AND active "
-        "GROUP BY table, partition ORDER BY count() DESC", {"db": cfg.clickhouse.database})]
+    return [
+        (t, str(p), int(n))
+        for t, p, n in client(cfg.clickhouse).execute(
+            "SELECT table, partition, count() FROM system.parts WHERE database = %(db)s AND active "
+            "GROUP BY table, partition ORDER BY count() DESC",
+            {"db": cfg.clickhouse.database},
+        )
+    ]
 
 
 def optimize_closed(cfg: Settings, bounds: Boundaries, *, dry_run: bool) -> list[str]:
@@ -166,17 +196,27 @@ def optimize_closed(cfg: Settings, bounds: Boundaries, *, dry_run: bool) -> list
         if not dry_run:
             started = time.monotonic()
             ch.execute(f"OPTIMIZE TABLE {db}.{table} PARTITION {partition} FINAL")
-            log.info("optimized partition", extra={"table": table, "partition": partition, "parts": parts,
-                                                   "seconds": round(time.monotonic() - started, 2)})
+            log.info(
+                "optimized partition",
+                extra={
+                    "table": table,
+                    "partition": partition,
+                    "parts": parts,
+                    "seconds": round(time.monotonic() - started, 2),
+                },
+            )
         done.append(f"{table}/{partition}")
     return done
 
 
 def parts_alerts(cfg: Settings) -> list[str]:
     limit = cfg.tiering.parts_alert
-    return [f"{t} partition {p} has {n} active parts (alert above {limit}; ClickHouse delays inserts at 150 and "
-            f"refuses them at 300): look for a writer inserting tiny batches, then OPTIMIZE the partition"
-            for t, p, n in parts_per_partition(cfg) if n > limit]
+    return [
+        f"{t} partition {p} has {n} active parts (alert above {limit}; ClickHouse delays inserts at 150 and "
+        f"refuses them at 300): look for a writer inserting tiny batches, then OPTIMIZE the partition"
+        for t, p, n in parts_per_partition(cfg)
+        if n > limit
+    ]
 
 
 def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> CareResult:
@@ -187,8 +227,9 @@ def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> CareResu
     if hours and not dry_run:
         result.stream_rows_deleted = delete_stream_rows(cfg, hours, bounds)
     if dry_run:
-        result.streams_retired = {i.stream_id: "would retire"
-                                  for i in stream_identities.superseded(cfg, now=bounds.reader_now)}
+        result.streams_retired = {
+            i.stream_id: "would retire" for i in stream_identities.superseded(cfg, now=bounds.reader_now)
+        }
     else:
         result.streams_retired = stream_identities.retire(cfg, now=bounds.reader_now)
     result.partitions_optimized = optimize_closed(cfg, bounds, dry_run=dry_run)
@@ -199,7 +240,12 @@ def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> CareResu
 
 
 def summary(result: CareResult) -> dict:
-    return {"stale_version_hours": result.stale_version_hours, "versions_removed": result.versions_removed,
-            "published_hours_with_stream_rows": result.stream_hours,
-            "stream_rows_deleted": result.stream_rows_deleted, "streams_retired": result.streams_retired,
-            "partitions_optimized": len(result.partitions_optimized), "parts_alerts": len(result.parts_alerts)}
+    return {
+        "stale_version_hours": result.stale_version_hours,
+        "versions_removed": result.versions_removed,
+        "published_hours_with_stream_rows": result.stream_hours,
+        "stream_rows_deleted": result.stream_rows_deleted,
+        "streams_retired": result.streams_retired,
+        "partitions_optimized": len(result.partitions_optimized),
+        "parts_alerts": len(result.parts_alerts),
+    }

@@ -21,6 +21,7 @@ receives data again and the late-data DAG never looks at it. A recompute of a co
 
     spark.read.format("delta").load(".../events_cold").where("event_date = '2026-10-01'")
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,12 @@ class DayMove:
 def cold_schema() -> TableSchema:
     """events_raw's columns, partitioned by day only: a cold day is a few large files."""
     raw = table("events_raw")
-    return TableSchema("events_cold", "Raw events older than TIDEMARK_LAKE_HOT_DAYS, moved from events_raw "
-                       "(compacted, Z-ordered by tenant).", ("event_date",), raw.columns)
+    return TableSchema(
+        "events_cold",
+        "Raw events older than TIDEMARK_LAKE_HOT_DAYS, moved from events_raw (compacted, Z-ordered by tenant).",
+        ("event_date",),
+        raw.columns,
+    )
 
 
 def hot_days_to_move(cfg: Settings, bounds: Boundaries) -> dict[date, tuple[int, int, int]]:
@@ -101,28 +106,53 @@ def move_day(spark, cfg: Settings, day: date, hot_bytes: int) -> DayMove:
         return result
     _ensure_cold_table(spark, cold)
     files = max(1, math.ceil(hot_bytes / TARGET_FILE_BYTES))
-    (hot.select(*cold_schema().names).repartition(files, "tenant_id").sortWithinPartitions("tenant_id", "event_time")
-     .write.format("delta").mode("overwrite").option("replaceWhere", where).save(cold))
+    (
+        hot.select(*cold_schema().names)
+        .repartition(files, "tenant_id")
+        .sortWithinPartitions("tenant_id", "event_time")
+        .write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", where)
+        .save(cold)
+    )
     if cfg.tiering.cold_zorder:
         spark.sql(f"OPTIMIZE delta.`{cold}` WHERE {where} ZORDER BY (tenant_id)")
-    log.info("cold day written", extra={"day": result.day, "rows": result.hot_rows, "files": files,
-                                        "seconds": round(time.monotonic() - started, 1)})
+    log.info(
+        "cold day written",
+        extra={
+            "day": result.day,
+            "rows": result.hot_rows,
+            "files": files,
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
     in_cold = _per_hour(spark.read.format("delta").load(cold).where(where))
     result.cold_rows = sum(in_cold.values())
     if in_cold != expected:
-        raise RuntimeError(f"cold copy of {day} does not match the hot lake (hot {expected}, cold {in_cold}); "
-                           f"nothing was deleted from events_raw. Re-run the tiering job (the day is rewritten)")
+        raise RuntimeError(
+            f"cold copy of {day} does not match the hot lake (hot {expected}, cold {in_cold}); "
+            f"nothing was deleted from events_raw. Re-run the tiering job (the day is rewritten)"
+        )
     still_hot = _per_hour(spark.read.format("delta").load(raw).where(where))
     if still_hot != expected:
-        result.reason = (f"events_raw changed for {day} while it was copied ({sum(still_hot.values())} rows now, "
-                         f"{result.hot_rows} copied); kept hot, the next run copies it again")
+        result.reason = (
+            f"events_raw changed for {day} while it was copied ({sum(still_hot.values())} rows now, "
+            f"{result.hot_rows} copied); kept hot, the next run copies it again"
+        )
         log.warning("hot day changed during the move", extra={"day": result.day})
         return result
     DeltaTable.forPath(spark, raw).delete(where)
     result.moved, result.reason = True, "copied, verified, deleted from events_raw"
     result.seconds = round(time.monotonic() - started, 2)
-    log.info("cold day moved", extra={"day": result.day, "rows": result.hot_rows, "seconds": result.seconds,
-                                      "rows_per_s": round(result.hot_rows / max(result.seconds, 1e-3))})
+    log.info(
+        "cold day moved",
+        extra={
+            "day": result.day,
+            "rows": result.hot_rows,
+            "seconds": result.seconds,
+            "rows_per_s": round(result.hot_rows / max(result.seconds, 1e-3)),
+        },
+    )
     return result
 
 
@@ -130,8 +160,14 @@ def _ensure_cold_table(spark, path: str) -> None:
     from delta.tables import DeltaTable
 
     schema = cold_schema()
-    (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema.spark())
-     .partitionedBy(*schema.partition_by).comment(schema.description).execute())
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(schema.spark())
+        .partitionedBy(*schema.partition_by)
+        .comment(schema.description)
+        .execute()
+    )
 
 
 def run(spark, cfg: Settings, bounds: Boundaries) -> list[DayMove]:
@@ -147,14 +183,20 @@ def run(spark, cfg: Settings, bounds: Boundaries) -> list[DayMove]:
 
 def plan(cfg: Settings, bounds: Boundaries) -> dict:
     days = hot_days_to_move(cfg, bounds)
-    return {"lake_from": bounds.lake_from.isoformat(), "days_to_move": len(days),
-            "rows_to_move": sum(r for r, _b, _f in days.values()),
-            "files_to_move": sum(f for _r, _b, f in days.values())}
+    return {
+        "lake_from": bounds.lake_from.isoformat(),
+        "days_to_move": len(days),
+        "rows_to_move": sum(r for r, _b, _f in days.values()),
+        "files_to_move": sum(f for _r, _b, f in days.values()),
+    }
 
 
 def summary(results: list[DayMove]) -> dict:
-    return {"days_moved": sum(r.moved for r in results), "rows_moved": sum(r.hot_rows for r in results if r.moved),
-            "days_kept": [f"{r.day}: {r.reason}" for r in results if not r.moved]}
+    return {
+        "days_moved": sum(r.moved for r in results),
+        "rows_moved": sum(r.hot_rows for r in results if r.moved),
+        "days_kept": [f"{r.day}: {r.reason}" for r in results if not r.moved],
+    }
 
 
 def refuse_cold_hour(cfg: Settings, hour: datetime) -> None:
@@ -163,11 +205,14 @@ def refuse_cold_hour(cfg: Settings, hour: datetime) -> None:
     files = delta_files(cfg.tiering.cold_path)
     if files is None or files.num_rows == 0:
         return
-    days = {d if isinstance(d, date) else date.fromisoformat(str(d))
-            for d in files.column("partition.event_date").to_pylist()}
+    days = {
+        d if isinstance(d, date) else date.fromisoformat(str(d))
+        for d in files.column("partition.event_date").to_pylist()
+    }
     if hour.date() in days:
         raise ColdHourRefused(
             f"the raw events of {hour:%Y-%m-%dT%H} are in the cold tier ({cfg.tiering.cold_path}): hours older "
             f"than TIDEMARK_LAKE_HOT_DAYS={cfg.tiering.lake_hot_days} are not recomputed, their published "
             f"rollups stay as they are. To inspect them: spark.read.format('delta').load('{cfg.tiering.cold_path}')"
-            f".where(\"event_date = '{hour:%Y-%m-%d}'\")")
+            f".where(\"event_date = '{hour:%Y-%m-%d}'\")"
+        )

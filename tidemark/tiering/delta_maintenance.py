@@ -14,6 +14,7 @@
   the job sets that for its own session rather than changing the tables' properties (a metadata
   commit would conflict with the stream's concurrent appends).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,9 +48,11 @@ def closed_predicates(cfg: Settings, bounds: Boundaries) -> dict[str, tuple[str,
     raw = f"event_date < {day}"
     if bounds.closed_before.hour:
         raw = f"({raw} OR (event_date = {day} AND event_hour < {bounds.closed_before.hour}))"
-    return {"events_raw": (cfg.lake.events_raw, raw),
-            "events_rejected": (cfg.lake.events_rejected, f"ingest_date < {day}"),
-            cfg.tiering.cold_table: (cfg.tiering.cold_path, "")}
+    return {
+        "events_raw": (cfg.lake.events_raw, raw),
+        "events_rejected": (cfg.lake.events_rejected, f"ingest_date < {day}"),
+        cfg.tiering.cold_table: (cfg.tiering.cold_path, ""),
+    }
 
 
 def _is_delta(spark, path: str) -> bool:
@@ -117,10 +120,14 @@ def plan(cfg: Settings, bounds: Boundaries) -> dict:
             if size < small and predicate and _closed(name, key, bounds):
                 per_partition[key] = per_partition.get(key, 0) + 1
         compactable = {k: n for k, n in per_partition.items() if n > 1}
-        doomed = DeltaTable(path).vacuum(retention_hours=cfg.tiering.vacuum_retention_hours, dry_run=True,
-                                         full=True, enforce_retention_duration=True)
-        out[name] = {"partitions_to_compact": len(compactable), "small_files_to_compact": sum(compactable.values()),
-                     "files_to_vacuum": len(doomed)}
+        doomed = DeltaTable(path).vacuum(
+            retention_hours=cfg.tiering.vacuum_retention_hours, dry_run=True, full=True, enforce_retention_duration=True
+        )
+        out[name] = {
+            "partitions_to_compact": len(compactable),
+            "small_files_to_compact": sum(compactable.values()),
+            "files_to_vacuum": len(doomed),
+        }
     return out
 
 
@@ -128,11 +135,18 @@ def _closed(table: str, key: tuple, bounds: Boundaries) -> bool:
     day = key[0]
     if table == "events_raw":
         return day < bounds.closed_day.isoformat() or (
-            day == bounds.closed_day.isoformat() and int(key[1]) < bounds.closed_before.hour)
+            day == bounds.closed_day.isoformat() and int(key[1]) < bounds.closed_before.hour
+        )
     return day < bounds.closed_day.isoformat()
 
 
 def summary(results: list[TableMaintenance]) -> dict:
-    return {r.table: {"files_compacted": r.files_compacted, "files_written": r.files_written,
-                      "checkpoint_version": r.checkpoint_version, "vacuumed_files": r.vacuumed_files}
-            for r in results}
+    return {
+        r.table: {
+            "files_compacted": r.files_compacted,
+            "files_written": r.files_written,
+            "checkpoint_version": r.checkpoint_version,
+            "vacuumed_files": r.vacuumed_files,
+        }
+        for r in results
+    }

@@ -11,6 +11,7 @@ inserted meanwhile, the day waits for the next run. (Should an insert land in th
 that comparison, its rows reach the warm tables through the same INSERT's materialized views, so
 nothing readers count is lost.) Idempotent: a dropped day is simply no longer a candidate.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,13 +44,16 @@ def candidate_days(cfg: Settings, bounds: Boundaries) -> list[tuple[date, str]]:
     """Days of minute_rollups older than the hot window, with their partition ids."""
     rows = client(cfg.clickhouse).execute(
         "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
-        {"db": cfg.clickhouse.database, "t": TABLE})
+        {"db": cfg.clickhouse.database, "t": TABLE},
+    )
     out = []
     for (partition,) in rows:
         partition = str(partition)
         if not _DAY_PARTITION.match(partition):
-            raise RuntimeError(f"{TABLE} partition {partition!r} is not YYYYMMDD: the table's PARTITION BY "
-                               f"changed; update tidemark/tiering/hot.py before dropping anything")
+            raise RuntimeError(
+                f"{TABLE} partition {partition!r} is not YYYYMMDD: the table's PARTITION BY "
+                f"changed; update tidemark/tiering/hot.py before dropping anything"
+            )
         day = date(int(partition[:4]), int(partition[4:6]), int(partition[6:]))
         if day < bounds.hot_from:
             out.append((day, partition))
@@ -57,8 +61,11 @@ def candidate_days(cfg: Settings, bounds: Boundaries) -> list[tuple[date, str]]:
 
 
 def _parts(ch, db: str, partition: str) -> tuple[str, ...]:
-    rows = ch.execute("SELECT name FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active "
-                      "AND partition = %(p)s ORDER BY name", {"db": db, "t": TABLE, "p": partition})
+    rows = ch.execute(
+        "SELECT name FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active "
+        "AND partition = %(p)s ORDER BY name",
+        {"db": db, "t": TABLE, "p": partition},
+    )
     return tuple(r[0] for r in rows)
 
 
@@ -74,11 +81,15 @@ def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> list[Day
         if bad:
             result.mismatches = [str(m) for m in bad[:20]]
             hours = sorted({m.hour for m in bad})
-            result.reason = (f"warm tier does not hold the minute totals of {len(hours)} hour(s) "
-                             f"({len(bad)} groups); kept. Republish them (`tidemark recompute --hour "
-                             f"{hours[0]:%Y-%m-%dT%H} --force`), then the next run drops the day")
-            log.error("minute partition kept: warm tier differs", extra={"day": result.day, "mismatches": len(bad),
-                                                                       "first": result.mismatches[0]})
+            result.reason = (
+                f"warm tier does not hold the minute totals of {len(hours)} hour(s) "
+                f"({len(bad)} groups); kept. Republish them (`tidemark recompute --hour "
+                f"{hours[0]:%Y-%m-%dT%H} --force`), then the next run drops the day"
+            )
+            log.error(
+                "minute partition kept: warm tier differs",
+                extra={"day": result.day, "mismatches": len(bad), "first": result.mismatches[0]},
+            )
         elif _parts(ch, db, partition) != parts:
             result.reason = "rows were inserted during the check; kept until the next run"
         elif dry_run:
@@ -86,14 +97,24 @@ def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> list[Day
         else:
             ch.execute(f"ALTER TABLE {db}.{TABLE} DROP PARTITION {partition}")
             result.dropped, result.reason = True, "verified and dropped"
-        log.info("hot tier day", extra={"day": result.day, "groups": result.groups_checked,
-                                        "dropped": result.dropped, "reason": result.reason,
-                                        "seconds": round(time.monotonic() - started, 2)})
+        log.info(
+            "hot tier day",
+            extra={
+                "day": result.day,
+                "groups": result.groups_checked,
+                "dropped": result.dropped,
+                "reason": result.reason,
+                "seconds": round(time.monotonic() - started, 2),
+            },
+        )
         results.append(result)
     return results
 
 
 def summary(results: list[DayResult]) -> dict:
-    return {"days_checked": len(results), "days_dropped": sum(r.dropped for r in results),
-            "days_kept": [f"{r.day}: {r.reason}" for r in results if not r.dropped and "would drop" not in r.reason],
-            "would_drop": [r.day for r in results if "would drop" in r.reason]}
+    return {
+        "days_checked": len(results),
+        "days_dropped": sum(r.dropped for r in results),
+        "days_kept": [f"{r.day}: {r.reason}" for r in results if not r.dropped and "would drop" not in r.reason],
+        "would_drop": [r.day for r in results if "would drop" in r.reason],
+    }

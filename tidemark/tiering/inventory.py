@@ -5,6 +5,7 @@ read and no Spark is needed, so a dry run stays cheap). ClickHouse tables from `
 (active parts only: a part is ClickHouse's file set). Only live files count: files a commit
 removed but VACUUM has not deleted yet are not part of any tier.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -19,9 +20,9 @@ CLICKHOUSE_TIERS = {"hot": ("minute_rollups",), "warm": ("hour_rollups", "day_ro
 
 @dataclass(frozen=True)
 class PartitionStats:
-    tier: str        # hot | warm | lake_hot | lake_rejected | lake_cold
+    tier: str  # hot | warm | lake_hot | lake_rejected | lake_cold
     table: str
-    partition: str   # ClickHouse partition id, or the Delta partition path (event_date=.../event_hour=...)
+    partition: str  # ClickHouse partition id, or the Delta partition path (event_date=.../event_hour=...)
     rows: int
     bytes: int
     files: int
@@ -33,9 +34,11 @@ class PartitionStats:
 
 def delta_tables(cfg: Settings) -> dict[str, tuple[str, str]]:
     """tier -> (table name, path) of the lake tables."""
-    return {"lake_hot": ("events_raw", cfg.lake.events_raw),
-            "lake_rejected": ("events_rejected", cfg.lake.events_rejected),
-            "lake_cold": (cfg.tiering.cold_table, cfg.tiering.cold_path)}
+    return {
+        "lake_hot": ("events_raw", cfg.lake.events_raw),
+        "lake_rejected": ("events_rejected", cfg.lake.events_rejected),
+        "lake_cold": (cfg.tiering.cold_table, cfg.tiering.cold_path),
+    }
 
 
 def delta_files(path: str):
@@ -72,7 +75,8 @@ def clickhouse_partitions(cfg: Settings, small_bytes: int) -> list[PartitionStat
         "SELECT table, partition, sum(rows), sum(bytes_on_disk), count(), countIf(bytes_on_disk < %(small)s) "
         "FROM system.parts WHERE database = %(db)s AND active AND table IN %(tables)s "
         "GROUP BY table, partition ORDER BY table, partition",
-        {"db": cfg.clickhouse.database, "tables": tuple(tier_of), "small": small_bytes})
+        {"db": cfg.clickhouse.database, "tables": tuple(tier_of), "small": small_bytes},
+    )
     return [PartitionStats(tier_of[t], t, str(p), int(r), int(b), int(n), int(s)) for t, p, r, b, n, s in rows]
 
 

@@ -1,5 +1,6 @@
 """What one tiering run is asked to do (``RunOptions``, and the flags that ask for it, declared once
 for ``jobs/tiering.py`` and ``tidemark tiering run``), and the boundaries every step derives from it."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,10 @@ SPARK_STEPS = ("cold", "delta")
 @dataclass(frozen=True)
 class Boundaries:
     """Derived from the run's interval end (never the clock), except ``reader_now``."""
+
     interval_end: datetime
-    hot_from: date           # minute_rollups partitions of days before this leave the hot tier
-    lake_from: date          # events_raw days before this move to the cold table
+    hot_from: date  # minute_rollups partitions of days before this leave the hot tier
+    lake_from: date  # events_raw days before this move to the cold table
     closed_before: datetime  # an event hour starting before this is closed (its end + lateness passed)
     # Grace periods protect readers running *now* (a reader that resolved the registry a minute ago),
     # so they compare with the earlier of the interval end and the wall clock.
@@ -87,19 +89,29 @@ def _step_list(text: str) -> tuple[str, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser, *, steps: tuple[str, ...] = STEPS) -> argparse.ArgumentParser:
     """The run's flags; ``steps`` are those the caller can run (the Spark job runs only SPARK_STEPS)."""
-    parser.add_argument("--interval-end", type=_aware, default=None,
-                        help="the daily data interval's end, ISO-8601 with a UTC offset (default: today 00:00 UTC)")
-    parser.add_argument("--steps", type=_step_list, default=steps,
-                        help=f"comma-separated subset of {','.join(steps)} (default: all of them)")
+    parser.add_argument(
+        "--interval-end",
+        type=_aware,
+        default=None,
+        help="the daily data interval's end, ISO-8601 with a UTC offset (default: today 00:00 UTC)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=_step_list,
+        default=steps,
+        help=f"comma-separated subset of {','.join(steps)} (default: all of them)",
+    )
     parser.add_argument("--run-id", default="", help="names the run in its report (Airflow passes its run id)")
     return parser
 
 
-def options_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, *,
-                      steps: tuple[str, ...] = STEPS, dry_run: bool = False) -> RunOptions:
+def options_from_args(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, *, steps: tuple[str, ...] = STEPS, dry_run: bool = False
+) -> RunOptions:
     """``RunOptions`` from parsed flags (exits through ``parser.error`` on steps outside ``steps``)."""
     outside = [s for s in args.steps if s not in steps]
     if outside:
         parser.error(f"unknown or unsupported steps {outside}: choose from {', '.join(steps)}")
-    return RunOptions(args.interval_end or default_interval_end(), dry_run=dry_run, run_id=args.run_id,
-                      steps=tuple(args.steps))
+    return RunOptions(
+        args.interval_end or default_interval_end(), dry_run=dry_run, run_id=args.run_id, steps=tuple(args.steps)
+    )

@@ -7,6 +7,7 @@ gone before a day's minute rows are; the cold move runs before OPTIMIZE so days 
 hot lake are not compacted first. A dry run measures and plans every step (ClickHouse checks run,
 Delta plans come from the logs via delta-rs) and changes nothing, not even the metrics table.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,11 @@ def clickhouse_step(cfg: Settings, opts: RunOptions) -> dict:
 
 def hot_step(cfg: Settings, opts: RunOptions) -> dict:
     results = hot.run(cfg, opts.boundaries(cfg), dry_run=opts.dry_run)
-    return {**hot.summary(results), "hot_from": opts.boundaries(cfg).hot_from.isoformat(),
-            "alerts": [f"minute partition {r.day} kept: {r.reason}" for r in results if r.mismatches]}
+    return {
+        **hot.summary(results),
+        "hot_from": opts.boundaries(cfg).hot_from.isoformat(),
+        "alerts": [f"minute partition {r.day} kept: {r.reason}" for r in results if r.mismatches],
+    }
 
 
 def spark_steps(spark, cfg: Settings, opts: RunOptions) -> dict:
@@ -89,6 +93,7 @@ def finish(cfg: Settings, rep: report.TieringReport) -> report.TieringReport:
 
 # -- the DAG's tasks (each a separate process; the report task reads 'before' back) ----------------
 
+
 def task_options(interval_end: datetime, run_id: str, steps: tuple[str, ...] | None = None) -> RunOptions:
     if steps:
         return RunOptions(interval_end, run_id=run_id, steps=steps)
@@ -102,7 +107,11 @@ def measure_before(cfg: Settings, opts: RunOptions) -> dict:
 
 
 def report_after(cfg: Settings, opts: RunOptions, steps: dict) -> report.TieringReport:
-    rep = report.TieringReport(opts.run_id, opts.interval_end, False, before=report.read(cfg, opts.run_id, "before"),
-                               steps={k: dict(v) for k, v in steps.items() if v is not None})
+    rep = report.TieringReport(
+        opts.run_id,
+        opts.interval_end,
+        False,
+        before=report.read(cfg, opts.run_id, "before"),
+        steps={k: dict(v) for k, v in steps.items() if v is not None},
+    )
     return finish(cfg, rep)
-

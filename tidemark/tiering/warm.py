@@ -17,6 +17,7 @@ merged states: hour_rollups (uniqCombined, precision 17, the minute tier's own) 
 day_rollups (precision 15) within ``day_users_tolerance``. Only what the minute tier holds is
 checked: a warm row without minute rows (an hour whose minute rows were already dropped) is fine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,11 @@ from datetime import date, datetime, timedelta, timezone
 from tidemark.serving.rollups import merged_filter, snapshot
 
 DIMENSIONS = {"all": "''", "country": "country", "device": "device", "page": "page"}
-_HOUR_EXPR = {"minute_rollups": "toUInt32(toStartOfHour(minute))", "hour_rollups": "toUInt32(hour)",
-              "day_rollups": "toUInt32(hour)"}
+_HOUR_EXPR = {
+    "minute_rollups": "toUInt32(toStartOfHour(minute))",
+    "hour_rollups": "toUInt32(hour)",
+    "day_rollups": "toUInt32(hour)",
+}
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,14 @@ class Mismatch:
     hour: datetime
     dimension: str
     value: str
-    minute: tuple[int, int]      # (events, users) in the minute tier
+    minute: tuple[int, int]  # (events, users) in the minute tier
     warm: tuple[int, int] | None  # in the warm table (None: missing)
 
     def __str__(self) -> str:
-        return (f"{self.table} {self.tenant} {self.hour:%Y-%m-%dT%H} {self.dimension}={self.value!r}: "
-                f"minute {self.minute} vs warm {self.warm}")
+        return (
+            f"{self.table} {self.tenant} {self.hour:%Y-%m-%dT%H} {self.dimension}={self.value!r}: "
+            f"minute {self.minute} vs warm {self.warm}"
+        )
 
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -52,15 +58,20 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
 def _grouped(ch, db: str, table: str, dimension: str, params: dict) -> dict[tuple, tuple[int, int]]:
     hour = _HOUR_EXPR[table]
     if table == "minute_rollups":
-        value, where, users = DIMENSIONS[dimension], "minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)", \
-            "uniqCombinedMerge(users)"
+        value, where, users = (
+            DIMENSIONS[dimension],
+            "minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)",
+            "uniqCombinedMerge(users)",
+        )
     else:
         value = "value"
         where = "dimension = %(d)s AND hour >= toDateTime(%(s)s) AND hour < toDateTime(%(e)s)"
         users = "uniqCombinedMerge(15)(users)" if table == "day_rollups" else "uniqCombinedMerge(users)"
     rows = ch.execute(
         f"SELECT tenant_id, {hour} AS h, {value} AS v, sum(events), {users} FROM {db}.{table} "
-        f"WHERE {where} AND {merged_filter(hour)} GROUP BY tenant_id, h, v", {**params, "d": dimension})
+        f"WHERE {where} AND {merged_filter(hour)} GROUP BY tenant_id, h, v",
+        {**params, "d": dimension},
+    )
     return {(t, int(h), v): (int(e), int(u)) for t, h, v, e, u in rows}
 
 
@@ -80,8 +91,17 @@ def compare_day(ch, db: str, day: date, *, users_tolerance: float) -> tuple[int,
                 got = warm.get(key)
                 if got is None or got[0] != events or not _users_match(table, users, got[1], users_tolerance):
                     tenant, hour, value = key
-                    bad.append(Mismatch(table, tenant, datetime.fromtimestamp(hour, timezone.utc), dimension,
-                                        value, (events, users), got))
+                    bad.append(
+                        Mismatch(
+                            table,
+                            tenant,
+                            datetime.fromtimestamp(hour, timezone.utc),
+                            dimension,
+                            value,
+                            (events, users),
+                            got,
+                        )
+                    )
     return checked, bad
 
 

@@ -11,6 +11,7 @@ seen again within the window after the first copy arrived.
 
 Batch: over a whole hour, keeping the first copy that arrived.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window

@@ -5,6 +5,7 @@ with the event count and the set of distinct users. ClickHouse turns the user
 sets into mergeable uniqCombined states (see schemas/clickhouse/001_rollups.sql),
 so distinct users can be merged across minutes, hours and days.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame

@@ -3,20 +3,19 @@
 One stream run lands four hours of traffic; each test owns one of those hours
 (the published-hours registry is shared by the whole test database).
 """
-import dataclasses
+
 import threading
 import time
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from stream_harness import StreamRun, forget_rows
-from tidemark.batch import registry
-from tidemark.hours import HOUR
-from tidemark.batch import planning
+
+from tidemark.batch import planning, registry
 from tidemark.batch.recompute import QualityGateFailed, conclude, recompute
+from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
 from tidemark.serving.rollups import hour_totals, minute_counts
 from tidemark.tables import ensure_delta_table, table
@@ -29,17 +28,40 @@ IDEMPOTENT, BAD, ATOMIC, LATE = H(9), H(10), H(11), H(12)
 
 def _forget_hours(cfg, start, end):
     """Remove every trace of [start, end) from ClickHouse (the hours are fixed)."""
-    forget_rows(cfg, start, end, {"minute_rollups": "minute", "hour_rollups": "hour", "late_event_hours": "event_hour",
-                                  "published_hours": "hour", "lake_commits": "event_hour"})
+    forget_rows(
+        cfg,
+        start,
+        end,
+        {
+            "minute_rollups": "minute",
+            "hour_rollups": "hour",
+            "late_event_hours": "event_hour",
+            "published_hours": "hour",
+            "lake_commits": "event_hour",
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def pipeline(stack, tmp_path_factory):
     _forget_hours(stack, H(0), H(23))
     run = StreamRun.create(tmp_path_factory.mktemp("batch"), "batch")
-    manifest = run.generate("--count", "28000", "--rate", "2", "--start-time", "2026-11-10T09:00:10Z",
-                            "--seed", "5", "--late-fraction", "0", "--duplicate-fraction", "0.02",
-                            "--malformed-fraction", "0.01")
+    manifest = run.generate(
+        "--count",
+        "28000",
+        "--rate",
+        "2",
+        "--start-time",
+        "2026-11-10T09:00:10Z",
+        "--seed",
+        "5",
+        "--late-fraction",
+        "0",
+        "--duplicate-fraction",
+        "0.02",
+        "--malformed-fraction",
+        "0.01",
+    )
     run.run_available_now("--max-offsets-per-trigger", "10000")
     return run, manifest
 
@@ -63,8 +85,10 @@ def _served(cfg, hour):
 def _stream_only(cfg, hour):
     rows = client(cfg.clickhouse).execute(
         f"SELECT tenant_id, minute, country, device, page, sum(events) FROM {cfg.clickhouse.database}.minute_rollups "
-        f"WHERE layer = 'stream' AND minute >= %(s)s AND minute < %(e)s GROUP BY tenant_id, minute, country, device, page",
-        {"s": hour, "e": hour + HOUR})
+        f"WHERE layer = 'stream' AND minute >= %(s)s AND minute < %(e)s GROUP BY tenant_id, minute, "
+        f"country, device, page",
+        {"s": hour, "e": hour + HOUR},
+    )
     return {(t, m.strftime("%Y-%m-%dT%H:%M"), c, d, p): n for t, m, c, d, p, n in rows}
 
 
@@ -73,22 +97,44 @@ def _batch_rows(cfg, hour):
         f"SELECT version, tenant_id, minute, country, device, page, sum(events), uniqCombinedMerge(users) "
         f"FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'batch' AND minute >= %(s)s AND minute < %(e)s "
         f"GROUP BY version, tenant_id, minute, country, device, page ORDER BY version, tenant_id, minute, country, "
-        f"device, page", {"s": hour, "e": hour + HOUR})
+        f"device, page",
+        {"s": hour, "e": hour + HOUR},
+    )
 
 
 def _append_raw(spark, cfg, rows):
     """Write raw events straight into the lake (as a late arrival or a corrupt writer would)."""
     schema = table("events_raw")
     ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
-    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append") \
-        .partitionBy(*schema.partition_by).save(cfg.lake.events_raw)
+    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append").partitionBy(
+        *schema.partition_by
+    ).save(cfg.lake.events_raw)
 
 
 def _raw_row(event_time, hour, tenant="tenant-inject", user="u-inject", partition_hour=None):
     ph = partition_hour or hour
     now = datetime(2026, 11, 25, tzinfo=timezone.utc)
-    return (str(uuid.uuid4()), tenant, event_time, user, "s1", "US", "desktop", "/injected", None, 1, False,
-            "manual", 0, 0, event_time, now, 0, ph.date(), ph.hour)
+    return (
+        str(uuid.uuid4()),
+        tenant,
+        event_time,
+        user,
+        "s1",
+        "US",
+        "desktop",
+        "/injected",
+        None,
+        1,
+        False,
+        "manual",
+        0,
+        0,
+        event_time,
+        now,
+        0,
+        ph.date(),
+        ph.hour,
+    )
 
 
 def test_recompute_is_exact_and_three_runs_are_identical(spark, pipeline):
@@ -103,6 +149,7 @@ def test_recompute_is_exact_and_three_runs_are_identical(spark, pipeline):
 
     second = recompute(spark, cfg, IDEMPOTENT, run_id="r2")
     assert second.status == "up_to_date" and second.version == first.version
+    assert _batch_rows(cfg, IDEMPOTENT) == content  # the second run wrote nothing
     # A forced re-run of unchanged content stages a new version and switches to it; the old one
     # stays readable (superseded, removed after the grace period), so there is no gap.
     third = conclude(cfg, recompute(spark, cfg, IDEMPOTENT, run_id="r3", publish_now=False, force=True))
@@ -132,12 +179,14 @@ def test_bad_hour_fails_the_gate_and_streaming_rows_stay(spark, pipeline):
         conclude(cfg, summary)
 
     assert BAD not in registry.current(cfg, [BAD])
-    (status, reason), = client(cfg.clickhouse).execute(
+    ((status, reason),) = client(cfg.clickhouse).execute(
         f"SELECT status, reason FROM {cfg.clickhouse.database}.published_hours WHERE hour = %(h)s "
-        f"ORDER BY sequence DESC LIMIT 1", {"h": BAD})
+        f"ORDER BY sequence DESC LIMIT 1",
+        {"h": BAD},
+    )
     assert status == "failed_quality" and "event_time" in reason
-    assert _batch_rows(cfg, BAD) == []          # the staged version was removed
-    assert _served(cfg, BAD) == before          # readers still see the streaming rows
+    assert _batch_rows(cfg, BAD) == []  # the staged version was removed
+    assert _served(cfg, BAD) == before  # readers still see the streaming rows
 
 
 def test_publish_is_atomic_for_a_polling_reader(spark, pipeline):
@@ -145,8 +194,9 @@ def test_publish_is_atomic_for_a_polling_reader(spark, pipeline):
     cfg = run.cfg
     tenant = "tenant-atomic"
     # Extra raw events only the batch layer will see, so old and new totals differ.
-    _append_raw(spark, cfg, [_raw_row(ATOMIC + timedelta(minutes=m), ATOMIC, tenant=tenant, user=f"u{m}")
-                             for m in range(40)])
+    _append_raw(
+        spark, cfg, [_raw_row(ATOMIC + timedelta(minutes=m), ATOMIC, tenant=tenant, user=f"u{m}") for m in range(40)]
+    )
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
 
@@ -178,8 +228,12 @@ def test_publish_is_atomic_for_a_polling_reader(spark, pipeline):
     assert seen[0] == 0 and seen[-1] == 41
     # once a newer total is seen, an older one never comes back
     assert seen == sorted(seen)
-    assert ch.execute(f"SELECT count() FROM {db}.published_hours WHERE hour = %(h)s AND status = 'published'",
-                      {"h": ATOMIC})[0][0] == 2
+    assert (
+        ch.execute(
+            f"SELECT count() FROM {db}.published_hours WHERE hour = %(h)s AND status = 'published'", {"h": ATOMIC}
+        )[0][0]
+        == 2
+    )
 
 
 def test_late_events_for_a_published_hour_are_folded_in(spark, pipeline):
@@ -189,9 +243,26 @@ def test_late_events_for_a_published_hour_are_folded_in(spark, pipeline):
     assert _served(cfg, LATE) == _expected([manifest], LATE)
 
     # Mobile clients come back online: events of 12:xx arrive from 13:30 on.
-    late = run.generate("--count", "2000", "--rate", "2", "--start-time", "2026-11-10T13:30:00Z", "--seed", "6",
-                        "--late-fraction", "0.5", "--min-lateness", "40m", "--max-lateness", "75m",
-                        "--duplicate-fraction", "0.02", "--malformed-fraction", "0")
+    late = run.generate(
+        "--count",
+        "2000",
+        "--rate",
+        "2",
+        "--start-time",
+        "2026-11-10T13:30:00Z",
+        "--seed",
+        "6",
+        "--late-fraction",
+        "0.5",
+        "--min-lateness",
+        "40m",
+        "--max-lateness",
+        "75m",
+        "--duplicate-fraction",
+        "0.02",
+        "--malformed-fraction",
+        "0",
+    )
     run.run_available_now()
     late_in_hour = sum(n for h, n in late["late_events_per_hour"].items() if h == "2026-11-10T12")
     assert late_in_hour > 100
@@ -207,15 +278,43 @@ def test_duplicates_past_the_watermark_count_once_after_recompute(spark, stack, 
     run = StreamRun.create(tmp_path, "dups")
     run_env = {"TIDEMARK_DEDUP_WINDOW": "1 seconds"}
     hour = datetime(2026, 11, 10, 15, tzinfo=timezone.utc)
-    args = ("--count", "3000", "--rate", "2", "--start-time", "2026-11-10T15:00:10Z", "--seed", "9",
-            "--late-fraction", "0", "--duplicate-fraction", "0.05", "--malformed-fraction", "0")
+    args = (
+        "--count",
+        "3000",
+        "--rate",
+        "2",
+        "--start-time",
+        "2026-11-10T15:00:10Z",
+        "--seed",
+        "9",
+        "--late-fraction",
+        "0",
+        "--duplicate-fraction",
+        "0.05",
+        "--malformed-fraction",
+        "0",
+    )
     manifest = run.generate(*args)
     run.run_available_now(extra_env=run_env)
     time.sleep(3)
     # Spark advances a watermark one batch late: a little unrelated traffic (hour 16) moves it past
     # the first copies, and the no-data batch that follows evicts their ids.
-    run.generate("--count", "50", "--rate", "2", "--start-time", "2026-11-10T16:00:10Z", "--seed", "10",
-                 "--late-fraction", "0", "--duplicate-fraction", "0", "--malformed-fraction", "0")
+    run.generate(
+        "--count",
+        "50",
+        "--rate",
+        "2",
+        "--start-time",
+        "2026-11-10T16:00:10Z",
+        "--seed",
+        "10",
+        "--late-fraction",
+        "0",
+        "--duplicate-fraction",
+        "0",
+        "--malformed-fraction",
+        "0",
+    )
     run.run_available_now(extra_env=run_env)
     time.sleep(2)
     replay = run.generate(*args)  # the same bytes again, after the stream forgot the ids
@@ -224,6 +323,7 @@ def test_duplicates_past_the_watermark_count_once_after_recompute(spark, stack, 
 
     cfg = run.cfg
     import deltalake
+
     raw = deltalake.DeltaTable(cfg.lake.events_raw).to_pyarrow_table(columns=["event_id"])
     assert raw.num_rows > manifest["valid_events"]  # duplicates past the watermark reached the lake
     assert sum(_stream_only(cfg, hour).values()) > manifest["on_time_events"]  # and the stream counted them
@@ -239,15 +339,44 @@ def test_on_time_events_that_arrive_after_the_publish_are_folded_in(spark, pipel
     run, _ = pipeline
     cfg = run.cfg
     hour = H(18)
-    first = run.generate("--count", "1200", "--rate", "2", "--start-time", "2026-11-10T18:00:10Z", "--seed", "11",
-                         "--late-fraction", "0", "--duplicate-fraction", "0", "--malformed-fraction", "0")
+    first = run.generate(
+        "--count",
+        "1200",
+        "--rate",
+        "2",
+        "--start-time",
+        "2026-11-10T18:00:10Z",
+        "--seed",
+        "11",
+        "--late-fraction",
+        "0",
+        "--duplicate-fraction",
+        "0",
+        "--malformed-fraction",
+        "0",
+    )
     run.run_available_now()
     assert recompute(spark, cfg, hour, run_id="ontime-1").status == "published"
 
     # Stragglers sent from 19:00 on, each up to 10 min (the allowed lateness) after its event time.
-    stragglers = run.generate("--count", "600", "--rate", "1", "--start-time", "2026-11-10T19:00:00Z", "--seed",
-                              "12", "--late-fraction", "0", "--ontime-max-lateness", "10m",
-                              "--duplicate-fraction", "0", "--malformed-fraction", "0")
+    stragglers = run.generate(
+        "--count",
+        "600",
+        "--rate",
+        "1",
+        "--start-time",
+        "2026-11-10T19:00:00Z",
+        "--seed",
+        "12",
+        "--late-fraction",
+        "0",
+        "--ontime-max-lateness",
+        "10m",
+        "--duplicate-fraction",
+        "0",
+        "--malformed-fraction",
+        "0",
+    )
     run.run_available_now()
     into_hour = sum(r[5] for r in stragglers["minute_counts"] if r[1].startswith("2026-11-10T18"))
     assert into_hour > 20 and stragglers["late_events"] == 0  # on time, and in the published hour

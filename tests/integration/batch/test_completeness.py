@@ -1,16 +1,17 @@
 """The hourly sensor's condition on a real broker: the stream must have committed, on every
 partition, the offsets that were current at the hour's end + the allowed lateness (Kafka's
 offsets-by-timestamp). Event time plays no part."""
+
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tidemark.stream import identity as stream_identities
 from tidemark.batch.planning import hour_complete
 from tidemark.io.clickhouse import client, insert_rows
 from tidemark.io.kafka_admin import ensure_topic, producer
+from tidemark.stream import identity as stream_identities
 from tidemark.stream.metrics import PROGRESS_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -20,9 +21,26 @@ HOUR = datetime(2026, 11, 13, 10, tzinfo=timezone.utc)
 
 def _committed(cfg, stream_id, batch_id, offsets):
     """The stream's progress row after micro-batch ``batch_id``: the offsets it has committed."""
-    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.stream_progress", PROGRESS_COLUMNS, [(
-        stream_id, batch_id, datetime.now(timezone.utc), 0, 0.0, 0.0, 0, 0, "",
-        json.dumps({str(p): o for p, o in offsets.items()}), 0)])
+    insert_rows(
+        client(cfg.clickhouse),
+        f"{cfg.clickhouse.database}.stream_progress",
+        PROGRESS_COLUMNS,
+        [
+            (
+                stream_id,
+                batch_id,
+                datetime.now(timezone.utc),
+                0,
+                0.0,
+                0.0,
+                0,
+                0,
+                "",
+                json.dumps({str(p): o for p, o in offsets.items()}),
+                0,
+            )
+        ],
+    )
 
 
 def test_an_hour_is_complete_only_when_every_partition_passed_its_cutoff(stack):
@@ -34,8 +52,13 @@ def test_an_hour_is_complete_only_when_every_partition_passed_its_cutoff(stack):
     p = producer(cfg.kafka.bootstrap_servers)
     # Partition 0: three records that arrived before the cutoff (one carries an event of the NEXT hour:
     # a fast client clock), then two after it. Partition 1: one record before the cutoff.
-    for offset_ts in (cutoff - timedelta(minutes=40), cutoff - timedelta(minutes=5), cutoff - timedelta(seconds=1),
-                      cutoff + timedelta(seconds=1), cutoff + timedelta(minutes=3)):
+    for offset_ts in (
+        cutoff - timedelta(minutes=40),
+        cutoff - timedelta(minutes=5),
+        cutoff - timedelta(seconds=1),
+        cutoff + timedelta(seconds=1),
+        cutoff + timedelta(minutes=3),
+    ):
         p.send(topic, b"{}", partition=0, timestamp_ms=ms(offset_ts))
     p.send(topic, b"{}", partition=1, timestamp_ms=ms(cutoff - timedelta(minutes=20)))
     p.flush()
@@ -61,6 +84,7 @@ def test_an_hour_is_complete_only_when_every_partition_passed_its_cutoff(stack):
 
     # A newer checkpoint on the topic replaces the old one: its progress is what counts.
     fresh = f"complete-fresh-{uuid.uuid4().hex[:8]}"
-    stream_identities.register(cfg, fresh, 8, topic, "/tmp/nowhere2",
-                               datetime.now(timezone.utc) + timedelta(seconds=2))  # created later (1 s resolution)
+    stream_identities.register(
+        cfg, fresh, 8, topic, "/tmp/nowhere2", datetime.now(timezone.utc) + timedelta(seconds=2)
+    )  # created later (1 s resolution)
     assert not hour_complete(cfg, HOUR, later, topic=topic).ready

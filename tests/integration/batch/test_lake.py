@@ -5,6 +5,7 @@ a canonical-schema table, idempotent writes by txn id, a partition-pruned read a
 version, OPTIMIZE that leaves results unchanged, VACUUM that keeps time travel inside the
 retention, and tables that independent readers (delta-rs, DuckDB) read alike.
 """
+
 import datetime as dt
 import glob
 import json
@@ -28,16 +29,40 @@ def make_rows(n, hours=(3, 4, 5), start=0, batch_version=0):
     for i in range(start, start + n):
         h = hours[i % len(hours)]
         t = dt.datetime(2026, 11, 25, h, i % 60, i % 60, 1000 * (i % 1000) + 7, tzinfo=UTC)
-        out.append((f"00000000-0000-0000-0000-{i:012d}", f"t{i % 2}", t, f"u{i % 13}", f"s{i % 17}",
-                    "DE" if i % 3 else "FR", "mobile", f"/page/{i % 5}",
-                    None if i % 4 else "https://ref.example/", 1, i % 10 == 0, "page_views", i % 4, i,
-                    t, t, batch_version, DAY, h))
+        out.append(
+            (
+                f"00000000-0000-0000-0000-{i:012d}",
+                f"t{i % 2}",
+                t,
+                f"u{i % 13}",
+                f"s{i % 17}",
+                "DE" if i % 3 else "FR",
+                "mobile",
+                f"/page/{i % 5}",
+                None if i % 4 else "https://ref.example/",
+                1,
+                i % 10 == 0,
+                "page_views",
+                i % 4,
+                i,
+                t,
+                t,
+                batch_version,
+                DAY,
+                h,
+            )
+        )
     return out
 
 
 def append(spark, path, rows, *, txn=None, partitions=2):
-    w = (spark.createDataFrame(rows, RAW.spark()).repartition(partitions).write.format("delta")
-         .mode("append").partitionBy(*RAW.partition_by))
+    w = (
+        spark.createDataFrame(rows, RAW.spark())
+        .repartition(partitions)
+        .write.format("delta")
+        .mode("append")
+        .partitionBy(*RAW.partition_by)
+    )
     if txn is not None:
         w = w.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
     w.save(path)
@@ -62,15 +87,20 @@ def test_table_is_created_with_the_canonical_schema_and_enforces_not_null(spark,
     for f in nullable.fields:
         f.nullable = True
     with pytest.raises(Exception, match="(?i)null"):
-        (spark.createDataFrame([tuple(r) for r in bad], nullable).write.format("delta").mode("append")
-         .partitionBy(*RAW.partition_by).save(raw_table))
+        (
+            spark.createDataFrame([tuple(r) for r in bad], nullable)
+            .write.format("delta")
+            .mode("append")
+            .partitionBy(*RAW.partition_by)
+            .save(raw_table)
+        )
     assert spark.read.format("delta").load(raw_table).count() == 0  # nothing committed
 
 
 def test_same_txn_twice_commits_once(spark, raw_table):
     rows = make_rows(120)
     append(spark, raw_table, rows, txn=("stream-a", 0))
-    append(spark, raw_table, rows, txn=("stream-a", 0))   # a replayed micro-batch
+    append(spark, raw_table, rows, txn=("stream-a", 0))  # a replayed micro-batch
     append(spark, raw_table, make_rows(10, start=500), txn=("stream-a", 1))
     append(spark, raw_table, make_rows(5, start=900), txn=("stream-b", 0))  # another stream identity
     assert spark.read.format("delta").load(raw_table).count() == 120 + 10 + 5
@@ -98,8 +128,14 @@ def test_optimize_compacts_without_changing_results_and_vacuum_keeps_time_travel
     before_files = len(glob.glob(f"{raw_table}/event_date=*/event_hour=3/*.parquet"))
     before = sorted(map(tuple, spark.read.format("delta").load(raw_table).collect()))
     pre_optimize = lake.snapshot_version(spark, raw_table)
-    metrics = (DeltaTable.forPath(spark, raw_table).optimize().where("event_hour = 3").executeCompaction()
-               .select("metrics.numFilesAdded", "metrics.numFilesRemoved").first())
+    metrics = (
+        DeltaTable.forPath(spark, raw_table)
+        .optimize()
+        .where("event_hour = 3")
+        .executeCompaction()
+        .select("metrics.numFilesAdded", "metrics.numFilesRemoved")
+        .first()
+    )
     assert metrics[0] == 1 and metrics[1] == before_files
     assert sorted(map(tuple, spark.read.format("delta").load(raw_table).collect())) == before
     # The compaction commit is flagged dataChange=false: it adds no new data to any hour.
@@ -120,19 +156,30 @@ def test_independent_readers_see_the_same_table(spark, raw_table):
     append(spark, raw_table, rows)
     got_rs = RsTable(raw_table).to_pyarrow_table(columns=["event_id", "event_hour"])
     assert got_rs.num_rows == 90
-    ext = glob.glob(os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*",
-                                 "delta.duckdb_extension"))[0]
+    ext = glob.glob(
+        os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension")
+    )[0]
     con = duckdb.connect()
     try:
         con.execute(f"LOAD '{ext}'")
-        got = con.execute(f"SELECT event_hour, count(*), count(referrer), max(kafka_offset) "
-                          f"FROM delta_scan('{raw_table}') GROUP BY 1 ORDER BY 1").fetchall()
+        got = con.execute(
+            f"SELECT event_hour, count(*), count(referrer), max(kafka_offset) "
+            f"FROM delta_scan('{raw_table}') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
         t_max = con.execute(f"SELECT max(event_time) FROM delta_scan('{raw_table}')").fetchone()[0]
-        n_at_max = con.execute(f"SELECT count(*) FROM delta_scan('{raw_table}') WHERE event_time >= ?",
-                               [t_max]).fetchone()[0]
+        n_at_max = con.execute(
+            f"SELECT count(*) FROM delta_scan('{raw_table}') WHERE event_time >= ?", [t_max]
+        ).fetchone()[0]
     finally:
         con.close()
-    assert got == [(h, sum(1 for r in rows if r[-1] == h), sum(1 for r in rows if r[-1] == h and r[8]),
-                    max(r[13] for r in rows if r[-1] == h)) for h in (3, 4, 5)]
+    assert got == [
+        (
+            h,
+            sum(1 for r in rows if r[-1] == h),
+            sum(1 for r in rows if r[-1] == h and r[8]),
+            max(r[13] for r in rows if r[-1] == h),
+        )
+        for h in (3, 4, 5)
+    ]
     assert t_max == max(r[2] for r in rows)
     assert n_at_max == sum(1 for r in rows if r[2] >= t_max)

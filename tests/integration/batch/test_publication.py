@@ -1,6 +1,7 @@
 """The publication protocol at the edges the generator never hits: two runs of one hour at once,
 a forced re-run, an older snapshot finishing last, data landing mid-run, and clean-up never
 touching what a reader or a live run needs. Real Spark, Delta and ClickHouse."""
+
 import dataclasses
 import os
 import subprocess
@@ -15,9 +16,9 @@ import pytest
 from stream_harness import forget_rows
 
 from tidemark.batch import planning, publication, registry
-from tidemark.hours import HOUR
 from tidemark.batch.recompute import recompute
 from tidemark.config import LakeSettings
+from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
 from tidemark.serving.rollups import hour_totals
 from tidemark.tables import ensure_delta_table, table
@@ -32,8 +33,12 @@ TENANT = "tenant-publication"
 @pytest.fixture(scope="module")
 def cfg(stack, tmp_path_factory):
     lake = tmp_path_factory.mktemp("publication") / "lake"
-    forget_rows(stack, H(0), H(23), {"minute_rollups": "minute", "hour_rollups": "hour",
-                                     "published_hours": "hour", "lake_commits": "event_hour"})
+    forget_rows(
+        stack,
+        H(0),
+        H(23),
+        {"minute_rollups": "minute", "hour_rollups": "hour", "published_hours": "hour", "lake_commits": "event_hour"},
+    )
     return dataclasses.replace(stack, lake=LakeSettings(root=str(lake)))
 
 
@@ -42,16 +47,38 @@ def _rows(hour, n, *, first=0, late=False):
     out = []
     for i in range(first, first + n):
         t = hour + timedelta(minutes=i % 60, seconds=i % 50)
-        out.append((str(uuid.uuid4()), TENANT, t, f"u-{i}", "s1", "US", "desktop", "/p", None, 1, late, "manual",
-                    0, i, now if late else t, now, 0, hour.date(), hour.hour))
+        out.append(
+            (
+                str(uuid.uuid4()),
+                TENANT,
+                t,
+                f"u-{i}",
+                "s1",
+                "US",
+                "desktop",
+                "/p",
+                None,
+                1,
+                late,
+                "manual",
+                0,
+                i,
+                now if late else t,
+                now,
+                0,
+                hour.date(),
+                hour.hour,
+            )
+        )
     return out
 
 
 def _append(spark, cfg, rows):
     schema = table("events_raw")
     ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
-    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append") \
-        .partitionBy(*schema.partition_by).save(cfg.lake.events_raw)
+    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append").partitionBy(
+        *schema.partition_by
+    ).save(cfg.lake.events_raw)
 
 
 def _total(cfg, hour, ch=None):
@@ -74,9 +101,23 @@ def test_two_runs_at_once_and_a_forced_rerun_never_show_a_gap(spark, cfg):
     poller = threading.Thread(target=poll)
     poller.start()
     env = {**os.environ, "TIDEMARK_LAKE_ROOT": cfg.lake.root, "TIDEMARK_LOG_LEVEL": "WARNING"}
-    other = subprocess.Popen([sys.executable, "-m", "tidemark.cli", "recompute", "--hour", "2026-11-12T03",
-                              "--run-id", "race-other", "--force"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tidemark.cli",
+            "recompute",
+            "--hour",
+            "2026-11-12T03",
+            "--run-id",
+            "race-other",
+            "--force",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         mine = recompute(spark, cfg, RACE, run_id="race-mine", force=True)
         out, _ = other.communicate(timeout=600)
@@ -131,6 +172,7 @@ def test_an_older_snapshot_finishing_last_does_not_win(spark, cfg):
     assert fast.status == "published" and fast.delta_version > slow.delta_version
 
     from tidemark.batch.recompute import conclude
+
     assert conclude(cfg, slow).status == "superseded"
     assert registry.current(cfg, [STALE])[STALE].version == fast.version
     assert slow.version not in publication.present_versions(cfg, STALE)  # it removed its own rows
@@ -149,8 +191,7 @@ def test_cleanup_keeps_a_live_runs_staging_and_removes_an_abandoned_one(spark, c
     assert set(publication.present_versions(cfg, CLEAN)) == {pub.version, other.version}
 
     # The run died: after the staging timeout its version is thrown away (and recorded), never the current one.
-    publication.cleanup(cfg, CLEAN, now=datetime.now(timezone.utc) + publication.STAGING_TIMEOUT
-                        + timedelta(minutes=1))
+    publication.cleanup(cfg, CLEAN, now=datetime.now(timezone.utc) + publication.STAGING_TIMEOUT + timedelta(minutes=1))
     assert publication.present_versions(cfg, CLEAN) == [pub.version]
     assert registry.versions(cfg, CLEAN)[other.version].status == "discarded"
     assert _total(cfg, CLEAN) == 8
@@ -168,8 +209,9 @@ def test_due_hours_cover_unpublished_and_failed_hours_with_back_off(spark, cfg):
 
     # The hour fails its gate repeatedly: retried after the back-off, then reported as failing.
     for n in range(1, planning.FAILING_AFTER + 1):
-        registry.record(cfg, failed, 10 + n, "failed_quality", delta_version=1, run_id=f"f{n}",
-                        reason="row count out of range")
+        registry.record(
+            cfg, failed, 10 + n, "failed_quality", delta_version=1, run_id=f"f{n}", reason="row count out of range"
+        )
     due = planning.due_hours(cfg, end + timedelta(seconds=5), window=window)
     assert failed in due.backing_off and failed not in due.to_run(24)
     assert failed in due.failing and "4 failures in a row" in due.failing_report()
@@ -197,8 +239,12 @@ def test_dirty_hour_index_survives_cleaned_up_commit_files(spark, cfg, tmp_path)
     path = lake.lake.events_raw
     for hh in (10, 11, 12):
         rows = _rows(H(hh), 3)
-        write_deltalake(path, pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema.arrow()),
-                        mode="append", partition_by=list(schema.partition_by))
+        write_deltalake(
+            path,
+            pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema.arrow()),
+            mode="append",
+            partition_by=list(schema.partition_by),
+        )
     DeltaTable(path).create_checkpoint()
     for old in (0, 1):
         os.remove(f"{path}/_delta_log/{old:020d}.json")

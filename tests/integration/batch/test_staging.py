@@ -1,5 +1,6 @@
 """stage_rollups against a real Spark session and the embedded ClickHouse: rows go in from the
 executors, several partitions at once, and the versioned totals readers see are exact."""
+
 import dataclasses
 import random
 import socket
@@ -14,7 +15,10 @@ from tidemark.transforms.rollups import minute_rollups
 pytestmark = pytest.mark.integration
 
 HOUR = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
-SCHEMA = "event_id STRING, tenant_id STRING, event_time TIMESTAMP, user_id STRING, country STRING, device STRING, page STRING"
+SCHEMA = (
+    "event_id STRING, tenant_id STRING, event_time TIMESTAMP, user_id STRING, country STRING, "
+    "device STRING, page STRING"
+)
 
 
 def _events():
@@ -22,8 +26,17 @@ def _events():
     rows = []
     for i in range(3000):
         tenant = f"t{i % 3}"
-        rows.append((f"e{i}", tenant, HOUR + timedelta(seconds=rng.randrange(3600)), f"u{rng.randrange(40)}",
-                     rng.choice(["US", "DE"]), rng.choice(["mobile", "desktop"]), f"/p{rng.randrange(5)}"))
+        rows.append(
+            (
+                f"e{i}",
+                tenant,
+                HOUR + timedelta(seconds=rng.randrange(3600)),
+                f"u{rng.randrange(40)}",
+                rng.choice(["US", "DE"]),
+                rng.choice(["mobile", "desktop"]),
+                f"/p{rng.randrange(5)}",
+            )
+        )
     return rows
 
 
@@ -48,26 +61,37 @@ def test_rollups_staged_from_several_partitions_give_exact_totals(spark, stack, 
     for _e, tenant, _t, user, *_ in rows:
         events[tenant] += 1
         users[tenant].add(user)
-    minute = dict(clickhouse.execute(
-        f"SELECT tenant_id, sum(events) FROM {db}.minute_rollups WHERE layer = 'batch' AND version = %(v)s "
-        f"GROUP BY tenant_id", p))
+    minute = dict(
+        clickhouse.execute(
+            f"SELECT tenant_id, sum(events) FROM {db}.minute_rollups WHERE layer = 'batch' AND version = %(v)s "
+            f"GROUP BY tenant_id",
+            p,
+        )
+    )
     assert minute == events
-    (keys,), = clickhouse.execute(
+    ((keys,),) = clickhouse.execute(
         f"SELECT count() FROM (SELECT tenant_id, minute, country, device, page FROM {db}.minute_rollups "
-        f"WHERE layer = 'batch' AND version = %(v)s GROUP BY tenant_id, minute, country, device, page)", p)
+        f"WHERE layer = 'batch' AND version = %(v)s GROUP BY tenant_id, minute, country, device, page)",
+        p,
+    )
     assert keys == expected_rows
-    hour = {t: (e, u) for t, e, u in clickhouse.execute(
-        f"SELECT tenant_id, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups WHERE dimension = 'all' "
-        f"AND layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(h)s) GROUP BY tenant_id",
-        {**p, "h": int(HOUR.timestamp())})}
+    hour = {
+        t: (e, u)
+        for t, e, u in clickhouse.execute(
+            f"SELECT tenant_id, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups WHERE dimension = 'all' "
+            f"AND layer = 'batch' AND version = %(v)s AND hour = toDateTime(%(h)s) GROUP BY tenant_id",
+            {**p, "h": int(HOUR.timestamp())},
+        )
+    }
     assert hour == {t: (events[t], len(users[t])) for t in events}  # uniqCombined is exact for small sets
 
 
 def test_empty_rollups_stage_nothing(spark, stack, clickhouse, version):
     empty = minute_rollups(spark.createDataFrame([], SCHEMA))
     assert stage_rollups(empty, stack.clickhouse, version) == 0
-    (n,), = clickhouse.execute(f"SELECT count() FROM {stack.clickhouse.database}.minute_rollups "
-                               f"WHERE version = %(v)s", {"v": version})
+    ((n,),) = clickhouse.execute(
+        f"SELECT count() FROM {stack.clickhouse.database}.minute_rollups WHERE version = %(v)s", {"v": version}
+    )
     assert n == 0
 
 
@@ -77,8 +101,11 @@ def test_unreachable_clickhouse_is_a_clear_error(spark, stack, version):
         port = s.getsockname()[1]
     wrong = dataclasses.replace(stack.clickhouse, port=port)
     rollups = minute_rollups(spark.createDataFrame(_events()[:50], SCHEMA)).repartition(2)
-    with pytest.raises(StagingError, match=rf"version {version} into .*rollup_input at 127\.0\.0\.1:{port}.*"
-                                           rf"remove version {version}"):
+    with pytest.raises(
+        StagingError,
+        match=rf"version {version} into .*rollup_input at 127\.0\.0\.1:{port}.*"
+        rf"remove version {version}",
+    ):
         stage_rollups(rollups, wrong, version)
 
 
@@ -87,5 +114,7 @@ def test_rows_already_under_the_version_are_detected(spark, stack, version):
     make the inserted and the stored totals differ, and that is an error, not a silent double."""
     rollups = minute_rollups(spark.createDataFrame(_events()[:200], SCHEMA)).repartition(2)
     stage_rollups(rollups, stack.clickhouse, version)
-    with pytest.raises(StagingError, match="ClickHouse holds 400 events under the version, the partitions inserted 200"):
+    with pytest.raises(
+        StagingError, match="ClickHouse holds 400 events under the version, the partitions inserted 200"
+    ):
         stage_rollups(rollups, stack.clickhouse, version)

@@ -3,6 +3,7 @@
 The broker is the session stack's (`tidemark stack up`), or, with TIDEMARK_TEST_KAFKA_BOOTSTRAP=HOST:PORT,
 any running broker without starting the stack (the generator needs nothing else).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,13 @@ def broker(request):
 
 
 def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 90.0) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -75,9 +81,13 @@ def _recount(records: list, cfg, poison_reason: str | None = None) -> dict:
     for rec in records:
         ref = datetime.fromtimestamp(rec.timestamp / 1000, timezone.utc)  # the Kafka timestamp
         try:
-            ev = contract.validate(rec.value, ref, max_payload_bytes=cfg.max_payload_bytes,
-                                   max_future_skew=timedelta(seconds=cfg.max_future_skew_s),
-                                   retention=timedelta(days=cfg.retention_days))
+            ev = contract.validate(
+                rec.value,
+                ref,
+                max_payload_bytes=cfg.max_payload_bytes,
+                max_future_skew=timedelta(seconds=cfg.max_future_skew_s),
+                retention=timedelta(days=cfg.retention_days),
+            )
         except contract.InvalidEvent as exc:
             reasons[exc.reason] += 1
             continue
@@ -106,8 +116,13 @@ def _recount(records: list, cfg, poison_reason: str | None = None) -> dict:
         else:
             users_hour_on[(ev.tenant_id, hour)].add(ev.user_id)
     return {
-        "reasons": dict(reasons), "seen": seen, "duplicates": duplicates, "dup_partitions": dup_partitions,
-        "late": late, "late_hour": dict(late_hour), "valid": valid,
+        "reasons": dict(reasons),
+        "seen": seen,
+        "duplicates": duplicates,
+        "dup_partitions": dup_partitions,
+        "late": late,
+        "late_hour": dict(late_hour),
+        "valid": valid,
         "minute_counts": sorted([*k, *v] for k, v in minutes.items()),
         "distinct_users_hour": sorted(
             [t, h, len(u), len(users_hour_on.get((t, h), ()))] for (t, h), u in users_hour.items()
@@ -123,11 +138,22 @@ def test_generated_stream_reproduces_its_manifest(broker, tmp_path):
     assert ensure_topic(bootstrap, topic, PARTITIONS) == PARTITIONS  # idempotent
 
     manifest_path = tmp_path / "manifest.json"
-    manifest = run(GenerateOptions(
-        count=COUNT, rate=200.0, seed=1234, start_time=datetime(2026, 3, 1, 11, 58, tzinfo=timezone.utc),
-        late_fraction=0.04, duplicate_fraction=0.03, malformed_fraction=0.04,
-        topic=topic, bootstrap=bootstrap, realtime=False, manifest=manifest_path, progress=False,
-    ))
+    manifest = run(
+        GenerateOptions(
+            count=COUNT,
+            rate=200.0,
+            seed=1234,
+            start_time=datetime(2026, 3, 1, 11, 58, tzinfo=timezone.utc),
+            late_fraction=0.04,
+            duplicate_fraction=0.03,
+            malformed_fraction=0.04,
+            topic=topic,
+            bootstrap=bootstrap,
+            realtime=False,
+            manifest=manifest_path,
+            progress=False,
+        )
+    )
     assert manifest_path.exists()
     assert manifest["messages_sent"] == COUNT
     assert len(manifest["malformed"]) == len(contract.REASONS)
@@ -156,13 +182,26 @@ def test_edge_case_traffic_reproduces_its_manifest(broker, tmp_path):
     topic = f"gen_edges_{uuid.uuid4().hex[:8]}"
     assert ensure_topic(bootstrap, topic, PARTITIONS) == PARTITIONS
     noon = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
-    manifest = run(GenerateOptions(
-        count=COUNT, rate=20.0, seed=99, start_time=noon - timedelta(minutes=5),  # 11:55 -> 12:11:40
-        late_fraction=0.04, duplicate_fraction=0.03, malformed_fraction=0.02,
-        ontime_max_lateness_ms=600_000, ontime_lag_fraction=0.5, hour_boundary_fraction=0.05,
-        poison_fraction=0.01, topic=topic, bootstrap=bootstrap, realtime=False,
-        manifest=tmp_path / "manifest.json", progress=False,
-    ))
+    manifest = run(
+        GenerateOptions(
+            count=COUNT,
+            rate=20.0,
+            seed=99,
+            start_time=noon - timedelta(minutes=5),  # 11:55 -> 12:11:40
+            late_fraction=0.04,
+            duplicate_fraction=0.03,
+            malformed_fraction=0.02,
+            ontime_max_lateness_ms=600_000,
+            ontime_lag_fraction=0.5,
+            hour_boundary_fraction=0.05,
+            poison_fraction=0.01,
+            topic=topic,
+            bootstrap=bootstrap,
+            realtime=False,
+            manifest=tmp_path / "manifest.json",
+            progress=False,
+        )
+    )
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     records = _consume_all(bootstrap, topic, manifest["messages_sent"])
     assert len(records) == manifest["messages_sent"] == COUNT
@@ -178,12 +217,16 @@ def test_edge_case_traffic_reproduces_its_manifest(broker, tmp_path):
     assert got["distinct_users_hour"] == manifest["distinct_users_hour"]
     assert got["distinct_users_day"] == manifest["distinct_users_day"]
 
-    on_time = [(rec, ev) for rec, ev in got["valid"]
-               if datetime.fromtimestamp(rec.timestamp / 1000, timezone.utc) - ev.event_time <= timedelta(minutes=10)]
+    on_time = [
+        (rec, ev)
+        for rec, ev in got["valid"]
+        if datetime.fromtimestamp(rec.timestamp / 1000, timezone.utc) - ev.event_time <= timedelta(minutes=10)
+    ]
     lateness = [datetime.fromtimestamp(rec.timestamp / 1000, timezone.utc) - ev.event_time for rec, ev in on_time]
     assert max(lateness) > timedelta(minutes=9)  # on time, minutes after the event
     after_noon_from_before = sum(
-        1 for rec, ev in on_time if rec.timestamp >= noon.timestamp() * 1000 and ev.event_time < noon)
+        1 for rec, ev in on_time if rec.timestamp >= noon.timestamp() * 1000 and ev.event_time < noon
+    )
     assert after_noon_from_before > 100  # on-time events right after the hour that belong to 11:xx
     ms = lambda ev: round(ev.event_time.timestamp() * 1000)  # noqa: E731
     ends = [ev for _, ev in got["valid"] if ms(ev) % 3_600_000 == 3_599_999]

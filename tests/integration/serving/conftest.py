@@ -1,6 +1,7 @@
 """The serving API against the real embedded stack: a `tidemark serve` subprocess on a free port,
 with test limits (3 s dashboard time limit, short live TTL, 4 query slots), and helpers that fill
 rollups the way the pipeline does (INSERT into rollup_input; publish = registry row)."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,7 @@ SERVER_ENV = {
     "TIDEMARK_SERVING_KEY_CACHE_S": "1",
     "TIDEMARK_SERVING_SINGLE_FLIGHT_WAIT_S": "5",
 }
-_METRIC_LINE = re.compile(r'^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$')
+_METRIC_LINE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$")
 
 
 def _free_port() -> int:
@@ -61,6 +62,7 @@ class Api:
 
     def key(self, tenant: str, **kw) -> str:
         from tidemark.serving.keys import create
+
         return create(self.cfg, tenant, "test", **kw)[1]
 
     def get(self, path: str, key: str | None = None, **params) -> httpx.Response:
@@ -89,18 +91,25 @@ def serving_cfg(stack):
     while True:  # 18.16 reloads users.xml on its own within a few seconds
         try:
             from clickhouse_driver import Client
-            c = Client(host=cfg.clickhouse.host, port=cfg.clickhouse.port, user=cfg.serving.dashboard_user,
-                       password=cfg.serving.dashboard_password, database=cfg.clickhouse.database)
+
+            c = Client(
+                host=cfg.clickhouse.host,
+                port=cfg.clickhouse.port,
+                user=cfg.serving.dashboard_user,
+                password=cfg.serving.dashboard_password,
+                database=cfg.clickhouse.database,
+            )
             (limit,) = c.execute("SELECT value FROM system.settings WHERE name = 'max_execution_time'")[0]
             if limit == SERVER_ENV["TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S"]:
                 break
-        except Exception:
+        except Exception:  # noqa: BLE001 - the server may not accept connections yet: retry until the deadline
             pass
         assert time.monotonic() < deadline, "the dashboard reader's test profile did not become live"
         time.sleep(0.5)
     # The serving tests write streaming rows directly (version 1): make that writer a current stream
     # identity with its batches committed, or the lambda merge would rightly not count its rows.
     from tidemark.stream.sink import register_loader
+
     register_loader(client(cfg.clickhouse), cfg.clickhouse.database, "serving-tests", 0, 999_999_999)
     return cfg
 
@@ -115,8 +124,13 @@ def api(serving_cfg):
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **SERVER_ENV, "PYTHONPATH": str(ROOT)}
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tidemark.cli", "serve", "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tidemark.cli", "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

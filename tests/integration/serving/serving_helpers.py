@@ -1,5 +1,6 @@
 """Helpers of the serving tests: fill rollups the way the pipeline does (INSERT into rollup_input),
 and publish an hour the way the batch layer does (one published_hours row)."""
+
 from __future__ import annotations
 
 import secrets
@@ -23,6 +24,11 @@ def insert_minutes(ch, db: str, rows, layer: str = "stream", version: int = 1) -
 def publish(ch, db: str, hour: datetime, version: int) -> None:
     """The batch layer's atomic switch (tidemark/batch/registry.record): one published_hours row."""
     from tidemark.batch.registry import REGISTRY_COLUMNS
+
     now = datetime.now(timezone.utc)
-    insert_rows(ch, f"{db}.published_hours", REGISTRY_COLUMNS, [(
-        hour, version, "published", now, int(time.time() * 1_000_000), 0, 0, 0, 0, 0, "serving-test", "", "")])
+    insert_rows(
+        ch,
+        f"{db}.published_hours",
+        REGISTRY_COLUMNS,
+        [(hour, version, "published", now, int(time.time() * 1_000_000), 0, 0, 0, 0, 0, "serving-test", "", "")],
+    )

@@ -1,6 +1,7 @@
 """Cache stampede and republish: 1,000 concurrent requests on a cold or just-expired key cost one
 ClickHouse recompute (counted by the server's own counters: the readonly users' queries are kept out
 of system.query_log on purpose); a republished hour shows up at once, whatever the TTL."""
+
 import asyncio
 import time
 from collections import Counter
@@ -17,8 +18,11 @@ pytestmark = pytest.mark.integration
 def tenant(api, writer, serving_cfg):
     t = tenant_name("stampede")
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    insert_minutes(writer, serving_cfg.clickhouse.database,
-                   [(t, now - timedelta(minutes=m), "US", "mobile", f"/p{m % 7}", 3, [f"u{m}"]) for m in range(90)])
+    insert_minutes(
+        writer,
+        serving_cfg.clickhouse.database,
+        [(t, now - timedelta(minutes=m), "US", "mobile", f"/p{m % 7}", 3, [f"u{m}"]) for m in range(90)],
+    )
     return t, api.key(t)
 
 
@@ -32,21 +36,21 @@ def _live_hour() -> dict:
 def _burst(api, key, requests: list[dict]) -> list[httpx.Response]:
     async def go():
         limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=60,
-                                     headers={"X-API-Key": key}) as http:
+        async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=60, headers={"X-API-Key": key}) as http:
             return await asyncio.gather(*(http.get("/api/v1/timeseries", params=p) for p in requests))
+
     return asyncio.run(go())
 
 
 def _counts(api):
     m = api.metrics()
-    return (m.get("tidemark_recomputes_total", 0.0),
-            m.get('tidemark_clickhouse_queries_total{kind="rollup"}', 0.0))
+    return (m.get("tidemark_recomputes_total", 0.0), m.get('tidemark_clickhouse_queries_total{kind="rollup"}', 0.0))
 
 
 def _check(responses, expected_value=None):
-    assert Counter(r.status_code for r in responses) == Counter({200: len(responses)}), \
-        Counter((r.status_code, r.text[:120]) for r in responses if r.status_code != 200)
+    assert Counter(r.status_code for r in responses) == Counter({200: len(responses)}), Counter(
+        (r.status_code, r.text[:120]) for r in responses if r.status_code != 200
+    )
     bodies = {r.text for r in responses}
     assert len(bodies) == 1, "every request got the same answer"
 
@@ -100,7 +104,9 @@ def test_republished_hour_shows_at_once(api, writer, serving_cfg):
     # that no other test of this session reads.
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=40)
     span = {"start": hour.isoformat(), "end": (hour + timedelta(hours=1)).isoformat()}
-    insert_minutes(writer, db, [(t, hour + timedelta(minutes=m), "US", "mobile", "/", 10, [f"u{m}"]) for m in range(10)])
+    insert_minutes(
+        writer, db, [(t, hour + timedelta(minutes=m), "US", "mobile", "/", 10, [f"u{m}"]) for m in range(10)]
+    )
 
     def total():
         r = api.get("/api/v1/totals", key, **span)
@@ -119,8 +125,13 @@ def _publish_twice(api, writer, db, key, hour, total):
     t = api.get("/api/v1/me", key).json()["tenant"]
     for version, per_minute in ((9001, 15), (9002, 17)):
         # stage (invisible: no registry row names the version), then switch
-        insert_minutes(writer, db, [(t, hour + timedelta(minutes=m), "US", "mobile", "/", per_minute, [f"u{m}"])
-                                    for m in range(10)], layer="batch", version=version)
+        insert_minutes(
+            writer,
+            db,
+            [(t, hour + timedelta(minutes=m), "US", "mobile", "/", per_minute, [f"u{m}"]) for m in range(10)],
+            layer="batch",
+            version=version,
+        )
         assert total() == (100 if version == 9001 else 150), "staged rows must stay invisible"
         publish(writer, db, hour, version)
         switched = time.monotonic()

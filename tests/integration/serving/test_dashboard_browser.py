@@ -1,6 +1,7 @@
 """The dashboard page in a real headless Chromium (Debian's chromium + chromedriver via Selenium; no
 browser is ever downloaded): enter a key once, check the charts are drawn from the API's numbers,
 switch the range, reload (the key is remembered), and keep a screenshot as a test artifact."""
+
 import os
 import random
 import shutil
@@ -22,8 +23,14 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--window-size=1400,1900", "--disable-dev-shm-usage"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--window-size=1400,1900",
+        "--disable-dev-shm-usage",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     driver.set_script_timeout(30)
@@ -42,8 +49,17 @@ def site(api, writer, serving_cfg):
         minute = now - timedelta(minutes=m)
         daily = 1.0 + 0.8 * abs(((minute.hour + 6) % 24) - 12) / 12  # a day/night shape
         n = int(rnd.randint(2, 9) * daily)
-        rows.append((t, minute, rnd.choice(["US", "DE", "FR", "GB", "IN"]), rnd.choice(["desktop", "mobile", "tablet"]),
-                     rnd.choices(pages, weights=[8, 4, 3, 2, 1])[0], n, [f"v{rnd.randrange(3000)}" for _ in range(n)]))
+        rows.append(
+            (
+                t,
+                minute,
+                rnd.choice(["US", "DE", "FR", "GB", "IN"]),
+                rnd.choice(["desktop", "mobile", "tablet"]),
+                rnd.choices(pages, weights=[8, 4, 3, 2, 1])[0],
+                n,
+                [f"v{rnd.randrange(3000)}" for _ in range(n)],
+            )
+        )
     insert_minutes(writer, serving_cfg.clickhouse.database, rows)
     return t, api.key(t)
 
@@ -51,22 +67,30 @@ def site(api, writer, serving_cfg):
 def _wait_ready(driver, loads_before: int):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
-        "return document.body.dataset.state === 'ready' && window.tidemark.loads > arguments[0]", loads_before)
-        or d.execute_script("return document.body.dataset.state === 'error'"))
+    WebDriverWait(driver, 30).until(
+        lambda d: (
+            d.execute_script(
+                "return document.body.dataset.state === 'ready' && window.tidemark.loads > arguments[0]", loads_before
+            )
+            or d.execute_script("return document.body.dataset.state === 'error'")
+        )
+    )
     state = driver.execute_script("return document.body.dataset.state")
     assert state == "ready", driver.find_element("id", "error").text
 
 
 def _drawn(driver, name: str) -> dict:
-    return driver.execute_script("""
+    return driver.execute_script(
+        """
         const c = window.tidemark.charts[arguments[0]];
         const ctx = c.canvas.getContext('2d');
         const px = ctx.getImageData(0, 0, c.canvas.width, c.canvas.height).data;
         let painted = 0;
         for (let i = 3; i < px.length; i += 4) if (px[i] > 0) painted++;
         return {labels: c.data.labels, current: c.data.datasets[0].data, previous: c.data.datasets[1].data,
-                painted: painted};""", name)
+                painted: painted};""",
+        name,
+    )
 
 
 def _check_charts(driver, api, key, range_):
@@ -96,8 +120,10 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     assert browser.find_element(By.ID, "total-events").text == f"{totals['events']:,}"
     assert browser.find_element(By.ID, "total-users").text == f"{totals['users']:,}"
     pages = api.get("/api/v1/top", key, range="24h", dimension="page", limit=10).json()["rows"]
-    shown = [row.find_elements(By.TAG_NAME, "td")[0].text for row in
-             browser.find_elements(By.CSS_SELECTOR, "#top-page tr")[1:]]
+    shown = [
+        row.find_elements(By.TAG_NAME, "td")[0].text
+        for row in browser.find_elements(By.CSS_SELECTOR, "#top-page tr")[1:]
+    ]
     assert shown == [r["value"] for r in pages]
     realtime = api.get("/api/v1/realtime", key).json()
     assert browser.find_element(By.ID, "realtime").text.replace(",", "").isdigit()

@@ -1,6 +1,7 @@
 """Tenant isolation, tried as an attacker would: random parameters, other tenants' keys, ids and
 names, SQL-injection strings in every field. Zero foreign rows, only clean 4xx; and the readonly
 users' queries never reach system.query_log, where any reader could read them."""
+
 import json
 import random
 import secrets
@@ -9,14 +10,32 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
-
 from serving_helpers import insert_minutes, tenant_name
 
 pytestmark = pytest.mark.integration
 
-INJECTIONS = ["' OR 1=1 --", "US' OR tenant_id != '", "\\' OR 1=1 --", "') OR ('1'='1", "%(tenant)s", "{tenant}",
-              "1; DROP TABLE api_keys", "' UNION ALL SELECT tenant_id, 1, 1 FROM api_keys --", "US\n", "\x00",
-              "ü页🙂", "x" * 300, "", " ", "%", "_", "*", "NULL", "'; SELECT sleep(3); --", "$(id)"]
+INJECTIONS = [
+    "' OR 1=1 --",
+    "US' OR tenant_id != '",
+    "\\' OR 1=1 --",
+    "') OR ('1'='1",
+    "%(tenant)s",
+    "{tenant}",
+    "1; DROP TABLE api_keys",
+    "' UNION ALL SELECT tenant_id, 1, 1 FROM api_keys --",
+    "US\n",
+    "\x00",
+    "ü页🙂",
+    "x" * 300,
+    "",
+    " ",
+    "%",
+    "_",
+    "*",
+    "NULL",
+    "'; SELECT sleep(3); --",
+    "$(id)",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +46,27 @@ def tenants(api, writer, serving_cfg):
     rnd = random.Random(7)
     truth = {}
     rows = []
-    for tenant, pages, countries, volume in ((a, ["/", "/a-home", "/a-docs"], ["US", "AA"], 3),
-                                              (b, ["/", "/b-secret-admin", "/b-secret-pay"], ["US", "ZZ"], 11),
-                                              (c, ["/", "/c-private"], ["US", "CC"], 5)):
+    for tenant, pages, countries, volume in (
+        (a, ["/", "/a-home", "/a-docs"], ["US", "AA"], 3),
+        (b, ["/", "/b-secret-admin", "/b-secret-pay"], ["US", "ZZ"], 11),
+        (c, ["/", "/c-private"], ["US", "CC"], 5),
+    ):
         total = 0
         for m in range(0, 3 * 24 * 60, 9):
             minute = now - timedelta(minutes=m)
             ev = volume + rnd.randrange(3)
             total += ev
-            rows.append((tenant, minute, rnd.choice(countries), rnd.choice(["desktop", "mobile"]), rnd.choice(pages),
-                         ev, [f"{tenant}-u{rnd.randrange(400)}"]))
+            rows.append(
+                (
+                    tenant,
+                    minute,
+                    rnd.choice(countries),
+                    rnd.choice(["desktop", "mobile"]),
+                    rnd.choice(pages),
+                    ev,
+                    [f"{tenant}-u{rnd.randrange(400)}"],
+                )
+            )
         truth[tenant] = {"pages": set(pages), "countries": set(countries), "events_3d": total}
     insert_minutes(writer, db, rows)
     keys = {t: api.key(t) for t in (a, b)}
@@ -54,17 +84,52 @@ def _foreign_markers(tenants, own):
 
 def _random_request(rnd, tenants):
     a, b, c = tenants["a"], tenants["b"], tenants["c"]
-    pool = (INJECTIONS + [a, b, c, tenants["keys"][b], "/b-secret-admin", "ZZ", "CC", "/a-home", "US", "mobile"]
-            + list(tenants["truth"][a]["pages"]))
-    endpoint = rnd.choice(["/api/v1/timeseries", "/api/v1/top", "/api/v1/totals", "/api/v1/realtime",
-                           "/api/v1/freshness", "/api/v1/me", "/api/v1/export/timeseries.csv", "/api/v1/export/top.csv"])
+    pool = (
+        INJECTIONS
+        + [a, b, c, tenants["keys"][b], "/b-secret-admin", "ZZ", "CC", "/a-home", "US", "mobile"]
+        + list(tenants["truth"][a]["pages"])
+    )
+    endpoint = rnd.choice(
+        [
+            "/api/v1/timeseries",
+            "/api/v1/top",
+            "/api/v1/totals",
+            "/api/v1/realtime",
+            "/api/v1/freshness",
+            "/api/v1/me",
+            "/api/v1/export/timeseries.csv",
+            "/api/v1/export/top.csv",
+        ]
+    )
     params = {}
-    for name in rnd.sample(["range", "start", "end", "metric", "compare", "dimension", "limit", "country", "device",
-                            "page", "tenant", "tenant_id", "database", "format"], rnd.randrange(0, 5)):
-        valid = {"range": ["1h", "24h", "7d", "30d", "90d", "5m", "0d", "91d"], "metric": ["events", "users"],
-                 "dimension": ["page", "country", "device", "tenant_id"], "limit": ["1", "5", "100", "0", "1000", "-1"],
-                 "compare": ["true", "false"], "start": ["2026-11-20T00:00:00Z", "2026-11-20", "0"],
-                 "end": ["2026-11-21T00:00:00Z"]}.get(name, [])
+    for name in rnd.sample(
+        [
+            "range",
+            "start",
+            "end",
+            "metric",
+            "compare",
+            "dimension",
+            "limit",
+            "country",
+            "device",
+            "page",
+            "tenant",
+            "tenant_id",
+            "database",
+            "format",
+        ],
+        rnd.randrange(0, 5),
+    ):
+        valid = {
+            "range": ["1h", "24h", "7d", "30d", "90d", "5m", "0d", "91d"],
+            "metric": ["events", "users"],
+            "dimension": ["page", "country", "device", "tenant_id"],
+            "limit": ["1", "5", "100", "0", "1000", "-1"],
+            "compare": ["true", "false"],
+            "start": ["2026-11-20T00:00:00Z", "2026-11-20", "0"],
+            "end": ["2026-11-21T00:00:00Z"],
+        }.get(name, [])
         params[name] = rnd.choice(valid + pool) if valid and rnd.random() < 0.6 else rnd.choice(pool)
     key_choice = rnd.random()
     if key_choice < 0.7:
@@ -72,8 +137,15 @@ def _random_request(rnd, tenants):
     elif key_choice < 0.8:
         key = tenants["keys"][b]
     elif key_choice < 0.9:  # a's key id with b's secret, garbage, another tenant's name
-        key = rnd.choice([tenants["keys"][a][:21] + tenants["keys"][b][21:], "tmk_" + secrets.token_hex(8) + "_" + "A" * 43,
-                          b, "' OR 1=1 --", ""])
+        key = rnd.choice(
+            [
+                tenants["keys"][a][:21] + tenants["keys"][b][21:],
+                "tmk_" + secrets.token_hex(8) + "_" + "A" * 43,
+                b,
+                "' OR 1=1 --",
+                "",
+            ]
+        )
     else:
         key = None
     return endpoint, params, key
@@ -106,7 +178,9 @@ def test_isolation_fuzz(api, tenants):
         body = response.json()
         assert body["tenant"] == tenant, where
         for row in body.get("rows", []):
-            assert row["value"] in truth["pages"] | truth["countries"] | {"desktop", "mobile"}, f"{where}: foreign row {row}"
+            assert row["value"] in truth["pages"] | truth["countries"] | {"desktop", "mobile"}, (
+                f"{where}: foreign row {row}"
+            )
         if "events" in body and endpoint.endswith("totals") and not body["filters"]:
             assert body["events"] <= truth["events_3d"], f"{where}: more events than {tenant} has"
     assert statuses.get(200, 0) > 50 and statuses.get(400, 0) > 20 and statuses.get(401, 0) > 10, statuses
@@ -136,17 +210,20 @@ def test_reader_queries_never_reach_the_query_log(api, tenants, writer, serving_
     assert api.get("/api/v1/timeseries", key, range="24h", page=marker).status_code == 200
     assert api.get("/api/v1/export/top.csv", key, range="7d", country=marker).status_code == 200
     control = f"writer-control-{secrets.token_hex(4)}"
-    writer.execute(f"SELECT count() FROM {serving_cfg.clickhouse.database}.minute_rollups WHERE page = %(p)s",
-                   {"p": control})
+    writer.execute(
+        f"SELECT count() FROM {serving_cfg.clickhouse.database}.minute_rollups WHERE page = %(p)s", {"p": control}
+    )
     writer.execute("SYSTEM FLUSH LOGS")
     ch, sv = serving_cfg.clickhouse, serving_cfg.serving
     for user, password in ((ch.reader_user, ch.reader_password), (sv.dashboard_user, sv.dashboard_password)):
         reader = Client(host=ch.host, port=ch.port, user=user, password=password, database=ch.database)
         for table in ("query_log", "query_thread_log"):
             try:
-                rows = reader.execute(f"SELECT count(), countIf(query LIKE %(c)s) FROM system.{table} "
-                                      f"WHERE query LIKE %(m)s OR query LIKE %(t)s OR query LIKE %(c)s",
-                                      {"m": f"%{marker}%", "t": f"%{tenants['a']}%", "c": f"%{control}%"})
+                rows = reader.execute(
+                    f"SELECT count(), countIf(query LIKE %(c)s) FROM system.{table} "
+                    f"WHERE query LIKE %(m)s OR query LIKE %(t)s OR query LIKE %(c)s",
+                    {"m": f"%{marker}%", "t": f"%{tenants['a']}%", "c": f"%{control}%"},
+                )
             except ServerException as exc:
                 assert exc.code == 60, exc  # the table does not exist: nothing was ever logged there
                 continue
@@ -154,8 +231,9 @@ def test_reader_queries_never_reach_the_query_log(api, tenants, writer, serving_
             if table == "query_log":
                 assert control_rows >= 1, "the writer's control query is not in the log: the check sees nothing"
             assert total - control_rows == 0, f"{user} can read API queries of tenant {tenants['a']} in system.{table}"
-        (logged_by_reader,) = writer.execute("SELECT count() FROM system.query_log WHERE user IN (%(r)s, %(d)s) "
-                                             "AND event_time >= toDateTime(%(s)s)",
-                                             {"r": ch.reader_user, "d": sv.dashboard_user, "s": since})[0]
+        (logged_by_reader,) = writer.execute(
+            "SELECT count() FROM system.query_log WHERE user IN (%(r)s, %(d)s) AND event_time >= toDateTime(%(s)s)",
+            {"r": ch.reader_user, "d": sv.dashboard_user, "s": since},
+        )[0]
         assert logged_by_reader == 0
     print(json.dumps({"query_log_rows_of_api_queries": 0}))

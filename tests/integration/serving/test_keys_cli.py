@@ -1,5 +1,6 @@
 """`tidemark keys create|list|revoke`: the key is printed once, stored hashed, maps to one tenant,
 and stops working after revocation (within the API's key cache, 1 s in these tests)."""
+
 import hashlib
 import json
 import os
@@ -14,8 +15,13 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tidemark.cli", "keys", *args], capture_output=True, text=True,
-                          timeout=60, env=os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "tidemark.cli", "keys", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
 
 
 def test_keys_create_list_revoke(api, writer, serving_cfg):
@@ -25,8 +31,9 @@ def test_keys_create_list_revoke(api, writer, serving_cfg):
     created = json.loads(made.stdout)
     token, key_id = created["key"], created["key_id"]
     assert created["tenant"] == t and token.startswith(f"tmk_{key_id}_")
-    stored = writer.execute(f"SELECT key_hash FROM {serving_cfg.clickhouse.database}.api_keys WHERE key_id = %(k)s",
-                            {"k": key_id})
+    stored = writer.execute(
+        f"SELECT key_hash FROM {serving_cfg.clickhouse.database}.api_keys WHERE key_id = %(k)s", {"k": key_id}
+    )
     secret = token.split("_", 2)[2]
     assert stored == [(hashlib.sha256(f"{key_id}:{secret}".encode()).hexdigest(),)]
     assert secret not in str(writer.execute(f"SELECT * FROM {serving_cfg.clickhouse.database}.api_keys"))

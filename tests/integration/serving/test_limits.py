@@ -1,6 +1,7 @@
 """Limits: the per-tenant token bucket (429 + Retry-After), the dashboard class's wall-clock limit
 (504, a real ClickHouse timeout on a heavy minute-grain query), the bound on queries in flight (503);
 and all the while other tenants are answered."""
+
 import concurrent.futures
 import time
 from datetime import datetime, timedelta, timezone
@@ -16,8 +17,11 @@ def bystander(api, writer, serving_cfg):
     """Another tenant, with a little data, whose requests must keep working."""
     t = tenant_name("bystander")
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    insert_minutes(writer, serving_cfg.clickhouse.database,
-                   [(t, now - timedelta(minutes=m), "US", "desktop", "/", 2, [f"u{m}"]) for m in range(30)])
+    insert_minutes(
+        writer,
+        serving_cfg.clickhouse.database,
+        [(t, now - timedelta(minutes=m), "US", "desktop", "/", 2, [f"u{m}"]) for m in range(30)],
+    )
     return api.key(t)
 
 
@@ -34,7 +38,9 @@ def heavy(api, writer, serving_cfg):
         f"INSERT INTO {db}.minute_rollups SELECT %(t)s, toDateTime(%(base)s - (number %% 120000) * 60), 'stream', 1, "
         f"'US', 'mobile', concat('/p', toString(number %% 1000)), 1, "
         f"arrayReduce('uniqCombinedState', arrayMap(x -> toString(number * 100 + x), range(100))) "
-        f"FROM numbers(3000000)", {"t": t, "base": base})
+        f"FROM numbers(3000000)",
+        {"t": t, "base": base},
+    )
     return api.key(t)
 
 
@@ -79,8 +85,10 @@ def test_saturated_query_slots_answer_503(api, heavy, bystander):
     """Eight different heavy questions at once against 4 slots and a 1 s queue wait: the excess
     gets 503 with Retry-After instead of piling up; once they drain, others are answered."""
     end = int(time.time()) // 3600 * 3600
-    queries = [{**HEAVY, "range": None, "start": str(end - 89 * 86400 - i * 86400), "end": str(end - i * 86400)}
-               for i in range(8)]
+    queries = [
+        {**HEAVY, "range": None, "start": str(end - 89 * 86400 - i * 86400), "end": str(end - i * 86400)}
+        for i in range(8)
+    ]
     for q in queries:
         q.pop("range")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -91,4 +99,4 @@ def test_saturated_query_slots_answer_503(api, heavy, bystander):
         if r.status_code == 503:
             assert r.json()["error"] == "overloaded" and r.headers["retry-after"] == "1"
     assert api.get("/api/v1/totals", bystander, range="24h").status_code == 200
-    assert api.metrics()['tidemark_clickhouse_inflight_max'] <= 4
+    assert api.metrics()["tidemark_clickhouse_inflight_max"] <= 4

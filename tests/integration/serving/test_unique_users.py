@@ -1,5 +1,6 @@
 """Distinct users over 7 days (uniqCombined(15) states of day_rollups merged across 168 hours) are
 within 1 % of the exact count; so are 30 days (day buckets), and events are exact."""
+
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -21,8 +22,9 @@ def test_unique_users_over_7_days_within_1_percent(api, writer, serving_cfg):
             users = [f"user-{rnd.randrange(400_000)}" for _ in range(700)]
             seen.update(users)
             events += len(users)
-            rows.append((t, hour + timedelta(minutes=15 * quarter), rnd.choice(["US", "DE"]), "mobile", "/",
-                         len(users), users))
+            rows.append(
+                (t, hour + timedelta(minutes=15 * quarter), rnd.choice(["US", "DE"]), "mobile", "/", len(users), users)
+            )
     insert_minutes(writer, serving_cfg.clickhouse.database, rows)
     key = api.key(t)
     week = api.get("/api/v1/totals", key, start=start.isoformat(), end=end.isoformat()).json()
@@ -33,4 +35,3 @@ def test_unique_users_over_7_days_within_1_percent(api, writer, serving_cfg):
     month = api.get("/api/v1/totals", key, start=(end - timedelta(days=30)).isoformat(), end=end.isoformat()).json()
     assert month["bucket"] == "day" and month["grain"] == "hourly" and month["events"] == events
     assert abs(month["users"] - exact) / exact < 0.01, (month["users"], exact)
-

@@ -1,4 +1,5 @@
 """The exactly-once protocol of the stream's ClickHouse writer, crash points simulated directly."""
+
 import uuid
 from datetime import datetime, timezone
 
@@ -18,10 +19,12 @@ def _rollups(tenant):
 
 
 def _totals(ch, db, tenant):
-    minute = ch.execute(f"SELECT sum(events), uniqCombinedMerge(users) FROM {db}.minute_rollups "
-                        f"WHERE tenant_id = %(t)s", {"t": tenant})[0]
-    hour = ch.execute(f"SELECT sum(events) FROM {db}.hour_rollups WHERE tenant_id = %(t)s AND dimension = 'all'",
-                      {"t": tenant})[0][0]
+    minute = ch.execute(
+        f"SELECT sum(events), uniqCombinedMerge(users) FROM {db}.minute_rollups WHERE tenant_id = %(t)s", {"t": tenant}
+    )[0]
+    hour = ch.execute(
+        f"SELECT sum(events) FROM {db}.hour_rollups WHERE tenant_id = %(t)s AND dimension = 'all'", {"t": tenant}
+    )[0][0]
     return minute + (hour,)
 
 
@@ -31,23 +34,30 @@ def test_replay_after_partial_write_counts_once(stack, clickhouse):
     stream_id, epoch, batch_id = uuid.uuid4().hex, 4242, 7
     version = stream_version(epoch, batch_id)
     # A crashed attempt got the rollups in but died before its registry row.
-    insert_rows(clickhouse, f"{db}.rollup_input", ROLLUP_INPUT_COLUMNS,
-                [("stream", version, *r) for r in _rollups(tenant)])
+    insert_rows(
+        clickhouse, f"{db}.rollup_input", ROLLUP_INPUT_COLUMNS, [("stream", version, *r) for r in _rollups(tenant)]
+    )
     assert _totals(clickhouse, db, tenant) == (5, 3, 5)
 
     sink = RollupSink(stack.clickhouse, stream_id)  # a fresh process: no clean slate yet
     late = [(tenant, MINUTE.replace(minute=0), 4, MINUTE)]
     assert sink.write_batch(BatchMetrics(stream_id, batch_id, version, valid_rows=5), _rollups(tenant), late) is True
     assert _totals(clickhouse, db, tenant) == (5, 3, 5)
-    assert clickhouse.execute(f"SELECT sum(late_events) FROM {db}.late_event_hours WHERE tenant_id = %(t)s",
-                              {"t": tenant})[0][0] == 4
+    assert (
+        clickhouse.execute(
+            f"SELECT sum(late_events) FROM {db}.late_event_hours WHERE tenant_id = %(t)s", {"t": tenant}
+        )[0][0]
+        == 4
+    )
 
     # A replay of the committed batch is skipped entirely.
     again = RollupSink(stack.clickhouse, stream_id)
     assert again.write_batch(BatchMetrics(stream_id, batch_id, version, valid_rows=5), _rollups(tenant), late) is False
     assert _totals(clickhouse, db, tenant) == (5, 3, 5)
-    assert clickhouse.execute(f"SELECT count() FROM {db}.stream_batches WHERE stream_id = %(s)s",
-                              {"s": stream_id})[0][0] == 1
+    assert (
+        clickhouse.execute(f"SELECT count() FROM {db}.stream_batches WHERE stream_id = %(s)s", {"s": stream_id})[0][0]
+        == 1
+    )
 
 
 def test_next_batch_in_same_process_skips_the_partial_check(stack, clickhouse):
@@ -89,12 +99,19 @@ def test_lost_acknowledgement_of_the_registry_insert_loses_nothing_and_doubles_n
 
     # Crash and restart: the replayed batch is recognised as committed.
     restarted = RollupSink(stack.clickhouse, stream_id)
-    assert restarted.write_batch(BatchMetrics(stream_id, batch_id, version, valid_rows=5), _rollups(tenant), []) \
-        is False
+    assert (
+        restarted.write_batch(BatchMetrics(stream_id, batch_id, version, valid_rows=5), _rollups(tenant), []) is False
+    )
     assert _totals(clickhouse, db, tenant) == (5, 3, 5)
-    assert clickhouse.execute(f"SELECT count() FROM {db}.stream_batches WHERE stream_id = %(s)s",
-                              {"s": stream_id})[0][0] == 1
+    assert (
+        clickhouse.execute(f"SELECT count() FROM {db}.stream_batches WHERE stream_id = %(s)s", {"s": stream_id})[0][0]
+        == 1
+    )
     # And the next batch goes on normally.
-    assert restarted.write_batch(BatchMetrics(stream_id, batch_id + 1, stream_version(777, batch_id + 1)),
-                                 _rollups(tenant), []) is True
+    assert (
+        restarted.write_batch(
+            BatchMetrics(stream_id, batch_id + 1, stream_version(777, batch_id + 1)), _rollups(tenant), []
+        )
+        is True
+    )
     assert _totals(clickhouse, db, tenant)[0] == 10

@@ -1,6 +1,7 @@
 """The speed layer end to end on the real stack: generator -> Apache Kafka -> Spark (spark-submit,
 Spark's kafka source) -> ClickHouse rollups + Delta raw events (delta-spark), reconciled exactly
 against the manifest."""
+
 import glob
 import json
 import signal
@@ -9,8 +10,8 @@ import time
 import deltalake
 import pyarrow.compute as pc
 import pytest
-
 from stream_harness import StreamRun, committed_batches, forget_rows, kill_group, wait_for
+
 from tidemark.stack import services
 
 pytestmark = pytest.mark.integration
@@ -28,11 +29,12 @@ def _assert_exact(report, manifest):
 
 def _assert_lake_complete(run: StreamRun, manifest):
     raw = deltalake.DeltaTable(run.cfg.lake.events_raw).to_pyarrow_table(
-        columns=["event_id", "is_late", "kafka_partition", "kafka_offset"])
+        columns=["event_id", "is_late", "kafka_partition", "kafka_offset"]
+    )
     ids = raw.column("event_id")
     assert len(pc.unique(ids)) == manifest["valid_events"]  # every valid event, late ones included
     assert pc.sum(raw.column("is_late")).as_py() >= manifest["late_events"]
-    coords = set(zip(raw.column("kafka_partition").to_pylist(), raw.column("kafka_offset").to_pylist()))
+    coords = set(zip(raw.column("kafka_partition").to_pylist(), raw.column("kafka_offset").to_pylist(), strict=True))
     assert len(coords) == raw.num_rows  # no record landed twice: no Delta batch committed twice
     dead = deltalake.DeltaTable(run.cfg.lake.events_rejected).to_pyarrow_table(columns=["reason"])
     assert dead.num_rows == sum(manifest["malformed"].values())
@@ -56,8 +58,22 @@ def txn_commits(path: str, app: str) -> list[int]:
 
 def test_seeded_run_reconciles_exactly(stack, tmp_path):
     run = StreamRun.create(tmp_path, "reconcile")
-    manifest = run.generate("--count", "30000", "--rate", "500", "--start-time", START, "--seed", "7",
-                            "--late-fraction", "0.03", "--duplicate-fraction", "0.03", "--malformed-fraction", "0.02")
+    manifest = run.generate(
+        "--count",
+        "30000",
+        "--rate",
+        "500",
+        "--start-time",
+        START,
+        "--seed",
+        "7",
+        "--late-fraction",
+        "0.03",
+        "--duplicate-fraction",
+        "0.03",
+        "--malformed-fraction",
+        "0.02",
+    )
     assert manifest["duplicates_sent"] > 0 and manifest["late_events"] > 0
     run.run_available_now("--max-offsets-per-trigger", "8000")
 
@@ -72,16 +88,30 @@ def _max_registered_batch(run: StreamRun, stream_id: str) -> int:
 
     cfg = run.cfg
     return client(cfg.clickhouse).execute(
-        f"SELECT max(batch_id) FROM {cfg.clickhouse.database}.stream_batches WHERE stream_id = %(s)s",
-        {"s": stream_id})[0][0]
+        f"SELECT max(batch_id) FROM {cfg.clickhouse.database}.stream_batches WHERE stream_id = %(s)s", {"s": stream_id}
+    )[0][0]
 
 
 def test_kill_dash_nine_twice_then_restart_is_exact(stack, tmp_path):
     """Kill 1 lands exactly between a batch's Delta commit and its ClickHouse commit (the replay window);
     kill 2 lands wherever the clock says. A final restart drains the rest; totals stay exact."""
     run = StreamRun.create(tmp_path, "crash")
-    manifest = run.generate("--count", "40000", "--rate", "500", "--start-time", START, "--seed", "11",
-                            "--duplicate-fraction", "0.02", "--late-fraction", "0.02", "--malformed-fraction", "0.01")
+    manifest = run.generate(
+        "--count",
+        "40000",
+        "--rate",
+        "500",
+        "--start-time",
+        START,
+        "--seed",
+        "11",
+        "--duplicate-fraction",
+        "0.02",
+        "--late-fraction",
+        "0.02",
+        "--malformed-fraction",
+        "0.01",
+    )
 
     # Kill 1: poll until events_raw has a batch that ClickHouse has not registered yet, then kill -9.
     proc = run.start_stream("--max-offsets-per-trigger", "2000")
@@ -121,19 +151,26 @@ def test_clickhouse_outage_under_load_loses_nothing(stack, tmp_path):
         clickhouse = next(s for s in services.services(stack) if s.name == "clickhouse")
         clickhouse.down()
         # Load keeps arriving while ClickHouse is away.
-        second = run.generate("--count", "6000", "--rate", "500", "--start-time", "2026-11-24T10:00:12Z",
-                              "--seed", "22")
+        second = run.generate(
+            "--count", "6000", "--rate", "500", "--start-time", "2026-11-24T10:00:12Z", "--seed", "22"
+        )
         time.sleep(max(0.0, 30 - 5))
         clickhouse.up()
         expected = second["on_time_events"] + first["on_time_events"]
-        wait_for(lambda: run.report(first).on_time_published == expected, 300, interval=2,
-                 what="the stream to catch up after the outage")
+        wait_for(
+            lambda: run.report(first).on_time_published == expected,
+            300,
+            interval=2,
+            what="the stream to catch up after the outage",
+        )
     finally:
         kill_group(proc, signal.SIGTERM)
     report = run.report(first)
     assert report.on_time_published == expected
-    rejected = {k: first["malformed"].get(k, 0) + second["malformed"].get(k, 0)
-                for k in set(first["malformed"]) | set(second["malformed"])}
+    rejected = {
+        k: first["malformed"].get(k, 0) + second["malformed"].get(k, 0)
+        for k in set(first["malformed"]) | set(second["malformed"])
+    }
     assert report.rejected_published == {k: v for k, v in rejected.items() if v}
 
 
@@ -142,43 +179,66 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     identity only, so totals stay exact while both streams' rows exist; the old rows are retired."""
     from datetime import datetime, timedelta, timezone
 
-    from tidemark.stream import identity as stream_identities
     from tidemark.io.clickhouse import client
     from tidemark.serving.rollups import minute_counts
+    from tidemark.stream import identity as stream_identities
 
     start = datetime(2026, 11, 24, 13, tzinfo=timezone.utc)  # on-time events run up to 5 s behind arrival
-    forget_rows(stack, start, start + timedelta(hours=3),  # a kept test database's earlier runs
-                {"minute_rollups": "minute", "hour_rollups": "hour", "day_rollups": "hour"})
+    forget_rows(
+        stack,
+        start,
+        start + timedelta(hours=3),  # a kept test database's earlier runs
+        {"minute_rollups": "minute", "hour_rollups": "hour", "day_rollups": "hour"},
+    )
     run = StreamRun.create(tmp_path, "fresh")
-    manifest = run.generate("--count", "3000", "--rate", "50", "--start-time", "2026-11-24T14:00:00Z", "--seed",
-                            "17", "--late-fraction", "0", "--duplicate-fraction", "0", "--malformed-fraction", "0")
+    manifest = run.generate(
+        "--count",
+        "3000",
+        "--rate",
+        "50",
+        "--start-time",
+        "2026-11-24T14:00:00Z",
+        "--seed",
+        "17",
+        "--late-fraction",
+        "0",
+        "--duplicate-fraction",
+        "0",
+        "--malformed-fraction",
+        "0",
+    )
     run.run_available_now()
     cfg = run.cfg
     ch = client(cfg.clickhouse)
     tenants = sorted({r[0] for r in manifest["minute_counts"]})
 
     def served():
-        return sum(r[5] for r in minute_counts(ch, cfg.clickhouse.database, start, start + timedelta(hours=3),
-                                               tenants))
+        return sum(r[5] for r in minute_counts(ch, cfg.clickhouse.database, start, start + timedelta(hours=3), tenants))
 
     assert served() == manifest["on_time_events"]
     first = run.identity
     run.run_available_now("--checkpoint", str(tmp_path / "fresh-checkpoint"))
     second = stream_identities.current(cfg, run.topic)
     assert second.stream_id != first.stream_id
-    stream_rows = ch.execute(f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups "
-                             f"WHERE layer = 'stream' AND tenant_id IN %(t)s AND minute >= %(s)s",
-                             {"t": tuple(tenants), "s": start})[0][0]
+    stream_rows = ch.execute(
+        f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups "
+        f"WHERE layer = 'stream' AND tenant_id IN %(t)s AND minute >= %(s)s",
+        {"t": tuple(tenants), "s": start},
+    )[0][0]
     assert stream_rows == 2 * manifest["on_time_events"]  # both identities wrote every event...
-    assert served() == manifest["on_time_events"]        # ...and readers count one of them
+    assert served() == manifest["on_time_events"]  # ...and readers count one of them
 
     later = datetime.now(timezone.utc) + stream_identities.RETIRE_GRACE + timedelta(seconds=1)
     assert first.stream_id in stream_identities.retire(cfg, now=later)
     deadline = time.monotonic() + 60
-    while ch.execute(f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'stream' "
-                     f"AND tenant_id IN %(t)s AND minute >= %(s)s", {"t": tuple(tenants), "s": start})[0][0] \
-            != manifest["on_time_events"]:
+    while (
+        ch.execute(
+            f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'stream' "
+            f"AND tenant_id IN %(t)s AND minute >= %(s)s",
+            {"t": tuple(tenants), "s": start},
+        )[0][0]
+        != manifest["on_time_events"]
+    ):
         assert time.monotonic() < deadline, "the retired identity's rows were not deleted"
         time.sleep(0.5)
     assert served() == manifest["on_time_events"]
-

@@ -1,15 +1,22 @@
 """The tiering DAG: it parses with its policies, and dag.test() runs it end to end (spark-submit
 included) on the real stack, over synthetic data of its own database and lake."""
-import os
-import subprocess
-import sys
+
+import itertools
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from tiering_data import (INTERVAL_END, all_hours, drop_database, events, fresh_database, lake_counts,
-                          minute_partitions, write_lake, write_rollups)
+from tiering_data import (
+    INTERVAL_END,
+    all_hours,
+    drop_database,
+    events,
+    fresh_database,
+    lake_counts,
+    minute_partitions,
+    write_lake,
+    write_rollups,
+)
 
 from tidemark.config import PROJECT_ROOT
 
@@ -35,7 +42,7 @@ def test_tiering_dag_parses_daily_with_one_chain(airflow_env_vars):
     tasks = {t.task_id: t for t in dag.tasks}
     chain = ["measure_before", "clickhouse_care", "hot_tier", "lake_maintenance", "report"]
     assert set(tasks) == set(chain)
-    for up, down in zip(chain, chain[1:]):
+    for up, down in itertools.pairwise(chain):
         assert down in tasks[up].downstream_task_ids
     assert tasks["lake_maintenance"].application.endswith("jobs/tiering.py")
     assert tasks["report"].retries == 0 and tasks["hot_tier"].retries >= 1
@@ -46,9 +53,14 @@ def test_tiering_dag_runs_end_to_end(airflow_env_vars, stack, spark, tmp_path, m
     from tidemark.io.clickhouse import client
 
     lake = tmp_path / "lake"
-    env = {"TIDEMARK_LAKE_ROOT": str(lake), "TIDEMARK_COLD_ROOT": str(lake),
-           "CLICKHOUSE_DATABASE": f"{stack.clickhouse.database}_tiering_dag", "TIDEMARK_HOT_DAYS": "7",
-           "TIDEMARK_LAKE_HOT_DAYS": "12", "TIDEMARK_RETENTION_DAYS": "11"}
+    env = {
+        "TIDEMARK_LAKE_ROOT": str(lake),
+        "TIDEMARK_COLD_ROOT": str(lake),
+        "CLICKHOUSE_DATABASE": f"{stack.clickhouse.database}_tiering_dag",
+        "TIDEMARK_HOT_DAYS": "7",
+        "TIDEMARK_LAKE_HOT_DAYS": "12",
+        "TIDEMARK_RETENTION_DAYS": "11",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings.cache_clear()  # the tasks run in this process and read settings() from the environment
@@ -66,12 +78,15 @@ def test_tiering_dag_runs_end_to_end(airflow_env_vars, stack, spark, tmp_path, m
         assert run.state == "success", states
         assert run.data_interval_end == INTERVAL_END
 
-        assert minute_partitions(cfg) == [(INTERVAL_END - timedelta(days=d)).strftime("%Y%m%d") for d in range(7, 0, -1)]
+        assert minute_partitions(cfg) == [
+            (INTERVAL_END - timedelta(days=d)).strftime("%Y%m%d") for d in range(7, 0, -1)
+        ]
         hot, cold = lake_counts(spark, cfg.lake.events_raw), lake_counts(spark, cfg.tiering.cold_path)
         assert len(cold) == 2 and {**hot, **cold} == original
         phases = client(cfg.clickhouse).execute(
             f"SELECT DISTINCT phase FROM {cfg.clickhouse.database}.tiering_reports WHERE run_id = %(r)s",
-            {"r": run.run_id})
+            {"r": run.run_id},
+        )
         assert sorted(p for (p,) in phases) == ["after", "before"]
     finally:
         drop_database(settings())

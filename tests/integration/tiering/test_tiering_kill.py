@@ -1,5 +1,6 @@
 """Kill the cold move midway with SIGKILL (the whole spark-submit-like process group: driver, JVM,
 Python workers): no raw event is lost, and a re-run completes the move exactly."""
+
 import os
 import signal
 import subprocess
@@ -24,20 +25,40 @@ LAKE_HOT_DAYS, RETENTION_DAYS = 3, 2
 
 def test_killed_cold_move_loses_nothing_and_the_rerun_completes(stack, spark, tmp_path):
     lake = tmp_path / "lake"
-    cfg = tiering_cfg(stack, lake, stack.clickhouse.database, lake_hot_days=LAKE_HOT_DAYS,
-                      retention_days=RETENTION_DAYS)
+    cfg = tiering_cfg(
+        stack, lake, stack.clickhouse.database, lake_hot_days=LAKE_HOT_DAYS, retention_days=RETENTION_DAYS
+    )
     write_lake(spark, cfg, events(HOURS, 10, seed="kill"), appends=2)
     original, original_ids = lake_counts(spark, cfg.lake.events_raw), lake_ids(spark, cfg.lake.events_raw)
     lake_from = (INTERVAL_END - timedelta(days=LAKE_HOT_DAYS)).date().isoformat()
     to_move = sorted(d for d in original if d < lake_from)
     assert len(to_move) == DAYS - LAKE_HOT_DAYS
 
-    env = {**os.environ, "TIDEMARK_LAKE_ROOT": str(lake), "TIDEMARK_COLD_ROOT": str(lake),
-           "TIDEMARK_LAKE_HOT_DAYS": str(LAKE_HOT_DAYS), "TIDEMARK_RETENTION_DAYS": str(RETENTION_DAYS),
-           "TIDEMARK_LOG_LEVEL": "INFO", "TIDEMARK_LOG_FORMAT": "json", "PYTHONPATH": str(PROJECT_ROOT)}
-    job = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "jobs" / "tiering.py"), "--interval-end",
-                            INTERVAL_END.isoformat(), "--steps", "cold"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "TIDEMARK_LAKE_ROOT": str(lake),
+        "TIDEMARK_COLD_ROOT": str(lake),
+        "TIDEMARK_LAKE_HOT_DAYS": str(LAKE_HOT_DAYS),
+        "TIDEMARK_RETENTION_DAYS": str(RETENTION_DAYS),
+        "TIDEMARK_LOG_LEVEL": "INFO",
+        "TIDEMARK_LOG_FORMAT": "json",
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "jobs" / "tiering.py"),
+            "--interval-end",
+            INTERVAL_END.isoformat(),
+            "--steps",
+            "cold",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     watchdog = threading.Timer(900, lambda: os.killpg(job.pid, signal.SIGKILL))
     watchdog.start()
     killed_at = None

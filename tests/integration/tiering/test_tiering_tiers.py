@@ -1,14 +1,29 @@
 """A whole tiering run on the real stack (ClickHouse, Spark, Delta) over synthetic data spanning
 14 days, more than HOT_DAYS (7) and LAKE_HOT_DAYS (10): what leaves each tier, what stays, and that
 readers' answers do not change. A database and lake of the module's own."""
+
 import os
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from tiering_data import (DAYS, FIRST_DAY, INTERVAL_END, all_hours, events, fresh_database, is_published,
-                          lake_counts, lake_ids, merged_hour_totals, minute_partitions, tiering_cfg, write_lake,
-                          write_rollups, drop_database)
+from tiering_data import (
+    DAYS,
+    FIRST_DAY,
+    INTERVAL_END,
+    all_hours,
+    drop_database,
+    events,
+    fresh_database,
+    is_published,
+    lake_counts,
+    lake_ids,
+    merged_hour_totals,
+    minute_partitions,
+    tiering_cfg,
+    write_lake,
+    write_rollups,
+)
 
 from tidemark.batch import planning, publication
 from tidemark.io.clickhouse import client
@@ -32,15 +47,20 @@ def world(stack, spark, tmp_path_factory):
     data_version = write_lake(spark, cfg, raw)
     current = write_rollups(cfg, raw, data_version)
     state = {
-        "cfg": cfg, "raw": raw, "current": current, "data_version": data_version,
-        "lake": lake_counts(spark, cfg.lake.events_raw), "ids": lake_ids(spark, cfg.lake.events_raw),
+        "cfg": cfg,
+        "raw": raw,
+        "current": current,
+        "data_version": data_version,
+        "lake": lake_counts(spark, cfg.lake.events_raw),
+        "ids": lake_ids(spark, cfg.lake.events_raw),
         "minute": merged_hour_totals(cfg, "minute_rollups", START, INTERVAL_END),
         "inventory": inventory.take(cfg),
         "dirty_before": planning.dirty_hours(cfg, START, INTERVAL_END),
     }
     started = time.monotonic()
-    state["report"] = run(cfg, RunOptions(INTERVAL_END, run_id="tiering-test-1"),
-                          spark_runner=lambda o: spark_steps(spark, cfg, o))
+    state["report"] = run(
+        cfg, RunOptions(INTERVAL_END, run_id="tiering-test-1"), spark_runner=lambda o: spark_steps(spark, cfg, o)
+    )
     print(f"tiering run: {time.monotonic() - started:.1f}s")
     print("\n".join(state["report"].lines()))
     yield state
@@ -82,11 +102,14 @@ def test_clickhouse_care_removed_what_no_reader_counts_and_kept_the_rest(world):
     assert care["versions_removed"] == len(published) and care["published_hours_with_stream_rows"] == len(published)
     for hour in published[:3] + published[-3:]:
         assert publication.present_versions(cfg, hour) == [world["current"][hour]]
-    stream_hours = {int(h) for (h,) in ch.execute(
-        f"SELECT DISTINCT toUInt32(hour) FROM {db}.hour_rollups WHERE layer = 'stream'")}
+    stream_hours = {
+        int(h) for (h,) in ch.execute(f"SELECT DISTINCT toUInt32(hour) FROM {db}.hour_rollups WHERE layer = 'stream'")
+    }
     assert stream_hours == {int(h.timestamp()) for h in all_hours() if not is_published(h)}  # unpublished stay
-    (n,), = ch.execute(f"SELECT count() FROM {db}.day_rollups WHERE layer = 'stream' AND toUInt32(hour) IN %(h)s",
-                       {"h": tuple(int(h.timestamp()) for h in published)})
+    ((n,),) = ch.execute(
+        f"SELECT count() FROM {db}.day_rollups WHERE layer = 'stream' AND toUInt32(hour) IN %(h)s",
+        {"h": tuple(int(h.timestamp()) for h in published)},
+    )
     assert n == 0
 
 
@@ -108,8 +131,8 @@ def test_compaction_drops_small_files_and_keeps_query_results(world, spark):
     cfg = world["cfg"]
     before = [s for s in world["inventory"] if s.table == "events_raw"]
     after = [s for s in inventory.take(cfg) if s.table == "events_raw"]
-    assert all(s.files == 3 for s in before)            # one file per append: the stream's small files
-    assert after and all(s.files == 1 for s in after)   # every closed partition compacted
+    assert all(s.files == 3 for s in before)  # one file per append: the stream's small files
+    assert after and all(s.files == 1 for s in after)  # every closed partition compacted
     assert sum(s.small_files for s in after) < sum(s.small_files for s in before)
     tiers = world["report"].tier_totals()
     assert tiers["lake_hot"]["after"]["files"] < tiers["lake_hot"]["before"]["files"]
@@ -117,7 +140,8 @@ def test_compaction_drops_small_files_and_keeps_query_results(world, spark):
     assert lake_counts(spark, cfg.lake.events_raw) == hot_days
     rows = client(cfg.clickhouse).execute(
         f"SELECT phase, count() FROM {cfg.clickhouse.database}.tiering_reports WHERE run_id = 'tiering-test-1' "
-        f"GROUP BY phase ORDER BY phase")
+        f"GROUP BY phase ORDER BY phase"
+    )
     assert [p for p, _n in rows] == ["before", "after"]
 
 
@@ -146,7 +170,9 @@ def test_a_second_run_changes_nothing_and_a_cold_hour_is_not_recomputed(world, s
 
     cfg = world["cfg"]
     partitions = minute_partitions(cfg)
-    again = run(cfg, RunOptions(INTERVAL_END, run_id="tiering-test-2"), spark_runner=lambda o: spark_steps(spark, cfg, o))
+    again = run(
+        cfg, RunOptions(INTERVAL_END, run_id="tiering-test-2"), spark_runner=lambda o: spark_steps(spark, cfg, o)
+    )
     assert again.steps["hot"]["days_dropped"] == 0 and again.steps["cold"]["days_moved"] == 0
     assert again.steps["clickhouse"]["versions_removed"] == 0 and again.steps["clickhouse"]["stream_rows_deleted"] == 0
     assert minute_partitions(cfg) == partitions

@@ -9,6 +9,7 @@ per append (the stream's small files). Rollups per hour, written the way the pip
 * "published" hours also have a superseded batch version A and the current version B, which
   counts LATE_EXTRA more events than the stream saw (late data the batch layer picked up).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from tidemark.config import LakeSettings, check_tiering
 from tidemark.io.clickhouse import client, insert_rows
-from tidemark.tables import ROLLUP_INPUT_COLUMNS
 from tidemark.migrations import migrate
+from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 INTERVAL_END = datetime(2026, 11, 20, tzinfo=timezone.utc)
 DAYS = 14
@@ -31,12 +32,17 @@ STREAM_EPOCH = 4242
 
 
 def tiering_cfg(stack, lake_root, database: str, *, hot_days=7, lake_hot_days=10, retention_days=9):
-    tiering = dataclasses.replace(stack.tiering, hot_days=hot_days, lake_hot_days=lake_hot_days,
-                                  cold_root=str(lake_root))
+    tiering = dataclasses.replace(
+        stack.tiering, hot_days=hot_days, lake_hot_days=lake_hot_days, cold_root=str(lake_root)
+    )
     check_tiering(tiering, retention_days)
-    return dataclasses.replace(stack, lake=LakeSettings(root=str(lake_root)), tiering=tiering,
-                               retention_days=retention_days,
-                               clickhouse=dataclasses.replace(stack.clickhouse, database=database))
+    return dataclasses.replace(
+        stack,
+        lake=LakeSettings(root=str(lake_root)),
+        tiering=tiering,
+        retention_days=retention_days,
+        clickhouse=dataclasses.replace(stack.clickhouse, database=database),
+    )
 
 
 def fresh_database(cfg) -> None:
@@ -49,8 +55,11 @@ def drop_database(cfg) -> None:
 
 
 def all_hours(days=DAYS, first_day: date = FIRST_DAY) -> list[datetime]:
-    return [datetime(d.year, d.month, d.day, h, tzinfo=timezone.utc)
-            for d in (first_day + timedelta(days=i) for i in range(days)) for h in HOURS]
+    return [
+        datetime(d.year, d.month, d.day, h, tzinfo=timezone.utc)
+        for d in (first_day + timedelta(days=i) for i in range(days))
+        for h in HOURS
+    ]
 
 
 def is_published(hour: datetime) -> bool:
@@ -63,10 +72,29 @@ def events(hours, per_hour: int, seed: str = "") -> list[tuple]:
     for hour in hours:
         for i in range(per_hour):
             t = hour + timedelta(minutes=(i * 7) % 60, seconds=i % 60)
-            rows.append((str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}{hour.isoformat()}-{i}")), TENANTS[i % 2], t,
-                         f"u-{i % 9}", "s1", ("US", "DE")[i % 3 == 0], ("desktop", "mobile")[i % 2 == 0],
-                         ("/a", "/b")[i % 4 == 0], None, 1, False, "page_views", 0, i, t, t, 0, hour.date(),
-                         hour.hour))
+            rows.append(
+                (
+                    str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}{hour.isoformat()}-{i}")),
+                    TENANTS[i % 2],
+                    t,
+                    f"u-{i % 9}",
+                    "s1",
+                    ("US", "DE")[i % 3 == 0],
+                    ("desktop", "mobile")[i % 2 == 0],
+                    ("/a", "/b")[i % 4 == 0],
+                    None,
+                    1,
+                    False,
+                    "page_views",
+                    0,
+                    i,
+                    t,
+                    t,
+                    0,
+                    hour.date(),
+                    hour.hour,
+                )
+            )
     return rows
 
 
@@ -79,8 +107,14 @@ def write_lake(spark, cfg, rows, appends: int = 3) -> int:
     ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
     for k in range(appends):
         part = rows[k::appends]
-        (spark.createDataFrame(part, schema.spark()).coalesce(1).write.format("delta").mode("append")
-         .partitionBy(*schema.partition_by).save(cfg.lake.events_raw))
+        (
+            spark.createDataFrame(part, schema.spark())
+            .coalesce(1)
+            .write.format("delta")
+            .mode("append")
+            .partitionBy(*schema.partition_by)
+            .save(cfg.lake.events_raw)
+        )
     return snapshot_version(spark, cfg.lake.events_raw)
 
 
@@ -110,11 +144,27 @@ def write_rollups(cfg, rows, delta_version: int) -> dict[datetime, int]:
             inputs += _rollup_rows("batch", old, hour_rows[:-LATE_EXTRA]) + _rollup_rows("batch", new, hour_rows)
             for version, dv, lag in ((old, delta_version - 1, 2), (new, delta_version, 3)):
                 at = hour + timedelta(hours=lag)
-                registry.append((hour, version, "published", at, int(at.timestamp() * 1e6), dv, len(hour_rows),
-                                 len(hour_rows), 0, 0, "tiering-test", "", ""))
+                registry.append(
+                    (
+                        hour,
+                        version,
+                        "published",
+                        at,
+                        int(at.timestamp() * 1e6),
+                        dv,
+                        len(hour_rows),
+                        len(hour_rows),
+                        0,
+                        0,
+                        "tiering-test",
+                        "",
+                        "",
+                    )
+                )
             current[hour] = new
     insert_rows(ch, f"{db}.rollup_input", ROLLUP_INPUT_COLUMNS, inputs)
     from tidemark.batch.registry import REGISTRY_COLUMNS
+
     insert_rows(ch, f"{db}.published_hours", REGISTRY_COLUMNS, registry)
     return current
 
@@ -127,20 +177,31 @@ def merged_hour_totals(cfg, table: str, start: datetime, end: datetime) -> dict[
     db = cfg.clickhouse.database
     snap = snapshot(ch, db, start, end)
     if table == "minute_rollups":
-        hour, where, users = "toUInt32(toStartOfHour(minute))", "minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)", "uniqCombinedMerge(users)"
+        hour, where, users = (
+            "toUInt32(toStartOfHour(minute))",
+            "minute >= toDateTime(%(s)s) AND minute < toDateTime(%(e)s)",
+            "uniqCombinedMerge(users)",
+        )
     else:
         hour, where = "toUInt32(hour)", "dimension = 'all' AND hour >= toDateTime(%(s)s) AND hour < toDateTime(%(e)s)"
         users = "uniqCombinedMerge(15)(users)" if table == "day_rollups" else "uniqCombinedMerge(users)"
-    rows = ch.execute(f"SELECT tenant_id, {hour} AS h, sum(events), {users} FROM {db}.{table} WHERE {where} "
-                      f"AND {merged_filter(hour)} GROUP BY tenant_id, h",
-                      {"s": int(start.timestamp()), "e": int(end.timestamp()), **snap.params()})
+    rows = ch.execute(
+        f"SELECT tenant_id, {hour} AS h, sum(events), {users} FROM {db}.{table} WHERE {where} "
+        f"AND {merged_filter(hour)} GROUP BY tenant_id, h",
+        {"s": int(start.timestamp()), "e": int(end.timestamp()), **snap.params()},
+    )
     return {(t, int(h)): (int(e), int(u)) for t, h, e, u in rows}
 
 
 def minute_partitions(cfg) -> list[str]:
-    return sorted(p for (p,) in client(cfg.clickhouse).execute(
-        "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = 'minute_rollups' AND active",
-        {"db": cfg.clickhouse.database}))
+    return sorted(
+        p
+        for (p,) in client(cfg.clickhouse).execute(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = "
+            "'minute_rollups' AND active",
+            {"db": cfg.clickhouse.database},
+        )
+    )
 
 
 def lake_counts(spark, path: str, version: int | None = None) -> dict[str, int]:

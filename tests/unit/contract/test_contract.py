@@ -7,9 +7,16 @@ from tidemark.contract import REASONS, InvalidEvent, parse_event_time, validate
 
 REF = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
 GOOD = {
-    "schema_version": 1, "event_id": "0b6f6f2e-8f3a-4c1e-9a57-3f1d2c4b5a69", "tenant_id": "acme",
-    "event_time": "2026-11-25T02:59:30.250Z", "user_id": "u1", "session_id": "s1",
-    "country": "US", "device": "mobile", "page": "/pricing", "referrer": None,
+    "schema_version": 1,
+    "event_id": "0b6f6f2e-8f3a-4c1e-9a57-3f1d2c4b5a69",
+    "tenant_id": "acme",
+    "event_time": "2026-11-25T02:59:30.250Z",
+    "user_id": "u1",
+    "session_id": "s1",
+    "country": "US",
+    "device": "mobile",
+    "page": "/pricing",
+    "referrer": None,
 }
 
 
@@ -37,23 +44,26 @@ def test_unknown_extra_fields_are_tolerated():
     assert validate(json.dumps({**GOOD, "utm_source": "x"}).encode(), REF).event_id == GOOD["event_id"]
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"device": "phone"}, "unknown_device"),
-    ({"country": "ZZ"}, "bad_country"),
-    ({"country": "us"}, "bad_country"),
-    ({"tenant_id": ""}, "empty_tenant"),
-    ({"tenant_id": "a b"}, "invalid_tenant"),
-    ({"event_time": "yesterday"}, "unparsable_time"),
-    ({"event_time": "2026-11-25T02:00:00"}, "unparsable_time"),
-    ({"event_time": "2026-11-25T04:00:00Z"}, "future_time"),
-    ({"event_time": "2026-10-01T00:00:00Z"}, "expired_time"),
-    ({"user_id": 5}, "wrong_type"),
-    ({"event_time": True}, "wrong_type"),
-    ({"page": "pricing"}, "bad_page"),
-    ({"page": "/" + "x" * 3000}, "bad_page"),
-    ({"event_id": "not-a-uuid"}, "invalid_event_id"),
-    ({"schema_version": 2}, "unsupported_version"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"device": "phone"}, "unknown_device"),
+        ({"country": "ZZ"}, "bad_country"),
+        ({"country": "us"}, "bad_country"),
+        ({"tenant_id": ""}, "empty_tenant"),
+        ({"tenant_id": "a b"}, "invalid_tenant"),
+        ({"event_time": "yesterday"}, "unparsable_time"),
+        ({"event_time": "2026-11-25T02:00:00"}, "unparsable_time"),
+        ({"event_time": "2026-11-25T04:00:00Z"}, "future_time"),
+        ({"event_time": "2026-10-01T00:00:00Z"}, "expired_time"),
+        ({"user_id": 5}, "wrong_type"),
+        ({"event_time": True}, "wrong_type"),
+        ({"page": "pricing"}, "bad_page"),
+        ({"page": "/" + "x" * 3000}, "bad_page"),
+        ({"event_id": "not-a-uuid"}, "invalid_event_id"),
+        ({"schema_version": 2}, "unsupported_version"),
+    ],
+)
 def test_field_rules(change, reason):
     assert _check(json.dumps({**GOOD, **change}).encode()) == reason
 
@@ -64,14 +74,17 @@ def test_missing_field():
     assert _check(json.dumps(doc).encode()) == "missing_field"
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (b"hello", "not_json"),
-    (b"", "not_json"),
-    (json.dumps(GOOD).encode()[:50], "truncated_json"),
-    (b"\xff\xfe{\"a\": 1}", "invalid_utf8"),
-    (b"[1, 2]", "not_an_object"),
-    (json.dumps({**GOOD, "page": "/" + "x" * 70_000}).encode(), "oversize_payload"),
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"hello", "not_json"),
+        (b"", "not_json"),
+        (json.dumps(GOOD).encode()[:50], "truncated_json"),
+        (b'\xff\xfe{"a": 1}', "invalid_utf8"),
+        (b"[1, 2]", "not_an_object"),
+        (json.dumps({**GOOD, "page": "/" + "x" * 70_000}).encode(), "oversize_payload"),
+    ],
+)
 def test_payload_rules(payload, reason):
     assert _check(payload) == reason
 
@@ -90,10 +103,17 @@ def test_parse_event_time_rejects_out_of_range_epoch():
 
 
 # -- definitions shared with the Spark SQL validation (schemas/README.md, "How a payload is read") ----
-@pytest.mark.parametrize("payload", [
-    b"[" * 5000, b'{"a":' * 5000, b"[" * 60_000, b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
-    b'{"a":' + b"[" * 30_000 + b"]" * 30_000 + b"}",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 5000,
+        b'{"a":' * 5000,
+        b"[" * 60_000,
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b'{"a":' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+    ],
+)
 def test_poison_nesting_is_a_reason_never_an_exception(payload):
     with pytest.raises(InvalidEvent) as info:
         validate(payload, REF)
@@ -115,17 +135,29 @@ def test_depth_limit_is_exact():
     assert validate(json.dumps({**GOOD, "x": "[" * 500}).encode(), REF)
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (b'{"a":' + b"1" * 5000 + b"}", "not_json"),          # was a ValueError (int digit limit)
-    (b'{"a":' + b"1" * 1001 + b"}", "not_json"),
-    (b'{"a":1,"a":2}', "not_json"),                        # duplicate key
-    (b'{"a":"\\ud800"}', "not_json"),                      # lone surrogate escape
-    (b"[NaN]", "not_json"), (b'{"a": Infinity}', "not_json"),
-    (b"{} x", "not_json"), (b'{"a":1}]', "not_json"), (b"1]", "not_json"),
-    (b'{"a": tru', "truncated_json"), (b'{"a":"x\\', "truncated_json"), (b"{} {", "truncated_json"),
-    (b" [1", "truncated_json"), (b"[1]]", "not_json"), (b"   ", "not_json"), (b"\xef\xbb\xbf{}", "not_json"),
-    (b"\x00", "not_json"), (b'{"a":"b\x00"}', "not_json"),
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b'{"a":' + b"1" * 5000 + b"}", "not_json"),  # was a ValueError (int digit limit)
+        (b'{"a":' + b"1" * 1001 + b"}", "not_json"),
+        (b'{"a":1,"a":2}', "not_json"),  # duplicate key
+        (b'{"a":"\\ud800"}', "not_json"),  # lone surrogate escape
+        (b"[NaN]", "not_json"),
+        (b'{"a": Infinity}', "not_json"),
+        (b"{} x", "not_json"),
+        (b'{"a":1}]', "not_json"),
+        (b"1]", "not_json"),
+        (b'{"a": tru', "truncated_json"),
+        (b'{"a":"x\\', "truncated_json"),
+        (b"{} {", "truncated_json"),
+        (b" [1", "truncated_json"),
+        (b"[1]]", "not_json"),
+        (b"   ", "not_json"),
+        (b"\xef\xbb\xbf{}", "not_json"),
+        (b"\x00", "not_json"),
+        (b'{"a":"b\x00"}', "not_json"),
+    ],
+)
 def test_reading_rules(payload, reason):
     assert _check(payload) == reason
 
@@ -139,32 +171,60 @@ def test_none_bytearray_and_memoryview_payloads():
 def test_numbers_follow_the_variant_representation():
     assert validate(json.dumps(GOOD).replace('"schema_version": 1', '"schema_version": 1.0').encode(), REF)
     assert validate(json.dumps(GOOD).replace('"schema_version": 1', '"schema_version": 1e0').encode(), REF)
-    for literal, reason in (("1.5", "wrong_type"), ("1.00000000000000000001", "wrong_type"), ("2", "unsupported_version"),
-                            ("1" + "0" * 40, "unsupported_version"), ('"1"', "wrong_type")):
-        assert _check(json.dumps(GOOD).replace('"schema_version": 1', f'"schema_version": {literal}').encode()) == reason
+    for literal, reason in (
+        ("1.5", "wrong_type"),
+        ("1.00000000000000000001", "wrong_type"),
+        ("2", "unsupported_version"),
+        ("1" + "0" * 40, "unsupported_version"),
+        ('"1"', "wrong_type"),
+    ):
+        assert (
+            _check(json.dumps(GOOD).replace('"schema_version": 1', f'"schema_version": {literal}').encode()) == reason
+        )
     # 41 significant digits: not an exact decimal in Spark's VARIANT, so the nearest double (1.0)
-    assert validate(json.dumps(GOOD).replace('"schema_version": 1', '"schema_version": 1.' + "0" * 39 + "1").encode(), REF)
+    assert validate(
+        json.dumps(GOOD).replace('"schema_version": 1', '"schema_version": 1.' + "0" * 39 + "1").encode(), REF
+    )
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("2026-11-25T02:59:58Z", datetime(2026, 11, 25, 2, 59, 58, tzinfo=timezone.utc)),
-    ("2026-11-25t02:59:58z", datetime(2026, 11, 25, 2, 59, 58, tzinfo=timezone.utc)),
-    ("2026-11-25 02:59:58+00:00", datetime(2026, 11, 25, 2, 59, 58, tzinfo=timezone.utc)),
-    ("2026-11-25T08:29:58.1234569+05:30", datetime(2026, 11, 25, 2, 59, 58, 123456, tzinfo=timezone.utc)),
-    ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=timezone.utc)),
-    (253_402_300_799_999, datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)),
-    (-62_135_596_800_000, datetime(1, 1, 1, tzinfo=timezone.utc)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2026-11-25T02:59:58Z", datetime(2026, 11, 25, 2, 59, 58, tzinfo=timezone.utc)),
+        ("2026-11-25t02:59:58z", datetime(2026, 11, 25, 2, 59, 58, tzinfo=timezone.utc)),
+        ("2026-11-25 02:59:58+00:00", datetime(2026, 11, 25, 2, 59, 58, tzinfo=timezone.utc)),
+        ("2026-11-25T08:29:58.1234569+05:30", datetime(2026, 11, 25, 2, 59, 58, 123456, tzinfo=timezone.utc)),
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=timezone.utc)),
+        (253_402_300_799_999, datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)),
+        (-62_135_596_800_000, datetime(1, 1, 1, tzinfo=timezone.utc)),
+    ],
+)
 def test_event_time_forms(value, expected):
     assert parse_event_time(value) == expected
 
 
-@pytest.mark.parametrize("value", [
-    "2026-11-25T02:59:58+0000", "2026-11-25T02:59Z", "20261125T025958Z", "2026-11-25T02:59:58", "2026-11-25T24:00:00Z",
-    "2026-11-25T02:59:60Z", "2026-02-29T00:00:00Z", "2026-11-25T02:59:58+24:00", "0000-01-01T00:00:00Z",
-    "0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59.999999-00:01", "2026-11-25T02:59:58Z\n", "2026-11-25T02:59:58,5Z",
-    "\u0662026-11-25T02:59:58Z", 253_402_300_800_000, -62_135_596_800_001, 10**40,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-25T02:59:58+0000",
+        "2026-11-25T02:59Z",
+        "20261125T025958Z",
+        "2026-11-25T02:59:58",
+        "2026-11-25T24:00:00Z",
+        "2026-11-25T02:59:60Z",
+        "2026-02-29T00:00:00Z",
+        "2026-11-25T02:59:58+24:00",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+00:01",
+        "9999-12-31T23:59:59.999999-00:01",
+        "2026-11-25T02:59:58Z\n",
+        "2026-11-25T02:59:58,5Z",
+        "\u0662026-11-25T02:59:58Z",
+        253_402_300_800_000,
+        -62_135_596_800_001,
+        10**40,
+    ],
+)
 def test_event_time_rejections(value):
     with pytest.raises(InvalidEvent, match="unparsable_time"):
         parse_event_time(value)
@@ -181,16 +241,37 @@ def test_field_rules_match_the_json_schema_library():
     from tidemark.contract.schema import _schema, check_field, field_rules, required_fields
 
     compiled = fastjsonschema.compile(_schema())
-    variants = [{}, {"device": "tv"}, {"country": "us"}, {"tenant_id": ""}, {"tenant_id": "a b"}, {"tenant_id": "t" * 65},
-                {"user_id": 5}, {"user_id": ""}, {"page": "x"}, {"page": "/" * 2049}, {"referrer": 7},
-                {"referrer": "r" * 2049}, {"schema_version": 2}, {"schema_version": True}, {"schema_version": 1.0},
-                {"schema_version": 1.5}, {"event_id": "x"}, {"event_id": GOOD["event_id"].upper()},
-                {"event_id": GOOD["event_id"] + "\n"}, {"event_time": 1.5}, {"event_time": None}, {"country": None},
-                {"session_id": ["s"]}, {"device": "tv", "user_id": 5}]
+    variants = [
+        {},
+        {"device": "tv"},
+        {"country": "us"},
+        {"tenant_id": ""},
+        {"tenant_id": "a b"},
+        {"tenant_id": "t" * 65},
+        {"user_id": 5},
+        {"user_id": ""},
+        {"page": "x"},
+        {"page": "/" * 2049},
+        {"referrer": 7},
+        {"referrer": "r" * 2049},
+        {"schema_version": 2},
+        {"schema_version": True},
+        {"schema_version": 1.0},
+        {"schema_version": 1.5},
+        {"event_id": "x"},
+        {"event_id": GOOD["event_id"].upper()},
+        {"event_id": GOOD["event_id"] + "\n"},
+        {"event_time": 1.5},
+        {"event_time": None},
+        {"country": None},
+        {"session_id": ["s"]},
+        {"device": "tv", "user_id": 5},
+    ]
     for change in variants:
         doc = {**GOOD, **change}
         ours = [name for name in required_fields() if name not in doc] or [
-            r.name for r in field_rules() if r.name in doc and check_field(r, doc[r.name]) is not None]
+            r.name for r in field_rules() if r.name in doc and check_field(r, doc[r.name]) is not None
+        ]
         try:
             compiled(doc)
             theirs = []

@@ -1,5 +1,6 @@
 """Edge-case options of the traffic model: on-time lateness up to the allowed lateness, event times
 exactly on hour boundaries, poison (deeply nested) payloads; and that the defaults change nothing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +11,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tidemark import contract
+from tidemark.generator import generate
 from tidemark.generator.cli import build_parser, main, options_from_args
 from tidemark.generator.manifest import POISON_REASON, read_manifest
-from tidemark.generator import generate
 from tidemark.generator.options import (
-    HOUR_MS, MAX_ON_TIME_JITTER_MS, PIPELINE_ALLOWED_LATENESS_MS, POISON_KIND, TrafficOptions,
+    HOUR_MS,
+    MAX_ON_TIME_JITTER_MS,
+    PIPELINE_ALLOWED_LATENESS_MS,
+    POISON_KIND,
+    TrafficOptions,
 )
 
 UTC = timezone.utc
@@ -24,8 +29,10 @@ NEAR_HOUR_MS = int(datetime(2026, 3, 1, 11, 55, tzinfo=UTC).timestamp() * 1000) 
 
 def _validate(rec, opts: TrafficOptions):
     return contract.validate(
-        rec.value, datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC),
-        max_payload_bytes=opts.max_payload_bytes, max_future_skew=timedelta(seconds=opts.max_future_skew_s),
+        rec.value,
+        datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC),
+        max_payload_bytes=opts.max_payload_bytes,
+        max_future_skew=timedelta(seconds=opts.max_future_skew_s),
         retention=timedelta(days=opts.retention_days),
     )
 
@@ -36,8 +43,11 @@ def _event_ms(event) -> int:
 
 def test_defaults_are_byte_identical_to_earlier_versions():
     """Pinned digest of the default traffic (the same as before the edge-case options existed)."""
-    records, manifest = generate(TrafficOptions(start_ms=START_MS, count=5000, late_fraction=0.05,
-                                                duplicate_fraction=0.05, malformed_fraction=0.05))
+    records, manifest = generate(
+        TrafficOptions(
+            start_ms=START_MS, count=5000, late_fraction=0.05, duplicate_fraction=0.05, malformed_fraction=0.05
+        )
+    )
     digest = hashlib.sha256()
     for rec in records:
         digest.update(b"%s|%s|%d|%d|%s\n" % (rec.key, rec.value, rec.timestamp_ms, rec.partition, rec.kind.encode()))
@@ -51,10 +61,19 @@ def test_defaults_are_byte_identical_to_earlier_versions():
 def edgy():
     """Crosses 12:00 with on-time lateness up to 10 min for half of the on-time events, boundary
     event times and poison."""
-    opts = TrafficOptions(start_ms=NEAR_HOUR_MS, count=12_000, rate=12.0, late_fraction=0.05,
-                          duplicate_fraction=0.05, malformed_fraction=0.02,
-                          ontime_max_lateness_ms=PIPELINE_ALLOWED_LATENESS_MS, ontime_lag_fraction=0.5,
-                          hour_boundary_fraction=0.1, poison_fraction=0.01, poison_depth=3000)
+    opts = TrafficOptions(
+        start_ms=NEAR_HOUR_MS,
+        count=12_000,
+        rate=12.0,
+        late_fraction=0.05,
+        duplicate_fraction=0.05,
+        malformed_fraction=0.02,
+        ontime_max_lateness_ms=PIPELINE_ALLOWED_LATENESS_MS,
+        ontime_lag_fraction=0.5,
+        hour_boundary_fraction=0.1,
+        poison_fraction=0.01,
+        poison_depth=3000,
+    )
     records, manifest = generate(opts)
     return opts, records, manifest
 
@@ -108,7 +127,9 @@ def test_event_times_on_hour_boundaries(edgy):
     starts = [v for v in seen.values() if v[0] % HOUR_MS == 0]
     doc = manifest.to_dict(messages_sent=len(records))
     assert doc["hour_boundary_events"] == {
-        "end_of_hour": len(ends), "start_of_hour": len(starts), "late": sum(v[1] for v in ends + starts),
+        "end_of_hour": len(ends),
+        "start_of_hour": len(starts),
+        "late": sum(v[1] for v in ends + starts),
     }
     assert len(ends) > 50 and len(starts) > 50
     assert 0 < doc["hour_boundary_events"]["late"] < len(ends) + len(starts)
@@ -154,8 +175,9 @@ def test_poison_records_nest_deeply_and_are_counted(edgy):
     expected = dict(doc["malformed"])
     expected[POISON_REASON] = expected.get(POISON_REASON, 0) + len(poison)
     assert doc["rejected_by_reason"] == dict(sorted(expected.items()))
-    assert doc["messages_sent"] == (doc["valid_events"] + doc["duplicates_sent"]
-                                    + sum(doc["malformed"].values()) + doc["poison"]["count"])
+    assert doc["messages_sent"] == (
+        doc["valid_events"] + doc["duplicates_sent"] + sum(doc["malformed"].values()) + doc["poison"]["count"]
+    )
     assert manifest.records == len(records) == opts.count
 
 
@@ -163,11 +185,13 @@ def test_edge_options_are_checked():
     with pytest.raises(ValueError, match="on-time max lateness"):
         TrafficOptions(start_ms=START_MS, count=1, ontime_max_lateness_ms=PIPELINE_ALLOWED_LATENESS_MS + 1).check()
     with pytest.raises(ValueError, match="min lateness must exceed"):
-        TrafficOptions(start_ms=START_MS, count=1, ontime_max_lateness_ms=8 * 60_000,
-                       min_lateness_ms=7 * 60_000).check()
+        TrafficOptions(
+            start_ms=START_MS, count=1, ontime_max_lateness_ms=8 * 60_000, min_lateness_ms=7 * 60_000
+        ).check()
     with pytest.raises(ValueError, match="min lateness must exceed"):
-        TrafficOptions(start_ms=START_MS, count=1, ontime_max_lateness_ms=10 * 60_000,
-                       min_lateness_ms=10 * 60_000).check()
+        TrafficOptions(
+            start_ms=START_MS, count=1, ontime_max_lateness_ms=10 * 60_000, min_lateness_ms=10 * 60_000
+        ).check()
     with pytest.raises(ValueError, match="poison depth"):
         TrafficOptions(start_ms=START_MS, count=1, poison_fraction=0.1, poison_depth=20_000).check()
     for name in ("ontime_lag_fraction", "hour_boundary_fraction", "poison_fraction"):
@@ -177,16 +201,45 @@ def test_edge_options_are_checked():
 
 def test_cli_edge_options(tmp_path, capsys):
     out, mf = tmp_path / "records.jsonl", tmp_path / "manifest.json"
-    argv = ["--count", "4000", "--rate", "10", "--start-time", "2026-03-01T11:55:00Z", "--no-realtime",
-            "--ontime-max-lateness", "10m", "--ontime-lag-fraction", "0.5", "--hour-boundary-fraction", "0.1",
-            "--poison-fraction", "0.01", "--poison-depth", "2000",
-            "--output", str(out), "--manifest", str(mf), "--no-progress"]
+    argv = [
+        "--count",
+        "4000",
+        "--rate",
+        "10",
+        "--start-time",
+        "2026-03-01T11:55:00Z",
+        "--no-realtime",
+        "--ontime-max-lateness",
+        "10m",
+        "--ontime-lag-fraction",
+        "0.5",
+        "--hour-boundary-fraction",
+        "0.1",
+        "--poison-fraction",
+        "0.01",
+        "--poison-depth",
+        "2000",
+        "--output",
+        str(out),
+        "--manifest",
+        str(mf),
+        "--no-progress",
+    ]
     args = build_parser().parse_args(argv)
     opts = options_from_args(args)
-    assert (opts.ontime_max_lateness_ms, opts.ontime_lag_fraction, opts.hour_boundary_fraction,
-            opts.poison_fraction, opts.poison_depth) == (600_000, 0.5, 0.1, 0.01, 2000)
-    assert options_from_args(build_parser().parse_args(
-        ["--count", "1", "--ontime-max-lateness-ms", "90000"])).ontime_max_lateness_ms == 90_000
+    assert (
+        opts.ontime_max_lateness_ms,
+        opts.ontime_lag_fraction,
+        opts.hour_boundary_fraction,
+        opts.poison_fraction,
+        opts.poison_depth,
+    ) == (600_000, 0.5, 0.1, 0.01, 2000)
+    assert (
+        options_from_args(
+            build_parser().parse_args(["--count", "1", "--ontime-max-lateness-ms", "90000"])
+        ).ontime_max_lateness_ms
+        == 90_000
+    )
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip())
     doc = read_manifest(mf)
@@ -198,11 +251,16 @@ def test_cli_edge_options(tmp_path, capsys):
 
 def test_cli_defaults_keep_the_edge_cases_off():
     opts = options_from_args(build_parser().parse_args(["--count", "1"]))
-    assert (opts.ontime_max_lateness_ms, opts.ontime_lag_fraction, opts.hour_boundary_fraction,
-            opts.poison_fraction) == (MAX_ON_TIME_JITTER_MS, 1.0, 0.0, 0.0)
+    assert (
+        opts.ontime_max_lateness_ms,
+        opts.ontime_lag_fraction,
+        opts.hour_boundary_fraction,
+        opts.poison_fraction,
+    ) == (MAX_ON_TIME_JITTER_MS, 1.0, 0.0, 0.0)
 
 
 def test_cli_rejects_ontime_lateness_beyond_the_allowed(tmp_path):
-    args = build_parser().parse_args(["--count", "10", "--ontime-max-lateness", "11m",
-                                      "--output", str(tmp_path / "x.jsonl"), "--no-progress"])
+    args = build_parser().parse_args(
+        ["--count", "10", "--ontime-max-lateness", "11m", "--output", str(tmp_path / "x.jsonl"), "--no-progress"]
+    )
     assert main(args) == 2

@@ -1,4 +1,5 @@
 """The manifest: exact truth about what was sent, by event-time minute/hour/day."""
+
 from __future__ import annotations
 
 import base64
@@ -9,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tidemark import contract
+from tidemark.generator import TrafficOptions, generate
 from tidemark.generator.cli import build_parser, main, parse_duration, parse_time
 from tidemark.generator.manifest import Manifest, read_manifest, write_manifest
-from tidemark.generator import TrafficOptions, generate
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 T0 = START_MS + 12 * 60_000 + 30_000  # 00:12:30
@@ -39,7 +40,9 @@ def test_add_valid_aggregates_distinct_events_by_event_time():
     assert doc["late_events_per_hour"] == {"2026-01-01T00": 1, "2026-01-01T01": 1}
     assert doc["late_events_per_tenant_hour"] == [["acme", "2026-01-01T00", 1], ["acme", "2026-01-01T01", 1]]
     assert doc["distinct_users_hour"] == [
-        ["acme", "2026-01-01T00", 2, 2], ["acme", "2026-01-01T01", 1, 0], ["hooli", "2025-12-31T00", 1, 1],
+        ["acme", "2026-01-01T00", 2, 2],
+        ["acme", "2026-01-01T01", 1, 0],
+        ["hooli", "2025-12-31T00", 1, 1],
     ]
     assert doc["distinct_users_day"] == [["acme", "2026-01-01", 2], ["hooli", "2025-12-31", 1]]
     assert m.records == 8
@@ -67,9 +70,13 @@ def _recompute(records, opts: TrafficOptions) -> dict:
     for rec in records:
         ref = datetime.fromtimestamp(rec.timestamp_ms / 1000, timezone.utc)
         try:
-            ev = contract.validate(rec.value, ref, max_payload_bytes=opts.max_payload_bytes,
-                                   max_future_skew=timedelta(seconds=opts.max_future_skew_s),
-                                   retention=timedelta(days=opts.retention_days))
+            ev = contract.validate(
+                rec.value,
+                ref,
+                max_payload_bytes=opts.max_payload_bytes,
+                max_future_skew=timedelta(seconds=opts.max_future_skew_s),
+                retention=timedelta(days=opts.retention_days),
+            )
         except contract.InvalidEvent as exc:
             reasons[exc.reason] += 1
             continue
@@ -103,8 +110,9 @@ def _recompute(records, opts: TrafficOptions) -> dict:
 
 
 def test_manifest_equals_an_independent_recount_of_the_records():
-    opts = TrafficOptions(start_ms=START_MS, count=6000, rate=100.0, late_fraction=0.05,
-                          duplicate_fraction=0.03, malformed_fraction=0.04)
+    opts = TrafficOptions(
+        start_ms=START_MS, count=6000, rate=100.0, late_fraction=0.05, duplicate_fraction=0.03, malformed_fraction=0.04
+    )
     records, manifest = generate(opts)
     doc = manifest.to_dict(messages_sent=len(records))
     expected = _recompute(records, opts)
@@ -114,8 +122,9 @@ def test_manifest_equals_an_independent_recount_of_the_records():
 
 
 def test_manifest_sums_are_consistent():
-    opts = TrafficOptions(start_ms=START_MS, count=5000, rate=50.0, late_fraction=0.05,
-                          duplicate_fraction=0.02, malformed_fraction=0.02)
+    opts = TrafficOptions(
+        start_ms=START_MS, count=5000, rate=50.0, late_fraction=0.05, duplicate_fraction=0.02, malformed_fraction=0.02
+    )
     records, manifest = generate(opts)
     doc = manifest.to_dict(messages_sent=len(records))
     assert doc["messages_sent"] == doc["valid_events"] + doc["duplicates_sent"] + sum(doc["malformed"].values())
@@ -135,11 +144,29 @@ def test_manifest_sums_are_consistent():
 
 def test_cli_output_mode_writes_records_and_manifest(tmp_path, capsys):
     out, mf = tmp_path / "records.jsonl", tmp_path / "manifest.json"
-    args = build_parser().parse_args([
-        "--count", "3000", "--start-time", "2026-01-01T00:00:00Z", "--seed", "7",
-        "--duplicate-fraction", "0.05", "--malformed-fraction", "0.05", "--late-fraction", "0.05",
-        "--max-lateness", "1h", "--output", str(out), "--manifest", str(mf), "--no-progress",
-    ])
+    args = build_parser().parse_args(
+        [
+            "--count",
+            "3000",
+            "--start-time",
+            "2026-01-01T00:00:00Z",
+            "--seed",
+            "7",
+            "--duplicate-fraction",
+            "0.05",
+            "--malformed-fraction",
+            "0.05",
+            "--late-fraction",
+            "0.05",
+            "--max-lateness",
+            "1h",
+            "--output",
+            str(out),
+            "--manifest",
+            str(mf),
+            "--no-progress",
+        ]
+    )
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip())
     doc = read_manifest(mf)
@@ -150,24 +177,44 @@ def test_cli_output_mode_writes_records_and_manifest(tmp_path, capsys):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 3000
     assert lines[1]["timestamp_ms"] == START_MS + 1
-    records, manifest = generate(TrafficOptions(start_ms=START_MS, count=3000, seed=7, late_fraction=0.05,
-                                                max_lateness_ms=3_600_000, duplicate_fraction=0.05,
-                                                malformed_fraction=0.05))
+    records, manifest = generate(
+        TrafficOptions(
+            start_ms=START_MS,
+            count=3000,
+            seed=7,
+            late_fraction=0.05,
+            max_lateness_ms=3_600_000,
+            duplicate_fraction=0.05,
+            malformed_fraction=0.05,
+        )
+    )
     assert [base64.b64decode(x["value_b64"]) for x in lines] == [r.value for r in records]
     assert [x["partition"] for x in lines] == [r.partition for r in records]
     assert manifest.to_dict(messages_sent=3000)["minute_counts"] == doc["minute_counts"]
 
 
 def test_cli_rejects_inconsistent_lateness(tmp_path):
-    args = build_parser().parse_args([
-        "--count", "10", "--start-time", "2026-01-01T00:00:00Z", "--min-lateness", "3h",
-        "--max-lateness", "1h", "--output", str(tmp_path / "x.jsonl"), "--no-progress",
-    ])
+    args = build_parser().parse_args(
+        [
+            "--count",
+            "10",
+            "--start-time",
+            "2026-01-01T00:00:00Z",
+            "--min-lateness",
+            "3h",
+            "--max-lateness",
+            "1h",
+            "--output",
+            str(tmp_path / "x.jsonl"),
+            "--no-progress",
+        ]
+    )
     assert main(args) == 2
 
 
-@pytest.mark.parametrize("text,seconds", [("90m", 5400), ("3h", 10800), ("1h30m", 5400), ("45", 45),
-                                          ("1500ms", 1.5), ("2d", 172800)])
+@pytest.mark.parametrize(
+    "text,seconds", [("90m", 5400), ("3h", 10800), ("1h30m", 5400), ("45", 45), ("1500ms", 1.5), ("2d", 172800)]
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 

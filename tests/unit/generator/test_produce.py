@@ -1,5 +1,6 @@
 """The Kafka send path (confluent-kafka) against a fake producer: placement, timestamps, delivery
 accounting (no manifest unless every record is acked) and a full local queue."""
+
 from __future__ import annotations
 
 import time
@@ -8,9 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tidemark.generator import produce
+from tidemark.generator import TrafficOptions, generate, produce
 from tidemark.generator.produce import PRODUCER_CONFIG, DeliveryError, GenerateOptions, run
-from tidemark.generator import TrafficOptions, generate
 from tidemark.io import kafka_admin
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -96,9 +96,18 @@ def fake_kafka(monkeypatch):
 
 
 def _options(tmp_path, **kw) -> GenerateOptions:
-    base = dict(count=3000, start_time=START, topic="t", bootstrap="127.0.0.1:1", realtime=False,
-                progress=False, manifest=tmp_path / "manifest.json", late_fraction=0.05,
-                duplicate_fraction=0.05, malformed_fraction=0.05)
+    base = dict(
+        count=3000,
+        start_time=START,
+        topic="t",
+        bootstrap="127.0.0.1:1",
+        realtime=False,
+        progress=False,
+        manifest=tmp_path / "manifest.json",
+        late_fraction=0.05,
+        duplicate_fraction=0.05,
+        malformed_fraction=0.05,
+    )
     base.update(kw)
     return GenerateOptions(**base)
 
@@ -107,8 +116,16 @@ def test_every_record_is_produced_with_its_partition_and_timestamp(fake_kafka, t
     timings: dict = {}
     doc = run(_options(tmp_path, timings=timings))
     producer = fake_kafka["producer"]
-    expected, _ = generate(TrafficOptions(start_ms=START_MS, count=3000, late_fraction=0.05,
-                                          duplicate_fraction=0.05, malformed_fraction=0.05, partitions=4))
+    expected, _ = generate(
+        TrafficOptions(
+            start_ms=START_MS,
+            count=3000,
+            late_fraction=0.05,
+            duplicate_fraction=0.05,
+            malformed_fraction=0.05,
+            partitions=4,
+        )
+    )
     assert producer.produced == [("t", r.value, r.key, r.partition, r.timestamp_ms) for r in expected]
     assert doc["messages_sent"] == 3000 and (tmp_path / "manifest.json").exists()
     assert timings["records"] == 3000 and 0 < timings["send_seconds"] <= timings["ack_seconds"]
@@ -133,8 +150,7 @@ def test_full_delivery_reports_are_counted_too(fake_kafka, tmp_path):
     assert fake_kafka["producer"].acks.ok == 3000
     fake_kafka["kwargs"] = {"fail_at": {7}}
     with pytest.raises(DeliveryError):
-        run(_options(tmp_path, manifest=tmp_path / "m2.json",
-                     producer_overrides={"delivery.report.only.error": False}))
+        run(_options(tmp_path, manifest=tmp_path / "m2.json", producer_overrides={"delivery.report.only.error": False}))
     assert not (tmp_path / "m2.json").exists()
 
 

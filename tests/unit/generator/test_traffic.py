@@ -1,6 +1,8 @@
 """The traffic model: deterministic, realistic enough, and every fault exactly as advertised."""
+
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections import Counter, defaultdict
@@ -11,7 +13,11 @@ import pytest
 from tidemark import contract
 from tidemark.generator.catalog import uuid4_from_bits
 from tidemark.generator.options import (
-    MALFORMED_KINDS, MAX_DUPLICATE_DELAY_MS, MAX_ON_TIME_JITTER_MS, MIN_DUPLICATE_DELAY_MS, TrafficOptions,
+    MALFORMED_KINDS,
+    MAX_DUPLICATE_DELAY_MS,
+    MAX_ON_TIME_JITTER_MS,
+    MIN_DUPLICATE_DELAY_MS,
+    TrafficOptions,
 )
 from tidemark.generator.partitioner import kafka_partition
 from tidemark.generator.traffic import TrafficGenerator, generate
@@ -33,8 +39,14 @@ def _validate(rec, opts: TrafficOptions):
 @pytest.fixture(scope="module")
 def faulty():
     """10k records with every fault at a few percent (shared: generation is the slow part)."""
-    opts = TrafficOptions(start_ms=START_MS, count=10_000, rate=200.0, late_fraction=0.05,
-                          duplicate_fraction=0.05, malformed_fraction=0.05)
+    opts = TrafficOptions(
+        start_ms=START_MS,
+        count=10_000,
+        rate=200.0,
+        late_fraction=0.05,
+        duplicate_fraction=0.05,
+        malformed_fraction=0.05,
+    )
     records, manifest = generate(opts)
     return opts, records, manifest
 
@@ -103,8 +115,9 @@ def test_valid_records_pass_and_match_the_manifest(faulty):
 
 
 def test_late_events_lateness_and_per_hour_counts():
-    opts = TrafficOptions(start_ms=START_MS, count=8000, late_fraction=0.2,
-                          min_lateness_ms=20 * 60_000, max_lateness_ms=40 * 60_000)
+    opts = TrafficOptions(
+        start_ms=START_MS, count=8000, late_fraction=0.2, min_lateness_ms=20 * 60_000, max_lateness_ms=40 * 60_000
+    )
     records, manifest = generate(opts)
     per_hour = Counter()
     per_tenant_hour = Counter()
@@ -221,7 +234,7 @@ def test_sessions_rotate_over_time():
     assert rotated
     for user in rotated:  # a session id is never reused once it rotated away
         order = [s for _, s in sorted(sessions[user])]
-        changes = [s for prev, s in zip(order, order[1:]) if s != prev]
+        changes = [s for prev, s in itertools.pairwise(order) if s != prev]
         assert len(changes) == len(set(changes))
 
 

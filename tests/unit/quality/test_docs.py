@@ -1,4 +1,5 @@
 """tidemark.quality.docs: retention of stored results and site pages (filesystem only, no GE)."""
+
 from datetime import datetime, timezone
 
 from tidemark.quality import docs, gx
@@ -15,9 +16,9 @@ def test_prune_removes_old_runs_from_the_store_and_the_site(tmp_path, monkeypatc
             (root / run / "result.json").write_text("{}")
 
     removed = docs.prune(keep_days=7, now=datetime(2026, 11, 26, tzinfo=timezone.utc))
-    assert removed == 1                                   # runs counted once, from the GE store
+    assert removed == 1  # runs counted once, from the GE store
     for root in (store, site):
         assert sorted(p.name for p in root.iterdir()) == [new]
 
     docs.prune(keep_days=0, now=datetime(2026, 11, 26, tzinfo=timezone.utc))
-    assert not (gx.gx_root() / "uncommitted" / "validations" / "raw_hour").exists()   # empty folders go too
+    assert not (gx.gx_root() / "uncommitted" / "validations" / "raw_hour").exists()  # empty folders go too

@@ -1,5 +1,6 @@
 """tidemark.quality.gates: the GE suites built from the rules (imports GE, no Spark; runs are in
 tests/integration/test_quality_gates.py)."""
+
 from datetime import datetime, timezone
 
 from tidemark.quality import build_suite, hour_rollups_params, load_rules, raw_hour_params
@@ -16,7 +17,7 @@ def test_every_rule_is_a_real_ge_expectation_with_valid_kwargs():
         active = [(r, resolve(r, params)[0]) for r in rules]
         built = build_suite(suite, active)
         assert len(built.expectations) == len(rules)
-        for expectation, r in zip(built.expectations, rules):
+        for expectation, r in zip(built.expectations, rules, strict=True):
             assert expectation.expectation_type == r.expectation
             assert expectation.meta == {"tidemark_rule": r.index, "tidemark_action": r.action}
             assert expectation.severity == SEVERITY[r.action]

@@ -1,4 +1,5 @@
 """tidemark.quality.gx: where GE's state and the site live, and the page of a run (no GE import)."""
+
 from tidemark.config import settings
 from tidemark.quality import gx
 
@@ -27,10 +28,10 @@ def test_validation_page_is_found_only_when_ge_wrote_it(tmp_path):
     page.parent.mkdir(parents=True)
     page.write_text("<html></html>")
     assert gx.validation_page(tmp_path, identifier) == page
-    assert gx.validation_page(tmp_path, object()) is None     # not an identifier: best effort, no page
+    assert gx.validation_page(tmp_path, object()) is None  # not an identifier: best effort, no page
 
 
 def test_gx_lock_creates_the_context_folder_and_its_lock_file(tmp_path, monkeypatch):
     monkeypatch.setattr(gx, "quality_home", lambda: tmp_path)
-    with gx.gx_lock():      # not reentrant (a second flock on a new handle waits): never nest it
+    with gx.gx_lock():  # not reentrant (a second flock on a new handle waits): never nest it
         assert (tmp_path / "gx").is_dir() and (tmp_path / ".gx.lock").exists()

@@ -1,4 +1,5 @@
 """tidemark.quality.offline: Data Docs pages pointed at the vendored assets."""
+
 from tidemark.quality import offline
 
 
@@ -14,7 +15,8 @@ def test_docs_rewrite_points_cdn_assets_at_vendored_copies(tmp_path):
         'integrity="sha384-abc" crossorigin="anonymous"></script>'
         '<img src="https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png?d=1&x=2">'
         '<link rel="shortcut icon" href="../../../static/images/favicon.ico"/>'
-        "<style>a { background: url('https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/full_logo_dark.png') }</style>"
+        "<style>a { background: "
+        "url('https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/full_logo_dark.png') }</style>"
         '<a href="https://greatexpectations.io">GX</a>'
         '<script src="https://cdn.example.com/new.js"></script>'
     )
@@ -23,7 +25,7 @@ def test_docs_rewrite_points_cdn_assets_at_vendored_copies(tmp_path):
     assert '<link rel="stylesheet" href="../../../../static/vendor/bootstrap/bootstrap.min.css"/>' in new
     assert '<script src="../../../../static/vendor/bootstrap/bootstrap.min.js"></script>' in new
     assert '<img src="../../../../static/images/logo-long.png">' in new
-    assert 'href="../../../../static/images/favicon.ico"' in new          # GE's off-by-one depth, fixed
+    assert 'href="../../../../static/images/favicon.ico"' in new  # GE's off-by-one depth, fixed
     assert "url('../../../../static/images/logo-long.png')" in new
     assert '<a href="https://greatexpectations.io">' in new
     assert offline.remote_asset_refs(new) == ["https://cdn.example.com/new.js"]

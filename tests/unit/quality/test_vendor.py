@@ -1,4 +1,5 @@
 """tidemark.quality.vendor: every CDN asset GE's pages load has a committed copy."""
+
 from tidemark.quality.vendor import ASSETS, URL_MAP, VENDOR_DIR
 
 

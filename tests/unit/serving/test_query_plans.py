@@ -1,5 +1,6 @@
 """Query plans: the coarsest grain that answers, the tenant constraint and the lambda merge in every
 query, and user text only as bound parameters."""
+
 from tidemark.serving import queries
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import resolve
@@ -19,7 +20,9 @@ def _plans(filters):
 
 
 def test_grain_follows_the_bucket_and_dimensions():
-    assert queries.time_series("db", "t", resolve(NOW, "1h"), "events", Filters(), False).grain.table == "minute_rollups"
+    assert (
+        queries.time_series("db", "t", resolve(NOW, "1h"), "events", Filters(), False).grain.table == "minute_rollups"
+    )
     assert queries.time_series("db", "t", resolve(NOW, "7d"), "events", Filters(), False).grain.table == "day_rollups"
     assert queries.time_series("db", "t", resolve(NOW, "90d"), "users", Filters(), False).grain.table == "day_rollups"
     # one dimension: the per-dimension grains answer; two: only the minute grain has both

@@ -1,4 +1,5 @@
 """Range normalization: the bucket follows the span; ends align to the bucket; 1 minute .. 90 days."""
+
 import pytest
 
 from tidemark.serving.ranges import DAY, HOUR, RangeError, realtime_window, resolve
@@ -6,9 +7,18 @@ from tidemark.serving.ranges import DAY, HOUR, RangeError, realtime_window, reso
 NOW = 1_796_142_437  # 2026-12-01T17:47:17Z
 
 
-@pytest.mark.parametrize("preset,bucket,n", [("1h", "minute", 60), ("6h", "minute", 360), ("24h", "hour", 24),
-                                             ("7d", "hour", 168), ("14d", "hour", 336), ("30d", "day", 30),
-                                             ("90d", "day", 90)])
+@pytest.mark.parametrize(
+    "preset,bucket,n",
+    [
+        ("1h", "minute", 60),
+        ("6h", "minute", 360),
+        ("24h", "hour", 24),
+        ("7d", "hour", 168),
+        ("14d", "hour", 336),
+        ("30d", "day", 30),
+        ("90d", "day", 90),
+    ],
+)
 def test_presets(preset, bucket, n):
     r = resolve(NOW, preset)
     assert r.bucket == bucket and len(r.buckets()) == n
@@ -27,11 +37,21 @@ def test_requests_seconds_apart_share_one_range():
     assert resolve(NOW, "7d") == resolve(NOW + 100, "7d")
 
 
-@pytest.mark.parametrize("kw", [{"range_": "91d"}, {"range_": "0d"}, {"range_": "7x"}, {"range_": "' OR 1=1"},
-                                {"start": "2026-11-20T00:00:00"}, {"start": "yesterday"},
-                                {"start": "2026-11-21T00:00:00Z", "end": "2026-11-20T00:00:00Z"},
-                                {"range_": "1h", "start": "0"}, {"start": str(NOW - 100 * DAY)},
-                                {"start": str(NOW), "end": str(NOW + 2 * HOUR)}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"range_": "91d"},
+        {"range_": "0d"},
+        {"range_": "7x"},
+        {"range_": "' OR 1=1"},
+        {"start": "2026-11-20T00:00:00"},
+        {"start": "yesterday"},
+        {"start": "2026-11-21T00:00:00Z", "end": "2026-11-20T00:00:00Z"},
+        {"range_": "1h", "start": "0"},
+        {"start": str(NOW - 100 * DAY)},
+        {"start": str(NOW), "end": str(NOW + 2 * HOUR)},
+    ],
+)
 def test_rejected(kw):
     with pytest.raises(RangeError):
         resolve(NOW, **kw)

@@ -1,4 +1,5 @@
 """The measured freshness histogram a micro-batch records (pure; no Spark, no ClickHouse)."""
+
 from datetime import datetime, timedelta, timezone
 
 from tidemark.stream.sink import FRESHNESS_STEP_MS, BatchMetrics, weighted_quantile
@@ -43,8 +44,13 @@ def test_weighted_quantile_matches_clickhouse_quantile_exact_weighted():
 
 
 def test_row_carries_quantiles_and_the_histogram():
-    m = BatchMetrics("s", 1, 1, valid_rows=20,
-                     event_time_steps={_ms(COMMIT - timedelta(seconds=1)): 19, _ms(COMMIT - timedelta(seconds=30)): 1})
+    m = BatchMetrics(
+        "s",
+        1,
+        1,
+        valid_rows=20,
+        event_time_steps={_ms(COMMIT - timedelta(seconds=1)): 19, _ms(COMMIT - timedelta(seconds=30)): 1},
+    )
     m.committed_at = COMMIT
     row = m.row()
     p50, p95, mx, lags, counts = row[-5:]

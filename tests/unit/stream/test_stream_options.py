@@ -1,4 +1,5 @@
 """The speed layer's Kafka source options, from the environment (no Spark, no broker)."""
+
 import pytest
 
 from tidemark.config import load

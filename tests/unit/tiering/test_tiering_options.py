@@ -1,4 +1,5 @@
 """Tiering boundaries and settings: pure functions."""
+
 import dataclasses
 from datetime import date, datetime, timezone
 
@@ -17,8 +18,13 @@ END = datetime(2026, 11, 20, tzinfo=timezone.utc)
 @pytest.fixture
 def cfg(monkeypatch, tmp_path):
     monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path))
-    for var in ("TIDEMARK_HOT_DAYS", "TIDEMARK_LAKE_HOT_DAYS", "TIDEMARK_RETENTION_DAYS",
-                "TIDEMARK_VACUUM_RETENTION_HOURS", "TIDEMARK_ALLOWED_LATENESS_S"):
+    for var in (
+        "TIDEMARK_HOT_DAYS",
+        "TIDEMARK_LAKE_HOT_DAYS",
+        "TIDEMARK_RETENTION_DAYS",
+        "TIDEMARK_VACUUM_RETENTION_HOURS",
+        "TIDEMARK_ALLOWED_LATENESS_S",
+    ):
         monkeypatch.delenv(var, raising=False)
     return load()
 
@@ -30,12 +36,15 @@ def test_defaults_keep_the_hot_lake_longer_than_the_contract_accepts_events(cfg)
     assert t.cold_path == f"{cfg.lake.root}/events_cold"
 
 
-@pytest.mark.parametrize("change, variable", [
-    ({"lake_hot_days": 30}, "TIDEMARK_LAKE_HOT_DAYS"),
-    ({"vacuum_retention_hours": 24}, "TIDEMARK_VACUUM_RETENTION_HOURS"),
-    ({"parts_alert": 300}, "TIDEMARK_PARTS_ALERT"),
-    ({"stream_rows_grace_s": 60}, "TIDEMARK_STREAM_ROWS_GRACE_S"),
-])
+@pytest.mark.parametrize(
+    "change, variable",
+    [
+        ({"lake_hot_days": 30}, "TIDEMARK_LAKE_HOT_DAYS"),
+        ({"vacuum_retention_hours": 24}, "TIDEMARK_VACUUM_RETENTION_HOURS"),
+        ({"parts_alert": 300}, "TIDEMARK_PARTS_ALERT"),
+        ({"stream_rows_grace_s": 60}, "TIDEMARK_STREAM_ROWS_GRACE_S"),
+    ],
+)
 def test_unsafe_settings_are_refused_naming_the_variable(cfg, change, variable):
     with pytest.raises(ValueError, match=variable):
         check_tiering(dataclasses.replace(cfg.tiering, **change), cfg.retention_days)
@@ -51,8 +60,8 @@ def test_env_lake_hot_days_not_above_retention_fails_at_load(monkeypatch, tmp_pa
 
 def test_boundaries_derive_from_the_interval_end(cfg):
     b = boundaries(cfg, END, wall_now=datetime(2026, 12, 1, tzinfo=timezone.utc))
-    assert b.hot_from == date(2026, 11, 13)            # keeps 11-13 .. 11-19: HOT_DAYS whole days
-    assert b.lake_from == date(2026, 10, 16)           # 35 days
+    assert b.hot_from == date(2026, 11, 13)  # keeps 11-13 .. 11-19: HOT_DAYS whole days
+    assert b.lake_from == date(2026, 10, 16)  # 35 days
     # lateness 600 s: the 23:00 hour ends at 00:00 and closes at 00:10, after the interval end
     assert b.closed_before == datetime(2026, 11, 19, 23, tzinfo=timezone.utc)
     assert b.closed_day == date(2026, 11, 19)
@@ -63,7 +72,7 @@ def test_grace_and_cold_boundaries_never_run_ahead_of_the_clock(cfg):
     early = datetime(2026, 11, 10, 12, tzinfo=timezone.utc)
     b = boundaries(cfg, END, wall_now=early)
     assert b.reader_now == early
-    assert b.lake_from == date(2026, 10, 6)             # from the clock, not the (future) interval end
+    assert b.lake_from == date(2026, 10, 6)  # from the clock, not the (future) interval end
     assert b.hot_from == date(2026, 11, 13)
 
 
@@ -89,8 +98,10 @@ def test_users_compare_exactly_at_hour_precision_and_within_tolerance_at_day_pre
 
 
 def test_report_totals_and_lines():
-    before = [PartitionStats("lake_hot", "events_raw", "event_date=2026-11-01/event_hour=1", 30, 3000, 3, 3),
-              PartitionStats("hot", "minute_rollups", "20261101", 10, 500, 2, 2)]
+    before = [
+        PartitionStats("lake_hot", "events_raw", "event_date=2026-11-01/event_hour=1", 30, 3000, 3, 3),
+        PartitionStats("hot", "minute_rollups", "20261101", 10, 500, 2, 2),
+    ]
     after = [PartitionStats("lake_hot", "events_raw", "event_date=2026-11-01/event_hour=1", 30, 2000, 1, 1)]
     assert totals(before)["lake_hot"] == {"rows": 30, "bytes": 3000, "files": 3, "small_files": 3, "partitions": 1}
     rep = TieringReport("r1", END, False, before=before, after=after, steps={"hot": {"days_dropped": 1}})

@@ -3,9 +3,11 @@ from datetime import datetime
 from tidemark.transforms.dedup import drop_duplicate_events
 from tidemark.transforms.rollups import late_event_hours, minute_rollups
 
-SCHEMA = ("event_id STRING, tenant_id STRING, event_time TIMESTAMP, user_id STRING, country STRING, device STRING, "
-          "page STRING, is_late BOOLEAN, kafka_timestamp TIMESTAMP, kafka_partition INT, kafka_offset BIGINT, "
-          "ingest_time TIMESTAMP")
+SCHEMA = (
+    "event_id STRING, tenant_id STRING, event_time TIMESTAMP, user_id STRING, country STRING, device STRING, "
+    "page STRING, is_late BOOLEAN, kafka_timestamp TIMESTAMP, kafka_partition INT, kafka_offset BIGINT, "
+    "ingest_time TIMESTAMP"
+)
 
 
 def _df(spark, rows):
@@ -14,20 +16,41 @@ def _df(spark, rows):
 
 def _row(eid, minute, second, user, page="/a", late=False, part=0, off=0, tenant="t1"):
     t = datetime(2026, 11, 25, 3, minute, second)
-    return (eid, tenant, t, user, "US", "mobile", page, late, datetime(2026, 11, 25, 4, 0, off % 60), part, off,
-            datetime(2026, 11, 25, 4, 1))
+    return (
+        eid,
+        tenant,
+        t,
+        user,
+        "US",
+        "mobile",
+        page,
+        late,
+        datetime(2026, 11, 25, 4, 0, off % 60),
+        part,
+        off,
+        datetime(2026, 11, 25, 4, 1),
+    )
 
 
 def test_minute_rollups_count_events_and_collect_distinct_users(spark):
-    df = _df(spark, [_row("e1", 1, 5, "u1"), _row("e2", 1, 59, "u1"), _row("e3", 1, 30, "u2"),
-                     _row("e4", 2, 0, "u1"), _row("e5", 1, 10, "u3", page="/b")])
+    df = _df(
+        spark,
+        [
+            _row("e1", 1, 5, "u1"),
+            _row("e2", 1, 59, "u1"),
+            _row("e3", 1, 30, "u2"),
+            _row("e4", 2, 0, "u1"),
+            _row("e5", 1, 10, "u3", page="/b"),
+        ],
+    )
     rows = {(r["minute"].minute, r["page"]): (r["events"], r["user_ids"]) for r in minute_rollups(df).collect()}
     assert rows == {(1, "/a"): (3, ["u1", "u2"]), (2, "/a"): (1, ["u1"]), (1, "/b"): (1, ["u3"])}
 
 
 def test_batch_dedup_keeps_the_first_arrival(spark):
-    df = _df(spark, [_row("e1", 1, 5, "u1", part=1, off=9), _row("e1", 1, 5, "u1", part=0, off=3),
-                     _row("e2", 1, 6, "u2")])
+    df = _df(
+        spark, [_row("e1", 1, 5, "u1", part=1, off=9), _row("e1", 1, 5, "u1", part=0, off=3), _row("e2", 1, 6, "u2")]
+    )
     kept = drop_duplicate_events(df).collect()
     assert sorted(r["event_id"] for r in kept) == ["e1", "e2"]
     (e1,) = [r for r in kept if r["event_id"] == "e1"]
@@ -35,7 +58,14 @@ def test_batch_dedup_keeps_the_first_arrival(spark):
 
 
 def test_late_event_hours_counts_only_late_rows(spark):
-    df = _df(spark, [_row("e1", 1, 5, "u1", late=True), _row("e2", 59, 5, "u2", late=True),
-                     _row("e3", 1, 5, "u1", late=False), _row("e4", 1, 5, "u1", late=True, tenant="t2")])
+    df = _df(
+        spark,
+        [
+            _row("e1", 1, 5, "u1", late=True),
+            _row("e2", 59, 5, "u2", late=True),
+            _row("e3", 1, 5, "u1", late=False),
+            _row("e4", 1, 5, "u1", late=True, tenant="t2"),
+        ],
+    )
     rows = sorted((r["tenant_id"], r["event_hour"].hour, r["late_events"]) for r in late_event_hours(df).collect())
     assert rows == [("t1", 3, 2), ("t2", 3, 1)]

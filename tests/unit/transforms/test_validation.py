@@ -18,9 +18,17 @@ def _us(ts: datetime) -> int:
 
 
 def _event(i: int, **over) -> bytes:
-    doc = {"schema_version": 1, "event_id": f"00000000-0000-4000-8000-{i:012d}", "tenant_id": "acme",
-           "event_time": (T0 - timedelta(seconds=2)).isoformat().replace("+00:00", "Z"), "user_id": f"u{i % 3}",
-           "session_id": "s", "country": "US", "device": "desktop", "page": "/p"}
+    doc = {
+        "schema_version": 1,
+        "event_id": f"00000000-0000-4000-8000-{i:012d}",
+        "tenant_id": "acme",
+        "event_time": (T0 - timedelta(seconds=2)).isoformat().replace("+00:00", "Z"),
+        "user_id": f"u{i % 3}",
+        "session_id": "s",
+        "country": "US",
+        "device": "desktop",
+        "page": "/p",
+    }
     doc.update(over)
     return json.dumps(doc).encode()
 
@@ -28,11 +36,13 @@ def _event(i: int, **over) -> bytes:
 def _records(spark, payloads, ts=T0):
     """Kafka-source-shaped rows; ``ts`` is one datetime or one per payload (aware UTC)."""
     stamps = ts if isinstance(ts, list) else [ts] * len(payloads)
-    rows = [(None, p, "page_views", i % 2, i, _us(t), 0) for i, (p, t) in enumerate(zip(payloads, stamps))]
+    rows = [(None, p, "page_views", i % 2, i, _us(t), 0) for i, (p, t) in enumerate(zip(payloads, stamps, strict=True))]
     return spark.createDataFrame(
-        rows, "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, ts_us BIGINT, timestampType INT",
-    ).selectExpr("key", "value", "topic", "partition", "offset", "timestamp_micros(ts_us) AS timestamp",
-                 "timestampType")
+        rows,
+        "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, ts_us BIGINT, timestampType INT",
+    ).selectExpr(
+        "key", "value", "topic", "partition", "offset", "timestamp_micros(ts_us) AS timestamp", "timestampType"
+    )
 
 
 def _by_offset(validated):
@@ -57,8 +67,9 @@ def test_bad_records_become_dead_letters_without_failing_the_batch(spark):
 
 def test_output_schema_is_unchanged(spark):
     validated = validate_records(_records(spark, [_event(1)]))
-    assert [(f.name, f.dataType) for f in validated.schema.fields] == \
-        [(f.name, f.dataType) for f in VALIDATED_SCHEMA.fields]
+    assert [(f.name, f.dataType) for f in validated.schema.fields] == [
+        (f.name, f.dataType) for f in VALIDATED_SCHEMA.fields
+    ]
 
 
 def test_late_flag_uses_arrival_minus_event_time(spark):
@@ -122,89 +133,261 @@ def _edge_cases() -> list[tuple[bytes | None, datetime]]:
     good = _doc()
     cases: list = [
         # payload framing, size, UTF-8
-        None, b"", b"   ", b"\n", b"{}", b"[]", b"null", b"42", b'"x"', b"true", b" [1", b"{", b"[",
-        b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82", good.replace(b'"/p"', b'"/\xff"'),
-        b"\xef\xbb\xbf" + good, b"\x00", good + b"\x00", good.replace(b'"s"', b'"s\x00"'),
-        good.replace(b'"s"', b'"s\t"'), good.replace(b'"s"', b'"s\\u0000"'),
-        good + b" x", good + b"]", good + b"}", good + b",", good + b"{", good + b" " + good, good + b"\n\t\r ",
-        b" \n" + good, b"1]", b"[1] [2]", b"[1],[2]", b"1,2", b"]", b"[1,]", b'{"a":1,}', b"{'a':1}",
-        good[:40], good[:-1], good[: good.index(b'"page"') + 9], b'{"a":"x\\', b'{"a": tru', b'{"a":1}}',
-        b'["a" "b"]', b'{"a":"[[[{{{\\"","b":[1,{"c":"}}}"}]', b"[1, NaN]", b"[Infinity]", b"[-Infinity]",
-        b"// c\n{}", b"[01]", b"[.5]", b"[1.]", b"[+1]", b"[-0, 0e5, 1E+2, -1e-2]", b"[0x10]",
+        None,
+        b"",
+        b"   ",
+        b"\n",
+        b"{}",
+        b"[]",
+        b"null",
+        b"42",
+        b'"x"',
+        b"true",
+        b" [1",
+        b"{",
+        b"[",
+        b"\xff",
+        b"\xc0\xaf",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xe2\x82",
+        good.replace(b'"/p"', b'"/\xff"'),
+        b"\xef\xbb\xbf" + good,
+        b"\x00",
+        good + b"\x00",
+        good.replace(b'"s"', b'"s\x00"'),
+        good.replace(b'"s"', b'"s\t"'),
+        good.replace(b'"s"', b'"s\\u0000"'),
+        good + b" x",
+        good + b"]",
+        good + b"}",
+        good + b",",
+        good + b"{",
+        good + b" " + good,
+        good + b"\n\t\r ",
+        b" \n" + good,
+        b"1]",
+        b"[1] [2]",
+        b"[1],[2]",
+        b"1,2",
+        b"]",
+        b"[1,]",
+        b'{"a":1,}',
+        b"{'a':1}",
+        good[:40],
+        good[:-1],
+        good[: good.index(b'"page"') + 9],
+        b'{"a":"x\\',
+        b'{"a": tru',
+        b'{"a":1}}',
+        b'["a" "b"]',
+        b'{"a":"[[[{{{\\"","b":[1,{"c":"}}}"}]',
+        b"[1, NaN]",
+        b"[Infinity]",
+        b"[-Infinity]",
+        b"// c\n{}",
+        b"[01]",
+        b"[.5]",
+        b"[1.]",
+        b"[+1]",
+        b"[-0, 0e5, 1E+2, -1e-2]",
+        b"[0x10]",
         # duplicate keys, escapes, surrogates, keys
-        _raw(',"x":1,"x":2'), _raw(',"x":{"y":1,"y":1}'), _raw(',"event_id":"dup"'),
-        good.replace(b'"user_id"', b'"user\\u005fid"'), good.replace(b'"/p"', b'"\\/p"'),
-        _raw(',"x":"\\ud800"'), _raw(',"x":"\\udc00\\ud800"'), _raw(',"\\ud800":1'),
-        json.dumps({**GOOD, "user_id": "\U0001F600" * 128}).encode(),  # escaped pairs, ensure_ascii
-        json.dumps({**GOOD, "user_id": "\U0001F600" * 129}).encode(),
+        _raw(',"x":1,"x":2'),
+        _raw(',"x":{"y":1,"y":1}'),
+        _raw(',"event_id":"dup"'),
+        good.replace(b'"user_id"', b'"user\\u005fid"'),
+        good.replace(b'"/p"', b'"\\/p"'),
+        _raw(',"x":"\\ud800"'),
+        _raw(',"x":"\\udc00\\ud800"'),
+        _raw(',"\\ud800":1'),
+        json.dumps({**GOOD, "user_id": "\U0001f600" * 128}).encode(),  # escaped pairs, ensure_ascii
+        json.dumps({**GOOD, "user_id": "\U0001f600" * 129}).encode(),
         # numbers
-        _raw(',"x":' + "1" * 1000), _raw(',"x":' + "1" * 1001), _raw(',"x":-' + "1" * 1000),
-        _raw(',"x":' + "1" * 500 + "." + "1" * 500), _raw(',"x":' + "1" * 500 + "." + "1" * 501),
-        _raw(',"x":1e' + "1" * 999), _raw(',"x":1e' + "1" * 1000), _raw(',"x":1e400'),
-        _raw(schema_version="1.0"), _raw(schema_version="1e0"), _raw(schema_version="10E-1"), _raw(schema_version="1.5"),
-        _raw(schema_version='"1"'), _raw(schema_version="true"), _raw(schema_version="null"), _raw(schema_version="2"),
-        _raw(schema_version="-0"), _raw(schema_version="1.00000000000000000001"),
-        _raw(schema_version="1.000000000000000000000000000000000000001"), _raw(schema_version="1" + "0" * 40),
-        _raw(schema_version="9223372036854775808"), _raw(schema_version="[1]"), _raw(schema_version="{}"),
+        _raw(',"x":' + "1" * 1000),
+        _raw(',"x":' + "1" * 1001),
+        _raw(',"x":-' + "1" * 1000),
+        _raw(',"x":' + "1" * 500 + "." + "1" * 500),
+        _raw(',"x":' + "1" * 500 + "." + "1" * 501),
+        _raw(',"x":1e' + "1" * 999),
+        _raw(',"x":1e' + "1" * 1000),
+        _raw(',"x":1e400'),
+        _raw(schema_version="1.0"),
+        _raw(schema_version="1e0"),
+        _raw(schema_version="10E-1"),
+        _raw(schema_version="1.5"),
+        _raw(schema_version='"1"'),
+        _raw(schema_version="true"),
+        _raw(schema_version="null"),
+        _raw(schema_version="2"),
+        _raw(schema_version="-0"),
+        _raw(schema_version="1.00000000000000000001"),
+        _raw(schema_version="1.000000000000000000000000000000000000001"),
+        _raw(schema_version="1" + "0" * 40),
+        _raw(schema_version="9223372036854775808"),
+        _raw(schema_version="[1]"),
+        _raw(schema_version="{}"),
         # depth
-        _raw(',"x":' + "[" * 63 + "]" * 63), _raw(',"x":' + "[" * 64 + "]" * 64),
-        _raw(',"x":' + '{"a":' * 63 + "1" + "}" * 63), _raw(',"x":"' + "[" * 500 + '"'),
+        _raw(',"x":' + "[" * 63 + "]" * 63),
+        _raw(',"x":' + "[" * 64 + "]" * 64),
+        _raw(',"x":' + '{"a":' * 63 + "1" + "}" * 63),
+        _raw(',"x":"' + "[" * 500 + '"'),
         _raw(',"x":' + "[" * 30 + "]" * 30 + ',"y":' + "[" * 40 + "]" * 40),
         # keys
-        _raw(',"' + "k" * 50_000 + '":1'), _raw(',"' + "k" * 50_001 + '":1'),
-        _raw(',"' + "k" * 49_999 + '\U0001F600":1'),
+        _raw(',"' + "k" * 50_000 + '":1'),
+        _raw(',"' + "k" * 50_001 + '":1'),
+        _raw(',"' + "k" * 49_999 + '\U0001f600":1'),
         # string bounds, unicode, patterns
-        _doc(tenant_id="t" * 64), _doc(tenant_id="t" * 65), _doc(tenant_id=""), _doc(tenant_id="acme\n"),
-        _doc(tenant_id="\u00e1cme"), _doc(tenant_id="a.b_c-d"), _doc(tenant_id="-a"), _doc(tenant_id="a b"),
-        _doc(tenant_id="\uff41cme"), _doc(tenant_id=5), _doc(tenant_id=None),
-        _doc(user_id="u" * 128), _doc(user_id="u" * 129), _doc(user_id=""), _doc(user_id="\u00e9" * 128),
-        _doc(user_id="\u00e9" * 129), _doc(user_id="\U0001F600" * 128), _doc(user_id="\U0001F600" * 129),
-        _doc(session_id=""), _doc(session_id=True), _doc(session_id=["s"]),
-        _doc(page="/" + "p" * 2047), _doc(page="/" + "p" * 2048), _doc(page="/" + "\u00e9" * 2047),
-        _doc(page="/" + "\u00e9" * 2048), _doc(page=""), _doc(page="p/"), _doc(page="\n/"), _doc(page="/\n"),
-        _doc(referrer="r" * 2048), _doc(referrer="r" * 2049), _doc(referrer=None), _doc(referrer=_DROP),
-        _doc(referrer=7), _doc(referrer=""), _doc(referrer={"a": 1}),
-        _doc(event_id="0B6F6F2E-8F3A-4C1E-9A57-3F1D2C4B5A69"), _doc(event_id="0b6f6f2e-8f3a-4c1e-9a57-3f1d2c4b5a69\n"),
-        _doc(event_id="0b6f6f2e8f3a4c1e9a573f1d2c4b5a69"), _doc(event_id="g" * 8 + "-8f3a-4c1e-9a57-3f1d2c4b5a69"),
+        _doc(tenant_id="t" * 64),
+        _doc(tenant_id="t" * 65),
+        _doc(tenant_id=""),
+        _doc(tenant_id="acme\n"),
+        _doc(tenant_id="\u00e1cme"),
+        _doc(tenant_id="a.b_c-d"),
+        _doc(tenant_id="-a"),
+        _doc(tenant_id="a b"),
+        _doc(tenant_id="\uff41cme"),
+        _doc(tenant_id=5),
+        _doc(tenant_id=None),
+        _doc(user_id="u" * 128),
+        _doc(user_id="u" * 129),
+        _doc(user_id=""),
+        _doc(user_id="\u00e9" * 128),
+        _doc(user_id="\u00e9" * 129),
+        _doc(user_id="\U0001f600" * 128),
+        _doc(user_id="\U0001f600" * 129),
+        _doc(session_id=""),
+        _doc(session_id=True),
+        _doc(session_id=["s"]),
+        _doc(page="/" + "p" * 2047),
+        _doc(page="/" + "p" * 2048),
+        _doc(page="/" + "\u00e9" * 2047),
+        _doc(page="/" + "\u00e9" * 2048),
+        _doc(page=""),
+        _doc(page="p/"),
+        _doc(page="\n/"),
+        _doc(page="/\n"),
+        _doc(referrer="r" * 2048),
+        _doc(referrer="r" * 2049),
+        _doc(referrer=None),
+        _doc(referrer=_DROP),
+        _doc(referrer=7),
+        _doc(referrer=""),
+        _doc(referrer={"a": 1}),
+        _doc(event_id="0B6F6F2E-8F3A-4C1E-9A57-3F1D2C4B5A69"),
+        _doc(event_id="0b6f6f2e-8f3a-4c1e-9a57-3f1d2c4b5a69\n"),
+        _doc(event_id="0b6f6f2e8f3a4c1e9a573f1d2c4b5a69"),
+        _doc(event_id="g" * 8 + "-8f3a-4c1e-9a57-3f1d2c4b5a69"),
         _doc(event_id="\uff10b6f6f2e-8f3a-4c1e-9a57-3f1d2c4b5a69"),
-        _doc(country="us"), _doc(country="UK"), _doc(country="US\n"), _doc(country=""), _doc(country=1),
-        _doc(device="Desktop"), _doc(device="mobile"), _doc(device=""), _doc(device=None),
+        _doc(country="us"),
+        _doc(country="UK"),
+        _doc(country="US\n"),
+        _doc(country=""),
+        _doc(country=1),
+        _doc(device="Desktop"),
+        _doc(device="mobile"),
+        _doc(device=""),
+        _doc(device=None),
         # precedence between fields and reasons
-        _doc(event_id="x", user_id=5), _doc(schema_version="1", country="XX"), _doc(device="tv", country="XX"),
-        _doc(tenant_id="", event_id="x"), _doc(page="x", referrer=7), _doc(user_id=_DROP, event_id="x"),
-        _doc(event_time="yesterday", device="tv"), _doc(event_time=_DROP, session_id=_DROP),
-        _doc(event_time=[1]), _doc(event_time=None), _doc(event_time=True), _doc(event_time={"t": 1}),
+        _doc(event_id="x", user_id=5),
+        _doc(schema_version="1", country="XX"),
+        _doc(device="tv", country="XX"),
+        _doc(tenant_id="", event_id="x"),
+        _doc(page="x", referrer=7),
+        _doc(user_id=_DROP, event_id="x"),
+        _doc(event_time="yesterday", device="tv"),
+        _doc(event_time=_DROP, session_id=_DROP),
+        _doc(event_time=[1]),
+        _doc(event_time=None),
+        _doc(event_time=True),
+        _doc(event_time={"t": 1}),
         _raw(',"extra":[1,"a",{"b":null},true,1.5,-0.0,{}]'),
         # event_time: odd ISO forms
-        *[_doc(event_time=t) for t in (
-            "2026-11-25T02:59:58Z", "2026-11-25t02:59:58z", "2026-11-25 02:59:58Z", "2026-11-25T02:59:58+00:00",
-            "2026-11-25T02:59:58-00:00", "2026-11-25T03:59:58+01:00", "2026-11-24T21:59:58-05:00",
-            "2026-11-25T08:29:58+05:30", "2026-11-25T02:59:58+0000", "2026-11-25T02:59Z", "2026-11-25T02Z",
-            "20261125T025958Z", "2026-11-25T02:59:58", "2026-11-25", "2026-11-25T02:59:58.Z",
-            "2026-11-25T02:59:58,5Z", "2026-11-25T02:59:58.123456789Z", "2026-11-25T02:59:58.1Z",
-            "2026-11-25T24:00:00Z", "2026-11-25T02:60:00Z", "2026-11-25T02:59:60Z", "2026-02-29T00:00:00Z",
-            "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-11-31T00:00:00Z", "2026-11-25T02:59:58+24:00",
-            "2026-11-25T02:59:58+23:60", "2026-11-25T02:59:58+01", "2026-11-25T02:59:58+01:00:00",
-            "0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+00:01", "0001-01-01T00:00:00-00:01",
-            "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999-00:01", "2026-11-25T02:59:58Z\n",
-            " 2026-11-25T02:59:58Z", "\u0662026-11-25T02:59:58Z", "2026-11-25T02:59:58.123456+00:00", "",
-            "+2026-11-25T02:59:58Z", "12026-11-25T02:59:58Z",
-        )],
+        *[
+            _doc(event_time=t)
+            for t in (
+                "2026-11-25T02:59:58Z",
+                "2026-11-25t02:59:58z",
+                "2026-11-25 02:59:58Z",
+                "2026-11-25T02:59:58+00:00",
+                "2026-11-25T02:59:58-00:00",
+                "2026-11-25T03:59:58+01:00",
+                "2026-11-24T21:59:58-05:00",
+                "2026-11-25T08:29:58+05:30",
+                "2026-11-25T02:59:58+0000",
+                "2026-11-25T02:59Z",
+                "2026-11-25T02Z",
+                "20261125T025958Z",
+                "2026-11-25T02:59:58",
+                "2026-11-25",
+                "2026-11-25T02:59:58.Z",
+                "2026-11-25T02:59:58,5Z",
+                "2026-11-25T02:59:58.123456789Z",
+                "2026-11-25T02:59:58.1Z",
+                "2026-11-25T24:00:00Z",
+                "2026-11-25T02:60:00Z",
+                "2026-11-25T02:59:60Z",
+                "2026-02-29T00:00:00Z",
+                "2026-13-01T00:00:00Z",
+                "2026-00-10T00:00:00Z",
+                "2026-11-31T00:00:00Z",
+                "2026-11-25T02:59:58+24:00",
+                "2026-11-25T02:59:58+23:60",
+                "2026-11-25T02:59:58+01",
+                "2026-11-25T02:59:58+01:00:00",
+                "0000-01-01T00:00:00Z",
+                "0001-01-01T00:00:00Z",
+                "0001-01-01T00:00:00+00:01",
+                "0001-01-01T00:00:00-00:01",
+                "9999-12-31T23:59:59.999999Z",
+                "9999-12-31T23:59:59.999999-00:01",
+                "2026-11-25T02:59:58Z\n",
+                " 2026-11-25T02:59:58Z",
+                "\u0662026-11-25T02:59:58Z",
+                "2026-11-25T02:59:58.123456+00:00",
+                "",
+                "+2026-11-25T02:59:58Z",
+                "12026-11-25T02:59:58Z",
+            )
+        ],
         # event_time: epoch ms edges
-        *[_raw(event_time=v) for v in (
-            str(ms(T0)), str(contract.MIN_EPOCH_MS), str(contract.MAX_EPOCH_MS), str(contract.MIN_EPOCH_MS - 1),
-            str(contract.MAX_EPOCH_MS + 1), "0", "-0", "-1", str(10 ** 20), str(10 ** 40), "1" * 1000,
-            f"{ms(T0)}.0", f"{ms(T0)}.5", f"{ms(T0) / 1000}e3", "1e400", "-1e400", f"{ms(T0)}.000000000000000000000001",
-        )],
+        *[
+            _raw(event_time=v)
+            for v in (
+                str(ms(T0)),
+                str(contract.MIN_EPOCH_MS),
+                str(contract.MAX_EPOCH_MS),
+                str(contract.MIN_EPOCH_MS - 1),
+                str(contract.MAX_EPOCH_MS + 1),
+                "0",
+                "-0",
+                "-1",
+                str(10**20),
+                str(10**40),
+                "1" * 1000,
+                f"{ms(T0)}.0",
+                f"{ms(T0)}.5",
+                f"{ms(T0) / 1000}e3",
+                "1e400",
+                "-1e400",
+                f"{ms(T0)}.000000000000000000000001",
+            )
+        ],
     ]
     out = [(p, T0) for p in cases]
     # exactly at the skew and retention bounds (defaults: 300 s, 30 days), to the microsecond
     skew, retention = timedelta(seconds=300), timedelta(days=30)
-    for t in (T0 + skew, T0 + skew + timedelta(microseconds=1), T0 + skew + timedelta(milliseconds=1),
-              T0 - retention, T0 - retention - timedelta(microseconds=1), T0 - retention - timedelta(milliseconds=1)):
+    for t in (
+        T0 + skew,
+        T0 + skew + timedelta(microseconds=1),
+        T0 + skew + timedelta(milliseconds=1),
+        T0 - retention,
+        T0 - retention - timedelta(microseconds=1),
+        T0 - retention - timedelta(milliseconds=1),
+    ):
         out.append((_doc(event_time=t.isoformat(timespec="microseconds").replace("+00:00", "Z")), T0))
         out.append((_raw(event_time=str(ms(t))), T0))
-    out.append((_doc(event_time=_iso(T0 - retention, ".000000999")), T0))   # truncated to the bound
+    out.append((_doc(event_time=_iso(T0 - retention, ".000000999")), T0))  # truncated to the bound
     out.append((_doc(event_time=_iso(T0 + skew, ".000000999")), T0))
     # a reference time far from the event: skew and retention follow the record, not the clock
     out.append((_doc(event_time="2020-01-01T00:00:00Z"), datetime(2020, 1, 1, 0, 1, tzinfo=timezone.utc)))
@@ -237,8 +420,20 @@ def _assert_parity(spark, corpus):
             mismatches.append((i, (payload or b"")[:160], reason, row["reason"], row["detail"]))
             continue
         if ev is not None:
-            got = {name: row[name] for name in ("event_id", "tenant_id", "user_id", "session_id", "country",
-                                                 "device", "page", "referrer", "schema_version")}
+            got = {
+                name: row[name]
+                for name in (
+                    "event_id",
+                    "tenant_id",
+                    "user_id",
+                    "session_id",
+                    "country",
+                    "device",
+                    "page",
+                    "referrer",
+                    "schema_version",
+                )
+            }
             want = {name: getattr(ev, name) for name in got}
             assert got == want, (payload[:160], got, want)
             assert row["et_us"] == _us(ev.event_time), payload[:160]
@@ -257,24 +452,37 @@ def test_sql_and_python_agree_on_edge_cases(spark):
 
 
 def test_sql_and_python_agree_on_generated_traffic(spark):
-    records, _ = generate(TrafficOptions(start_ms=START_MS, count=3000, malformed_fraction=0.3, late_fraction=0.05,
-                                         duplicate_fraction=0.02))
-    bad, _ = generate(TrafficOptions(start_ms=START_MS + 3_600_000, count=len(MALFORMED_KINDS) * 10,
-                                     malformed_fraction=1.0, seed=7))
+    records, _ = generate(
+        TrafficOptions(
+            start_ms=START_MS, count=3000, malformed_fraction=0.3, late_fraction=0.05, duplicate_fraction=0.02
+        )
+    )
+    bad, _ = generate(
+        TrafficOptions(start_ms=START_MS + 3_600_000, count=len(MALFORMED_KINDS) * 10, malformed_fraction=1.0, seed=7)
+    )
     corpus = [(r.value, EPOCH + timedelta(milliseconds=r.timestamp_ms)) for r in records + bad]
     _assert_parity(spark, corpus)
 
 
 # -- poison messages ------------------------------------------------------------------------------
-POISON = [b"[" * 5000, b'{"a":' * 5000, b"[" * 60_000, b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
-          b'{"a":' + b"[" * 30_000 + b"]" * 30_000 + b"}", b"[" * 65_536]
+POISON = [
+    b"[" * 5000,
+    b'{"a":' * 5000,
+    b"[" * 60_000,
+    b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    b'{"a":' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+    b"[" * 65_536,
+]
 
 
 def test_spark_parser_returns_null_on_deep_nesting(spark):
     """What try_parse_json itself does (it is never handed these: depth is bounded first)."""
-    row = spark.sql("SELECT try_parse_json(repeat('[', 5000)) IS NULL, try_parse_json(repeat('[', 100000)) IS NULL, "
-                    "try_parse_json(repeat('[', 60000)) IS NULL, "
-                    "try_parse_json(repeat('[', 5000) || repeat(']', 5000)) IS NULL").collect()[0]
+    row = spark.sql(
+        "SELECT try_parse_json(repeat('[', 5000)) IS NULL, try_parse_json(repeat('[', 100000)) IS NULL, "
+        "try_parse_json(repeat('[', 60000)) IS NULL, "
+        "try_parse_json(repeat('[', 5000) || repeat(']', 5000)) IS NULL"
+    ).collect()[0]
     assert all(row)
 
 
@@ -285,8 +493,12 @@ def test_a_poison_record_among_good_ones_is_one_dead_letter(spark):
     assert len(rows) == len(payloads)
     assert sum(r["reason"] is None for r in rows) == 20
     dead = sorted((r["kafka_offset"], r["reason"]) for r in rows if r["reason"] is not None)
-    assert dead == [(10 + i, r) for i, r in enumerate(
-        ["truncated_json", "truncated_json", "truncated_json", "not_json", "not_json", "not_json", "truncated_json"])]
+    assert dead == [
+        (10 + i, r)
+        for i, r in enumerate(
+            ["truncated_json", "truncated_json", "truncated_json", "not_json", "not_json", "not_json", "truncated_json"]
+        )
+    ]
 
 
 def test_deep_nesting_beyond_the_default_size_limit(spark):
