@@ -99,7 +99,8 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",      # Airflow 2's dag_dir_list_interval
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",                 # the services' own logs stay quiet...
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "airflow.task=INFO tidemark=INFO",  # ...task logs (the UI's) do not
         "AIRFLOW__LOGGING__UVICORN_LOGGING_LEVEL": "WARNING",
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_live().worker_log_port),
