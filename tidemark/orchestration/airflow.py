@@ -70,13 +70,14 @@ def lake_maintenance() -> TidemarkSparkSubmitOperator:
 @task.sensor(poke_interval=30, timeout=4 * 3600, mode="reschedule", retries=0)
 def wait_for_stream(data_interval_start=None) -> bool:
     """True once the stream committed, on every partition, the offsets current at hour end + lateness."""
-    import logging
     from datetime import datetime, timezone
+
+    import structlog  # Airflow's own: its named loggers honour namespace_levels (tidemark=INFO) in the task log
 
     from tidemark.batch.planning import hour_complete
 
     state = hour_complete(settings(), data_interval_start, datetime.now(timezone.utc))
-    logging.getLogger(__name__).info(state.reason)
+    structlog.get_logger(__name__).info(state.reason)
     return state.ready
 
 
