@@ -5,23 +5,23 @@ and publish it (compare-and-set; see tidemark/batch/publication.py).
 H is the run's data_interval_start. The schedule is an explicit CronDataIntervalTimetable:
 Airflow 3's default for a cron string is CronTriggerTimetable, whose data interval is a
 single point, which would make every run recompute the wrong hour. catchup=True backfills
-every hour since start_date (bounded by max_active_runs).
+every hour since start_date = TIDEMARK_BATCH_START (bounded by max_active_runs); the demo
+sets it to its first hour. Tasks: tidemark/orchestration/airflow.py.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag
 
-from tidemark.orchestration.airflow import publish, quality_gate, recompute_operator, settings
-
-HOUR = "{{ data_interval_start.strftime('%Y-%m-%dT%H') }}"
+from tidemark.orchestration.airflow import INTERVAL_HOUR as HOUR
+from tidemark.orchestration.airflow import publish, quality_gate, recompute_operator, settings, wait_for_stream
 
 
 @dag(
     schedule=CronDataIntervalTimetable("@hourly", timezone="UTC"),
-    start_date=pendulum.parse(settings().airflow.batch_start),  # TIDEMARK_BATCH_START; stdlib-only import
+    start_date=pendulum.parse(settings().airflow.batch_start),  # TIDEMARK_BATCH_START; reads the environment only
     catchup=True,
     max_active_runs=2,
     default_args={"owner": "tidemark", "retries": 3, "retry_delay": timedelta(minutes=2),
@@ -30,18 +30,6 @@ HOUR = "{{ data_interval_start.strftime('%Y-%m-%dT%H') }}"
     doc_md=__doc__,
 )
 def hourly_recompute():
-    @task.sensor(poke_interval=30, timeout=4 * 3600, mode="reschedule", retries=0)
-    def wait_for_stream(data_interval_start=None) -> bool:
-        """True once the stream committed, on every partition, the offsets current at hour end + lateness."""
-        import logging
-        from datetime import datetime, timezone
-
-        from tidemark.batch.planning import hour_complete
-
-        state = hour_complete(settings(), data_interval_start, datetime.now(timezone.utc))
-        logging.getLogger(__name__).info(state.reason)
-        return state.ready
-
     wait_for_stream() >> recompute_operator("recompute", HOUR) >> quality_gate(HOUR) >> publish(HOUR)
 
 

@@ -10,18 +10,20 @@ has failed FAILING_AFTER times in a row fails ``check_failing_hours`` with the r
 shows in the UI instead of retrying silently. ``retire_superseded_streams`` deletes the rows of
 stream checkpoints that a newer one replaced (already invisible to readers).
 
-catchup=False: each run looks over the whole window from its own data_interval_end.
-max_active_runs=1 so two runs of this DAG never recompute the same hour at once (and if an
-hourly run overlaps, the publication protocol keeps the newer snapshot).
+catchup=False: each run looks over the whole window from its own data_interval_end (so unpausing
+runs the latest interval once, never a backlog of them). max_active_runs=1 so two runs of this DAG
+never recompute the same hour at once (and if an hourly run overlaps, the publication protocol
+keeps the newer snapshot). Tasks: tidemark/orchestration/airflow.py.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task, task_group
+from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from tidemark.orchestration.airflow import publish, quality_gate, recompute_operator, settings
+from tidemark.orchestration.airflow import (check_failing_hours, find_due_hours, recompute_hour,
+                                            retire_superseded_streams)
 
 
 @dag(
@@ -38,37 +40,6 @@ from tidemark.orchestration.airflow import publish, quality_gate, recompute_oper
     doc_md=__doc__,
 )
 def late_data_recompute():
-    @task
-    def find_due_hours(data_interval_end=None, params=None) -> list[str]:
-        from tidemark.hours import label
-        from tidemark.batch.planning import due_hours
-
-        lookback = params["lookback_hours"]
-        due = due_hours(settings(), data_interval_end, window=timedelta(hours=lookback) if lookback else None)
-        return [label(h) for h in due.to_run(int(params["max_hours"]))]
-
-    @task(retries=0)
-    def check_failing_hours(data_interval_end=None, params=None) -> None:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from tidemark.batch.planning import due_hours
-
-        lookback = params["lookback_hours"]
-        due = due_hours(settings(), data_interval_end, window=timedelta(hours=lookback) if lookback else None)
-        if due.failing:
-            raise AirflowFailException(f"hours failing repeatedly (retried with back-off): {due.failing_report()}")
-
-    @task
-    def retire_superseded_streams() -> dict:
-        from tidemark.stream.identity import retire
-
-        return retire(settings())
-
-    @task_group
-    def recompute_hour(hour: str):
-        recompute = recompute_operator("recompute", hour, max_active_tis_per_dag=1)  # one Spark driver (2 cores)
-        recompute >> quality_gate(hour) >> publish(hour)
-
     [recompute_hour.expand(hour=find_due_hours()), check_failing_hours(), retire_superseded_streams()]
 
 

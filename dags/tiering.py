@@ -12,22 +12,17 @@
   "too many parts", a day the warm tier does not match).
 
 Every task is idempotent and safe to kill; a retry redoes only what is left. catchup=False: each
-run works on everything older than its own boundaries.
+run works on everything older than its own boundaries (unpausing runs the latest day once).
+Tasks: tidemark/orchestration/airflow.py.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag
 
-from tidemark.orchestration.airflow import TidemarkSparkSubmitOperator, JOBS, settings
-
-
-def _options(data_interval_end, run_id):
-    from tidemark.tiering.run import task_options
-
-    return task_options(data_interval_end, run_id)
+from tidemark.orchestration.airflow import clickhouse_care, hot_tier, lake_maintenance, measure_before, report
 
 
 @dag(
@@ -41,40 +36,7 @@ def _options(data_interval_end, run_id):
     doc_md=__doc__,
 )
 def tiering():
-    @task
-    def measure_before(data_interval_end=None, run_id=None) -> dict:
-        from tidemark.tiering.run import measure_before as measure
-
-        return measure(settings(), _options(data_interval_end, run_id))
-
-    @task
-    def clickhouse_care(data_interval_end=None, run_id=None) -> dict:
-        from tidemark.tiering.run import clickhouse_step
-
-        return clickhouse_step(settings(), _options(data_interval_end, run_id))
-
-    @task
-    def hot_tier(data_interval_end=None, run_id=None) -> dict:
-        from tidemark.tiering.run import hot_step
-
-        return hot_step(settings(), _options(data_interval_end, run_id))
-
-    @task(retries=0)
-    def report(care: dict, hot: dict, data_interval_end=None, run_id=None) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from tidemark.tiering.run import report_after
-
-        rep = report_after(settings(), _options(data_interval_end, run_id), {"clickhouse": care, "hot": hot})
-        if rep.alerts:
-            raise AirflowFailException("tiering alerts: " + "; ".join(rep.alerts))
-        return rep.as_dict()
-
-    lake = TidemarkSparkSubmitOperator(
-        task_id="lake_maintenance", conn_id="spark_default", application=str(JOBS / "tiering.py"),
-        application_args=["--interval-end", "{{ data_interval_end.isoformat() }}", "--run-id", "{{ run_id }}"])
-    care, hot = clickhouse_care(), hot_tier()
-    measure_before() >> care >> hot >> lake >> report(care, hot)
+    measure_before() >> (care := clickhouse_care()) >> (hot := hot_tier()) >> lake_maintenance() >> report(care, hot)
 
 
 tiering()

@@ -2,8 +2,10 @@
 # `make demo`: the whole lambda story on the embedded stack, in under 10 minutes.
 #   stack (+ Airflow) up -> speed layer via spark-submit -> two past hours of traffic with late,
 #   duplicate and malformed events, plus a live burst -> stream reconciliation and freshness ->
-#   hourly_recompute for the past hours through Airflow -> sent vs streaming vs batch-corrected.
-# Leaves everything running; `make down` stops it all.
+#   hourly_recompute for the past hours through Airflow's scheduler (backfill over the REST API, waited
+#   for) -> sent vs streaming vs batch-corrected. TIDEMARK_BATCH_START (the first past hour) is exported
+#   before `stack up` starts Airflow: hourly_recompute's catchup starts there, not at a fixed date.
+# Leaves everything running, the DAGs unpaused on their schedules; `make down` stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TM=.venv/bin/tidemark
@@ -64,16 +66,9 @@ $TM generate --count 14000 --rate 1.96 --start-time "$HSTART" --no-realtime --se
   --malformed-fraction 0.01 --manifest "$past"
 $TM reconcile --manifest "$past" --since "$since" --wait 300 | grep -v freshness || failed+=("past-hours reconciliation")
 
-step "batch layer: hourly_recompute for $H1 and $H2 through Airflow"
-for h in "$H1" "$H2"; do
-  logical=$($PY -c "from datetime import timedelta; from tidemark.hours import parse_hour; print((parse_hour('$h') + timedelta(hours=1)).isoformat())")
-  if $TM airflow dags test hourly_recompute "$logical" > "$home/demo/airflow-$h.log" 2>&1; then
-    echo "hourly_recompute $h: success"
-  else
-    echo "hourly_recompute $h: FAILED (see $home/demo/airflow-$h.log)"
-    failed+=("hourly_recompute $h")
-  fi
-done
+step "batch layer: hourly_recompute for $H1 and $H2 through Airflow's scheduler (a backfill over the REST API)"
+# The runs show in the UI with their logs; the DAG stays unpaused, so it runs hourly from here on.
+$TM batch-run --hour "$H1" --hour "$H2" --timeout 900 || failed+=("hourly_recompute $H1..$H2")
 
 step "reconciliation: sent vs streaming vs batch-corrected (past hours)"
 $TM batch-report --manifest "$past" --hour "$H1" --hour "$H2" || failed+=("batch-corrected totals")
@@ -106,10 +101,14 @@ $TM tiering run --dry-run || failed+=("tiering dry run")
 
 step "status"
 $TM status || true
+
+# Last, so their first runs (catchup=False: each runs its latest interval at once) do not slow the demo.
+step "schedules: late_data_recompute (every 15 min) and tiering (daily) unpaused"
+$TM batch-run --unpause late_data_recompute --unpause tiering || failed+=("unpausing the other DAGs")
 cat <<EOT
 
 Airflow UI:   http://127.0.0.1:$($PY -c 'from tidemark.config import settings; print(settings().airflow.port)')   login admin / $($PY -c 'from tidemark.stack.airflow import admin_password; print(admin_password())')
-ClickHouse:   clickhouse-client --port $($PY -c 'from tidemark.config import settings; print(settings().clickhouse.port)') -d tidemark
+ClickHouse:   clickhouse-client --port $($PY -c 'from tidemark.config import settings; c = settings().clickhouse; print(c.port, "-d", c.database)')
 Dashboard:    ${SERVE_URL}/   API key (tenant ${DEMO_TENANT}): ${DEMO_KEY}   (API docs: ${SERVE_URL}/docs)
 Manifests:    $past
               $live

@@ -212,6 +212,22 @@ def _airflow(args: argparse.Namespace) -> int:
                            env={**os.environ, **airflow_env()})
 
 
+def _batch_run(args: argparse.Namespace) -> int:
+    """hourly_recompute for some hours through the embedded Airflow's scheduler (REST API), then unpause DAGs."""
+    from tidemark.batch.hours import parse_hour
+    from tidemark.stack.airflow_api import AirflowAPIError, run_hours, unpause
+
+    try:
+        if args.hour:
+            run_hours([parse_hour(h) for h in args.hour], timeout_s=args.timeout)
+        if args.unpause:
+            unpause(args.unpause)
+    except (AirflowAPIError, FileNotFoundError) as exc:
+        print(f"tidemark batch-run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _batch_report(args: argparse.Namespace) -> int:
     from tidemark.batch.report import batch_report
     from tidemark.config import settings
@@ -319,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     af = sub.add_parser("airflow", help="the airflow CLI with Tidemark's environment", add_help=False)
     af.add_argument("rest", nargs=argparse.REMAINDER)
     af.set_defaults(func=_airflow)
+
+    brun = sub.add_parser("batch-run", help="run hourly_recompute for past hours through Airflow's scheduler and wait")
+    brun.add_argument("--hour", action="append", default=[],
+                      help="event hour (repeat; the backfill covers every hour from the first to the last)")
+    brun.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS", help="give up waiting after")
+    brun.add_argument("--unpause", action="append", default=[], metavar="DAG_ID",
+                      help="then unpause this DAG so it runs on its schedule (repeat)")
+    brun.set_defaults(func=_batch_run)
 
     br = sub.add_parser("batch-report", help="sent vs streaming vs batch-corrected totals for some hours")
     br.add_argument("--manifest", required=True)

@@ -1,19 +1,27 @@
-"""The DAG toolkit: pieces the Airflow DAGs share instead of copying.
+"""The DAG toolkit: every task the Airflow DAGs run, so the DAG files hold only their schedule and graph.
 
-Imports only Airflow at module level; Tidemark's code and settings are imported when
-a task runs, so parsing a DAG file stays cheap and never needs the JVM jars.
+Imports only Airflow at module level; Tidemark's code and settings are imported inside the tasks,
+when they run, so parsing a DAG file stays cheap, needs no JVM jars and opens no connection
+(tests/integration/test_dags.py parses the folder under an audit hook to hold that).
+
+Sections: assets; the Spark operator and its two uses (recompute one hour, lake maintenance); the
+three steps of an hour (recompute, gate, publish) shared by the hourly and late-data DAGs; the
+late-data planning tasks; the tiering tasks.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, task
+from airflow.sdk import Asset, task, task_group
 from airflow.sdk.exceptions import AirflowFailException
 
 REPO = Path(__file__).resolve().parent.parent.parent
 JOBS = REPO / "jobs"
 HOUR_ROLLUPS = Asset("clickhouse://tidemark/hour_rollups")
+# hourly_recompute's event hour: its run's data interval (CronDataIntervalTimetable).
+INTERVAL_HOUR = "{{ data_interval_start.strftime('%Y-%m-%dT%H') }}"
 
 
 def settings():
@@ -21,6 +29,8 @@ def settings():
 
     return load()
 
+
+# -- Spark ---------------------------------------------------------------------------------------
 
 class TidemarkSparkSubmitOperator(SparkSubmitOperator):
     """spark-submit with Tidemark's engine configuration (the Kafka/Delta jars from ``make setup``,
@@ -48,6 +58,29 @@ def recompute_operator(task_id: str, hour: str, **kwargs) -> TidemarkSparkSubmit
     )
 
 
+def lake_maintenance() -> TidemarkSparkSubmitOperator:
+    """The tiering DAG's Spark steps (jobs/tiering.py): cold move, OPTIMIZE, checkpoints, VACUUM."""
+    return TidemarkSparkSubmitOperator(
+        task_id="lake_maintenance", conn_id="spark_default", application=str(JOBS / "tiering.py"),
+        application_args=["--interval-end", "{{ data_interval_end.isoformat() }}", "--run-id", "{{ run_id }}"])
+
+
+# -- one hour: wait, recompute, gate, publish -----------------------------------------------------
+
+@task.sensor(poke_interval=30, timeout=4 * 3600, mode="reschedule", retries=0)
+def wait_for_stream(data_interval_start=None) -> bool:
+    """True once the stream committed, on every partition, the offsets current at hour end + lateness."""
+    from datetime import datetime, timezone
+
+    import structlog  # Airflow's own: its named loggers honour namespace_levels (tidemark=INFO) in the task log
+
+    from tidemark.batch.planning import hour_complete
+
+    state = hour_complete(settings(), data_interval_start, datetime.now(timezone.utc))
+    structlog.get_logger(__name__).info(state.reason)
+    return state.ready
+
+
 @task(retries=0)
 def quality_gate(hour: str, run_id=None) -> dict:
     """Fail (without retries) when a 'fail' expectation failed; the failure is recorded in the
@@ -71,3 +104,83 @@ def publish(hour: str, run_id=None, outlet_events=None) -> dict:
     outlet_events[HOUR_ROLLUPS].extra = {"hour": hour, "version": summary.version, "status": summary.status,
                                          "dedup_rows": summary.dedup_rows}
     return {"hour": hour, "status": summary.status, "version": summary.version}
+
+
+@task_group
+def recompute_hour(hour: str):
+    """The hourly DAG's three steps for one hour of the late-data DAG's list (mapped over it)."""
+    recompute = recompute_operator("recompute", hour, max_active_tis_per_dag=1)  # one Spark driver (2 cores)
+    recompute >> quality_gate(hour) >> publish(hour)
+
+
+# -- late data -----------------------------------------------------------------------------------
+
+def _due(data_interval_end, params):
+    from tidemark.batch.planning import due_hours
+
+    lookback = params["lookback_hours"]
+    return due_hours(settings(), data_interval_end, window=timedelta(hours=lookback) if lookback else None)
+
+
+@task
+def find_due_hours(data_interval_end=None, params=None) -> list[str]:
+    """Dirty, never-published and backed-off failed hours, at most ``max_hours`` of them."""
+    from tidemark.hours import label
+
+    return [label(h) for h in _due(data_interval_end, params).to_run(int(params["max_hours"]))]
+
+
+@task(retries=0)
+def check_failing_hours(data_interval_end=None, params=None) -> None:
+    """Fail, with the reasons, when an hour has failed FAILING_AFTER times in a row."""
+    due = _due(data_interval_end, params)
+    if due.failing:
+        raise AirflowFailException(f"hours failing repeatedly (retried with back-off): {due.failing_report()}")
+
+
+@task
+def retire_superseded_streams() -> dict:
+    """Delete the rows of stream checkpoints a newer one replaced (already invisible to readers)."""
+    from tidemark.stream.identity import retire
+
+    return retire(settings())
+
+
+# -- tiering -------------------------------------------------------------------------------------
+
+def _tiering_options(data_interval_end, run_id):
+    from tidemark.tiering.run import task_options
+
+    return task_options(data_interval_end, run_id)
+
+
+@task
+def measure_before(data_interval_end=None, run_id=None) -> dict:
+    from tidemark.tiering.run import measure_before as measure
+
+    return measure(settings(), _tiering_options(data_interval_end, run_id))
+
+
+@task
+def clickhouse_care(data_interval_end=None, run_id=None) -> dict:
+    from tidemark.tiering.run import clickhouse_step
+
+    return clickhouse_step(settings(), _tiering_options(data_interval_end, run_id))
+
+
+@task
+def hot_tier(data_interval_end=None, run_id=None) -> dict:
+    from tidemark.tiering.run import hot_step
+
+    return hot_step(settings(), _tiering_options(data_interval_end, run_id))
+
+
+@task(retries=0)
+def report(care: dict, hot: dict, data_interval_end=None, run_id=None) -> dict:
+    """Measure again, store and log the report; fail on an alert."""
+    from tidemark.tiering.run import report_after
+
+    rep = report_after(settings(), _tiering_options(data_interval_end, run_id), {"clickhouse": care, "hot": hot})
+    if rep.alerts:
+        raise AirflowFailException("tiering alerts: " + "; ".join(rep.alerts))
+    return rep.as_dict()

@@ -8,10 +8,14 @@ as environment variables (`airflow_env`), so the DAGs, ``dag.test()`` in tests a
     eval "export $(python -c 'from tidemark.stack.airflow import shell_exports as e; print(e())')"
     airflow dags list
 
-Airflow-only knobs not (yet) in tidemark/config.py, read here with defaults:
-TIDEMARK_AIRFLOW (0/1), TIDEMARK_AIRFLOW_PORT (8080), TIDEMARK_AIRFLOW_WORKER_LOG_PORT
-(8793), TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT (8794). The two log servers bind 0.0.0.0
-whatever we do; only their ports can be moved.
+Its knobs are `tidemark.config.AirflowSettings`: TIDEMARK_AIRFLOW (0/1), TIDEMARK_AIRFLOW_PORT
+(8080), TIDEMARK_AIRFLOW_WORKER_LOG_PORT (8793), TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT (8794) and
+TIDEMARK_BATCH_START (hourly_recompute's start_date, read when the DAG file is parsed, so it must be
+set before Airflow starts). The two log servers bind 0.0.0.0 whatever we do; only their ports move.
+
+DAGs are created paused: on a plain `stack up` the default batch start (2026-11-01) would otherwise
+make the scheduler catch up every hour since. Whoever runs the batch layer unpauses through the REST
+API (`tidemark.stack.airflow_api`; the demo does, with the catchup starting at its first hour).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from tidemark.config import PROJECT_ROOT, Settings, settings
-from tidemark.stack.services import Service
+from tidemark.stack.service import Service
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 ADMIN_USER = "admin"
@@ -83,7 +87,7 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",           # default 32 forks 32 workers (~1.1 GB)
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # hourly catchup starts on unpause only
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # catchup starts on unpause only (see above)
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -95,14 +99,17 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",      # Airflow 2's dag_dir_list_interval
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",                 # the services' own logs stay quiet...
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "airflow.task=INFO tidemark=INFO",  # ...task logs (the UI's) do not
         "AIRFLOW__LOGGING__UVICORN_LOGGING_LEVEL": "WARNING",
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_live().worker_log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_live().trigger_log_port),
         "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(cfg),
-        # Tasks read Tidemark's settings from the environment they inherit.
+        # Tasks read Tidemark's settings from the environment they inherit; the DAG processor reads
+        # hourly_recompute's start_date from it, so the value in force is the one Airflow started with.
         "TIDEMARK_HOME": str(cfg.home),
+        "TIDEMARK_BATCH_START": cfg.airflow.batch_start,
         "PATH": venv_bin if not path else f"{venv_bin}{os.pathsep}{path}",
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYSPARK_PYTHON": sys.executable,
