@@ -8,6 +8,7 @@ single point, which would make every run recompute the wrong hour. catchup=True 
 every hour since start_date = TIDEMARK_BATCH_START (bounded by max_active_runs); the demo
 sets it to its first hour. Tasks: tidemark/orchestration/airflow.py.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -24,8 +25,13 @@ from tidemark.orchestration.airflow import publish, quality_gate, recompute_oper
     start_date=pendulum.parse(settings().airflow.batch_start),  # TIDEMARK_BATCH_START; reads the environment only
     catchup=True,
     max_active_runs=2,
-    default_args={"owner": "tidemark", "retries": 3, "retry_delay": timedelta(minutes=2),
-                  "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=30)},
+    default_args={
+        "owner": "tidemark",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+    },
     tags=["tidemark", "batch"],
     doc_md=__doc__,
 )

@@ -15,6 +15,7 @@ runs the latest interval once, never a backlog of them). max_active_runs=1 so tw
 never recompute the same hour at once (and if an hourly run overlaps, the publication protocol
 keeps the newer snapshot). Tasks: tidemark/orchestration/airflow.py.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -22,8 +23,12 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from tidemark.orchestration.airflow import (check_failing_hours, find_due_hours, recompute_hour,
-                                            retire_superseded_streams)
+from tidemark.orchestration.airflow import (
+    check_failing_hours,
+    find_due_hours,
+    recompute_hour,
+    retire_superseded_streams,
+)
 
 
 @dag(
@@ -31,11 +36,22 @@ from tidemark.orchestration.airflow import (check_failing_hours, find_due_hours,
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "tidemark", "retries": 2, "retry_delay": timedelta(minutes=1),
-                  "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10)},
-    params={"lookback_hours": Param(None, type=["null", "integer"], minimum=1,
-                                    description="window to scan; default: the contract's acceptance window"),
-            "max_hours": Param(24, type="integer", minimum=1, description="hours recomputed per run at most")},
+    default_args={
+        "owner": "tidemark",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+    params={
+        "lookback_hours": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="window to scan; default: the contract's acceptance window",
+        ),
+        "max_hours": Param(24, type="integer", minimum=1, description="hours recomputed per run at most"),
+    },
     tags=["tidemark", "batch"],
     doc_md=__doc__,
 )

@@ -15,6 +15,7 @@ Every task is idempotent and safe to kill; a retry redoes only what is left. cat
 run works on everything older than its own boundaries (unpausing runs the latest day once).
 Tasks: tidemark/orchestration/airflow.py.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -30,8 +31,13 @@ from tidemark.orchestration.airflow import clickhouse_care, hot_tier, lake_maint
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "tidemark", "retries": 2, "retry_delay": timedelta(minutes=5),
-                  "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=30)},
+    default_args={
+        "owner": "tidemark",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+    },
     tags=["tidemark", "maintenance"],
     doc_md=__doc__,
 )

@@ -3,6 +3,7 @@
 Subcommands import their heavy dependencies lazily, so ``tidemark --help``
 and ``tidemark stack status`` stay fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,11 @@ def _stack(args: argparse.Namespace) -> int:
             statuses = services.up()
         elif args.action == "down":
             stopped = services.down()
-            print(json.dumps({"stopped": stopped}) if args.json else
-                  ("stopped: " + ", ".join(stopped) if stopped else "nothing was running"))
+            print(
+                json.dumps({"stopped": stopped})
+                if args.json
+                else ("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+            )
             return 0
         else:
             statuses = services.status()
@@ -81,6 +85,7 @@ def _status(args: argparse.Namespace) -> int:
     healthy = all(s["healthy"] for s in services_now)
     if healthy:
         from tidemark.stream.metrics import health
+
         try:
             stream.update(health(cfg))
         except Exception as exc:  # noqa: BLE001 - status must print even before the schema exists
@@ -90,9 +95,21 @@ def _status(args: argparse.Namespace) -> int:
     else:
         for s in services_now:
             print(f"{s['name']:<11} {s['address']:<32} {'healthy' if s['healthy'] else 'UNHEALTHY'}")
-        print(f"{'stream':<11} pid {stream.get('pid')}  " + "  ".join(
-            f"{k}={stream[k]}" for k in ("last_commit", "freshness_p50_s", "freshness_p95_s", "consumer_lag",
-                                         "input_rows_per_s", "detail") if k in stream))
+        print(
+            f"{'stream':<11} pid {stream.get('pid')}  "
+            + "  ".join(
+                f"{k}={stream[k]}"
+                for k in (
+                    "last_commit",
+                    "freshness_p50_s",
+                    "freshness_p95_s",
+                    "consumer_lag",
+                    "input_rows_per_s",
+                    "detail",
+                )
+                if k in stream
+            )
+        )
     return 0 if healthy else 1
 
 
@@ -126,12 +143,15 @@ def _tiering_spark_submit(cfg, opts) -> dict:
     from tidemark.tiering.options import SPARK_STEPS
 
     steps = ",".join(s for s in opts.steps if s in SPARK_STEPS)
-    argv = spark_submit_argv(cfg, "tiering.py", ["--interval-end", opts.interval_end.isoformat(), "--steps", steps,
-                                                 "--run-id", opts.run_id])
+    argv = spark_submit_argv(
+        cfg, "tiering.py", ["--interval-end", opts.interval_end.isoformat(), "--steps", steps, "--run-id", opts.run_id]
+    )
     done = subprocess.run(argv, env={**os.environ, **job_env()}, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"tidemark tiering run: jobs/tiering.py failed (exit {done.returncode}); its log is above. "
-                         f"Every step is safe to re-run: run the same command again once the cause is fixed")
+        raise SystemExit(
+            f"tidemark tiering run: jobs/tiering.py failed (exit {done.returncode}); its log is above. "
+            f"Every step is safe to re-run: run the same command again once the cause is fixed"
+        )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -208,13 +228,15 @@ def _airflow(args: argparse.Namespace) -> int:
     from tidemark.stack.airflow import airflow_env
 
     binary = Path(sys.executable).parent / "airflow"
-    return subprocess.call([str(binary) if binary.exists() else shutil.which("airflow") or "airflow", *args.rest],
-                           env={**os.environ, **airflow_env()})
+    return subprocess.call(
+        [str(binary) if binary.exists() else shutil.which("airflow") or "airflow", *args.rest],
+        env={**os.environ, **airflow_env()},
+    )
 
 
 def _batch_run(args: argparse.Namespace) -> int:
     """hourly_recompute for some hours through the embedded Airflow's scheduler (REST API), then unpause DAGs."""
-    from tidemark.batch.hours import parse_hour
+    from tidemark.hours import parse_hour
     from tidemark.stack.airflow_api import AirflowAPIError, run_hours, unpause
 
     try:
@@ -270,8 +292,12 @@ def _keys(args: argparse.Namespace) -> int:
             raise keys.KeyAdminError("give the key id to revoke (see `tidemark keys list`)")
         if args.action == "create":
             record, token = keys.create(cfg, args.tenant, args.name or "", args.rate, args.burst)
-            print(json.dumps({"key": token, "key_id": record.key_id, "tenant": record.tenant_id}) if args.json else
-                  f"{token}\n(key id {record.key_id}, tenant {record.tenant_id}; shown once: only its hash is stored)")
+            print(
+                json.dumps({"key": token, "key_id": record.key_id, "tenant": record.tenant_id})
+                if args.json
+                else f"{token}\n(key id {record.key_id}, tenant {record.tenant_id}; "
+                "shown once: only its hash is stored)"
+            )
         elif args.action == "revoke":
             record = keys.revoke(cfg, args.key_id)
             print(f"revoked {record.key_id} (tenant {record.tenant_id})")
@@ -280,8 +306,10 @@ def _keys(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([{**k.__dict__, "created_at": k.created_at.isoformat()} for k in found]))
             for k in [] if args.json else found:
-                print(f"{k.key_id}  {k.tenant_id:<24} {'REVOKED' if k.revoked else 'active ':<8} "
-                      f"{k.created_at:%Y-%m-%d %H:%M}  {k.name}")
+                print(
+                    f"{k.key_id}  {k.tenant_id:<24} {'REVOKED' if k.revoked else 'active ':<8} "
+                    f"{k.created_at:%Y-%m-%d %H:%M}  {k.name}"
+                )
     except keys.KeyAdminError as exc:
         print(f"tidemark keys {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -337,11 +365,20 @@ def build_parser() -> argparse.ArgumentParser:
     af.set_defaults(func=_airflow)
 
     brun = sub.add_parser("batch-run", help="run hourly_recompute for past hours through Airflow's scheduler and wait")
-    brun.add_argument("--hour", action="append", default=[],
-                      help="event hour (repeat; the backfill covers every hour from the first to the last)")
+    brun.add_argument(
+        "--hour",
+        action="append",
+        default=[],
+        help="event hour (repeat; the backfill covers every hour from the first to the last)",
+    )
     brun.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS", help="give up waiting after")
-    brun.add_argument("--unpause", action="append", default=[], metavar="DAG_ID",
-                      help="then unpause this DAG so it runs on its schedule (repeat)")
+    brun.add_argument(
+        "--unpause",
+        action="append",
+        default=[],
+        metavar="DAG_ID",
+        help="then unpause this DAG so it runs on its schedule (repeat)",
+    )
     brun.set_defaults(func=_batch_run)
 
     br = sub.add_parser("batch-report", help="sent vs streaming vs batch-corrected totals for some hours")
@@ -349,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--hour", action="append", required=True)
     br.set_defaults(func=_batch_report)
 
-    tiering = sub.add_parser("tiering", help="retention and maintenance: hot/warm/cold tiers, Delta and ClickHouse care")
+    tiering = sub.add_parser(
+        "tiering", help="retention and maintenance: hot/warm/cold tiers, Delta and ClickHouse care"
+    )
     tiering.add_argument("action", choices=["run"])
     tiering.add_argument("--dry-run", action="store_true", help="measure and plan every step; change nothing")
     tiering_options.add_arguments(tiering)
@@ -360,8 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--manifest", required=True)
     rec.add_argument("--checkpoint", help="the stream's checkpoint (default: the standard one)")
     rec.add_argument("--since", help="only batches committed after this ISO-8601 time")
-    rec.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                     help="first wait (up to SECONDS) until the stream has committed everything now in the topic")
+    rec.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait (up to SECONDS) until the stream has committed everything now in the topic",
+    )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=_reconcile)
 
@@ -384,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="produce realistic page-view traffic with injected faults")
     try:
         from tidemark.generator.cli import add_arguments
+
         add_arguments(gen)
     except ImportError:  # pragma: no cover - generator not installed
         pass

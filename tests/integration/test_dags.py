@@ -6,6 +6,8 @@ Airflow reads its configuration when first imported, so every test goes through 
 metadata DB and exports the env from tidemark.stack.airflow.airflow_env() (which also
 defines spark_default) BEFORE anything imports airflow.
 """
+
+import itertools
 import json
 import os
 import socket
@@ -54,8 +56,13 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 
 
 def _parse_in_fresh_interpreter(folder: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", _PARSE_PROBE, str(folder)], capture_output=True, text=True,
-                          timeout=120, env=os.environ.copy())
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE_PROBE, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -67,10 +74,17 @@ def test_every_dag_parses_without_errors_connections_or_heavy_imports(airflow_en
     assert parsed["io"] == [] and parsed["heavy"] == [], parsed  # tasks import Tidemark's code when they run
 
     # The probe itself: a DAG file that talks to ClickHouse at parse time is caught.
-    (tmp_path / "chatty.py").write_text((DAGS / "tiering.py").read_text().replace(
-        "\n\n@dag(", "\nfrom tidemark.io.clickhouse import client\n"
-        "from tidemark.config import settings as _s\ntry:\n    client(_s().clickhouse).execute('SELECT 1')\n"
-        "except Exception:\n    pass\n\n\n@dag(", 1))
+    (tmp_path / "chatty.py").write_text(
+        (DAGS / "tiering.py")
+        .read_text()
+        .replace(
+            "\n\n@dag(",
+            "\nfrom tidemark.io.clickhouse import client\n"
+            "from tidemark.config import settings as _s\ntry:\n    client(_s().clickhouse).execute('SELECT 1')\n"
+            "except Exception:\n    pass\n\n\n@dag(",
+            1,
+        )
+    )
     chatty = _parse_in_fresh_interpreter(tmp_path)
     assert chatty["dags"] == ["tiering"] and "tidemark.io" in chatty["heavy"]
     assert any(event == "socket.connect" for event, _ in chatty["io"]), chatty
@@ -91,7 +105,7 @@ def test_dagbag_imports_every_dag_with_its_policies(airflow_env_vars):
     tasks = {t.task_id: t for t in hourly.tasks}
     assert set(tasks) == {"wait_for_stream", "recompute", "quality_gate", "publish"}
     chain = ["wait_for_stream", "recompute", "quality_gate", "publish"]
-    for up, down in zip(chain, chain[1:]):
+    for up, down in itertools.pairwise(chain):
         assert tasks[up].downstream_task_ids == {down}
     assert tasks["recompute"].retries >= 2 and tasks["recompute"].retry_exponential_backoff
     assert tasks["quality_gate"].retries == 0
@@ -105,13 +119,23 @@ def test_dagbag_imports_every_dag_with_its_policies(airflow_env_vars):
     assert late.catchup is False and late.max_active_runs == 1
     assert late.params["lookback_hours"] is None  # None: the contract's whole acceptance window
     ids = {t.task_id for t in late.tasks}
-    assert ids == {"find_due_hours", "check_failing_hours", "retire_superseded_streams",
-                   "recompute_hour.recompute", "recompute_hour.quality_gate", "recompute_hour.publish"}
+    assert ids == {
+        "find_due_hours",
+        "check_failing_hours",
+        "retire_superseded_streams",
+        "recompute_hour.recompute",
+        "recompute_hour.quality_gate",
+        "recompute_hour.publish",
+    }
     from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
     assert isinstance(late.task_group_dict["recompute_hour"], MappedTaskGroup)  # one instance per dirty hour
     assert all(t.retries >= 1 for t in late.tasks if not t.task_id.endswith(("quality_gate", "check_failing_hours")))
     assert {t.task_id for t in late.tasks if not t.upstream_task_ids} == {
-        "find_due_hours", "check_failing_hours", "retire_superseded_streams"}
+        "find_due_hours",
+        "check_failing_hours",
+        "retire_superseded_streams",
+    }
 
 
 def test_spark_default_connection_resolves_to_local_master(airflow_env_vars):
@@ -128,14 +152,36 @@ def test_spark_default_connection_resolves_to_local_master(airflow_env_vars):
 
 # -- dag.test() on the real stack ------------------------------------------------------------
 
+
 def _raw_rows(hour, n, *, tenant="tenant-airflow", late=False, start_minute=0):
     """n distinct valid events in ``hour`` (one user each)."""
     now = datetime.now(timezone.utc)
     rows = []
     for i in range(n):
         t = hour + timedelta(minutes=(start_minute + i) % 60, seconds=i % 60)
-        rows.append((str(uuid.uuid4()), tenant, t, f"u-{start_minute + i}", "s1", "US", "desktop", "/airflow",
-                     None, 1, late, "manual", 0, i, t, now, 0, hour.date(), hour.hour))
+        rows.append(
+            (
+                str(uuid.uuid4()),
+                tenant,
+                t,
+                f"u-{start_minute + i}",
+                "s1",
+                "US",
+                "desktop",
+                "/airflow",
+                None,
+                1,
+                late,
+                "manual",
+                0,
+                i,
+                t,
+                now,
+                0,
+                hour.date(),
+                hour.hour,
+            )
+        )
     return rows
 
 
@@ -147,8 +193,9 @@ def _write_hour(spark, cfg, rows, *, replace_hour=None):
     ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
     w = spark.createDataFrame(rows, schema.spark()).write.format("delta").partitionBy(*schema.partition_by)
     if replace_hour is not None:
-        w = w.mode("overwrite").option("replaceWhere", f"event_date = '{replace_hour.date()}' "
-                                                        f"AND event_hour = {replace_hour.hour}")
+        w = w.mode("overwrite").option(
+            "replaceWhere", f"event_date = '{replace_hour.date()}' AND event_hour = {replace_hour.hour}"
+        )
     else:
         w = w.mode("append")
     w.save(cfg.lake.events_raw)
@@ -157,9 +204,9 @@ def _write_hour(spark, cfg, rows, *, replace_hour=None):
 def _stream_caught_up(cfg):
     """A stream that has committed everything the topic holds now: the hourly sensor's condition
     for any hour whose end + lateness has passed (the sensor reads real Kafka offsets)."""
-    from tidemark.stream import identity as stream_identities
     from tidemark.io.clickhouse import client, insert_rows
     from tidemark.io.kafka_admin import end_offsets, ensure_topic
+    from tidemark.stream import identity as stream_identities
     from tidemark.stream.metrics import PROGRESS_COLUMNS
 
     topic = cfg.kafka.topic
@@ -167,8 +214,12 @@ def _stream_caught_up(cfg):
     stream_id = f"test-airflow-dags-{uuid.uuid4().hex[:8]}"
     stream_identities.register(cfg, stream_id, 1, topic, "/nowhere", datetime.now(timezone.utc))
     ends = end_offsets(cfg.kafka.bootstrap_servers, topic)
-    insert_rows(client(cfg.clickhouse), f"{cfg.clickhouse.database}.stream_progress", PROGRESS_COLUMNS, [(
-        stream_id, 0, datetime.now(timezone.utc), 0, 0.0, 0.0, 0, 0, "", json.dumps(ends), 0)])
+    insert_rows(
+        client(cfg.clickhouse),
+        f"{cfg.clickhouse.database}.stream_progress",
+        PROGRESS_COLUMNS,
+        [(stream_id, 0, datetime.now(timezone.utc), 0, 0.0, 0.0, 0, 0, "", json.dumps(ends), 0)],
+    )
 
 
 def _latest_registry_row(cfg, hour):
@@ -176,7 +227,9 @@ def _latest_registry_row(cfg, hour):
 
     rows = client(cfg.clickhouse).execute(
         f"SELECT status, version, dedup_rows, run_id FROM {cfg.clickhouse.database}.published_hours "
-        f"WHERE hour = %(h)s ORDER BY sequence DESC LIMIT 1", {"h": hour})
+        f"WHERE hour = %(h)s ORDER BY sequence DESC LIMIT 1",
+        {"h": hour},
+    )
     return rows[0] if rows else None
 
 
@@ -207,6 +260,7 @@ def test_hourly_recompute_publishes_the_hour(airflow_env_vars, stack, spark):
 
     from tidemark.batch import registry
     from tidemark.batch.recompute import RunSummary, summary_path
+
     assert registry.current(cfg, [HOURLY_H])[HOURLY_H].version == version
     summary = RunSummary.read(summary_path(cfg, HOURLY_H, run.run_id))
     assert summary.status == "published" and summary.raw_rows == 12 and summary.passed
@@ -230,14 +284,17 @@ def test_hourly_recompute_failed_gate_fails_without_retry_and_publishes_nothing(
     status, _, _, run_id = _latest_registry_row(cfg, BAD_H)
     assert (status, run_id) == ("failed_quality", run.run_id)
     from tidemark.batch import registry
-    assert registry.current(cfg, [BAD_H]).get(BAD_H) is None or \
-        registry.current(cfg, [BAD_H])[BAD_H].published_at < run.start_date
+
+    assert (
+        registry.current(cfg, [BAD_H]).get(BAD_H) is None
+        or registry.current(cfg, [BAD_H])[BAD_H].published_at < run.start_date
+    )
 
 
 def test_late_data_recompute_republishes_a_dirty_hour(airflow_env_vars, stack, spark):
     from tidemark.batch import registry
-    from tidemark.batch.recompute import recompute
     from tidemark.batch.planning import dirty_hours
+    from tidemark.batch.recompute import recompute
 
     cfg = stack
     _write_hour(spark, cfg, _raw_rows(LATE_H, 8), replace_hour=LATE_H)
@@ -251,14 +308,16 @@ def test_late_data_recompute_republishes_a_dirty_hour(airflow_env_vars, stack, s
 
     started = time.monotonic()
     # Interval [LATE_H+1h45, LATE_H+2h); a 3-hour lookback sees only hours this module owns.
-    run = _dag("late_data_recompute").test(logical_date=LATE_H + timedelta(hours=2),
-                                           run_conf={"lookback_hours": 3})
+    run = _dag("late_data_recompute").test(logical_date=LATE_H + timedelta(hours=2), run_conf={"lookback_hours": 3})
     print(f"late_data_recompute dag.test: {time.monotonic() - started:.1f}s")
 
     tis = run.get_task_instances()
     assert run.state == "success", {(ti.task_id, ti.map_index): ti.state for ti in tis}
     assert sorted((ti.task_id, ti.map_index) for ti in tis if ti.task_id.startswith("recompute_hour.")) == [
-        ("recompute_hour.publish", 0), ("recompute_hour.quality_gate", 0), ("recompute_hour.recompute", 0)]
+        ("recompute_hour.publish", 0),
+        ("recompute_hour.quality_gate", 0),
+        ("recompute_hour.recompute", 0),
+    ]
     now = registry.current(cfg, [LATE_H])[LATE_H]
     assert now.version != first.version
     assert now.dedup_rows == 11 > first.dedup_rows
@@ -267,6 +326,7 @@ def test_late_data_recompute_republishes_a_dirty_hour(airflow_env_vars, stack, s
 
 
 # -- the embedded service ----------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -326,8 +386,9 @@ def test_embedded_airflow_starts_runs_a_dag_and_stops_cleanly(airflow_env_vars, 
         interval = datetime(2026, 11, 1, tzinfo=timezone.utc)
         asked = datetime.now(timezone.utc)
         lines = []
-        runs = run_backfill("late_data_recompute", interval, interval, 1, cfg=cfg, api=api, timeout_s=150,
-                            say=lines.append)
+        runs = run_backfill(
+            "late_data_recompute", interval, interval, 1, cfg=cfg, api=api, timeout_s=150, say=lines.append
+        )
         api.set_paused("late_data_recompute", True)
         print("\n".join(lines))
         print(f"late_data_recompute backfill done after {time.monotonic() - started:.1f}s")

@@ -7,7 +7,7 @@ Two graphs over every module under tidemark/, with an edge A -> B when A imports
   bodies. A cycle here breaks or depends on import order. None is allowed.
 * deferred: the same plus the imports inside functions. A function-level import is the usual way
   to hide a cycle that is still there in the design (quality's gates imported docs inside
-  ``validate`` while docs imported gates). Only the cycles in KNOWN_CYCLES are allowed.
+  ``validate`` while docs imported gates). Neither may have one.
 
 Imports under ``if TYPE_CHECKING:`` never run and are left out of both. ``from pkg import name``
 points at ``pkg.name`` when that is a module, else at ``pkg``. Importing ``a.b.c`` also runs
@@ -24,16 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "tidemark"
 
+
 # Cycles through deferred imports that exist on this branch and are being removed elsewhere, as
 # the set of modules in each strongly connected component. A listed cycle that is gone fails
 # test_known_cycles_are_still_there, so the list is emptied when the fix is merged.
-KNOWN_CYCLES: list[frozenset[str]] = [
-    # services.py imports airflow.py inside functions, airflow.py imports services.py at the top;
-    # the tidemark/stack refactor of issue 11 (airflow-house branch) removes it.
-    frozenset({"tidemark.stack.airflow", "tidemark.stack.services"}),
-]
-
-
 def module_files() -> dict[str, Path]:
     """Dotted module name -> source file, for every module under tidemark/."""
     modules = {}
@@ -163,14 +157,8 @@ def test_no_import_cycles_at_import_time():
 
 
 def test_no_import_cycles_through_deferred_imports():
-    found = [cycle for cycle in cycles(import_graph(deferred=True)) if frozenset(cycle) not in KNOWN_CYCLES]
+    found = cycles(import_graph(deferred=True))
     assert not found, "import cycles (through imports inside functions):\n" + _show(found)
-
-
-def test_known_cycles_are_still_there():
-    found = {frozenset(cycle) for cycle in cycles(import_graph(deferred=True))}
-    gone = [sorted(cycle) for cycle in KNOWN_CYCLES if cycle not in found]
-    assert not gone, f"fixed: remove {gone} from KNOWN_CYCLES in {Path(__file__).name}"
 
 
 SAMPLE = """

@@ -8,6 +8,7 @@ Sections: assets; the Spark operator and its two uses (recompute one hour, lake 
 three steps of an hour (recompute, gate, publish) shared by the hourly and late-data DAGs; the
 late-data planning tasks; the tiering tasks.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -31,6 +32,7 @@ def settings():
 
 
 # -- Spark ---------------------------------------------------------------------------------------
+
 
 class TidemarkSparkSubmitOperator(SparkSubmitOperator):
     """spark-submit with Tidemark's engine configuration (the Kafka/Delta jars from ``make setup``,
@@ -61,11 +63,15 @@ def recompute_operator(task_id: str, hour: str, **kwargs) -> TidemarkSparkSubmit
 def lake_maintenance() -> TidemarkSparkSubmitOperator:
     """The tiering DAG's Spark steps (jobs/tiering.py): cold move, OPTIMIZE, checkpoints, VACUUM."""
     return TidemarkSparkSubmitOperator(
-        task_id="lake_maintenance", conn_id="spark_default", application=str(JOBS / "tiering.py"),
-        application_args=["--interval-end", "{{ data_interval_end.isoformat() }}", "--run-id", "{{ run_id }}"])
+        task_id="lake_maintenance",
+        conn_id="spark_default",
+        application=str(JOBS / "tiering.py"),
+        application_args=["--interval-end", "{{ data_interval_end.isoformat() }}", "--run-id", "{{ run_id }}"],
+    )
 
 
 # -- one hour: wait, recompute, gate, publish -----------------------------------------------------
+
 
 @task.sensor(poke_interval=30, timeout=4 * 3600, mode="reschedule", retries=0)
 def wait_for_stream(data_interval_start=None) -> bool:
@@ -91,8 +97,13 @@ def quality_gate(hour: str, run_id=None) -> dict:
         summary = gate_step(hour, run_id)
     except QualityGateFailed as exc:
         raise AirflowFailException(str(exc)) from exc
-    return {"hour": hour, "status": summary.status, "version": summary.version,
-            "dedup_rows": summary.dedup_rows, "dropped_rows": summary.dropped_rows}
+    return {
+        "hour": hour,
+        "status": summary.status,
+        "version": summary.version,
+        "dedup_rows": summary.dedup_rows,
+        "dropped_rows": summary.dropped_rows,
+    }
 
 
 @task(outlets=[HOUR_ROLLUPS])
@@ -101,8 +112,12 @@ def publish(hour: str, run_id=None, outlet_events=None) -> dict:
     from tidemark.batch.recompute import publish_step
 
     summary = publish_step(hour, run_id)
-    outlet_events[HOUR_ROLLUPS].extra = {"hour": hour, "version": summary.version, "status": summary.status,
-                                         "dedup_rows": summary.dedup_rows}
+    outlet_events[HOUR_ROLLUPS].extra = {
+        "hour": hour,
+        "version": summary.version,
+        "status": summary.status,
+        "dedup_rows": summary.dedup_rows,
+    }
     return {"hour": hour, "status": summary.status, "version": summary.version}
 
 
@@ -114,6 +129,7 @@ def recompute_hour(hour: str):
 
 
 # -- late data -----------------------------------------------------------------------------------
+
 
 def _due(data_interval_end, params):
     from tidemark.batch.planning import due_hours
@@ -147,6 +163,7 @@ def retire_superseded_streams() -> dict:
 
 
 # -- tiering -------------------------------------------------------------------------------------
+
 
 def _tiering_options(data_interval_end, run_id):
     from tidemark.tiering.run import task_options

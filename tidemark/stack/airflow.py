@@ -17,6 +17,7 @@ DAGs are created paused: on a plain `stack up` the default batch start (2026-11-
 make the scheduler catch up every hour since. Whoever runs the batch layer unpauses through the REST
 API (`tidemark.stack.airflow_api`; the demo does, with the catchup starting at its first hour).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from tidemark.config import PROJECT_ROOT, Settings, settings
+from tidemark.spark import python_env
 from tidemark.stack.service import Service
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
@@ -68,8 +70,14 @@ def spark_connection(cfg: Settings) -> str:
     ``spark-binary`` extra must be a bare name (spark-submit, spark2-submit, spark3-submit)
     looked up on PATH; `airflow_env` puts the venv's bin first so it is the venv's spark-submit.
     """
-    return json.dumps({"conn_type": "spark", "host": cfg.spark.master,
-                       "extra": {"spark-binary": "spark-submit", "deploy-mode": "client"}}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "conn_type": "spark",
+            "host": cfg.spark.master,
+            "extra": {"spark-binary": "spark-submit", "deploy-mode": "client"},
+        },
+        separators=(",", ":"),
+    )
 
 
 def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dict[str, str]:
@@ -85,7 +93,7 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",           # default 32 forks 32 workers (~1.1 GB)
+        "AIRFLOW__CORE__PARALLELISM": "4",  # default 32 forks 32 workers (~1.1 GB)
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # catchup starts on unpause only (see above)
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -96,10 +104,10 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",      # Airflow 2's dag_dir_list_interval
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",  # Airflow 2's dag_dir_list_interval
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",                 # the services' own logs stay quiet...
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",  # the services' own logs stay quiet...
         "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "airflow.task=INFO tidemark=INFO",  # ...task logs (the UI's) do not
         "AIRFLOW__LOGGING__UVICORN_LOGGING_LEVEL": "WARNING",
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
@@ -111,9 +119,7 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "TIDEMARK_HOME": str(cfg.home),
         "TIDEMARK_BATCH_START": cfg.airflow.batch_start,
         "PATH": venv_bin if not path else f"{venv_bin}{os.pathsep}{path}",
-        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        **python_env(),  # interpreter and SPARK_LOCAL_IP for spark-submit: defined once, in tidemark.spark
     }
 
 
@@ -127,14 +133,16 @@ def admin_password(cfg: Settings | None = None) -> str:
     try:
         return json.loads(path.read_text())[ADMIN_USER]
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist yet: start Airflow first (TIDEMARK_AIRFLOW=1 tidemark stack up)") from None
+        raise FileNotFoundError(
+            f"{path} does not exist yet: start Airflow first (TIDEMARK_AIRFLOW=1 tidemark stack up)"
+        ) from None
 
 
 def health(url: str, timeout: float = 2.0) -> dict | None:
     try:
         with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=timeout) as resp:
             return json.loads(resp.read())
-    except Exception:  # not up yet, or not Airflow
+    except Exception:  # noqa: BLE001 - not up yet, or not Airflow: either way no health to report
         return None
 
 
@@ -151,9 +159,10 @@ class Airflow(Service):
     of a non-interactive shell): the children exited but the supervisor never saw KeyboardInterrupt and
     waited for SIGKILL. `ManagedProcess.start` now resets the disposition in the child.
     """
+
     name = "airflow"
     binary_hint = "run `make setup` (pip installs apache-airflow into the venv)"
-    start_timeout_s = 120.0   # 13-30 s when idle; a busy 2-core box needs more
+    start_timeout_s = 120.0  # 13-30 s when idle; a busy 2-core box needs more
     stop_signal = signal.SIGINT
     stop_timeout_s = 20.0
     stop_escalation = ((signal.SIGTERM, 5.0),)
@@ -173,9 +182,11 @@ class Airflow(Service):
 
     def ports(self) -> list[tuple[int, str]]:
         live = _live()
-        return [(live.port, "TIDEMARK_AIRFLOW_PORT"),
-                (live.worker_log_port, "TIDEMARK_AIRFLOW_WORKER_LOG_PORT"),
-                (live.trigger_log_port, "TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT")]
+        return [
+            (live.port, "TIDEMARK_AIRFLOW_PORT"),
+            (live.worker_log_port, "TIDEMARK_AIRFLOW_WORKER_LOG_PORT"),
+            (live.trigger_log_port, "TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT"),
+        ]
 
     def binary(self) -> str | None:
         local = Path(sys.executable).parent / "airflow"

@@ -18,6 +18,7 @@ through the scheduler, so they show in the UI with their logs and true durations
 
 Nothing here imports Airflow: it is a plain HTTP client (urllib), usable from any process.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from tidemark.config import Settings, settings
 from tidemark.stack.airflow import ADMIN_USER, admin_password, airflow_home, api_url
@@ -46,20 +47,27 @@ class AirflowAPIError(RuntimeError):
 @dataclass(frozen=True)
 class Run:
     """One DAG run as the REST API reports it."""
+
     dag_id: str
     run_id: str
-    hour: datetime          # data_interval_start: the event hour the run recomputes
+    hour: datetime  # data_interval_start: the event hour the run recomputes
     state: str
     start_date: datetime | None
     end_date: datetime | None
 
     @classmethod
-    def from_api(cls, body: dict) -> "Run":
+    def from_api(cls, body: dict) -> Run:
         def when(key: str) -> datetime | None:
             return datetime.fromisoformat(body[key].replace("Z", "+00:00")) if body.get(key) else None
 
-        return cls(body["dag_id"], body["dag_run_id"], when("data_interval_start"), body["state"],
-                   when("start_date"), when("end_date"))
+        return cls(
+            body["dag_id"],
+            body["dag_run_id"],
+            datetime.fromisoformat(body["data_interval_start"].replace("Z", "+00:00")),  # a backfill run has one
+            body["state"],
+            when("start_date"),
+            when("end_date"),
+        )
 
     @property
     def seconds(self) -> float | None:
@@ -72,7 +80,10 @@ class Run:
         took = "" if self.seconds is None else f" in {self.seconds:.0f}s"
         start = self.start_date.strftime("%H:%M:%S") if self.start_date else "-"
         end = self.end_date.strftime("%H:%M:%S") if self.end_date else "-"
-        return f"{self.dag_id} {self.hour:%Y-%m-%dT%H:%M}: {self.state}{took} (start {start}, end {end}, run {self.run_id})"
+        return (
+            f"{self.dag_id} {self.hour:%Y-%m-%dT%H:%M}: {self.state}{took} "
+            f"(start {start}, end {end}, run {self.run_id})"
+        )
 
 
 class AirflowAPI:
@@ -84,7 +95,7 @@ class AirflowAPI:
         self._token: str | None = None
 
     @classmethod
-    def embedded(cls, cfg: Settings | None = None) -> "AirflowAPI":
+    def embedded(cls, cfg: Settings | None = None) -> AirflowAPI:
         """The stack's `airflow standalone` (started with TIDEMARK_AIRFLOW=1 tidemark stack up)."""
         cfg = cfg or settings()
         return cls(api_url(cfg), ADMIN_USER, admin_password(cfg))
@@ -102,14 +113,15 @@ class AirflowAPI:
             detail = exc.read().decode(errors="replace")[:500]
             raise AirflowAPIError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
         except OSError as exc:
-            raise AirflowAPIError(f"{method} {path}: Airflow at {self.base_url} does not answer ({exc}); "
-                                  f"start it with TIDEMARK_AIRFLOW=1 tidemark stack up") from None
+            raise AirflowAPIError(
+                f"{method} {path}: Airflow at {self.base_url} does not answer ({exc}); "
+                f"start it with TIDEMARK_AIRFLOW=1 tidemark stack up"
+            ) from None
         return json.loads(raw) if raw else {}
 
     def token(self) -> str:
         if self._token is None:
-            body = self._call("POST", "/auth/token", {"username": self.username, "password": self.password},
-                              auth=False)
+            body = self._call("POST", "/auth/token", {"username": self.username, "password": self.password}, auth=False)
             self._token = body["access_token"]
         return self._token
 
@@ -124,8 +136,10 @@ class AirflowAPI:
                 return self.dag(dag_id)
             except AirflowAPIError as exc:
                 if "HTTP 404" not in str(exc) or time.monotonic() > deadline:
-                    raise AirflowAPIError(f"{dag_id} is not known to Airflow after {timeout_s:.0f}s ({exc}); "
-                                          f"check the DAG folder's import errors in the UI") from None
+                    raise AirflowAPIError(
+                        f"{dag_id} is not known to Airflow after {timeout_s:.0f}s ({exc}); "
+                        f"check the DAG folder's import errors in the UI"
+                    ) from None
             time.sleep(POLL_S)
 
     def set_paused(self, dag_id: str, paused: bool) -> dict:
@@ -135,17 +149,31 @@ class AirflowAPI:
         """A backfill of the runs whose logical date lies in [first, last]; existing successful runs are
         kept, failed ones run again. None when a backfill of this DAG is still running (Airflow allows one)."""
         try:
-            return self._call("POST", "/api/v2/backfills", {
-                "dag_id": dag_id, "from_date": first.isoformat(), "to_date": last.isoformat(),
-                "max_active_runs": max_active_runs, "reprocess_behavior": "failed"})
+            return self._call(
+                "POST",
+                "/api/v2/backfills",
+                {
+                    "dag_id": dag_id,
+                    "from_date": first.isoformat(),
+                    "to_date": last.isoformat(),
+                    "max_active_runs": max_active_runs,
+                    "reprocess_behavior": "failed",
+                },
+            )
         except AirflowAPIError as exc:
             if "HTTP 409" in str(exc):
                 return None
             raise
 
     def runs(self, dag_id: str, first: datetime, last: datetime) -> list[Run]:
-        query = urllib.parse.urlencode({"logical_date_gte": first.isoformat(), "logical_date_lte": last.isoformat(),
-                                        "order_by": "logical_date", "limit": 100})
+        query = urllib.parse.urlencode(
+            {
+                "logical_date_gte": first.isoformat(),
+                "logical_date_lte": last.isoformat(),
+                "order_by": "logical_date",
+                "limit": 100,
+            }
+        )
         body = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")
         return [Run.from_api(r) for r in body["dag_runs"]]
 
@@ -157,8 +185,14 @@ class AirflowAPI:
 def task_log_file(cfg: Settings, dag_id: str, run_id: str, task: dict) -> Path:
     """Where the task's log lies (Airflow's default log_filename_template under AIRFLOW_HOME/logs)."""
     mapped = f"map_index={task['map_index']}/" if task.get("map_index", -1) >= 0 else ""
-    return (airflow_home(cfg) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task['task_id']}"
-            / f"{mapped}attempt={max(task.get('try_number') or 1, 1)}.log")
+    return (
+        airflow_home(cfg)
+        / "logs"
+        / f"dag_id={dag_id}"
+        / f"run_id={run_id}"
+        / f"task_id={task['task_id']}"
+        / f"{mapped}attempt={max(task.get('try_number') or 1, 1)}.log"
+    )
 
 
 def _progress(api: AirflowAPI, runs: list[Run]) -> str:
@@ -167,24 +201,49 @@ def _progress(api: AirflowAPI, runs: list[Run]) -> str:
         if run.state in FINISHED:
             parts.append(f"{run.hour:%H:%M} {run.state}")
             continue
-        active = [t["task_id"] for t in api.task_instances(run)
-                  if t["state"] in ("running", "up_for_reschedule", "up_for_retry", "queued")]
+        active = [
+            t["task_id"]
+            for t in api.task_instances(run)
+            if t["state"] in ("running", "up_for_reschedule", "up_for_retry", "queued")
+        ]
         parts.append(f"{run.hour:%H:%M} {run.state}" + (f" ({', '.join(active)})" if active else ""))
     return "; ".join(parts)
 
 
-def run_hours(hours: list[datetime], *, cfg: Settings | None = None, api: AirflowAPI | None = None,
-              timeout_s: float = 1800.0, say: Callable[[str], None] = print) -> list[Run]:
+def run_hours(
+    hours: list[datetime],
+    *,
+    cfg: Settings | None = None,
+    api: AirflowAPI | None = None,
+    timeout_s: float = 1800.0,
+    say: Callable[[str], None] = print,
+) -> list[Run]:
     """Run hourly_recompute for every hour from the first to the last of ``hours`` through the scheduler
     (see the module docstring), unpause it, wait, and return the runs."""
     first, last = min(hours), max(hours)
-    return run_backfill(HOURLY_DAG, first, last, int((last - first) / timedelta(hours=1)) + 1,
-                        cfg=cfg, api=api, timeout_s=timeout_s, say=say)
+    return run_backfill(
+        HOURLY_DAG,
+        first,
+        last,
+        int((last - first) / timedelta(hours=1)) + 1,
+        cfg=cfg,
+        api=api,
+        timeout_s=timeout_s,
+        say=say,
+    )
 
 
-def run_backfill(dag_id: str, first: datetime, last: datetime, expected_runs: int, *, cfg: Settings | None = None,
-                 api: AirflowAPI | None = None, timeout_s: float = 1800.0,
-                 say: Callable[[str], None] = print) -> list[Run]:
+def run_backfill(
+    dag_id: str,
+    first: datetime,
+    last: datetime,
+    expected_runs: int,
+    *,
+    cfg: Settings | None = None,
+    api: AirflowAPI | None = None,
+    timeout_s: float = 1800.0,
+    say: Callable[[str], None] = print,
+) -> list[Run]:
     """Backfill ``dag_id`` over the logical dates [first, last] (``expected_runs`` runs), unpause it, wait
     for the runs and return them. Raises AirflowAPIError when a run failed or did not finish within
     ``timeout_s``, naming the run and its failed tasks' log files."""
@@ -199,10 +258,17 @@ def run_backfill(dag_id: str, first: datetime, last: datetime, expected_runs: in
             f"{dag_id} starts at {dag_start.isoformat()}, before {first.isoformat()}: unpausing it would "
             f"catch up every interval since. Airflow was started with another TIDEMARK_BATCH_START; restart it "
             f"with TIDEMARK_BATCH_START={first.isoformat()} (tidemark stack down, then TIDEMARK_AIRFLOW=1 "
-            f"tidemark stack up)")
+            f"tidemark stack up)"
+        )
     backfill = api.create_backfill(dag_id, first, last)
-    say(f"{dag_id}: " + (f"backfill {backfill['id']} of {first:%Y-%m-%dT%H:%M}..{last:%Y-%m-%dT%H:%M} created"
-                         if backfill else "a backfill is already running; waiting for its runs"))
+    say(
+        f"{dag_id}: "
+        + (
+            f"backfill {backfill['id']} of {first:%Y-%m-%dT%H:%M}..{last:%Y-%m-%dT%H:%M} created"
+            if backfill
+            else "a backfill is already running; waiting for its runs"
+        )
+    )
     if details["is_paused"]:
         api.set_paused(dag_id, False)
         say(f"{dag_id}: unpaused" + (f" (catchup from {dag_start:%Y-%m-%dT%H:%M}Z)" if details["catchup"] else ""))
@@ -220,8 +286,11 @@ def run_backfill(dag_id: str, first: datetime, last: datetime, expected_runs: in
             break
         if now > deadline:
             pending = [r.line() for r in runs if r.state not in FINISHED] or ["no runs were created"]
-            raise AirflowAPIError(f"{dag_id}: not finished after {timeout_s:.0f}s: " + "; ".join(pending)
-                                  + f"; see the UI at {api.base_url}")
+            raise AirflowAPIError(
+                f"{dag_id}: not finished after {timeout_s:.0f}s: "
+                + "; ".join(pending)
+                + f"; see the UI at {api.base_url}"
+            )
         time.sleep(POLL_S)
 
     for run in runs:
@@ -232,14 +301,21 @@ def run_backfill(dag_id: str, first: datetime, last: datetime, expected_runs: in
         for run in failed:
             tasks = [t for t in api.task_instances(run) if t["state"] == "failed"]
             logs = [f"{t['task_id']}: {task_log_file(cfg, run.dag_id, run.run_id, t)}" for t in tasks]
-            reports.append(f"run {run.run_id} (hour {run.hour:%Y-%m-%dT%H}) {run.state}; failed tasks and logs: "
-                           + ("; ".join(logs) or "none (see the UI)"))
+            reports.append(
+                f"run {run.run_id} (hour {run.hour:%Y-%m-%dT%H}) {run.state}; failed tasks and logs: "
+                + ("; ".join(logs) or "none (see the UI)")
+            )
         raise AirflowAPIError(f"{dag_id} failed: " + " | ".join(reports))
     return runs
 
 
-def unpause(dag_ids: list[str], *, cfg: Settings | None = None, api: AirflowAPI | None = None,
-            say: Callable[[str], None] = print) -> None:
+def unpause(
+    dag_ids: list[str],
+    *,
+    cfg: Settings | None = None,
+    api: AirflowAPI | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
     """Unpause DAGs so they run on their schedule (with catchup=False each first runs its latest interval)."""
     api = api or AirflowAPI.embedded(cfg)
     for dag_id in dag_ids:

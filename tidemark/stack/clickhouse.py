@@ -1,4 +1,5 @@
 """The embedded ClickHouse server (its config files: `tidemark.stack.clickhouse_conf`)."""
+
 from __future__ import annotations
 
 import shutil
@@ -39,6 +40,7 @@ class ClickHouse(Service):
 
     def prepare(self) -> None:
         from tidemark.stack.clickhouse_conf import render
+
         render(self.cfg.clickhouse, self.cfg.home / "clickhouse", self.cfg.serving)
 
     def healthy(self) -> bool:
@@ -46,8 +48,9 @@ class ClickHouse(Service):
         if not self.external:
             return http_ok(f"http://{ch.host}:{ch.http_port}/ping")
         from tidemark.io.clickhouse import client
+
         try:
             client(ch, database="default", connect_timeout=2).execute("SELECT 1")
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means "not healthy yet"
             return False

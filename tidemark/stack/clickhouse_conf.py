@@ -13,6 +13,7 @@ values into the query text, and any readonly user can read ``system.query_log``,
 so a logged API query would show one tenant's ids and filters to whoever holds
 reader credentials.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET

@@ -1,5 +1,6 @@
 """Long-running Spark jobs started by the CLI: launched through spark-submit
 (as on a cluster), tracked by PID file so `tidemark stack down` stops them."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,10 @@ def spark_submit_argv(cfg: Settings, script: str, args: list[str]) -> list[str]:
     submit = Path(sys.executable).parent / "spark-submit"
     return [
         str(submit if submit.exists() else "spark-submit"),
-        "--master", cfg.spark.master,
-        "--driver-memory", cfg.spark.driver_memory,
+        "--master",
+        cfg.spark.master,
+        "--driver-memory",
+        cfg.spark.driver_memory,
         *submit_args(cfg),  # jars, Delta extension, interpreter: tidemark.spark.engine_conf
         str(JOBS_DIR / script),
         *args,
@@ -30,9 +33,13 @@ def spark_submit_argv(cfg: Settings, script: str, args: list[str]) -> list[str]:
 
 def stream_process(cfg: Settings) -> ManagedProcess:
     # family: Spark's Python workers (pyspark.daemon) outlive a killed driver JVM; `stop` finds them.
-    return ManagedProcess(name="stream", pid_file=cfg.run_dir / "stream.pid",
-                          log_file=cfg.log_dir / "stream.log", signature="stream_events.py",
-                          family=("stream_events.py", "pyspark"))
+    return ManagedProcess(
+        name="stream",
+        pid_file=cfg.run_dir / "stream.pid",
+        log_file=cfg.log_dir / "stream.log",
+        signature="stream_events.py",
+        family=("stream_events.py", "pyspark"),
+    )
 
 
 def job_env() -> dict[str, str]:
@@ -46,8 +53,9 @@ def start_stream(cfg: Settings, args: list[str], detach: bool) -> int:
     argv = spark_submit_argv(cfg, "stream_events.py", args)
     if detach:
         proc = stream_process(cfg)
-        if proc.pid() is not None:
-            return proc.pid()
+        running = proc.pid()
+        if running is not None:
+            return running
         return proc.start(argv, env=job_env())
     return subprocess.call(argv, env={**os.environ, **job_env()})
 

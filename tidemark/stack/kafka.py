@@ -1,4 +1,5 @@
 """Apache Kafka 4 in KRaft mode, the embedded broker (see `Broker`)."""
+
 from __future__ import annotations
 
 import base64
@@ -33,11 +34,11 @@ class Broker(Service):
     server.log (the broker's own INFO log, rotated at 10 MB x 3). Warnings and errors also reach
     logs/broker.log, next to the lines `stop` writes there.
     """
+
     name = "broker"
-    binary_hint = ("run `make setup` (it installs Java 17 and Maven, and copies the Kafka jars "
-                   "into jvm/lib/kafka)")
-    start_timeout_s = 60.0   # 2-4 s idle; a JVM on a busy 2-core box needs more
-    stop_timeout_s = 30.0    # SIGTERM is a controlled shutdown (flushes, closes the log): ~2 s
+    binary_hint = "run `make setup` (it installs Java 17 and Maven, and copies the Kafka jars into jvm/lib/kafka)"
+    start_timeout_s = 60.0  # 2-4 s idle; a JVM on a busy 2-core box needs more
+    stop_timeout_s = 30.0  # SIGTERM is a controlled shutdown (flushes, closes the log): ~2 s
     main_class = "kafka.Kafka"
     format_class = "kafka.tools.StorageTool"  # what kafka-storage.sh runs
 
@@ -69,8 +70,10 @@ class Broker(Service):
         return self.cfg.kafka.port
 
     def ports(self) -> list[tuple[int, str]]:
-        return [(self.cfg.kafka.port, "TIDEMARK_KAFKA_PORT"),
-                (self.cfg.kafka.controller_port, "TIDEMARK_KAFKA_CONTROLLER_PORT")]
+        return [
+            (self.cfg.kafka.port, "TIDEMARK_KAFKA_PORT"),
+            (self.cfg.kafka.controller_port, "TIDEMARK_KAFKA_CONTROLLER_PORT"),
+        ]
 
     def binary(self) -> str | None:
         java = shutil.which("java")
@@ -84,10 +87,15 @@ class Broker(Service):
     def jvm_options(self) -> list[str]:
         heap = self.cfg.kafka.heap
         return [
-            f"-Xmx{heap}", "-Xms64m",
+            f"-Xmx{heap}",
+            "-Xms64m",
             # Kafka's own defaults (kafka-run-class.sh), plus: die on OOM rather than limp on.
-            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-            "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.dir}",
         ]
@@ -137,36 +145,38 @@ class Broker(Service):
 
     def log4j2_properties(self) -> str:
         log_file = self.dir / "server.log"
-        return "\n".join([
-            "status = warn",
-            "shutdownHook = disable",
-            "appender.console.type = Console",
-            "appender.console.name = STDOUT",
-            "appender.console.layout.type = PatternLayout",
-            "appender.console.layout.pattern = [%d] %p %m (%c)%n",
-            "appender.console.filter.threshold.type = ThresholdFilter",
-            "appender.console.filter.threshold.level = warn",
-            "appender.file.type = RollingFile",
-            "appender.file.name = FILE",
-            f"appender.file.fileName = {log_file}",
-            f"appender.file.filePattern = {log_file}.%i",
-            "appender.file.layout.type = PatternLayout",
-            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
-            "appender.file.policies.type = Policies",
-            "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
-            "appender.file.policies.size.size = 10MB",
-            "appender.file.strategy.type = DefaultRolloverStrategy",
-            "appender.file.strategy.max = 3",
-            "rootLogger.level = info",
-            "rootLogger.appenderRef.console.ref = STDOUT",
-            "rootLogger.appenderRef.file.ref = FILE",
-            # Per-request and state-change chatter.
-            "logger.request.name = kafka.request.logger",
-            "logger.request.level = warn",
-            "logger.state.name = state.change.logger",
-            "logger.state.level = warn",
-            "",
-        ])
+        return "\n".join(
+            [
+                "status = warn",
+                "shutdownHook = disable",
+                "appender.console.type = Console",
+                "appender.console.name = STDOUT",
+                "appender.console.layout.type = PatternLayout",
+                "appender.console.layout.pattern = [%d] %p %m (%c)%n",
+                "appender.console.filter.threshold.type = ThresholdFilter",
+                "appender.console.filter.threshold.level = warn",
+                "appender.file.type = RollingFile",
+                "appender.file.name = FILE",
+                f"appender.file.fileName = {log_file}",
+                f"appender.file.filePattern = {log_file}.%i",
+                "appender.file.layout.type = PatternLayout",
+                "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+                "appender.file.policies.type = Policies",
+                "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+                "appender.file.policies.size.size = 10MB",
+                "appender.file.strategy.type = DefaultRolloverStrategy",
+                "appender.file.strategy.max = 3",
+                "rootLogger.level = info",
+                "rootLogger.appenderRef.console.ref = STDOUT",
+                "rootLogger.appenderRef.file.ref = FILE",
+                # Per-request and state-change chatter.
+                "logger.request.name = kafka.request.logger",
+                "logger.request.level = warn",
+                "logger.state.name = state.change.logger",
+                "logger.state.level = warn",
+                "",
+            ]
+        )
 
     def prepare(self) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -180,10 +190,21 @@ class Broker(Service):
         java = self.binary() or "java"
         started = time.monotonic()
         # A short-lived JVM: the C1 compiler and the serial GC start fastest.
-        argv = [java, "-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
-                "-cp", self.classpath(), self.format_class, "format",
-                "--cluster-id", _kafka_cluster_id(), "--config", str(self.properties_file)]
+        argv = [
+            java,
+            "-Xmx128m",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+            "-cp",
+            self.classpath(),
+            self.format_class,
+            "format",
+            "--cluster-id",
+            _kafka_cluster_id(),
+            "--config",
+            str(self.properties_file),
+        ]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired:
@@ -191,8 +212,10 @@ class Broker(Service):
         if done.returncode != 0:
             detail = " ".join((done.stdout + done.stderr).split())[-400:]
             raise StackError(f"{self.name}: formatting {self.data_dir} failed: {detail}")
-        log.info("formatted", extra={"service": self.name, "dir": str(self.data_dir),
-                                     "seconds": round(time.monotonic() - started, 2)})
+        log.info(
+            "formatted",
+            extra={"service": self.name, "dir": str(self.data_dir), "seconds": round(time.monotonic() - started, 2)},
+        )
 
     def healthy(self) -> bool:
         """Answers a metadata request listing at least one broker (an open port alone is not enough)."""

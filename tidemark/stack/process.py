@@ -13,6 +13,7 @@ already seen (so a child that moved to a group of its own, or was re-parented
 to init when its parent died, is still found). Every step is logged (logger
 ``tidemark.stack.process``) and appended to the service's own log file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -99,7 +100,8 @@ def group_members(pgid: int) -> list[int]:
 
 
 def session_members(sid: int) -> list[int]:
-    """PIDs still alive in a session (a service's leader starts one; children may leave its group, rarely its session)."""
+    """PIDs still alive in a session (a service's leader starts one; children may leave its group,
+    rarely its session)."""
     return sorted(p.pid for p in process_table().values() if p.sid == sid)
 
 
@@ -113,11 +115,12 @@ def _signame(sig: int) -> str:
 @dataclass
 class StopReport:
     """What `ManagedProcess.stop` did: the signals sent, in order, and how it ended."""
+
     name: str
     pid: int
     signals: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    ended_by: str = ""          # the signal after which nothing was left ("" if something survived)
+    ended_by: str = ""  # the signal after which nothing was left ("" if something survived)
     survivors: list[int] = field(default_factory=list)
 
     @property
@@ -147,8 +150,7 @@ class _Tracker:
                 if p.pgid == self.pgid or p.sid == self.pgid or child_of_known:
                     self.known[p.pid] = p.start
                     changed = True
-        return {pid: table[pid] for pid, start in self.known.items()
-                if pid in table and table[pid].start == start}
+        return {pid: table[pid] for pid, start in self.known.items() if pid in table and table[pid].start == start}
 
     def signal(self, sig: int, *, group_only: bool) -> None:
         try:
@@ -194,8 +196,15 @@ def _describe(procs: dict, limit: int = 8) -> str:
 # ignored disposition survives exec: `airflow standalone` launched that way (a script, CI, pytest in
 # the background) never turns SIGINT into KeyboardInterrupt. Its children install their own handlers
 # and exit, but the supervisor itself sleeps on until SIGKILL, which made `stop` take its full timeout.
-_RESET_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
-                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+_RESET_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCHLD,
+)
 
 
 def _default_signals() -> None:
@@ -287,8 +296,9 @@ class ManagedProcess:
         except OSError:
             pass
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0,
-             escalate: Sequence[tuple[int, float]] = ()) -> bool:
+    def stop(
+        self, sig: int = signal.SIGTERM, timeout: float = 20.0, escalate: Sequence[tuple[int, float]] = ()
+    ) -> bool:
         """Stop the service; True if it was running. Always returns with nothing of it left alive
         (or logs an error naming what survived SIGKILL).
 
@@ -304,8 +314,14 @@ class ManagedProcess:
                 self.pid_file.unlink(missing_ok=True)
                 return False
             pid = self._recorded_pid()
-            self._note(logging.WARNING, f"leader {pid} is gone but {len(orphans)} of its processes are alive: "
-                                        f"{_describe({o: None for o in orphans})}", pid=pid, orphans=orphans)
+            assert pid is not None  # orphans() found them through the recorded leader's id
+            self._note(
+                logging.WARNING,
+                f"leader {pid} is gone but {len(orphans)} of its processes are alive: "
+                f"{_describe({o: None for o in orphans})}",
+                pid=pid,
+                orphans=orphans,
+            )
         started = time.monotonic()
         tracker = _Tracker(pid)
         tracker.refresh()
@@ -316,14 +332,22 @@ class ManagedProcess:
         for number, (step_sig, wait_s, group_only) in enumerate(steps):
             name = _signame(step_sig)
             if number == 0:
-                self._note(logging.INFO, f"{name} to process group {pid} ({len(tracker.known)} processes); "
-                                         f"waiting up to {wait_s:.0f}s", pid=pid, signal=name)
+                self._note(
+                    logging.INFO,
+                    f"{name} to process group {pid} ({len(tracker.known)} processes); waiting up to {wait_s:.0f}s",
+                    pid=pid,
+                    signal=name,
+                )
             else:
-                self._note(logging.WARNING,
-                           f"{len(left)} processes still alive {time.monotonic() - started:.1f}s after "
-                           f"{report.signals[-1]}: {_describe(left)}; sending {name}"
-                           + ("" if step_sig == signal.SIGKILL else f", waiting up to {wait_s:.0f}s"),
-                           pid=pid, signal=name, survivors=sorted(left))
+                self._note(
+                    logging.WARNING,
+                    f"{len(left)} processes still alive {time.monotonic() - started:.1f}s after "
+                    f"{report.signals[-1]}: {_describe(left)}; sending {name}"
+                    + ("" if step_sig == signal.SIGKILL else f", waiting up to {wait_s:.0f}s"),
+                    pid=pid,
+                    signal=name,
+                    survivors=sorted(left),
+                )
             tracker.signal(step_sig, group_only=group_only)
             report.signals.append(name)
             left = tracker.wait(wait_s)
@@ -333,10 +357,19 @@ class ManagedProcess:
         report.seconds = time.monotonic() - started
         report.survivors = sorted(left)
         if left:
-            self._note(logging.ERROR, f"{len(left)} processes survived SIGKILL after {report.seconds:.1f}s: "
-                                      f"{_describe(left)}", pid=pid, survivors=report.survivors)
+            self._note(
+                logging.ERROR,
+                f"{len(left)} processes survived SIGKILL after {report.seconds:.1f}s: {_describe(left)}",
+                pid=pid,
+                survivors=report.survivors,
+            )
         else:
-            self._note(logging.INFO, f"stopped after {report.ended_by} in {report.seconds:.1f}s",
-                       pid=pid, seconds=round(report.seconds, 2), signal=report.ended_by)
+            self._note(
+                logging.INFO,
+                f"stopped after {report.ended_by} in {report.seconds:.1f}s",
+                pid=pid,
+                seconds=round(report.seconds, 2),
+                signal=report.ended_by,
+            )
         self.pid_file.unlink(missing_ok=True)
         return True

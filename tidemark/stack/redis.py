@@ -1,4 +1,5 @@
 """The embedded Redis server (the serving layer's cache and rate limits)."""
+
 from __future__ import annotations
 
 import shutil
@@ -33,11 +34,27 @@ class Redis(Service):
     def argv(self, binary: str) -> list[str]:
         data = self.cfg.home / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        return [binary, "--bind", "127.0.0.1", "--port", str(self.port()), "--dir", str(data),
-                "--daemonize", "no", "--save", "60 1000", "--appendonly", "no", "--loglevel", "warning"]
+        return [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port()),
+            "--dir",
+            str(data),
+            "--daemonize",
+            "no",
+            "--save",
+            "60 1000",
+            "--appendonly",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
 
     def healthy(self) -> bool:
         import redis
+
         try:
             return bool(redis.Redis.from_url(self.address, socket_timeout=1, socket_connect_timeout=1).ping())
         except (redis.RedisError, OSError):

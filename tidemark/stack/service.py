@@ -7,6 +7,7 @@ by process group with a bounded escalation. One class per service lives in a mod
 (kafka, clickhouse, redis, airflow); `tidemark.stack.services` composes them (up/down/status).
 This module imports none of them, so none of them imports the composition root: no cycles.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,7 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return 200 <= resp.status < 300
-    except Exception:  # any failure means "not healthy yet"
+    except Exception:  # noqa: BLE001 - any failure means "not healthy yet"
         return False
 
 
@@ -39,8 +40,14 @@ class Status:
     detail: str = ""
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "address": self.address, "external": self.external,
-                "pid": self.pid, "healthy": self.healthy, "detail": self.detail}
+        return {
+            "name": self.name,
+            "address": self.address,
+            "external": self.external,
+            "pid": self.pid,
+            "healthy": self.healthy,
+            "detail": self.detail,
+        }
 
 
 class Service:
@@ -111,8 +118,10 @@ class Service:
     def up(self) -> Status:
         if self.external:
             if not self.healthy():
-                raise StackError(f"{self.name}: external service at {self.address} does not answer; "
-                                 f"check it is running or unset its address variable to use the embedded one")
+                raise StackError(
+                    f"{self.name}: external service at {self.address} does not answer; "
+                    f"check it is running or unset its address variable to use the embedded one"
+                )
             return self.status()
         if self.proc.pid() is not None:
             self._wait_healthy()
@@ -121,8 +130,10 @@ class Service:
             self.down()
         for port, variable in self.ports():
             if port_open("127.0.0.1", port):
-                raise StackError(f"{self.name}: port {port} is taken by a process Tidemark did not start; "
-                                 f"stop it, or move {self.name} to another port with {variable}")
+                raise StackError(
+                    f"{self.name}: port {port} is taken by a process Tidemark did not start; "
+                    f"stop it, or move {self.name} to another port with {variable}"
+                )
         binary = self.binary()
         if not binary:
             raise StackError(f"{self.name}: its binary was not found; {self.binary_hint}")
@@ -139,10 +150,14 @@ class Service:
             if self.healthy():
                 return
             if self.proc.exited_early():
-                raise StackError(f"{self.name}: exited during startup; log {self.proc.log_file}:\n{self.proc.log_tail()}")
+                raise StackError(
+                    f"{self.name}: exited during startup; log {self.proc.log_file}:\n{self.proc.log_tail()}"
+                )
             time.sleep(0.2)
-        raise StackError(f"{self.name}: did not answer at {self.address} within {self.start_timeout_s:.0f}s; "
-                         f"see {self.proc.log_file}")
+        raise StackError(
+            f"{self.name}: did not answer at {self.address} within {self.start_timeout_s:.0f}s; "
+            f"see {self.proc.log_file}"
+        )
 
     def down(self) -> bool:
         if self.external:

@@ -9,17 +9,30 @@ Each service is a `tidemark.stack.service.Service` in a module of its own (kafka
 clickhouse, redis, airflow); only this module knows them all. The service classes
 are re-exported here for callers that name them through ``services``.
 """
+
 from __future__ import annotations
 
 from tidemark.config import Settings, settings
-from tidemark.stack.airflow import Airflow, enabled as airflow_enabled
+from tidemark.stack.airflow import Airflow
+from tidemark.stack.airflow import enabled as airflow_enabled
 from tidemark.stack.clickhouse import ClickHouse
 from tidemark.stack.kafka import Broker
 from tidemark.stack.redis import Redis
 from tidemark.stack.service import Service, Status
 
-__all__ = ["Airflow", "Broker", "ClickHouse", "Redis", "SERVICE_TYPES", "Service", "Status",
-           "down", "services", "status", "up"]
+__all__ = [
+    "Airflow",
+    "Broker",
+    "ClickHouse",
+    "Redis",
+    "SERVICE_TYPES",
+    "Service",
+    "Status",
+    "down",
+    "services",
+    "status",
+    "up",
+]
 
 SERVICE_TYPES: tuple[type[Service], ...] = (Broker, ClickHouse, Redis)
 
@@ -36,10 +49,12 @@ def up(cfg: Settings | None = None, *, migrate: bool = True) -> list[Status]:
     cfg = cfg or settings()
     statuses = [svc.up() for svc in services(cfg)]
     from tidemark.io.kafka_admin import ensure_topic
+
     ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions)
     ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.dead_letter_topic, 1)
     if migrate:
         from tidemark.migrations import migrate as apply_migrations
+
         apply_migrations(cfg)
     return statuses
 
@@ -49,9 +64,11 @@ def down(cfg: Settings | None = None) -> list[str]:
     cfg = cfg or settings()
     stopped = []
     from tidemark.stack.jobs import stop_stream
+
     if stop_stream(cfg):  # jobs first: they write to the services below
         stopped.append("stream")
     from tidemark.serving.server import stop as stop_api
+
     if stop_api(cfg):  # the serving API (`tidemark serve --detach`) reads the services below
         stopped.append("api")
     running = services(cfg)

@@ -2,6 +2,7 @@
 scheduler are exercised by tests/integration/test_dags.py::test_embedded_airflow_...): it refuses
 to unpause a DAG whose catchup would start before the asked hours, and a failed run is reported by
 name with its failed tasks' log files."""
+
 from datetime import datetime, timezone
 
 import pytest
@@ -35,9 +36,15 @@ class StandInAPI:
         return [Run(dag_id, f"backfill__{h:%H}", h, state, h, h) for h, state in self.states.items()]
 
     def task_instances(self, run):
-        return [{"task_id": "recompute", "state": "success", "map_index": -1, "try_number": 1},
-                {"task_id": "quality_gate", "state": "failed" if run.state == "failed" else "success",
-                 "map_index": -1, "try_number": 1}]
+        return [
+            {"task_id": "recompute", "state": "success", "map_index": -1, "try_number": 1},
+            {
+                "task_id": "quality_gate",
+                "state": "failed" if run.state == "failed" else "success",
+                "map_index": -1,
+                "try_number": 1,
+            },
+        ]
 
 
 def test_backfills_unpauses_and_returns_the_runs():

@@ -1,5 +1,6 @@
 """The stack package's shape: one module per service around a shared base, and no import cycles
 (a cycle between airflow.py and services.py used to be hidden behind function-level imports)."""
+
 import ast
 from pathlib import Path
 
