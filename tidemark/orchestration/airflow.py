@@ -2,7 +2,7 @@
 
 Imports only Airflow at module level; Tidemark's code and settings are imported inside the tasks,
 when they run, so parsing a DAG file stays cheap, needs no JVM jars and opens no connection
-(tests/integration/test_dags.py parses the folder under an audit hook to hold that).
+(tests/integration/orchestration/test_dags.py parses the folder under an audit hook to hold that).
 
 Sections: assets; the Spark operator and its two uses (recompute one hour, lake maintenance); the
 three steps of an hour (recompute, gate, publish) shared by the hourly and late-data DAGs; the

@@ -1,5 +1,5 @@
 """tidemark.quality.gates: the GE suites built from the rules (imports GE, no Spark; runs are in
-tests/integration/test_quality_gates.py)."""
+tests/integration/quality/test_quality_gates.py)."""
 
 from datetime import datetime, timezone
 

@@ -1,5 +1,5 @@
 """The batch-run client's decisions, against a stand-in for the REST API (the real API server and
-scheduler are exercised by tests/integration/test_dags.py::test_embedded_airflow_...): it refuses
+scheduler are exercised by tests/integration/orchestration/test_dags.py::test_embedded_airflow_...): it refuses
 to unpause a DAG whose catchup would start before the asked hours, and a failed run is reported by
 name with its failed tasks' log files."""
 
