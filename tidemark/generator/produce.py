@@ -1,5 +1,8 @@
 """Send generated traffic to Kafka (or a JSONL file) and write the manifest once all of it is acked.
 
+(Over 400 lines on purpose: pacing, delivery accounting and the manifest are one flow, and the
+manifest may only be written from the acks of the records actually sent.)
+
 The Kafka producer here is confluent-kafka (librdkafka), not kafka-python like the rest of the
 project: kafka-python spends ~60-70 us of Python CPU per record (record building, CRC32C, batching
 and the sender thread all run in the interpreter), which capped the generator at ~15-30 k ev/s on

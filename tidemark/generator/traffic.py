@@ -41,6 +41,9 @@ always given this partition explicitly.
 
 With every new option at its default the records are byte-identical to those
 of earlier versions for the same options (no extra random draws are made).
+
+Over 400 lines on purpose: ``TrafficGenerator`` is one class because the order of its random draws
+*is* that byte-identical contract; its parts (options, catalog, partitioner, manifest) live beside it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Kafka records -> validated rows (valid events and dead letters side by side), in Spark SQL.
 
+(Over 400 lines on purpose: the Spark SQL mirror of ``tidemark.contract``, check by check in the
+contract's order, so the two are reviewed side by side; the parity test pins them together.)
+
 The event contract (``tidemark.contract``, defined in schemas/README.md) is applied here as plain
 Spark SQL expressions: no Python UDF, no ``mapInArrow``; nothing per record leaves the JVM.
 ``tidemark.contract`` stays the reference implementation; both read their field rules from the same
