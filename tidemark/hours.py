@@ -1,5 +1,5 @@
-"""Hour arithmetic for the batch layer. Every job reads one explicit hour (the
-Airflow data interval or the operator's --hour), never the clock."""
+"""Event-hour arithmetic shared by every layer (parsing, labels, ranges). Every job reads one
+explicit hour (the Airflow data interval or the operator's --hour), never the clock."""
 
 from __future__ import annotations
 
