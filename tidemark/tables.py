@@ -73,11 +73,15 @@ class TableSchema:
 
 
 def ensure_delta_table(spark, name: str, path: str) -> None:
-    """Create the Delta table at ``path`` with the canonical schema unless it exists (idempotent,
-    safe against a concurrent creator: Delta's commit of version 0 is atomic)."""
+    """Create the Delta table at ``path`` with the canonical schema of ``name`` unless it exists."""
+    create_delta_table(spark, table(name), path)
+
+
+def create_delta_table(spark, schema: TableSchema, path: str) -> None:
+    """Create the Delta table at ``path`` with ``schema`` unless it exists (idempotent, safe against a
+    concurrent creator: Delta's commit of version 0 is atomic)."""
     from delta.tables import DeltaTable
 
-    schema = table(name)
     (
         DeltaTable.createIfNotExists(spark)
         .location(path)

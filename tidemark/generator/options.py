@@ -43,18 +43,6 @@ MALFORMED_KINDS = (
     "invalid_field",
 )
 
-REQUIRED_FIELDS = (
-    "schema_version",
-    "event_id",
-    "tenant_id",
-    "event_time",
-    "user_id",
-    "session_id",
-    "country",
-    "device",
-    "page",
-)
-
 
 @dataclass(frozen=True)
 class TrafficOptions:

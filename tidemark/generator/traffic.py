@@ -56,6 +56,7 @@ from bisect import bisect
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from tidemark.contract import required_fields
 from tidemark.generator.catalog import (
     DEVICE_CUM,
     REFERRERS,
@@ -75,7 +76,6 @@ from tidemark.generator.options import (
     MIN_DUPLICATE_DELAY_MS,
     PIPELINE_ALLOWED_LATENESS_MS,
     POISON_KIND,
-    REQUIRED_FIELDS,
     TrafficOptions,
 )
 
@@ -358,7 +358,7 @@ class TrafficGenerator:
                 cut = rng.randint(start, text.index('"', start))  # inside the page string
             payload = text[:cut].encode()
         elif kind == "missing_field":
-            del doc[rng.choice(REQUIRED_FIELDS)]
+            del doc[rng.choice(required_fields())]  # the schema's own list, in its order
             payload = dumps(doc)
         elif kind == "wrong_type":
             field, value = rng.choice(

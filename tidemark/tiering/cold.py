@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from tidemark.config import Settings
-from tidemark.tables import TableSchema, table
+from tidemark.tables import TableSchema, create_delta_table, table
 from tidemark.tiering.inventory import delta_files
 from tidemark.tiering.options import Boundaries
 
@@ -104,7 +104,7 @@ def move_day(spark, cfg: Settings, day: date, hot_bytes: int) -> DayMove:
     if not expected:
         result.reason = "nothing left in the hot lake"
         return result
-    _ensure_cold_table(spark, cold)
+    create_delta_table(spark, cold_schema(), cold)
     files = max(1, math.ceil(hot_bytes / TARGET_FILE_BYTES))
     (
         hot.select(*cold_schema().names)
@@ -154,20 +154,6 @@ def move_day(spark, cfg: Settings, day: date, hot_bytes: int) -> DayMove:
         },
     )
     return result
-
-
-def _ensure_cold_table(spark, path: str) -> None:
-    from delta.tables import DeltaTable
-
-    schema = cold_schema()
-    (
-        DeltaTable.createIfNotExists(spark)
-        .location(path)
-        .addColumns(schema.spark())
-        .partitionedBy(*schema.partition_by)
-        .comment(schema.description)
-        .execute()
-    )
 
 
 def run(spark, cfg: Settings, bounds: Boundaries) -> list[DayMove]:

@@ -85,19 +85,6 @@ VALIDATED_SCHEMA = T.StructType(
         T.StructField("dedup_key", T.StringType()),  # event_id, or topic/partition/offset for dead letters
     ]
 )
-
-_EVENT_FIELDS = (
-    "event_id",
-    "tenant_id",
-    "event_time",
-    "user_id",
-    "session_id",
-    "country",
-    "device",
-    "page",
-    "referrer",
-    "schema_version",
-)
 _DETAIL_CHARS = 500
 _INT_TAGS = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -442,9 +429,8 @@ def validate_records(
         "schema_version": "_n_schema_version",
     }
     out = [
-        f"CAST(CASE WHEN _v IS NULL THEN {event[name]} END AS {VALIDATED_SCHEMA[name].dataType.simpleString()}) "
-        f"AS {name}"
-        for name in _EVENT_FIELDS
+        f"CAST(CASE WHEN _v IS NULL THEN {expr} END AS {VALIDATED_SCHEMA[name].dataType.simpleString()}) AS {name}"
+        for name, expr in event.items()
     ]
     out += [
         "_v.reason AS reason",
