@@ -11,11 +11,13 @@ the difference is handled here and tested on both (tests/integration/clickhouse/
 * **What the embedded server lacks** (TTL, storage policies, ``ON CLUSTER``, row policies, users
   and roles in SQL, ``ADD COLUMN IF NOT EXISTS``): used by the production rendering only
   (tidemark/clickhouse_ddl.py), which therefore requires ``PRODUCTION_MIN_VERSION``.
-* **Result types.** 18.16 drops a DateTime column's time zone through some aggregates
-  (``min``/``max``/``argMax`` return a plain DateTime), current releases keep it; clickhouse-driver
-  then returns a naive or an aware datetime. Tidemark reads such values as epoch seconds
-  (``toUInt32(...)``), which both return alike; the current-ClickHouse test compares every query's
-  result on both versions and would show any other difference.
+* **Result types.** None differ for the SQL Tidemark sends: the current-ClickHouse test compares
+  every answer on both versions, Python types included (an aware and a naive datetime differ).
+  Where the code computes with DateTime values it reads them as epoch seconds (``toUInt32(...)``),
+  which cannot depend on a time zone.
+* **Storage** (part names, parts per partition, bytes, rows of Summing tables before a merge; 26.x
+  also collapses equal keys within one INSERT) differs by design; the code only asks storage
+  "any rows?" and "which partitions?", which agree.
 """
 
 from __future__ import annotations

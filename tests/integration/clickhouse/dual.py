@@ -6,7 +6,8 @@ pipeline's own functions run unchanged: whatever SQL they build and send reaches
 and each answer is compared. The caller sees 18.16's answer (the embedded stack's).
 
 What "equal" means:
-* rows as clickhouse-driver returns them; datetimes as instants (both servers run in UTC);
+* rows as clickhouse-driver returns them; datetimes as instants (both servers run in UTC), aware
+  or naive alike on both;
   floats within 1e-9; unordered unless the query's outermost clause is ORDER BY;
   ``groupUniqArray`` arrays as sets (ClickHouse gives no order);
 * ``system.*`` tables describe storage (part names, bytes, parts per partition), which differs
@@ -74,8 +75,12 @@ def _caller() -> tuple[str, str]:
 
 
 def _canon(value):
-    if isinstance(value, dt.datetime):
-        return ("datetime", (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp())
+    if isinstance(value, dt.datetime):  # aware or naive matters: the code compares them with aware ones
+        return (
+            "datetime",
+            value.tzinfo is not None,
+            (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp(),
+        )
     if isinstance(value, float):
         return ("float", round(value, 9))
     if isinstance(value, list | tuple):

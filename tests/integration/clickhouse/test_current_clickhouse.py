@@ -276,7 +276,8 @@ def test_the_comparison_is_not_vacuous():
     assert not compare("SELECT v FROM t ORDER BY v", [(1,), (2,)], [(2,), (1,)])[0]
     assert compare("SELECT v FROM (SELECT v FROM t ORDER BY v) ", [(1,), (2,)], [(2,), (1,)])[0]
     aware, naive = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1)
-    assert compare("SELECT t", [(aware,)], [(naive,)])[0]
+    assert compare("SELECT t", [(aware,)], [(aware.astimezone(timezone(timedelta(hours=2))),)])[0]
+    assert not compare("SELECT t", [(aware,)], [(naive,)])[0]
     assert not compare("SELECT h, groupUniqArray(v)", [(1, [1, 2])], [(1, [1, 3])])[0]
     assert not compare("SELECT count() FROM db.minute_rollups", [(0,)], [(3,)])[0]
     assert not compare("SELECT partition FROM system.parts", [("20261101",)], [("20261102",)])[0]
