@@ -118,3 +118,14 @@ def test_tenant_reader_pins_one_tenant_and_refuses_names_outside_the_contract(cf
 def test_unknown_profile_is_refused(cfg):
     with pytest.raises(DdlError, match="unknown profile"):
         Rendering("staging", cfg)
+
+
+def test_db_ddl_prints_the_production_schema(capsys):
+    from tidemark.cli import main
+
+    assert main(["db", "ddl", "--profile", "production"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("-- Tidemark ClickHouse schema, profile production")
+    assert "ReplicatedSummingMergeTree" in out and "CREATE ROW POLICY" in out
+    assert main(["db", "ddl"]) == 0
+    assert "Replicated" not in capsys.readouterr().out
