@@ -48,12 +48,18 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from tidemark.migrations import MigrationError, migrate
+    from tidemark.clickhouse_ddl import DdlError, Rendering, ddl_text
+    from tidemark.clickhouse_dialect import DialectError
+    from tidemark.config import settings
+    from tidemark.migrations import MigrationError, discover, migrate
 
     try:
-        applied = migrate()
-    except MigrationError as exc:
-        print(f"tidemark db migrate: {exc}", file=sys.stderr)
+        if args.action == "ddl":
+            print(ddl_text(Rendering(args.profile, settings()), discover()), end="")
+            return 0
+        applied = migrate(profile=args.profile)
+    except (MigrationError, DdlError, DialectError) as exc:
+        print(f"tidemark db {args.action}: {exc}", file=sys.stderr)
         return 1
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
@@ -334,8 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--json", action="store_true", help="machine-readable output")
     stack.set_defaults(func=_stack)
 
-    db = sub.add_parser("db", help="ClickHouse schema")
-    db.add_argument("action", choices=["migrate"])
+    db = sub.add_parser("db", help="ClickHouse schema: apply the migrations, or print them as one script")
+    db.add_argument("action", choices=["migrate", "ddl"])
+    db.add_argument(
+        "--profile",
+        choices=["embedded", "production"],
+        default="embedded",
+        help="embedded: the files as written (ClickHouse 18.16); production: replicated, distributed, "
+        "TTL and row policies for a current ClickHouse cluster (CLICKHOUSE_CLUSTER, ...)",
+    )
     db.set_defaults(func=_db)
 
     stream = sub.add_parser("stream", help="run the speed layer (Kafka -> Delta + ClickHouse) via spark-submit")

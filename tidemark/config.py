@@ -94,6 +94,19 @@ class ClickHouseSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """The production ClickHouse topology that `tidemark db ddl|migrate --profile production` renders
+    (tidemark/clickhouse_ddl.py); the embedded profile ignores it."""
+
+    name: str = "tidemark"  # the <remote_servers> cluster every ON CLUSTER statement targets
+    read_database: str = "tidemark_all"  # Distributed tables for reads, same names as the storage tables
+    storage_policy: str = "tidemark_tiered"  # a policy with a hot (default) volume and a cold one
+    cold_volume: str = "cold"  # where TTL moves rollups that left the hot tier
+    tenant_role: str = "tidemark_tenant_reader"  # role of per-tenant reader users (row policies)
+    tenant_setting: str = "SQL_tidemark_tenant"  # the constant custom setting naming a reader's tenant
+
+
+@dataclass(frozen=True)
 class RedisSettings:
     url: str
     external: bool
@@ -203,6 +216,7 @@ class Settings:
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
     def run_dir(self) -> Path:
@@ -292,6 +306,14 @@ def load() -> Settings:
         retention_days=retention_days,
         max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
         max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),
+        cluster=ClusterSettings(
+            name=_env("CLICKHOUSE_CLUSTER", "tidemark"),
+            read_database=_env("CLICKHOUSE_READ_DATABASE", f"{clickhouse.database}_all"),
+            storage_policy=_env("CLICKHOUSE_STORAGE_POLICY", "tidemark_tiered"),
+            cold_volume=_env("CLICKHOUSE_COLD_VOLUME", "cold"),
+            tenant_role=_env("CLICKHOUSE_TENANT_ROLE", "tidemark_tenant_reader"),
+            tenant_setting=_env("CLICKHOUSE_TENANT_SETTING", "SQL_tidemark_tenant"),
+        ),
     )
 
 

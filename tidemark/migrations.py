@@ -8,6 +8,11 @@ half-way through a file is safe to repeat.
 
 ``{db}`` in a file is replaced by the configured database name. The SQL must
 run on ClickHouse 18.16 and on current releases (see schemas/README.md).
+
+Two profiles render the same files (tidemark/clickhouse_ddl.py): ``embedded`` applies them as
+written; ``production`` applies their replicated, distributed, TTL'd rendering with row policies
+to a current ClickHouse cluster. Both record the file's own checksum, so an edited file is refused
+in either.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tidemark.clickhouse_ddl import Rendering
+from tidemark.clickhouse_dialect import require_production
 from tidemark.config import PROJECT_ROOT, Settings, settings
 from tidemark.io.clickhouse import client, insert_rows
 
@@ -60,20 +67,20 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def migrate(cfg: Settings | None = None) -> list[str]:
+def migrate(cfg: Settings | None = None, *, profile: str = "embedded") -> list[str]:
     """Apply pending migrations; return the names applied (empty when up to date)."""
     cfg = cfg or settings()
     db = cfg.clickhouse.database
+    rendering = Rendering(profile, cfg)
     ch = client(cfg.clickhouse, database="default")
-    ch.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
-    ch.execute(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
-        "(version UInt32, name String, checksum String, applied_at DateTime) "
-        "ENGINE = MergeTree ORDER BY version"
-    )
+    if profile == "production":
+        require_production(ch)
+    migrations = discover()
+    for statement in rendering.preamble():
+        ch.execute(statement)
     applied = {v: (n, c) for v, n, c in ch.execute(f"SELECT version, name, checksum FROM {db}.schema_migrations")}
     done = []
-    for mig in discover():
+    for mig in migrations:
         if mig.version in applied:
             if applied[mig.version][1] != mig.checksum:
                 raise MigrationError(
@@ -81,7 +88,7 @@ def migrate(cfg: Settings | None = None) -> list[str]:
                     f"never edit an applied migration, add a new one"
                 )
             continue
-        for statement in mig.statements(db):
+        for statement in rendering.statements(mig):
             ch.execute(statement)
         insert_rows(
             ch,
@@ -89,6 +96,8 @@ def migrate(cfg: Settings | None = None) -> list[str]:
             ("version", "name", "checksum", "applied_at"),
             [(mig.version, mig.name, mig.checksum, datetime.now(timezone.utc).replace(tzinfo=None))],
         )
-        log.info("migration applied", extra={"migration": mig.name})
+        log.info("migration applied", extra={"migration": mig.name, "profile": profile})
         done.append(mig.name)
+    for statement in rendering.epilogue(migrations):  # idempotent (IF NOT EXISTS): every run
+        ch.execute(statement)
     return done
