@@ -82,7 +82,8 @@ VALIDATED_SCHEMA = T.StructType(
         T.StructField("kafka_partition", T.IntegerType()),
         T.StructField("kafka_offset", T.LongType()),
         T.StructField("kafka_timestamp", T.TimestampType()),
-        T.StructField("dedup_key", T.StringType()),  # event_id, or topic/partition/offset for dead letters
+        # tenant_id/event_id, or topic/partition/offset for dead letters (see transforms.dedup)
+        T.StructField("dedup_key", T.StringType()),
     ]
 )
 _DETAIL_CHARS = 500
@@ -441,7 +442,7 @@ def validate_records(
         "CAST(partition AS INT) AS kafka_partition",
         "CAST(offset AS BIGINT) AS kafka_offset",
         "CAST(timestamp AS TIMESTAMP) AS kafka_timestamp",
-        "CASE WHEN _v IS NULL THEN lower(_s_event_id) "
+        "CASE WHEN _v IS NULL THEN concat(_s_tenant_id, '/', lower(_s_event_id)) "
         "ELSE concat_ws('/', topic, CAST(partition AS STRING), CAST(offset AS STRING)) END AS dedup_key",
     ]
     return df.selectExpr(*out)

@@ -59,7 +59,8 @@ def test_bad_records_become_dead_letters_without_failing_the_batch(spark):
     assert (rows[1]["reason"], rows[1]["raw_payload"]) == ("not_json", b"not json")
     assert rows[2]["reason"] == "unknown_device" and rows[2]["event_id"] is None
     assert rows[1]["dedup_key"] == "page_views/1/1"  # dead letters never collapse into each other
-    assert rows[0]["raw_payload"] is None and rows[0]["dedup_key"] == rows[0]["event_id"]
+    # the stream's dedup key is the (tenant, event id) pair: one tenant's ids never erase another's
+    assert rows[0]["raw_payload"] is None and rows[0]["dedup_key"] == "acme/" + rows[0]["event_id"]
 
     dead = rejected_events(validated).collect()
     assert sorted(r["reason"] for r in dead) == ["not_json", "unknown_device"]
@@ -437,7 +438,7 @@ def _assert_parity(spark, corpus):
             want = {name: getattr(ev, name) for name in got}
             assert got == want, (payload[:160], got, want)
             assert row["et_us"] == _us(ev.event_time), payload[:160]
-            assert row["dedup_key"] == ev.event_id and row["raw_payload"] is None
+            assert row["dedup_key"] == f"{ev.tenant_id}/{ev.event_id}" and row["raw_payload"] is None
         else:
             assert row["raw_payload"] == payload and row["event_id"] is None and row["event_time"] is None
             assert row["dedup_key"] == f"page_views/{i % 2}/{i}"
@@ -505,3 +506,13 @@ def test_deep_nesting_beyond_the_default_size_limit(spark):
     payloads = [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, _event(1)]
     rows = _by_offset(validate_records(_records(spark, payloads), max_payload_bytes=1 << 20))
     assert [rows[i]["reason"] for i in range(3)] == ["truncated_json", "not_json", None]
+
+
+def test_the_same_event_id_under_two_tenants_is_two_stream_dedup_keys(spark):
+    """Issue 23: the stream drops duplicates by dedup_key; one tenant's ids must not erase another's."""
+    same_id = "00000000-0000-4000-8000-000000000001"
+    payloads = [_event(1, tenant_id="a"), _event(1, tenant_id="b"), _event(1, tenant_id="b")]
+    rows = _by_offset(validate_records(_records(spark, payloads)))
+    assert [rows[i]["dedup_key"] for i in range(3)] == [f"a/{same_id}", f"b/{same_id}", f"b/{same_id}"]
+    deduped = validate_records(_records(spark, payloads)).dropDuplicates(["dedup_key"])
+    assert sorted(r["tenant_id"] for r in deduped.collect()) == ["a", "b"]
