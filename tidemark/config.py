@@ -203,6 +203,8 @@ class Settings:
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
+    # A Kafka timestamp older than this at ingest is a broken producer clock (implausible_kafka_time).
+    max_record_age_days: int = field(default=365)
 
     @property
     def run_dir(self) -> Path:
@@ -292,7 +294,15 @@ def load() -> Settings:
         retention_days=retention_days,
         max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
         max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),
+        max_record_age_days=_max_record_age_days(),
     )
+
+
+def _max_record_age_days() -> int:
+    days = _int("TIDEMARK_MAX_RECORD_AGE_DAYS", 365)
+    if days < 1:
+        raise ValueError(f"TIDEMARK_MAX_RECORD_AGE_DAYS={days} must be at least 1")
+    return days
 
 
 def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
