@@ -473,7 +473,7 @@ def load_clickhouse(cfg, tbl, name: str, chunk_rows: int = 500_000) -> float:
 
 
 def clickhouse_rollup(cfg, raw: str, version: int) -> tuple[float, int, int]:
-    """Dedup (first arrival per event_id) + minute rollups into rollup_input, as the recompute does."""
+    """Dedup (first arrival per (tenant_id, event_id)) + minute rollups into rollup_input, as the recompute does."""
     from tidemark.io.clickhouse import client
 
     ch = client(cfg.clickhouse, send_receive_timeout=900)
@@ -483,7 +483,8 @@ def clickhouse_rollup(cfg, raw: str, version: int) -> tuple[float, int, int]:
         f"SELECT 'batch', {int(version)}, tenant_id, toStartOfMinute(event_time) AS minute, country, device, page, "
         f"count() AS events, groupUniqArray(user_id) AS user_ids "
         f"FROM (SELECT tenant_id, event_time, country, device, page, user_id FROM {db}.{raw} "
-        f"      ORDER BY event_id, kafka_timestamp, kafka_partition, kafka_offset LIMIT 1 BY event_id) "
+        f"      ORDER BY tenant_id, event_id, kafka_timestamp, kafka_partition, kafka_offset "
+        f"      LIMIT 1 BY tenant_id, event_id) "
         f"GROUP BY tenant_id, minute, country, device, page"
     )
     t0 = time.perf_counter()
@@ -656,7 +657,7 @@ def main() -> int:
             say(f"loading the raw hour into ClickHouse {cfg.clickhouse.database}.{raw_table}")
             load_s = load_clickhouse(cfg, tbl, raw_table)
             ch_version = int.from_bytes(os.urandom(6), "big") | (1 << 62)  # never a publish version (< 2^60)
-            say("ClickHouse: dedup (LIMIT 1 BY event_id) + minute rollups INSERT ... SELECT into rollup_input")
+            say("ClickHouse: dedup (LIMIT 1 BY tenant_id, event_id) + minute rollups INSERT ... SELECT")
             c0 = cpu_by_kind(ch_pid)
             ch_s, ch_rows, ch_events = clickhouse_rollup(cfg, raw_table, ch_version)
             result["clickhouse_cpu_s"] = cpu_diff(c0, cpu_by_kind(ch_pid)).get("clickhouse")

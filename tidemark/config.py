@@ -217,6 +217,8 @@ class Settings:
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    # A Kafka timestamp older than this at ingest is a broken producer clock (implausible_kafka_time).
+    max_record_age_days: int = field(default=365)
 
     @property
     def run_dir(self) -> Path:
@@ -314,7 +316,15 @@ def load() -> Settings:
             tenant_role=_env("CLICKHOUSE_TENANT_ROLE", "tidemark_tenant_reader"),
             tenant_setting=_env("CLICKHOUSE_TENANT_SETTING", "SQL_tidemark_tenant"),
         ),
+        max_record_age_days=_max_record_age_days(),
     )
+
+
+def _max_record_age_days() -> int:
+    days = _int("TIDEMARK_MAX_RECORD_AGE_DAYS", 365)
+    if days < 1:
+        raise ValueError(f"TIDEMARK_MAX_RECORD_AGE_DAYS={days} must be at least 1")
+    return days
 
 
 def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("table_uri", "version", "event_hour", "files", "records", "commit_time")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # event_hour of a watermark-only row
+_LAST_HOUR = datetime(2106, 2, 7, 6, tzinfo=timezone.utc)  # the last hour start a DateTime (UInt32 s) holds
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 CHUNK_VERSIONS = 2000  # commits per INSERT (one block: lands whole or not at all)
 
@@ -56,11 +57,15 @@ def _filesystem(table_path: str):
 
 
 def _hour_of(partition: dict) -> datetime | None:
+    """The partition's event hour; None when there is none, or when it lies outside what ClickHouse's
+    DateTime stores (events from before the contract bounded event_time): such an hour can be neither
+    indexed nor published, and must not make every indexing run fail."""
     try:
         day = date.fromisoformat(partition["event_date"])
-        return datetime(day.year, day.month, day.day, int(partition["event_hour"]), tzinfo=timezone.utc)
+        hour = datetime(day.year, day.month, day.day, int(partition["event_hour"]), tzinfo=timezone.utc)
     except (KeyError, TypeError, ValueError):
         return None
+    return hour if EPOCH <= hour <= _LAST_HOUR else None
 
 
 def parse_commit(version: int, text: str) -> list[HourAdds]:

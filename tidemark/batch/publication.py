@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the recompute's output for the same input changes (transforms, dedup rule), so a
 # recompute of unchanged data still publishes the new logic.
-TRANSFORM_VERSION = "rollups-v1"
+TRANSFORM_VERSION = "rollups-v2"  # v2: dedup by (tenant_id, event_id), not event_id alone
 # A superseded version stays readable this long after the switch, for readers that resolved the
 # registry just before it.
 SUPERSEDED_GRACE = timedelta(minutes=10)

@@ -52,6 +52,7 @@ ROLLUP_INPUT_SOURCE = ("tenant_id", "minute", "country", "device", "page", "even
 # in minute_rollups and hour_rollups; larger blocks mean fewer parts to merge. 100 k rows with
 # their user lists stay well under 100 MB of Python objects in a worker.
 INSERT_ROWS = 100_000
+DATETIME_MAX_S = 2**32 - 1  # ClickHouse DateTime: UInt32 seconds since the epoch
 _MARK = "tidemark-staging:"  # tags worker-side messages so the driver can quote them
 
 
@@ -84,7 +85,9 @@ def arrow_columns(batch, layer: str, version: int) -> list[list]:
     """Arrow rollups (a RecordBatch or Table) -> clickhouse-driver columns in ROLLUP_INPUT_COLUMNS order.
 
     ``minute`` goes as epoch seconds: clickhouse-driver takes ints for DateTime as they are,
-    skipping a timezone conversion per row."""
+    skipping a timezone conversion per row (and no zone can misread them). A minute outside
+    DateTime's range (UInt32 seconds) is a StagingError naming it: the driver would otherwise fail
+    the insert with an encoding error, the same on every retry."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -98,6 +101,14 @@ def arrow_columns(batch, layer: str, version: int) -> list[list]:
     if pa.types.is_timestamp(minute.type):
         unit = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[minute.type.unit]
         minute = pc.divide(minute.cast(pa.int64()), unit)
+    if n:
+        low, high = pc.min(minute).as_py(), pc.max(minute).as_py()
+        if low is not None and not (0 <= low and high <= DATETIME_MAX_S):
+            raise StagingError(
+                f"{_MARK} a minute outside ClickHouse's DateTime range (epoch seconds {low}..{high}, allowed "
+                f"0..{DATETIME_MAX_S}): the lake holds events the contract now rejects (out_of_range_time); "
+                f"this hour cannot be published"
+            )
     return [
         [layer] * n,
         [version] * n,

@@ -16,8 +16,9 @@ for field shapes. ``field_rules()`` reads the subset of draft-07 the contract
 uses (``required``, per-property ``type``, ``const``, ``enum``, ``minLength``,
 ``maxLength``, ``pattern``) and refuses any other keyword, so a schema change
 can never be silently ignored by one engine. Rules a JSON Schema cannot
-express (payload size, UTF-8, how JSON is read, time parsing, clock skew and
-retention relative to the record's Kafka timestamp) are defined here.
+express (payload size, UTF-8, how JSON is read, time parsing, the range of
+storable instants, clock skew and retention relative to the record's Kafka
+timestamp, the Kafka timestamp's own plausible window) are defined here.
 
 Every rejection carries a stable reason code from ``REASONS``. The traffic
 generator injects malformed events by the same codes, so rejected counts
@@ -25,7 +26,14 @@ reconcile exactly against its manifest.
 
 Validation is deterministic: "future" and "expired" are judged against the
 record's own reference time (its Kafka timestamp), never against ``now()``,
-so a replayed batch classifies every record the same way.
+so a replayed batch classifies every record the same way. The Kafka timestamp
+is set by the producer (CreateTime), so it is itself checked: it must lie within
+``[ingest_time - max_record_age, ingest_time + MAX_RECORD_SKEW]``, where
+``ingest_time`` is the reading stream's micro-batch time (fixed per batch in
+Spark's checkpoint, so a replay sees the same one), else ``implausible_kafka_time``.
+And whatever the Kafka timestamp, an event_time the rollups cannot store (before
+1970, after 2106-02-07T06:28:15Z) is ``out_of_range_time``: no accepted event
+can put a value outside a ClickHouse column's range.
 
 ``validate`` never raises anything but ``InvalidEvent``: nesting depth and
 number sizes are bounded *before* ``json.loads`` recurses or converts (a poison
@@ -42,8 +50,11 @@ from tidemark.contract.event_time import (
     ISO_PATTERN,
     MAX_EPOCH_MS,
     MAX_EPOCH_US,
+    MAX_RECORD_SKEW,
+    MAX_STORABLE_US,
     MIN_EPOCH_MS,
     MIN_EPOCH_US,
+    MIN_STORABLE_US,
     parse_event_time,
 )
 from tidemark.contract.json_text import (
@@ -62,7 +73,9 @@ from tidemark.contract.json_text import (
 from tidemark.contract.schema import (
     EMPTY_STRING_REASONS,
     JSON_TYPES,
+    PAYLOAD_REASONS,
     REASONS,
+    RECORD_REASONS,
     SCHEMA_PATH,
     SCHEMA_VERSION,
     FieldRule,
@@ -91,10 +104,15 @@ __all__ = [
     "MAX_KEY_UTF16",
     "MAX_NUMBER_DIGITS",
     "MAX_PAYLOAD_LIMIT",
+    "MAX_RECORD_SKEW",
+    "MAX_STORABLE_US",
     "MIN_EPOCH_MS",
     "MIN_EPOCH_US",
+    "MIN_STORABLE_US",
+    "PAYLOAD_REASONS",
     "PageView",
     "REASONS",
+    "RECORD_REASONS",
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
     "Unreadable",
@@ -118,16 +136,24 @@ def validate(
     payload: bytes | None,
     reference_time: datetime,
     *,
+    ingest_time: datetime | None = None,
     max_payload_bytes: int = 65536,
     max_future_skew: timedelta = timedelta(minutes=5),
     retention: timedelta = timedelta(days=30),
+    max_record_age: timedelta = timedelta(days=365),
 ) -> PageView:
     """Return the valid event, or raise InvalidEvent with a reason code (never anything else).
 
     ``reference_time`` is the record's Kafka timestamp (aware UTC; a naive one is taken as UTC).
+    ``ingest_time`` is when the stream read it (its micro-batch time); the Kafka timestamp must lie
+    within [ingest_time - max_record_age, ingest_time + MAX_RECORD_SKEW]. None (tools that judge a
+    payload alone, e.g. the generator's self-checks) means "read at its own timestamp": the
+    Kafka-timestamp check then cannot fail.
     """
     try:
-        return _validate(payload, reference_time, max_payload_bytes, max_future_skew, retention)
+        return _validate(
+            payload, reference_time, ingest_time, max_payload_bytes, max_future_skew, retention, max_record_age
+        )
     except InvalidEvent:
         raise
     except Exception as exc:  # noqa: BLE001 - defensive: no payload may crash a caller
@@ -135,7 +161,13 @@ def validate(
 
 
 def _validate(
-    payload, reference_time: datetime, max_payload_bytes: int, max_future_skew: timedelta, retention: timedelta
+    payload,
+    reference_time: datetime,
+    ingest_time: datetime | None,
+    max_payload_bytes: int,
+    max_future_skew: timedelta,
+    retention: timedelta,
+    max_record_age: timedelta,
 ) -> PageView:
     if payload is None:
         raise InvalidEvent("not_json", "empty message")
@@ -164,8 +196,22 @@ def _validate(
                 raise problem
 
     event_time = parse_event_time(doc["event_time"])
+    if not MIN_STORABLE_US <= (event_time - EPOCH) // timedelta(microseconds=1) <= MAX_STORABLE_US:
+        raise InvalidEvent(
+            "out_of_range_time",
+            f"event_time {event_time.isoformat()} is outside 1970-01-01T00:00:00Z..2106-02-07T06:28:15Z",
+        )
     if reference_time.tzinfo is None:
         reference_time = reference_time.replace(tzinfo=timezone.utc)
+    if ingest_time is not None:
+        if ingest_time.tzinfo is None:
+            ingest_time = ingest_time.replace(tzinfo=timezone.utc)
+        if not ingest_time - max_record_age <= reference_time <= ingest_time + MAX_RECORD_SKEW:
+            raise InvalidEvent(
+                "implausible_kafka_time",
+                f"Kafka timestamp {reference_time.isoformat()} is outside [ingest time - {max_record_age.days} days, "
+                f"+ {int(MAX_RECORD_SKEW.total_seconds())} s] of {ingest_time.isoformat()}",
+            )
     if event_time > reference_time + max_future_skew:
         raise InvalidEvent("future_time", f"{event_time.isoformat()} is ahead of {reference_time.isoformat()}")
     if event_time < reference_time - retention:

@@ -19,6 +19,15 @@ MIN_EPOCH_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MIN_EPOCH_US = MIN_EPOCH_MS * 1000
 MAX_EPOCH_US = MAX_EPOCH_MS * 1000 + 999
+# The instants the rollups can store: ClickHouse DateTime is UInt32 seconds since the epoch, so
+# 1970-01-01T00:00:00Z .. 2106-02-07T06:28:15.999999Z (the minute, hour and newest-event columns
+# are all this type). Outside it a parsable event_time is ``out_of_range_time``.
+MIN_STORABLE_US = 0
+MAX_STORABLE_US = 2**32 * 1_000_000 - 1
+# How far the record's Kafka timestamp (the producer's CreateTime) may run ahead of the clock of the
+# stream that reads it: Kafka 4's own default for log.message.timestamp.after.max.ms, which the
+# embedded broker and the topics Tidemark creates pin (tidemark/stack/kafka.py, io/kafka_admin.py).
+MAX_RECORD_SKEW = timedelta(hours=1)
 
 # -- event time ---------------------------------------------------------------------------------
 _ISO = re.compile(python_pattern(ISO_PATTERN))

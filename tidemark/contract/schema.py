@@ -37,9 +37,15 @@ REASONS = (
     "bad_country",  # not an ISO-3166-1 alpha-2 code
     "bad_page",  # page empty, too long, or not a path
     "unparsable_time",  # event_time neither RFC 3339 (with offset) nor in-range integer epoch ms
+    "out_of_range_time",  # event_time outside what the rollups can store (1970 .. 2106, ClickHouse DateTime)
+    "implausible_kafka_time",  # the record's Kafka timestamp far from the stream's own clock
     "future_time",  # event_time beyond the allowed clock skew
     "expired_time",  # event_time older than retention
 )
+# Codes judged on the Kafka record against the clock of the stream that reads it, not on the payload:
+# a producer (or the traffic generator, which simulates time) cannot put them in a payload.
+RECORD_REASONS = ("implausible_kafka_time",)
+PAYLOAD_REASONS = tuple(r for r in REASONS if r not in RECORD_REASONS)
 
 
 _DOLLAR = re.compile(r"(?<!\\)\$")

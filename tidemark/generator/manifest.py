@@ -5,10 +5,10 @@ so every number here is defined on *distinct* events (a duplicate re-send is
 counted in ``duplicates_sent`` and ``messages_sent`` only) and bucketed by the
 UTC minute/hour/day of the EVENT time.
 
-Rejected records: ``malformed`` counts the 18 malformed kinds, each kind named
+Rejected records: ``malformed`` counts the malformed kinds (one per payload reason), each named
 by the contract reason that rejects it. ``poison`` counts deeply nested JSON
 (``{"count", "expected_reason"}``; 0 unless asked for), which is not one of the
-18 kinds; ``rejected_by_reason`` is the sum of both by expected reason, i.e. what
+malformed kinds; ``rejected_by_reason`` is the sum of both by expected reason, i.e. what
 a validator's rejection counts must equal. ``messages_sent`` = valid_events +
 duplicates_sent + sum(malformed) + poison.count.
 

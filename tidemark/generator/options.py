@@ -21,7 +21,9 @@ MIN_DUPLICATE_DELAY_MS = 1_000
 MAX_DUPLICATE_DELAY_MS = 60_000
 DEFAULT_RATE = 1000.0
 
-# One kind per contract reason code (tidemark.contract.REASONS).
+# One kind per payload reason code (tidemark.contract.PAYLOAD_REASONS). The record-level codes
+# (contract.RECORD_REASONS: a Kafka timestamp far from the reading stream's clock) are not
+# generated: they depend on when the stream reads the record, and the generator simulates time.
 MALFORMED_KINDS = (
     "not_json",
     "truncated_json",
@@ -41,6 +43,7 @@ MALFORMED_KINDS = (
     "unsupported_version",
     "invalid_tenant",
     "invalid_field",
+    "out_of_range_time",
 )
 
 

@@ -12,7 +12,7 @@ instant as its Kafka timestamp. Each slot holds exactly one of
   kind (kinds taken round-robin over ``MALFORMED_KINDS``);
 * a **poison** record (probability ``poison_fraction``, default 0): JSON nested
   ``poison_depth`` levels deep, which ``json.loads`` answers with RecursionError
-  rather than JSONDecodeError (a kind the 18 malformed kinds do not cover); the
+  rather than JSONDecodeError (a kind the malformed kinds do not cover); the
   manifest counts it under ``poison`` with the reason a validator is expected to
   give it (``POISON_REASON``);
 * a **valid** event: on time (event_time = send time minus 0-5 s, or up to
@@ -401,6 +401,12 @@ class TrafficGenerator:
         elif kind == "expired_time":
             ago = (o.retention_days + 1) * DAY_MS + rng.randint(0, 30 * DAY_MS)
             doc["event_time"] = self._time_value(ts - ago)
+            payload = dumps(doc)
+        elif kind == "out_of_range_time":
+            # parsable, but outside what the rollups' DateTime stores (1970-01-01 .. 2106-02-07T06:28:15Z)
+            doc["event_time"] = rng.choice(
+                ("1969-12-31T23:59:59.999Z", "1969-12-25T00:00:00Z", -1, "2106-02-07T06:28:16Z", "9999-12-31T23:59:59Z")
+            )
             payload = dumps(doc)
         elif kind == "oversize_payload":
             size = len(dumps(doc))

@@ -19,9 +19,23 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from tidemark.contract.event_time import MAX_RECORD_SKEW
+
 log = logging.getLogger(__name__)
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
+
+# Set on every topic Tidemark creates, so an external cluster whose broker defaults differ still
+# gives the contract what it expects: the record timestamp is the producer's CreateTime (the event's
+# arrival, which late-data semantics are judged by; LogAppendTime would re-stamp backfills, relays
+# and mirrors with the broker's append time), refused by the broker beyond MAX_RECORD_SKEW ahead of
+# its clock. Stale timestamps are not refused by the broker (it would fail a producer's whole batch
+# for one record); the stream dead-letters them (implausible_kafka_time). tidemark/stack/kafka.py
+# sets the same on the embedded broker; schemas/README.md, "Kafka timestamps", says why.
+TOPIC_CONFIGS = {
+    "message.timestamp.type": "CreateTime",
+    "message.timestamp.after.max.ms": str(int(MAX_RECORD_SKEW.total_seconds() * 1000)),
+}
 
 # Throughput-oriented producer defaults. kafka-python spends most of its CPU
 # per record; lz4 + big batches amortise the per-request and per-batch work
@@ -107,7 +121,8 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: floa
 
     Idempotent and safe against a concurrent creator. A new topic is returned only once
     every partition has a leader, so producing to it right away works. The replication
-    factor is the cluster's default (1 on the embedded broker). An existing topic with
+    factor is the cluster's default (1 on the embedded broker); the timestamp settings are
+    ``TOPIC_CONFIGS``. An existing topic with
     more partitions is accepted; one with fewer raises TopicPartitionsError.
     """
     if partitions < 1:
@@ -120,7 +135,8 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: floa
         if existing is None:
             try:
                 admin.create_topics(
-                    {topic: {"num_partitions": partitions, "replication_factor": -1}}, timeout_ms=int(timeout_s * 1000)
+                    {topic: {"num_partitions": partitions, "replication_factor": -1, "configs": dict(TOPIC_CONFIGS)}},
+                    timeout_ms=int(timeout_s * 1000),
                 )
                 log.info("created topic %s with %d partitions", topic, partitions)
             except TopicAlreadyExistsError:

@@ -187,6 +187,9 @@ def _message(rule: Rule, kwargs: Mapping[str, Any], result: Mapping[str, Any]) -
         return f"{col} in the forbidden set for {n}{of} rows{_sample(result)}"
     if kind == "expect_column_values_to_be_unique":
         return f"{col} not unique: {n}{of} rows share their value with another row{_sample(result)}"
+    if kind == "expect_compound_columns_to_be_unique":
+        cols = f"({', '.join(kwargs.get('column_list') or [])})"
+        return f"{cols} not unique: {n}{of} rows share their values with another row{_sample(result)}"
     if kind == "expect_column_values_to_be_between":
         strict_min, strict_max = bool(kwargs.get("strict_min")), bool(kwargs.get("strict_max"))
         if low is not None and high is not None:

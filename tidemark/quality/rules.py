@@ -87,10 +87,12 @@ class Rule:
 
     @property
     def column(self) -> str | None:
-        """The column the rule checks: ``"A,B"`` for a column pair, None for a table rule."""
+        """The column the rule checks: ``"A,B"`` for a column pair or list, None for a table rule."""
         column = self.kwargs.get("column")
         if column is None and "column_A" in self.kwargs:
             column = f"{self.kwargs['column_A']},{self.kwargs['column_B']}"
+        if column is None and isinstance(self.kwargs.get("column_list"), (list, tuple)):
+            column = ",".join(str(c) for c in self.kwargs["column_list"])
         return column
 
     @property

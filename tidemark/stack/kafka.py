@@ -10,10 +10,12 @@ import time
 import uuid
 from pathlib import Path
 
+from tidemark.contract.event_time import MAX_RECORD_SKEW
 from tidemark.stack.process import StackError, port_open
 from tidemark.stack.service import Service
 
 log = logging.getLogger(__name__)
+_AFTER_MAX_MS = int(MAX_RECORD_SKEW.total_seconds() * 1000)
 
 
 def _kafka_cluster_id() -> str:
@@ -140,6 +142,19 @@ class Broker(Service):
             # 5 minutes of its creation (found the hard way). 1 GiB per partition bounds the disk instead.
             "log.retention.ms": "-1",
             "log.retention.bytes": str(1 << 30),
+            # Record timestamps: the producer's CreateTime, bounded ahead only (the same settings
+            # io.kafka_admin.TOPIC_CONFIGS puts on each topic; schemas/README.md, "Kafka timestamps").
+            # Not LogAppendTime: the Kafka timestamp is the event's arrival, which late-data semantics
+            # judge event_time against; a relay, a backfill, a mirror or the traffic generator carry the
+            # original arrival, and the broker's append time would make their events look on time (or
+            # their arrival hours wrong). Ahead: at most 1 h (Kafka 4's default, pinned), as the
+            # contract's MAX_RECORD_SKEW; a far-future timestamp also pins Kafka's time index.
+            # Behind: no broker bound (before.max.ms stays unlimited): the broker refuses a whole
+            # produce batch for one stale timestamp, failing its valid neighbours at the producer,
+            # while the stream dead-letters exactly that record (implausible_kafka_time, judged
+            # against its own batch time), raw bytes kept.
+            "log.message.timestamp.type": "CreateTime",
+            "log.message.timestamp.after.max.ms": str(_AFTER_MAX_MS),
         }
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 

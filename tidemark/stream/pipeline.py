@@ -42,15 +42,17 @@ def build(spark, cfg: Settings, opts: StreamOptions):
     for key, value in kafka_source_options(cfg, opts).items():
         reader = reader.option(key, value)
     records = reader.load()
+    # ingest_time = the micro-batch's timestamp (current_timestamp() in a stream), identical on replay:
+    # the Kafka timestamps are judged against it, and the dedup's watermark runs on it.
+    arrived = records.withColumn("ingest_time", F.current_timestamp())
     validated = validate_records(
-        records,
+        arrived,
         max_payload_bytes=cfg.max_payload_bytes,
         max_future_skew_s=cfg.max_future_skew_s,
         retention_days=cfg.retention_days,
+        max_record_age_days=cfg.max_record_age_days,
     )
-    # ingest_time = the micro-batch's timestamp (current_timestamp() in a stream), identical on replay.
-    arrived = validated.withColumn("ingest_time", F.current_timestamp())
-    deduped = drop_duplicates_within_watermark(arrived, opts.dedup_window)
+    deduped = drop_duplicates_within_watermark(validated, opts.dedup_window)
     writer = (
         deduped.writeStream.queryName(STREAM_NAME)
         .foreachBatch(MicroBatchWriter(cfg, ident, opts))

@@ -188,7 +188,7 @@ def stream_report(
         users_hour_max_error=max(errors, default=0.0),
         late_expected=late_expected,
         late_published=late_published,
-        # rejected_by_reason: the 18 malformed kinds plus poison payloads, under the reason each gets
+        # rejected_by_reason: the malformed kinds plus poison payloads, under the reason each gets
         rejected_expected={k: v for k, v in manifest.get("rejected_by_reason", manifest["malformed"]).items() if v},
         rejected_published=rejected,
         duplicates_sent=manifest["duplicates_sent"],

@@ -17,6 +17,15 @@ micro-batch replayed after a crash would count twice. The design:
 
 So a batch lands once whatever the crash point: before the registry row, a
 replay deletes and rewrites; after it, a replay is skipped.
+
+Every value is made to fit its column here, where the rows are built (``fit_rows``,
+``BatchMetrics.row``): a value clickhouse-driver cannot encode fails the same way on every retry
+and every replay, so one such value would stop the stream for every tenant. DateTime columns
+(UInt32 seconds, 1970..2106) get epoch seconds, never naive datetimes (which the driver would
+read as UTC whatever zone they came from); a rollup or late-hour row outside that range is left
+out with an error log (the contract rejects such events, so this is a guard, not a path: the event
+itself is in the lake); freshness (UInt32 ms) is capped at its maximum. An encoding error that
+still gets through is not retried: it cannot heal.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from clickhouse_driver.errors import TypeMismatchError
 
 from tidemark.config import ClickHouseSettings
 from tidemark.io.clickhouse import client, insert_rows
@@ -38,6 +49,47 @@ log = logging.getLogger(__name__)
 
 LATE_COLUMNS = ("tenant_id", "event_hour", "version", "late_events", "last_ingest_time")
 VERSIONED_TABLES = ("minute_rollups", "hour_rollups", "day_rollups", "late_event_hours")
+UINT32_MAX = 2**32 - 1  # ClickHouse UInt32; DateTime is UInt32 seconds since the epoch
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class UnencodableValue(RuntimeError):
+    """clickhouse-driver refused a value (out of its column's range or of the wrong type): a bug
+    in the row building, not an outage; retrying would send the same value again."""
+
+
+def epoch_seconds(value: int | datetime) -> int:
+    """A DateTime value as epoch seconds: an int as is, an aware datetime converted. A naive datetime
+    is refused: its zone is unknown (collect() makes them in the driver's local zone)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass epoch seconds or an aware datetime")
+        return (value - EPOCH) // timedelta(seconds=1)
+    return int(value)
+
+
+def fits_datetime(value: int | datetime) -> bool:
+    return 0 <= epoch_seconds(value) <= UINT32_MAX
+
+
+def stored_datetime(value: datetime | None) -> datetime:
+    """``value`` clamped into what a DateTime column stores (a metric, never a key)."""
+    seconds = min(max(epoch_seconds(value or EPOCH), 0), UINT32_MAX)
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def fit_rows(table: str, rows: Sequence[tuple], datetime_positions: Sequence[int]) -> list[tuple]:
+    """The rows whose DateTime values (at ``datetime_positions``) fit the column; the others are
+    logged as errors and left out."""
+    kept = [r for r in rows if all(fits_datetime(r[i]) for i in datetime_positions)]
+    if len(kept) != len(rows):
+        bad = [r for r in rows if not all(fits_datetime(r[i]) for i in datetime_positions)]
+        log.error(
+            "rows outside ClickHouse's DateTime range left out (the contract should have rejected their "
+            "events; they are in the lake)",
+            extra={"table": table, "rows": len(bad), "first": repr(bad[0][:4])[:300]},
+        )
+    return kept
 
 
 @dataclass
@@ -60,14 +112,15 @@ class BatchMetrics:
 
     def freshness_histogram(self) -> tuple[list[int], list[int]]:
         """(freshness ms, events) pairs, measured against ``committed_at``: when the batch becomes
-        queryable. Each step's events count at the step's midpoint (error <= half a step)."""
+        queryable. Each step's events count at the step's midpoint (error <= half a step). A lag
+        beyond what freshness_ms (UInt32) holds, ~49.7 days (a replayed backlog), counts as that."""
         if self.committed_at is None:
             return [], []
         now_ms = int(self.committed_at.timestamp() * 1000)
         half = FRESHNESS_STEP_MS // 2
         hist: dict[int, int] = {}
         for start_ms, n in self.event_time_steps.items():
-            lag = max(0, now_ms - (start_ms + half))
+            lag = min(max(0, now_ms - (start_ms + half)), UINT32_MAX)
             lag -= lag % FRESHNESS_STEP_MS
             hist[lag] = hist.get(lag, 0) + n
         keys = sorted(hist)
@@ -92,7 +145,7 @@ class BatchMetrics:
             [self.rejected[r] for r in reasons],
             self.rollup_rows,
             self.processing_ms,
-            self.newest_event_time or datetime(1970, 1, 1, tzinfo=timezone.utc),
+            stored_datetime(self.newest_event_time),
             self.freshness_quantile_s(0.5),
             self.freshness_quantile_s(0.95),
             (lags[-1] / 1000.0) if lags else 0.0,
@@ -160,6 +213,16 @@ class RollupSink:
         while True:
             try:
                 return fn(self._client())
+            except (TypeMismatchError, TypeError, ValueError, OverflowError) as exc:
+                # Raised by the driver while encoding rows, before anything is sent: the same rows
+                # fail the same way on every attempt and every replay.
+                self._ch = None
+                self._clean_slate = False
+                raise UnencodableValue(
+                    f"ClickHouse at {self.cfg.address}: {what}: a value does not fit its column ({exc}); "
+                    f"not retried (it cannot succeed). This is a bug in the stream's row building: "
+                    f"report it with this message"
+                ) from exc
             except Exception as exc:  # network errors and server errors alike
                 self._ch = None
                 self._clean_slate = False  # a failed write may have left part of a batch
@@ -211,6 +274,10 @@ class RollupSink:
     def write_batch(self, metrics: BatchMetrics, rollups: Sequence[tuple], late_hours: Sequence[tuple]) -> bool:
         """Write one micro-batch exactly once. Returns False if it was already committed (a replay)."""
         version = metrics.version
+        # Built once, outside the retry loop; DateTime values as epoch seconds or aware datetimes.
+        minute_at = ROLLUP_INPUT_COLUMNS.index("minute")
+        rows = fit_rows("rollup_input", [("stream", version, *r) for r in rollups], [minute_at])
+        late_rows = fit_rows("late_event_hours", [(t, h, version, n, last) for (t, h, n, last) in late_hours], [1, 4])
 
         def write(ch) -> bool:
             # Checked on every attempt, not once before the loop: an attempt whose registry insert
@@ -220,14 +287,8 @@ class RollupSink:
                 return False
             if not self._clean_slate:
                 self._remove_partial(ch, version)
-            rows = [("stream", version, *r) for r in rollups]
             insert_rows(ch, f"{self.db}.rollup_input", ROLLUP_INPUT_COLUMNS, rows)
-            insert_rows(
-                ch,
-                f"{self.db}.late_event_hours",
-                LATE_COLUMNS,
-                [(t, h, version, n, last) for (t, h, n, last) in late_hours],
-            )
+            insert_rows(ch, f"{self.db}.late_event_hours", LATE_COLUMNS, late_rows)
             metrics.committed_at = datetime.now(timezone.utc)
             self._register(ch, metrics)
             self._clean_slate = True

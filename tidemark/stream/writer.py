@@ -3,12 +3,18 @@
 * delta-spark writes carry ``txnAppId`` = stream id and ``txnVersion`` = batch id; Delta itself
   skips a replayed batch's write (idempotent writes).
 * ClickHouse writes follow the registry protocol in ``tidemark.stream.sink``.
+
+Nothing collected here is a timestamp: ``collect()`` turns Spark timestamps into *naive* datetimes
+in the driver process's local zone, and clickhouse-driver reads a naive value as UTC, so on a host
+whose TZ is not UTC every rollup would land hours away from its minute. Timestamps leave Spark as
+epoch numbers (``unix_seconds`` / ``unix_micros``), which no zone can misread.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 
 from tidemark.config import Settings
 from tidemark.stream.identity import StreamIdentity
@@ -16,6 +22,7 @@ from tidemark.stream.options import StreamOptions
 from tidemark.timing import LapTimer
 
 log = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class MicroBatchWriter:
@@ -84,9 +91,11 @@ class MicroBatchWriter:
             def rollup_rows():
                 rows, late_rows = [], []
                 if metrics.valid_rows > metrics.late_rows:
-                    rows = [tuple(r) for r in minute_rollups(valid.where(~F.col("is_late"))).collect()]
+                    minutes = minute_rollups(valid.where(~F.col("is_late")))
+                    rows = [tuple(r) for r in _epoch_seconds(minutes, "minute").collect()]
                 if metrics.late_rows:
-                    late_rows = [tuple(r) for r in late_event_hours(valid).collect()]
+                    hours = late_event_hours(valid)
+                    late_rows = [tuple(r) for r in _epoch_seconds(hours, "event_hour", "last_ingest_time").collect()]
                 return rows, late_rows
 
             pending = []
@@ -170,7 +179,7 @@ class MicroBatchWriter:
         )
         rows = (
             stamped.groupBy("reason", late.alias("late"), on_time_step.alias("step"))
-            .agg(F.count(F.lit(1)).alias("n"), F.max("event_time").alias("newest"))
+            .agg(F.count(F.lit(1)).alias("n"), F.max(F.unix_micros("event_time")).alias("newest"))
             .collect()
         )
         newest = None
@@ -185,4 +194,11 @@ class MicroBatchWriter:
                 metrics.event_time_steps[int(row["step"])] = row["n"]
             if row["newest"] is not None and (newest is None or row["newest"] > newest):
                 newest = row["newest"]
-        metrics.newest_event_time = newest
+        metrics.newest_event_time = None if newest is None else EPOCH + timedelta(microseconds=newest)
+
+
+def _epoch_seconds(df, *names: str):
+    """``df`` with the timestamp columns ``names`` as epoch seconds (BIGINT), columns in place."""
+    from pyspark.sql import functions as F
+
+    return df.select(*[F.unix_seconds(c).alias(c) if c in names else F.col(c) for c in df.columns])

@@ -38,6 +38,13 @@ How each rule is evaluated, in the order the reason codes are chosen (the first 
 * ``unparsable_time``: an RFC 3339 string (``RLIKE``, then the civil date turned into days by
   integer arithmetic: no timestamp function, no session time zone) or an integral number of epoch
   ms, within range.
+* ``out_of_range_time``: the event time, in microseconds, outside
+  [contract.MIN_STORABLE_US, contract.MAX_STORABLE_US] (what ClickHouse's DateTime stores).
+* ``implausible_kafka_time``: the Kafka ``timestamp`` (the producer's CreateTime) outside
+  [ingest_time - max_record_age_days, ingest_time + contract.MAX_RECORD_SKEW], in microseconds.
+  ``ingest_time`` is the records' own column when they carry one, else ``current_timestamp()``:
+  in a stream that is the micro-batch's timestamp, recorded in the checkpoint, so a replayed batch
+  judges every record against the same instant.
 * ``future_time`` / ``expired_time``: against the record's own Kafka ``timestamp``, in
   microseconds, never ``now()``.
 
@@ -82,7 +89,9 @@ VALIDATED_SCHEMA = T.StructType(
         T.StructField("kafka_partition", T.IntegerType()),
         T.StructField("kafka_offset", T.LongType()),
         T.StructField("kafka_timestamp", T.TimestampType()),
-        T.StructField("dedup_key", T.StringType()),  # event_id, or topic/partition/offset for dead letters
+        T.StructField("ingest_time", T.TimestampType()),  # the reading micro-batch's time
+        # tenant_id/event_id, or topic/partition/offset for dead letters (see transforms.dedup)
+        T.StructField("dedup_key", T.StringType()),
     ]
 )
 _DETAIL_CHARS = 500
@@ -275,11 +284,19 @@ def _iso_micros() -> str:
 
 
 def validate_records(
-    records: DataFrame, *, max_payload_bytes: int = 65536, max_future_skew_s: int = 300, retention_days: int = 30
+    records: DataFrame,
+    *,
+    max_payload_bytes: int = 65536,
+    max_future_skew_s: int = 300,
+    retention_days: int = 30,
+    max_record_age_days: int = 365,
 ) -> DataFrame:
-    """Kafka-shaped rows (key, value, topic, partition, offset, timestamp) -> VALIDATED_SCHEMA rows."""
+    """Kafka-shaped rows (key, value, topic, partition, offset, timestamp[, ingest_time]) ->
+    VALIDATED_SCHEMA rows. Without an ``ingest_time`` column, ingest time is ``current_timestamp()``."""
     if not 0 <= max_payload_bytes <= C.MAX_PAYLOAD_LIMIT:
         raise ValueError(f"max_payload_bytes must be within [0, {C.MAX_PAYLOAD_LIMIT}], got {max_payload_bytes}")
+    if max_record_age_days < 1:
+        raise ValueError(f"max_record_age_days must be at least 1, got {max_record_age_days}")
     rules = C.field_rules()
     required = C.required_fields()
     fields = list(dict.fromkeys([*required, *(r.name for r in rules)]))
@@ -298,6 +315,9 @@ def validate_records(
         "partition",
         "offset",
         "timestamp",
+        "CAST(ingest_time AS TIMESTAMP) AS ingest_time"
+        if "ingest_time" in records.columns
+        else "current_timestamp() AS ingest_time",
         "length(value) AS _size",
         f"CASE WHEN length(value) <= {maxb} THEN is_valid_utf8(CAST(value AS STRING)) END AS _utf8",
     )
@@ -369,6 +389,7 @@ def validate_records(
     missing = " OR ".join(f"_f_{f} IS NULL" for f in required) or "FALSE"
     missing_list = ", ".join(f"CASE WHEN _f_{f} IS NULL THEN {q.lit(repr(f))} END" for f in sorted(required))
     ts_us = "unix_micros(timestamp)"
+    ingest_us = "unix_micros(ingest_time)"
     checks = [
         ("value IS NULL", "'not_json'", "'empty message'"),
         (
@@ -394,6 +415,19 @@ def validate_records(
             "'unparsable_time'",
             f"CASE WHEN _jt_event_time = 'string' THEN concat('event_time ', {_quoted(q, '_s_event_time')}, "
             "' is not a valid RFC 3339 time') ELSE 'epoch ms out of range' END",
+        ),
+        (
+            f"_et < {q.lit(C.MIN_STORABLE_US)} OR _et > {q.lit(C.MAX_STORABLE_US)}",
+            "'out_of_range_time'",
+            q.lit("event_time is outside 1970-01-01T00:00:00Z..2106-02-07T06:28:15Z"),
+        ),
+        (
+            f"{ts_us} < {ingest_us} - {q.lit(max_record_age_days * 86_400_000_000)} "
+            f"OR {ts_us} > {ingest_us} + {q.lit(int(C.MAX_RECORD_SKEW.total_seconds()) * 1_000_000)}",
+            "'implausible_kafka_time'",
+            f"concat('Kafka timestamp ', CAST(timestamp AS STRING), "
+            f"{q.lit(f' is outside [ingest time - {max_record_age_days} days, + ')}, "
+            f"{q.lit(str(int(C.MAX_RECORD_SKEW.total_seconds())))}, ' s] of ', CAST(ingest_time AS STRING))",
         ),
         (
             f"_et > {ts_us} + {q.lit(max_future_skew_s * 1_000_000)}",
@@ -441,7 +475,8 @@ def validate_records(
         "CAST(partition AS INT) AS kafka_partition",
         "CAST(offset AS BIGINT) AS kafka_offset",
         "CAST(timestamp AS TIMESTAMP) AS kafka_timestamp",
-        "CASE WHEN _v IS NULL THEN lower(_s_event_id) "
+        "ingest_time",
+        "CASE WHEN _v IS NULL THEN concat(_s_tenant_id, '/', lower(_s_event_id)) "
         "ELSE concat_ws('/', topic, CAST(partition AS STRING), CAST(offset AS STRING)) END AS dedup_key",
     ]
     return df.selectExpr(*out)

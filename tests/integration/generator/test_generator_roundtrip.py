@@ -156,7 +156,7 @@ def test_generated_stream_reproduces_its_manifest(broker, tmp_path):
     )
     assert manifest_path.exists()
     assert manifest["messages_sent"] == COUNT
-    assert len(manifest["malformed"]) == len(contract.REASONS)
+    assert len(manifest["malformed"]) == len(contract.PAYLOAD_REASONS)
 
     records = _consume_all(bootstrap, topic, manifest["messages_sent"])
     assert len(records) == manifest["messages_sent"]

@@ -107,7 +107,9 @@ def test_bad_hour_fails_with_a_readable_reason(spark, quality_home, raw_schema):
     rows[1]["event_time"] = HOUR + timedelta(hours=1)  # first instant of the next hour
     rows[2]["event_time"] = HOUR - timedelta(microseconds=1)  # last instant of the previous one
     rows[3]["user_id"] = None
-    rows[4]["event_id"] = rows[5]["event_id"]  # a duplicate that dedup let through
+    rows[4]["event_id"] = rows[5]["event_id"]  # a duplicate that dedup let through...
+    rows[4]["tenant_id"] = rows[5]["tenant_id"]  # ...(the same id under another tenant is another event)
+    rows[6]["event_id"] = rows[7]["event_id"]  # not a duplicate: rows 6 and 7 are of two tenants
     gate = validate(frame(spark, raw_schema, rows), "raw_hour", raw_hour_params(HOUR, []), run_name="bad-2026-11-25T03")
 
     assert not gate.passed
@@ -117,9 +119,9 @@ def test_bad_hour_fails_with_a_readable_reason(spark, quality_home, raw_schema):
             "raw_hour: event_time outside [2026-11-25 03:00, 04:00) for 2 of 8 rows (e.g. 2026-11-25 04:00:00, "
             "2026-11-25 02:59:59.999999) (expect_column_values_to_be_between)",
             "raw_hour: user_id is null for 1 of 8 rows (expect_column_values_to_not_be_null)",
-            "raw_hour: event_id not unique: 2 of 8 rows share their value with another row (e.g. "
-            "'00000000-0000-4000-8000-000000000005') "
-            "(expect_column_values_to_be_unique)",
+            "raw_hour: (tenant_id, event_id) not unique: 2 of 8 rows share their values with another row (e.g. "
+            "('t1', '00000000-0000-4000-8000-000000000005')) "
+            "(expect_compound_columns_to_be_unique)",
         ]
     ), gate.reason()
     between = by_rule(gate, "expect_column_values_to_be_between")

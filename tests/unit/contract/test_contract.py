@@ -280,3 +280,74 @@ def test_field_rules_match_the_json_schema_library():
         assert bool(ours) == bool(theirs), (change, ours, theirs)
         if theirs and theirs != ["required"]:
             assert ours[0] == theirs[0], (change, ours, theirs)
+
+
+# -- issue 23: every accepted value fits ClickHouse, and the producer's Kafka timestamp is checked --
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LAST_STORABLE = EPOCH + timedelta(seconds=2**32 - 1)  # 2106-02-07T06:28:15Z, ClickHouse DateTime's last
+
+
+@pytest.mark.parametrize(
+    "event_time, reference",
+    [
+        ("1969-12-31T23:59:59.999999Z", EPOCH + timedelta(seconds=5)),
+        ("1969-12-25T00:00:00Z", EPOCH + timedelta(days=1)),  # the issue's first example
+        (-1, EPOCH),
+        ("2106-02-07T06:28:16Z", LAST_STORABLE),
+        ("9999-12-31T23:59:59Z", datetime(9999, 12, 31, 23, 58, tzinfo=timezone.utc)),
+    ],
+)
+def test_an_event_time_the_rollups_cannot_store_is_out_of_range_time(event_time, reference):
+    """Judged against its own (equally odd) Kafka timestamp it would pass skew and retention; its
+    minute would then be a value outside ClickHouse's DateTime column and stop the sink."""
+    with pytest.raises(InvalidEvent) as info:
+        validate(json.dumps({**GOOD, "event_time": event_time}).encode(), reference)
+    assert info.value.reason == "out_of_range_time"
+
+
+@pytest.mark.parametrize(
+    "event_time, reference",
+    [
+        ("1970-01-01T00:00:00Z", EPOCH + timedelta(seconds=5)),
+        ("2106-02-07T06:28:15.999999Z", LAST_STORABLE),
+        (0, EPOCH),
+    ],
+)
+def test_the_storable_range_is_inclusive(event_time, reference):
+    assert validate(json.dumps({**GOOD, "event_time": event_time}).encode(), reference).event_time >= EPOCH
+
+
+def test_a_kafka_timestamp_far_behind_the_stream_clock_is_implausible_kafka_time():
+    """The issue's poison record: Kafka timestamp 1970-01-01T00:00:05Z, event_time the epoch. Judged
+    only against its own timestamp it is an on-time event; against the stream's clock it is a
+    producer with a broken clock."""
+    payload = json.dumps({**GOOD, "event_time": "1970-01-01T00:00:00Z"}).encode()
+    stamped = EPOCH + timedelta(seconds=5)
+    assert validate(payload, stamped).event_time == EPOCH  # read as it was stamped: plausible
+    with pytest.raises(InvalidEvent) as info:
+        validate(payload, stamped, ingest_time=REF)
+    assert info.value.reason == "implausible_kafka_time"
+    assert "1970-01-01T00:00:05" in info.value.detail
+
+
+def test_the_kafka_timestamp_window_is_exact():
+    age, ahead = timedelta(days=365), timedelta(hours=1)
+    payload = lambda ts: json.dumps({**GOOD, "event_time": ts.isoformat()}).encode()  # noqa: E731
+    for ts in (REF - age, REF + ahead, REF):
+        assert validate(payload(ts), ts, ingest_time=REF).event_time == ts
+    for ts in (REF - age - timedelta(microseconds=1), REF + ahead + timedelta(milliseconds=1)):
+        with pytest.raises(InvalidEvent) as info:
+            validate(payload(ts), ts, ingest_time=REF)
+        assert info.value.reason == "implausible_kafka_time"
+    # the age is a setting (TIDEMARK_MAX_RECORD_AGE_DAYS)
+    old = REF - timedelta(days=40)
+    assert validate(payload(old), old, ingest_time=REF, max_record_age=timedelta(days=41))
+    with pytest.raises(InvalidEvent):
+        validate(payload(old), old, ingest_time=REF, max_record_age=timedelta(days=39))
+
+
+def test_a_late_event_with_a_plausible_kafka_timestamp_stays_valid():
+    """Late-data semantics are unchanged: a phone's event hours old, sent today, is valid (and late)."""
+    late = REF - timedelta(hours=5)
+    event = validate(json.dumps({**GOOD, "event_time": late.isoformat()}).encode(), REF, ingest_time=REF)
+    assert event.event_time == late

@@ -34,7 +34,12 @@ def test_the_rule_file_loads_and_covers_the_contract():
     assert actions[("expect_column_values_to_be_in_set", "device")] == "drop"
     assert actions[("expect_column_values_to_be_in_set", "country")] == "drop"
     assert actions[("expect_column_values_to_be_between", "event_time")] == "fail"
-    assert actions[("expect_column_values_to_be_unique", "event_id")] == "fail"
+    # dedup is by (tenant, event_id): the same id under two tenants is two events
+    unique = [r for r in raw if r.expectation == "expect_compound_columns_to_be_unique"]
+    assert [(r.kwargs["column_list"], r.column, r.action) for r in unique] == [
+        (["tenant_id", "event_id"], "tenant_id,event_id", "fail")
+    ]
+    assert not [r for r in raw if r.expectation == "expect_column_values_to_be_unique"]
     assert actions[("expect_table_columns_to_match_set", None)] == "fail"
     assert actions[("expect_table_row_count_to_be_between", None)] == "warn"
     assert {r.action for r in rules["hour_rollups"]} == {"fail"}

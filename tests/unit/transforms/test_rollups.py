@@ -69,3 +69,17 @@ def test_late_event_hours_counts_only_late_rows(spark):
     )
     rows = sorted((r["tenant_id"], r["event_hour"].hour, r["late_events"]) for r in late_event_hours(df).collect())
     assert rows == [("t1", 3, 2), ("t2", 3, 1)]
+
+
+def test_batch_dedup_keeps_one_tenants_event_with_another_tenants_id(spark):
+    """Issue 23: ids are the producers'; tenant B reusing tenant A's ids must not erase B's events."""
+    df = _df(
+        spark,
+        [
+            _row("e1", 1, 5, "u1", tenant="a", off=1),
+            _row("e1", 1, 6, "u9", tenant="b", off=2),
+            _row("e1", 1, 7, "u9", tenant="b", off=3),  # b's own re-send: a real duplicate
+        ],
+    )
+    kept = sorted((r["tenant_id"], r["kafka_offset"]) for r in drop_duplicate_events(df).collect())
+    assert kept == [("a", 1), ("b", 2)]

@@ -33,15 +33,29 @@ def _event(i: int, **over) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _records(spark, payloads, ts=T0):
-    """Kafka-source-shaped rows; ``ts`` is one datetime or one per payload (aware UTC)."""
+def _records(spark, payloads, ts=T0, ingest=None):
+    """Kafka-source-shaped rows plus the stream's ``ingest_time``; ``ts`` and ``ingest`` are one datetime
+    or one per payload (aware UTC). Ingest defaults to each record's own timestamp (read as it was
+    stamped), so only the tests about the Kafka timestamp's own window depend on it."""
     stamps = ts if isinstance(ts, list) else [ts] * len(payloads)
-    rows = [(None, p, "page_views", i % 2, i, _us(t), 0) for i, (p, t) in enumerate(zip(payloads, stamps, strict=True))]
+    ingests = stamps if ingest is None else ingest if isinstance(ingest, list) else [ingest] * len(payloads)
+    rows = [
+        (None, p, "page_views", i % 2, i, _us(t), 0, _us(g))
+        for i, (p, t, g) in enumerate(zip(payloads, stamps, ingests, strict=True))
+    ]
     return spark.createDataFrame(
         rows,
-        "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, ts_us BIGINT, timestampType INT",
+        "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, ts_us BIGINT, timestampType INT, "
+        "ingest_us BIGINT",
     ).selectExpr(
-        "key", "value", "topic", "partition", "offset", "timestamp_micros(ts_us) AS timestamp", "timestampType"
+        "key",
+        "value",
+        "topic",
+        "partition",
+        "offset",
+        "timestamp_micros(ts_us) AS timestamp",
+        "timestampType",
+        "timestamp_micros(ingest_us) AS ingest_time",
     )
 
 
@@ -59,7 +73,8 @@ def test_bad_records_become_dead_letters_without_failing_the_batch(spark):
     assert (rows[1]["reason"], rows[1]["raw_payload"]) == ("not_json", b"not json")
     assert rows[2]["reason"] == "unknown_device" and rows[2]["event_id"] is None
     assert rows[1]["dedup_key"] == "page_views/1/1"  # dead letters never collapse into each other
-    assert rows[0]["raw_payload"] is None and rows[0]["dedup_key"] == rows[0]["event_id"]
+    # the stream's dedup key is the (tenant, event id) pair: one tenant's ids never erase another's
+    assert rows[0]["raw_payload"] is None and rows[0]["dedup_key"] == "acme/" + rows[0]["event_id"]
 
     dead = rejected_events(validated).collect()
     assert sorted(r["reason"] for r in dead) == ["not_json", "unknown_device"]
@@ -128,7 +143,7 @@ def _iso(ts: datetime, frac: str = "") -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
-def _edge_cases() -> list[tuple[bytes | None, datetime]]:
+def _edge_cases() -> list[tuple]:
     ms = lambda t: (t - EPOCH) // timedelta(milliseconds=1)  # noqa: E731
     good = _doc()
     cases: list = [
@@ -389,6 +404,26 @@ def _edge_cases() -> list[tuple[bytes | None, datetime]]:
         out.append((_raw(event_time=str(ms(t))), T0))
     out.append((_doc(event_time=_iso(T0 - retention, ".000000999")), T0))  # truncated to the bound
     out.append((_doc(event_time=_iso(T0 + skew, ".000000999")), T0))
+    # the instants the rollups can store (ClickHouse DateTime): 1970-01-01 .. 2106-02-07T06:28:15Z
+    first, last = EPOCH, EPOCH + timedelta(seconds=2**32 - 1)
+    for t, ts in (
+        (first, first + timedelta(seconds=5)),
+        (first - timedelta(microseconds=1), first + timedelta(seconds=5)),
+        (last + timedelta(microseconds=999_999), last),
+        (last + timedelta(seconds=1), last),
+    ):
+        out.append((_doc(event_time=t.isoformat(timespec="microseconds").replace("+00:00", "Z")), ts))
+        out.append((_raw(event_time=str(ms(t))), ts))
+    # the Kafka timestamp's own window around the stream's ingest time (365 days back, 1 h ahead)
+    age, ahead = timedelta(days=365), contract.MAX_RECORD_SKEW
+    for ts in (T0 - age, T0 - age - timedelta(microseconds=1), T0 + ahead, T0 + ahead + timedelta(microseconds=1)):
+        out.append((_doc(event_time=_iso(ts)), ts, T0))
+    # issue 23: a producer clock at the epoch; valid where the record is read at once, not today
+    epoch_event = _doc(event_time="1970-01-01T00:00:00Z")
+    out.append((epoch_event, EPOCH + timedelta(seconds=5), T0))
+    out.append((epoch_event, EPOCH + timedelta(seconds=5)))
+    out.append((_doc(event_time="1969-12-25T00:00:00Z"), EPOCH + timedelta(days=1), T0))  # range first
+    out.append((b"not json", EPOCH, T0))  # a broken payload names its own reason first
     # a reference time far from the event: skew and retention follow the record, not the clock
     out.append((_doc(event_time="2020-01-01T00:00:00Z"), datetime(2020, 1, 1, 0, 1, tzinfo=timezone.utc)))
     out.append((_doc(event_time="2020-01-01T00:00:00Z"), datetime(2020, 2, 1, 0, 1, tzinfo=timezone.utc)))
@@ -400,22 +435,25 @@ def _edge_cases() -> list[tuple[bytes | None, datetime]]:
     return out
 
 
-def _python_verdict(payload, ts):
+def _python_verdict(payload, ts, ingest=None):
     try:
-        ev = contract.validate(payload, ts)
+        ev = contract.validate(payload, ts, ingest_time=ingest)
     except contract.InvalidEvent as exc:
         return exc.reason, None
     return None, ev
 
 
 def _assert_parity(spark, corpus):
-    payloads, stamps = [p for p, _ in corpus], [t for _, t in corpus]
-    rows = _by_offset(validate_records(_records(spark, payloads, ts=stamps)))
+    """``corpus``: (payload, Kafka timestamp[, ingest time]); without one, ingest is the timestamp."""
+    payloads, stamps = [c[0] for c in corpus], [c[1] for c in corpus]
+    ingests = [c[2] if len(c) > 2 else c[1] for c in corpus]
+    rows = _by_offset(validate_records(_records(spark, payloads, ts=stamps, ingest=ingests)))
     assert len(rows) == len(corpus)
     mismatches = []
-    for i, (payload, ts) in enumerate(corpus):
+    for i, (payload, ts, ingest) in enumerate(zip(payloads, stamps, ingests, strict=True)):
         row = rows[i]
-        reason, ev = _python_verdict(payload, ts)
+        reason, ev = _python_verdict(payload, ts, ingest)
+        assert row["ingest_time"] is not None
         if row["reason"] != reason:
             mismatches.append((i, (payload or b"")[:160], reason, row["reason"], row["detail"]))
             continue
@@ -437,7 +475,7 @@ def _assert_parity(spark, corpus):
             want = {name: getattr(ev, name) for name in got}
             assert got == want, (payload[:160], got, want)
             assert row["et_us"] == _us(ev.event_time), payload[:160]
-            assert row["dedup_key"] == ev.event_id and row["raw_payload"] is None
+            assert row["dedup_key"] == f"{ev.tenant_id}/{ev.event_id}" and row["raw_payload"] is None
         else:
             assert row["raw_payload"] == payload and row["event_id"] is None and row["event_time"] is None
             assert row["dedup_key"] == f"page_views/{i % 2}/{i}"
@@ -446,7 +484,7 @@ def _assert_parity(spark, corpus):
 
 def test_sql_and_python_agree_on_edge_cases(spark):
     corpus = _edge_cases()
-    reasons = Counter(_python_verdict(p, t)[0] for p, t in corpus)
+    reasons = Counter(_python_verdict(*case)[0] for case in corpus)
     assert set(reasons) >= set(contract.REASONS) | {None}  # the corpus exercises every code
     _assert_parity(spark, corpus)
 
@@ -505,3 +543,20 @@ def test_deep_nesting_beyond_the_default_size_limit(spark):
     payloads = [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, _event(1)]
     rows = _by_offset(validate_records(_records(spark, payloads), max_payload_bytes=1 << 20))
     assert [rows[i]["reason"] for i in range(3)] == ["truncated_json", "not_json", None]
+
+
+def test_the_same_event_id_under_two_tenants_is_two_stream_dedup_keys(spark):
+    """Issue 23: the stream drops duplicates by dedup_key; one tenant's ids must not erase another's."""
+    same_id = "00000000-0000-4000-8000-000000000001"
+    payloads = [_event(1, tenant_id="a"), _event(1, tenant_id="b"), _event(1, tenant_id="b")]
+    rows = _by_offset(validate_records(_records(spark, payloads)))
+    assert [rows[i]["dedup_key"] for i in range(3)] == [f"a/{same_id}", f"b/{same_id}", f"b/{same_id}"]
+    deduped = validate_records(_records(spark, payloads)).dropDuplicates(["dedup_key"])
+    assert sorted(r["tenant_id"] for r in deduped.collect()) == ["a", "b"]
+
+
+def test_ingest_time_defaults_to_the_batch_time_and_passes_through(spark):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    records = _records(spark, [_event(1, event_time=now.isoformat())], ts=now).drop("ingest_time")
+    (row,) = validate_records(records).collect()
+    assert row["reason"] is None and row["ingest_time"] is not None
