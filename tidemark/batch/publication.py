@@ -11,11 +11,25 @@ Who may write what, and when:
   published row with the highest (Delta version read, sequence): a run that read an older
   snapshot can never replace a newer one. Compare-and-set: a run whose snapshot is older than
   what is already current does not switch (``discarded``) and removes its own rows. Two switches
-  at the same moment commute: the ordering picks the same winner whichever lands last.
+  at the same moment commute: the ordering picks the same winner whichever lands last. The
+  switch also checks its own version: still staged (no clean-up or run discarded it) and whole
+  (its rows in every rollup table add up to what staging wrote). A publish task that runs long
+  after staging (a scheduler or worker outage) would otherwise publish an hour whose rows
+  clean-up already removed: it would serve 0, and never look dirty again. Refused, it raises
+  ``PublishRefused``; the hour keeps its current version and stays dirty (or unpublished), so
+  the next run recomputes it.
 * **Clean up** removes only versions that are not current and (a) failed or were discarded, or
   (b) were superseded at least ``SUPERSEDED_GRACE`` ago, or (c) were staged by a run that has
   not switched for ``STAGING_TIMEOUT`` (a dead run). Never the current version, never a young
   staged version (another live run's), so a reader never sees a gap and never a partial hour.
+
+The switch and clean-up of (c) meet on the registry, which is append-only (no transaction):
+the switch first records a claim (a ``staged`` row), then reads the version's log and refuses
+if it was discarded; clean-up first records ``discarded``, then reads the log again and removes
+the rows only if nobody wrote to it meanwhile. Each writes before it reads, so at least one sees
+the other: either the switch refuses or clean-up leaves the rows. A claim also shields the
+version from clean-up for ``STAGING_TIMEOUT``: a switch stalled longer than that between its
+checks and its insert is the one case left open.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import NoReturn
 
 from tidemark.batch import registry
 from tidemark.config import Settings
@@ -44,6 +59,10 @@ SUPERSEDED_GRACE = timedelta(minutes=10)
 # A staged version whose run has not switched or failed within this long belongs to a dead run.
 STAGING_TIMEOUT = timedelta(hours=3)
 _VERSION_BITS = 59  # batch versions stay below 2**60 (the bench's throw-away versions live above)
+
+
+class PublishRefused(RuntimeError):
+    """The switch found its version discarded or not whole; nothing was published."""
 
 
 def content_key(hour: datetime, files: Iterable[str]) -> str:
@@ -145,9 +164,27 @@ def discard(cfg: Settings, hour: datetime, version: int, run_id: str, reason: st
     registry.record(cfg, hour, version, "discarded", delta_version=0, run_id=run_id, reason=reason)
 
 
-def switch(cfg: Settings, plan: Plan, stats: Stats) -> bool:
+def switch(cfg: Settings, plan: Plan, stats: Stats, *, staged_events: int) -> bool:
     """The compare-and-set switch. Returns False (and discards the version) when the hour is
-    already current from a newer lake snapshot."""
+    already current from a newer lake snapshot; raises PublishRefused (after discarding it) when
+    the version is no longer staged and whole: ``stats.rollup_rows`` minute rows holding
+    ``staged_events`` events, what staging wrote."""
+    # The claim comes first: see the module docstring (switch vs clean-up).
+    registry.record(
+        cfg,
+        plan.hour,
+        plan.version,
+        "staged",
+        delta_version=plan.delta_version,
+        run_id=plan.run_id,
+        reason=registry.SWITCH_CLAIM,
+        content_key=plan.content_key,
+    )
+    entry = registry.versions(cfg, plan.hour).get(plan.version)
+    if entry is None or entry.ended:
+        _refuse(
+            cfg, plan, "the version was discarded (by clean-up, or a failed or superseded run): its rows may be gone"
+        )
     cur = registry.current(cfg, [plan.hour]).get(plan.hour)
     if cur is not None and cur.newer_than(plan.delta_version):
         discard(
@@ -162,6 +199,9 @@ def switch(cfg: Settings, plan: Plan, stats: Stats) -> bool:
             extra={"hour": label(plan.hour), "ours": plan.delta_version, "current": cur.delta_version},
         )
         return False
+    problem = staged_problem(cfg, plan.hour, plan.version, stats.rollup_rows, staged_events)
+    if problem:
+        _refuse(cfg, plan, problem)
     registry.record(
         cfg,
         plan.hour,
@@ -184,6 +224,23 @@ def switch(cfg: Settings, plan: Plan, stats: Stats) -> bool:
     return True
 
 
+def _refuse(cfg: Settings, plan: Plan, why: str) -> NoReturn:
+    """Discard the version (whatever is left of its rows) and raise. 'discarded' is no failure: the
+    hour is due again as dirty or unpublished, not backing off, and an unchanged hour is not retried."""
+    cur = registry.current(cfg, [plan.hour]).get(plan.hour)
+    discard(cfg, plan.hour, plan.version, plan.run_id, f"publish refused: {why}")
+    log.error(
+        "publish refused",
+        extra={"hour": label(plan.hour), "version": plan.version, "why": why, "current": cur and cur.version},
+    )
+    raise PublishRefused(
+        f"hour {label(plan.hour)} version {plan.version} was not published: {why}. The hour keeps "
+        f"{f'version {cur.version}' if cur else 'its streaming rows'}; the next recompute of the hour "
+        f"(it is still dirty or unpublished) stages and publishes a new version: nothing to do by hand "
+        f"unless this repeats (then look for a publish task running long after its staging)"
+    )
+
+
 def cleanup(cfg: Settings, hour: datetime, *, now: datetime | None = None) -> list[int]:
     """Remove the versions of ``hour`` that no reader and no live run can need (see the module
     docstring). Safe to run at any time, by anyone, any number of times. Returns versions removed."""
@@ -198,24 +255,44 @@ def cleanup(cfg: Settings, hour: datetime, *, now: datetime | None = None) -> li
         if cur is not None and version == cur.version:
             continue
         entry = known.get(version)
-        if entry is None or entry.status in ("discarded", *registry.FAILED):
-            why = "left over" if entry is None else entry.status
-        elif entry.status == "published":
+        if entry is None:
+            why = "left over"
+        elif entry.published:
             if cur is None or now - cur.published_at < SUPERSEDED_GRACE:
                 continue
             why = "superseded"
+        elif entry.claimed_at is not None and now - entry.claimed_at < STAGING_TIMEOUT:
+            continue  # a switch may be between its checks and its insert; if it refuses, it removes the rows
+        elif entry.ended:
+            why = entry.status
         elif entry.status == "staged":
             if now - entry.first_seen < STAGING_TIMEOUT:
                 continue  # a live run's
+            if not _discard_abandoned(cfg, hour, entry):
+                continue
             why = "abandoned staging"
         else:
             continue
         remove_version(cfg, hour, version)
-        if entry is not None and entry.status in ("staged",):
-            registry.record(cfg, hour, version, "discarded", delta_version=0, run_id=entry.run_id, reason=why)
         removed.append(version)
         log.info("removed a batch version", extra={"hour": label(hour), "version": version, "why": why})
     return removed
+
+
+def _discard_abandoned(cfg: Settings, hour: datetime, entry: registry.VersionEntry) -> bool:
+    """Record an abandoned staging as discarded, then look again: True if nobody else wrote to the
+    version meanwhile (its rows may go), False if a switch claimed it (its rows stay)."""
+    registry.record(
+        cfg, hour, entry.version, "discarded", delta_version=0, run_id=entry.run_id, reason="abandoned staging"
+    )
+    again = registry.versions(cfg, hour).get(entry.version)
+    if again is not None and again.rows > entry.rows + 1:
+        log.warning(
+            "a switch claimed an abandoned staging while clean-up discarded it; its rows stay",
+            extra={"hour": label(hour), "version": entry.version},
+        )
+        return False
+    return True
 
 
 # -- the version's rows in ClickHouse ------------------------------------------------------------
@@ -266,6 +343,35 @@ def remove_version(cfg: Settings, hour: datetime, version: int, *, timeout_s: fl
             )
         time.sleep(0.2)
     return found
+
+
+def staged_problem(cfg: Settings, hour: datetime, version: int, rollup_rows: int, events: int) -> str | None:
+    """Why the rows of ``version`` are not what staging wrote (``rollup_rows`` minute rows holding
+    ``events`` events, in the minute, hour and day tables), or None if they are."""
+    ch = client(cfg.clickhouse)
+    db = cfg.clickhouse.database
+    totals = {"minute_rollups": "1", "hour_rollups": "dimension = 'all'", "day_rollups": "dimension = 'all'"}
+    union = " UNION ALL ".join(
+        f"SELECT '{table}', count(), sum(events) FROM {db}.{table} WHERE {_VERSION_ROWS[table]} AND {extra}"
+        for table, extra in totals.items()
+    )
+    found = {t: (int(n), int(e or 0)) for t, n, e in ch.execute(union, _hour_params(hour, version))}
+    problems = [
+        f"{table} holds {found.get(table, (0, 0))[1]} events, staging wrote {events}"
+        for table in ("hour_rollups", "day_rollups")
+        if found.get(table, (0, 0))[1] != events
+    ]
+    minute = found.get("minute_rollups", (0, 0))
+    # The hot tier drops the minute rows of days older than TIDEMARK_HOT_DAYS once the hour and day
+    # tables hold them (tidemark/tiering/hot.py): an old hour may have none left, never some.
+    hot_tier_dropped = minute == (0, 0) and hour.date() < datetime.now(timezone.utc).date() - timedelta(
+        days=cfg.tiering.hot_days
+    )
+    if minute != (rollup_rows, events) and not hot_tier_dropped:
+        problems.append(
+            f"minute_rollups holds {minute[0]} rows and {minute[1]} events, staging wrote {rollup_rows} and {events}"
+        )
+    return "; ".join(problems) or None
 
 
 def staged_totals(cfg: Settings, hour: datetime, version: int) -> dict[str, tuple[int, int, int]]:

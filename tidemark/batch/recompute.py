@@ -226,7 +226,8 @@ def conclude(cfg: Settings, summary: RunSummary) -> RunSummary:
         raise QualityGateFailed(
             f"hour {label(plan.hour)} was not published: {summary.reason} (Data Docs: {summary.data_docs})"
         )
-    summary.status = "published" if publication.switch(cfg, plan, stats) else "superseded"
+    switched = publication.switch(cfg, plan, stats, staged_events=summary.dedup_rows - summary.dropped_rows)
+    summary.status = "published" if switched else "superseded"
     publication.cleanup(cfg, plan.hour)
     return summary
 

@@ -36,6 +36,9 @@ REGISTRY_COLUMNS = (
 # The order of an hour's published versions, in SQL: the one place it is written down.
 CURRENT_ORDER = "(delta_version, sequence)"
 FAILED = ("failed_quality", "failed_run")
+ENDED = ("discarded", *FAILED)  # a version with any of these must never be published: its rows may be gone
+# The reason of the 'staged' row a switch records before it checks its version (publication.switch).
+SWITCH_CLAIM = "switching: verifying the staged rows"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class VersionEntry:
     first_seen: datetime  # when it was first recorded (staging began)
     last_seen: datetime
     run_id: str
+    rows: int = 0  # registry rows of the version: a new one means someone else recorded something
+    published: bool = False  # it was switched at some point
+    ended: bool = False  # some run or clean-up discarded it or recorded a failure (ENDED)
+    claimed_at: datetime | None = None  # the latest switch claim (SWITCH_CLAIM)
 
 
 @dataclass(frozen=True)
@@ -152,13 +159,20 @@ def record(
 
 
 def versions(cfg: Settings, hour: datetime) -> dict[int, VersionEntry]:
-    """Every version of ``hour`` the registry knows, with its latest status."""
+    """Every version of ``hour`` the registry knows, with its latest status and its whole history's flags."""
     rows = client(cfg.clickhouse).execute(
         f"SELECT version, argMax(status, sequence), toUInt32(min(published_at)), toUInt32(max(published_at)), "
-        f"any(run_id) FROM {cfg.clickhouse.database}.published_hours WHERE hour = toDateTime(%(h)s) GROUP BY version",
-        {"h": int(hour.timestamp())},
+        f"any(run_id), count(), countIf(status = 'published'), countIf(status IN %(ended)s), "
+        f"toUInt32(maxIf(published_at, status = 'staged' AND reason = %(claim)s)) "
+        f"FROM {cfg.clickhouse.database}.published_hours WHERE hour = toDateTime(%(h)s) GROUP BY version",
+        {"h": int(hour.timestamp()), "ended": ENDED, "claim": SWITCH_CLAIM},
     )
-    return {int(v): VersionEntry(int(v), s, _at(first), _at(last), run) for v, s, first, last, run in rows}
+    return {
+        int(v): VersionEntry(
+            int(v), s, _at(first), _at(last), run, int(n), bool(published), bool(ended), _at(claim) if claim else None
+        )
+        for v, s, first, last, run, n, published, ended, claim in rows
+    }
 
 
 def staged_by_run(cfg: Settings, hour: datetime, run_id: str) -> list[int]:

@@ -2,22 +2,30 @@
 compacted Delta table (``TIDEMARK_COLD_ROOT``/``TIDEMARK_COLD_TABLE``, partitioned by event date,
 Z-ordered by tenant).
 
-One day at a time, each step safe to kill:
+A cold day can receive data again: a fresh checkpoint replaying the topic from ``earliest``, a stream
+down for longer than the gap between the acceptance window and the hot-lake window, or producer
+timestamps all land events of old days in ``events_raw``. So the cold table is only ever added to,
+never replaced, and nothing leaves the hot lake before it is in the cold table. An event is
+``EVENT_KEY`` = (tenant_id, event_id), the pipeline's dedup key. One day at a time, each step safe to
+kill and to re-run:
 
-1. read the day from ``events_raw`` at one pinned version and count it per hour;
-2. write it into the cold table with ``replaceWhere`` on the day (a re-run rewrites the same day,
-   never appends twice), in few large files, then ``OPTIMIZE ... ZORDER BY (tenant_id)``;
-3. check that the cold day holds exactly the counted rows per hour, and that the hot day still
-   holds exactly those (nothing landed since the pinned version);
-4. ``DELETE`` the day from ``events_raw``: a whole-partition delete, i.e. one commit of ``remove``
-   actions. A day killed before 4 is still entirely hot and is redone; after 4 it is entirely cold.
+1. read the day from ``events_raw`` at one pinned version;
+2. ``MERGE`` it into the cold day, inserting the rows whose key the cold day does not hold yet
+   (``whenNotMatchedInsertAll``: a re-run, or a replay of events already cold, adds nothing), then
+   ``OPTIMIZE ... ZORDER BY (tenant_id)`` the day if anything was added;
+3. check the union: every row read in 1 has its key in the cold day;
+4. delete from ``events_raw`` the day's rows whose key is in the cold day (a delete-only ``MERGE``
+   against the cold day's keys). A row that landed after 1 and is not cold yet stays hot for the
+   next run; a predicate delete of the whole day would take it with it. Killed before 4, the day is
+   whole in the hot lake (and partly or wholly cold, so the re-run adds only what is missing); after
+   4, every event of it is in the cold table.
 
-The delete is a data change in the Delta log, but it adds no files, so no hour becomes dirty
-(tidemark/batch/lake_log.py indexes ``add`` actions only). Why the hot lake may lose these days at
-all: the contract rejects events older than ``TIDEMARK_RETENTION_DAYS`` at arrival, and
-``TIDEMARK_LAKE_HOT_DAYS`` must exceed it (checked in tidemark/config.py), so a cold day never
-receives data again and the late-data DAG never looks at it. A recompute of a cold hour is refused
-(``refuse_cold_hour``) rather than publishing an empty hour; the cold rows stay readable ad hoc:
+Both MERGEs read the partition they change, so Delta's conflict check makes two concurrent moves of
+one day fail rather than double rows. The delete removes whole files (every row of a hot file is
+cold), so it adds no data files and no hour becomes dirty (tidemark/batch/lake_log.py indexes ``add``
+actions only); only a hot file that also holds rows not yet cold is rewritten. A recompute of a cold
+hour is refused (``refuse_cold_hour``) rather than publishing an empty hour; the cold rows stay
+readable ad hoc:
 
     spark.read.format("delta").load(".../events_cold").where("event_date = '2026-10-01'")
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -37,7 +46,9 @@ from tidemark.tiering.options import Boundaries
 
 log = logging.getLogger(__name__)
 
-TARGET_FILE_BYTES = 128 * 1024 * 1024  # the size cold files are written at (Delta's OPTIMIZE aims at 1 GB)
+TARGET_FILE_BYTES = 1024 * 1024 * 1024  # what Delta's OPTIMIZE aims at: more files per day means not compacted yet
+# What identifies an event, the dedup key of both layers (tidemark/transforms/dedup.py).
+EVENT_KEY = ("tenant_id", "event_id")
 
 
 class ColdHourRefused(RuntimeError):
@@ -84,11 +95,23 @@ def hot_days_to_move(cfg: Settings, bounds: Boundaries) -> dict[date, tuple[int,
     return {d: (v[0], v[1], v[2]) for d, v in sorted(out.items())}
 
 
-def _per_hour(df) -> dict[int, int]:
-    return {int(r["event_hour"]): int(r["count"]) for r in df.groupBy("event_hour").count().collect()}
+def _key_match(target: str, source: str, day: date) -> str:
+    """MERGE condition: same event, and the target pruned to the day's partition."""
+    same = " AND ".join(f"{target}.{k} = {source}.{k}" for k in EVENT_KEY)
+    return f"{target}.event_date = DATE'{day.isoformat()}' AND {same}"
 
 
-def move_day(spark, cfg: Settings, day: date, hot_bytes: int) -> DayMove:
+def _merged(metrics, column: str) -> int:
+    """One figure of the DataFrame of metrics a delta-spark MERGE returns."""
+    row = metrics.first()
+    return int((row.asDict() if row is not None else {}).get(column) or 0)
+
+
+def move_day(
+    spark, cfg: Settings, day: date, hot_bytes: int, *, after_copy: Callable[[], None] | None = None
+) -> DayMove:
+    """Move one day (see the module docstring). ``after_copy`` runs between the cold write and the hot
+    delete (tests use it to land rows mid-move)."""
     from delta.tables import DeltaTable
 
     from tidemark.batch.lake import snapshot_version
@@ -99,61 +122,75 @@ def move_day(spark, cfg: Settings, day: date, hot_bytes: int) -> DayMove:
     where = f"event_date = DATE'{day.isoformat()}'"
     pinned = snapshot_version(spark, raw)
     hot = spark.read.format("delta").option("versionAsOf", pinned).load(raw).where(where)
-    expected = _per_hour(hot)
-    result.hot_rows = sum(expected.values())
-    if not expected:
+    result.hot_rows = hot.count()
+    if not result.hot_rows:
         result.reason = "nothing left in the hot lake"
         return result
     create_delta_table(spark, cold_schema(), cold)
-    files = max(1, math.ceil(hot_bytes / TARGET_FILE_BYTES))
-    (
-        hot.select(*cold_schema().names)
-        .repartition(files, "tenant_id")
-        .sortWithinPartitions("tenant_id", "event_time")
-        .write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", where)
-        .save(cold)
+    inserted = _merged(
+        DeltaTable.forPath(spark, cold)
+        .alias("c")
+        .merge(hot.select(*cold_schema().names).alias("h"), _key_match("c", "h", day))
+        .whenNotMatchedInsertAll()
+        .execute(),
+        "num_inserted_rows",
     )
-    if cfg.tiering.cold_zorder:
+    if cfg.tiering.cold_zorder and (inserted or _files(cold, day) > math.ceil(hot_bytes / TARGET_FILE_BYTES)):
         spark.sql(f"OPTIMIZE delta.`{cold}` WHERE {where} ZORDER BY (tenant_id)")
+    cold_day = spark.read.format("delta").load(cold).where(where)
     log.info(
         "cold day written",
         extra={
             "day": result.day,
             "rows": result.hot_rows,
-            "files": files,
+            "inserted": inserted,
             "seconds": round(time.monotonic() - started, 1),
         },
     )
-    in_cold = _per_hour(spark.read.format("delta").load(cold).where(where))
-    result.cold_rows = sum(in_cold.values())
-    if in_cold != expected:
+    missing = hot.select(*EVENT_KEY).join(cold_day.select(*EVENT_KEY), list(EVENT_KEY), "left_anti").count()
+    result.cold_rows = cold_day.count()
+    if missing:
         raise RuntimeError(
-            f"cold copy of {day} does not match the hot lake (hot {expected}, cold {in_cold}); "
-            f"nothing was deleted from events_raw. Re-run the tiering job (the day is rewritten)"
+            f"{missing} of the {result.hot_rows} hot rows of {day} are not in the cold table after the merge "
+            f"({cold}); nothing was deleted from events_raw. Re-run the tiering job (the merge adds what is missing)"
         )
-    still_hot = _per_hour(spark.read.format("delta").load(raw).where(where))
-    if still_hot != expected:
-        result.reason = (
-            f"events_raw changed for {day} while it was copied ({sum(still_hot.values())} rows now, "
-            f"{result.hot_rows} copied); kept hot, the next run copies it again"
-        )
-        log.warning("hot day changed during the move", extra={"day": result.day})
-        return result
-    DeltaTable.forPath(spark, raw).delete(where)
-    result.moved, result.reason = True, "copied, verified, deleted from events_raw"
+    if after_copy is not None:
+        after_copy()
+    deleted = _merged(
+        DeltaTable.forPath(spark, raw)
+        .alias("h")
+        .merge(cold_day.select(*EVENT_KEY).distinct().alias("c"), _key_match("h", "c", day))
+        .whenMatchedDelete()
+        .execute(),
+        "num_deleted_rows",
+    )
+    left = spark.read.format("delta").load(raw).where(where).count()
+    result.moved = True
+    result.reason = "merged, verified, deleted from events_raw"
+    if left:
+        result.reason += f"; {left} rows that landed during the move stay hot until the next run"
+        log.warning("rows landed in a day being moved; kept hot", extra={"day": result.day, "rows": left})
     result.seconds = round(time.monotonic() - started, 2)
     log.info(
         "cold day moved",
         extra={
             "day": result.day,
             "rows": result.hot_rows,
+            "inserted": inserted,
+            "deleted": deleted,
             "seconds": result.seconds,
             "rows_per_s": round(result.hot_rows / max(result.seconds, 1e-3)),
         },
     )
     return result
+
+
+def _files(path: str, day: date) -> int:
+    """Live files of one day of the cold table (a day killed between its merge and OPTIMIZE has many)."""
+    files = delta_files(path)
+    if files is None:
+        return 0
+    return sum(1 for d in files.column("partition.event_date").to_pylist() if str(d) == day.isoformat())
 
 
 def run(spark, cfg: Settings, bounds: Boundaries) -> list[DayMove]:

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 H = lambda hh: datetime(2026, 11, 12, hh, tzinfo=timezone.utc)  # noqa: E731
 RACE, MIDRUN, STALE, CLEAN, DUE = H(3), H(4), H(5), H(6), H(8)
+DISCARDED, EMPTIED = H(14), H(15)
 TENANT = "tenant-publication"
 
 
@@ -195,6 +196,61 @@ def test_cleanup_keeps_a_live_runs_staging_and_removes_an_abandoned_one(spark, c
     assert publication.present_versions(cfg, CLEAN) == [pub.version]
     assert registry.versions(cfg, CLEAN)[other.version].status == "discarded"
     assert _total(cfg, CLEAN) == 8
+
+
+def test_a_version_discarded_by_cleanup_is_never_published(spark, cfg):
+    """A publish task that runs long after its staging (a scheduler or worker outage), after clean-up
+    discarded the version as abandoned, must not publish the now empty hour."""
+    from tidemark.batch.recompute import conclude
+
+    _append(spark, cfg, _rows(DISCARDED, 10))
+    first = recompute(spark, cfg, DISCARDED, run_id="discarded-1")
+    assert first.status == "published"
+    _append(spark, cfg, _rows(DISCARDED, 5, first=10))
+    late = recompute(spark, cfg, DISCARDED, run_id="discarded-late", publish_now=False)  # the publish task waits
+    assert late.status == "staged" and late.dedup_rows == 15
+
+    later = datetime.now(timezone.utc) + publication.STAGING_TIMEOUT + timedelta(minutes=1)
+    assert publication.cleanup(cfg, DISCARDED, now=later) == [late.version]
+    with pytest.raises(publication.PublishRefused, match="was discarded"):
+        conclude(cfg, late)
+
+    # The hour stays as it was: the previous version serves, and the hour is still dirty...
+    assert registry.current(cfg, [DISCARDED])[DISCARDED].version == first.version
+    assert publication.present_versions(cfg, DISCARDED) == [first.version]
+    assert _total(cfg, DISCARDED) == 10
+    end = datetime.now(timezone.utc)
+    assert DISCARDED in planning.due_hours(cfg, end, window=end - DISCARDED).dirty
+    # ...so the next run recomputes and publishes it.
+    again = recompute(spark, cfg, DISCARDED, run_id="discarded-2")
+    assert again.status == "published" and _total(cfg, DISCARDED) == 15
+    assert DISCARDED not in planning.dirty_hours(cfg, DISCARDED, DISCARDED + HOUR)
+
+
+def test_a_staged_version_whose_rows_are_not_whole_is_never_published(spark, cfg):
+    """The registry still says 'staged', but the version's hour rows are gone (a clean-up that died
+    midway, a stray delete): the switch counts the rows it is about to publish."""
+    from tidemark.batch.recompute import conclude
+
+    _append(spark, cfg, _rows(EMPTIED, 6))
+    staged = recompute(spark, cfg, EMPTIED, run_id="emptied", publish_now=False)
+    assert staged.status == "staged" and staged.version in publication.present_versions(cfg, EMPTIED)
+    ch = client(cfg.clickhouse)
+    db, params = cfg.clickhouse.database, {"h": int(EMPTIED.timestamp()), "v": staged.version}
+    cond = "layer = 'batch' AND hour = toDateTime(%(h)s) AND version = %(v)s"
+    ch.execute(f"ALTER TABLE {db}.hour_rollups DELETE WHERE {cond}", params)
+    deadline = time.monotonic() + 120
+    while ch.execute(f"SELECT count() FROM {db}.hour_rollups WHERE {cond}", params)[0][0]:
+        assert time.monotonic() < deadline, "the mutation did not finish"
+        time.sleep(0.2)
+
+    with pytest.raises(publication.PublishRefused, match="hour_rollups holds 0 events, staging wrote 6"):
+        conclude(cfg, staged)
+    assert EMPTIED not in registry.current(cfg, [EMPTIED])
+    assert registry.versions(cfg, EMPTIED)[staged.version].status == "discarded"
+    assert publication.present_versions(cfg, EMPTIED) == []  # what was left of it is gone too
+    assert recompute(spark, cfg, EMPTIED, run_id="emptied-2").status == "published"
+    assert _total(cfg, EMPTIED) == 6
 
 
 def test_due_hours_cover_unpublished_and_failed_hours_with_back_off(spark, cfg):

@@ -222,3 +222,17 @@ def lake_ids(spark, path: str) -> set[str]:
     if not DeltaTable.isDeltaTable(spark, path):
         return set()
     return {r[0] for r in spark.read.format("delta").load(path).select("event_id").collect()}
+
+
+def lake_keys(spark, path: str, day: str | None = None):
+    """Counter of (tenant_id, event_id) -> rows, the whole table or one event_date."""
+    from collections import Counter
+
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return Counter()
+    df = spark.read.format("delta").load(path)
+    if day is not None:
+        df = df.where(f"event_date = DATE'{day}'")
+    return Counter((r[0], r[1]) for r in df.select("tenant_id", "event_id").collect())
