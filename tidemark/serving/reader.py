@@ -126,6 +126,11 @@ class ClickHouseGate:
             self.metrics.set("tidemark_clickhouse_inflight", self.inflight)
             self._slots.release()
 
+    async def run_background(self, klass: str, work: Callable[[Client], T]) -> T:
+        """``work(client)`` in a worker thread, outside the request slots: for the API's own
+        background reads (keys), which must neither wait behind requests nor take their slots."""
+        return await anyio.to_thread.run_sync(self._run_sync, klass, work)
+
     def count(self, kind: str) -> None:
         self.metrics.inc("tidemark_clickhouse_queries_total", kind=kind)
 
