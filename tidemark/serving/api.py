@@ -135,7 +135,13 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable):
-        return rejected("unavailable", 503, "unavailable", str(exc), {"Retry-After": "5"})
+        # The message names no address or error text (tidemark/serving/reader.py logs those).
+        return rejected("unavailable", 503, "unavailable", f"{exc}; retry in a few seconds", {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):
+        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+        return rejected("internal", 500, "internal_error", "the server failed to answer; the error is logged")
 
     async def tenant_key(request: Request) -> ApiKey:
         service: Service = request.app.state.service

@@ -235,22 +235,14 @@ def newest_minute(db: str, tenant: str, now: float, lookback_s: int = 2 * 86400)
 
 
 def pipeline_freshness(ch, db: str) -> dict:
-    """Tenant-free pipeline state: last published hour, the stream's last commit and consumer lag."""
+    """Tenant-free pipeline state a tenant may see: the last published hour and the stream's last
+    commit. Nothing derived from other tenants' events (their newest event time, the consumer lag,
+    which measures everyone's traffic): per-tenant freshness comes from the tenant's own rows."""
     (last_hour,) = ch.execute(f"SELECT toUInt32(max(hour)) FROM {db}.published_hours WHERE status = 'published'")[0]
-    (last_commit, newest_event) = ch.execute(
-        f"SELECT toUInt32(max(committed_at)), toUInt32(max(newest_event_time)) FROM {db}.stream_batches "
-        f"WHERE committed_at >= now() - 86400"
+    (last_commit,) = ch.execute(
+        f"SELECT toUInt32(max(committed_at)) FROM {db}.stream_batches WHERE committed_at >= now() - 86400"
     )[0]
-    lag = ch.execute(
-        f"SELECT argMax(consumer_lag, reported_at) FROM {db}.stream_progress "
-        f"WHERE reported_at >= now() - 3600 HAVING count() > 0"
-    )
-    return {
-        "last_published_hour": int(last_hour) or None,
-        "last_commit": int(last_commit) or None,
-        "newest_event_time": int(newest_event) or None,
-        "consumer_lag": int(lag[0][0]) if lag else None,
-    }
+    return {"last_published_hour": int(last_hour) or None, "last_commit": int(last_commit) or None}
 
 
 def _dt(t: int) -> datetime:

@@ -266,27 +266,36 @@ class Service:
             "newest_queryable_minute": iso(newest),
             "data_lag_s": round(now - newest - 60, 1) if newest else None,
             "last_published_hour": iso(state["last_published_hour"]),
-            "stream": {
-                "last_commit": iso(commit),
-                "seconds_since_commit": round(now - commit, 1) if commit else None,
-                "newest_event_time": iso(state["newest_event_time"]),
-                "consumer_lag_records": state["consumer_lag"],
-            },
+            "stream": {"last_commit": iso(commit), "seconds_since_commit": round(now - commit, 1) if commit else None},
         }, how
 
     async def health(self) -> dict:
-        checks: dict[str, bool | str] = {}
-        try:
-            checks["redis"] = bool(await self.redis.ping())
-        except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", reported with its reason
-            checks["redis"] = f"unreachable: {exc}"
-        try:
+        """Each backend's state as True or a short word; what failed is logged, never returned (the
+        endpoint is unauthenticated). Computed at most once per HEALTH_CACHE_S, outside the request
+        slots, so probing it costs ClickHouse nothing more however often it is called."""
+        if self._health is not None and time.monotonic() - self._health_at < HEALTH_CACHE_S:
+            return self._health
+        if self._health_lock is None:
+            self._health_lock = asyncio.Lock()
+        async with self._health_lock:
+            if self._health is not None and time.monotonic() - self._health_at < HEALTH_CACHE_S:
+                return self._health
+            checks: dict[str, bool | str] = {}
+            try:
+                checks["redis"] = bool(await self.redis.ping())
+            except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy"; the reason goes to the log
+                log.warning("health: Redis unreachable", extra={"error": str(exc)[:300]})
+                checks["redis"] = "unreachable"
 
             def ping(ch):
                 self.gate.count("meta")
                 return ch.execute("SELECT 1")[0][0] == 1
 
-            checks["clickhouse"] = await self.gate.run(DASHBOARD, ping)
-        except Exception as exc:  # noqa: BLE001 - as for redis: reported, never raised
-            checks["clickhouse"] = f"unreachable: {exc}"
+            try:
+                checks["clickhouse"] = await self.gate.run_background(DASHBOARD, ping)
+            except Exception as exc:  # noqa: BLE001 - as for Redis
+                log.warning("health: ClickHouse unreachable", extra={"error": str(exc)[:300]})
+                checks["clickhouse"] = "unreachable"
+            checks["keys"] = True if self.keys_ready() else "not loaded"
+            self._health, self._health_at = checks, time.monotonic()
         return checks
