@@ -47,6 +47,8 @@ BENCH_ENV = {
     "TIDEMARK_SERVING_PORT": "38188",
     "TIDEMARK_SERVING_RATE_PER_S": "1000000",
     "TIDEMARK_SERVING_BURST": "1000000",
+    "TIDEMARK_SERVING_CLIENT_RATE_PER_S": "1000000",  # its 200 users all come from 127.0.0.1
+    "TIDEMARK_SERVING_CLIENT_BURST": "1000000",
     "TIDEMARK_LOG_LEVEL": "WARNING",
 }
 # Forced, not defaults: the bench drops and rebuilds its database and stops the services it started,

@@ -306,11 +306,15 @@ def _keys(args: argparse.Namespace) -> int:
                 json.dumps({"key": token, "key_id": record.key_id, "tenant": record.tenant_id})
                 if args.json
                 else f"{token}\n(key id {record.key_id}, tenant {record.tenant_id}; "
-                "shown once: only its hash is stored)"
+                f"shown once: only its hash is stored; a running API accepts it within about "
+                f"{cfg.serving.key_refresh_s:g} s)"
             )
         elif args.action == "revoke":
             record = keys.revoke(cfg, args.key_id)
-            print(f"revoked {record.key_id} (tenant {record.tenant_id})")
+            print(
+                f"revoked {record.key_id} (tenant {record.tenant_id}); a running API refuses it within about "
+                f"{cfg.serving.key_refresh_s:g} s"
+            )
         else:
             found = keys.list_keys(cfg, args.tenant)
             if args.json:

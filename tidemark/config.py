@@ -170,6 +170,9 @@ class ServingSettings:
     queue_wait_s: float  # ...this long for a slot, then get 503
     rate_per_s: float  # per-tenant token bucket (a key may carry its own)
     burst: int
+    client_rate_per_s: float  # per-client-address token bucket, taken before any key is looked at
+    client_burst: int
+    forwarded_allow_ips: str  # proxies whose X-Forwarded-For names the client ("" = the socket peer is the client)
     live_ttl_s: float  # cache TTL of ranges that touch the live minute
     recent_ttl_s: float  # ... of ranges ending in hours the batch layer has not published yet
     closed_ttl_s: float  # ... of ranges of published hours only (their versions are in the key)
@@ -177,7 +180,8 @@ class ServingSettings:
     stale_grace_s: float  # an expired entry is served stale this long while one request recomputes
     single_flight_wait_s: float  # a request waiting for another's recompute gives up (503) after this
     registry_refresh_s: float  # how often the published-hours fingerprint behind cache keys is re-read
-    key_cache_s: float  # API-key lookups are cached this long (a revocation takes effect within it)
+    key_refresh_s: float  # keys are re-read in the background this often: a new or revoked key takes effect within it
+    key_max_stale_s: float  # if refreshes keep failing this long, keys are refused (503) rather than trusted stale
 
 
 @dataclass(frozen=True)
@@ -334,6 +338,9 @@ def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
             "query time limits must be 1-30 s (TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S, "
             "CLICKHOUSE_READER_MAX_EXECUTION_S)"
         )
+    refresh, stale = _float("TIDEMARK_SERVING_KEY_REFRESH_S", 5.0), _float("TIDEMARK_SERVING_KEY_MAX_STALE_S", 60.0)
+    if not 0 < refresh <= stale:
+        raise ValueError("need 0 < TIDEMARK_SERVING_KEY_REFRESH_S <= TIDEMARK_SERVING_KEY_MAX_STALE_S")
     return ServingSettings(
         host=_env("TIDEMARK_SERVING_HOST", "127.0.0.1"),
         port=_int("TIDEMARK_SERVING_PORT", 8088),
@@ -344,6 +351,9 @@ def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
         queue_wait_s=_float("TIDEMARK_SERVING_QUEUE_WAIT_S", 2.0),
         rate_per_s=_float("TIDEMARK_SERVING_RATE_PER_S", 50.0),
         burst=_int("TIDEMARK_SERVING_BURST", 200),
+        client_rate_per_s=_float("TIDEMARK_SERVING_CLIENT_RATE_PER_S", 100.0),
+        client_burst=_int("TIDEMARK_SERVING_CLIENT_BURST", 400),
+        forwarded_allow_ips=_env("TIDEMARK_SERVING_FORWARDED_ALLOW_IPS", ""),
         live_ttl_s=_float("TIDEMARK_SERVING_LIVE_TTL_S", 5.0),
         recent_ttl_s=_float("TIDEMARK_SERVING_RECENT_TTL_S", 60.0),
         closed_ttl_s=_float("TIDEMARK_SERVING_CLOSED_TTL_S", 3600.0),
@@ -351,7 +361,8 @@ def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
         stale_grace_s=_float("TIDEMARK_SERVING_STALE_GRACE_S", 300.0),
         single_flight_wait_s=_float("TIDEMARK_SERVING_SINGLE_FLIGHT_WAIT_S", limit + 3.0),
         registry_refresh_s=_float("TIDEMARK_SERVING_REGISTRY_REFRESH_S", 2.0),
-        key_cache_s=_float("TIDEMARK_SERVING_KEY_CACHE_S", 5.0),
+        key_refresh_s=refresh,
+        key_max_stale_s=stale,
     )
 
 

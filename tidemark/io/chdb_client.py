@@ -6,7 +6,8 @@ clickhouse-driver's own escaper (the driver substitutes client-side for servers 
 is what a server receives), INSERT rows are rendered as VALUES with the same escaper (inlined
 values only hang the driver's native protocol, not chdb), and results come back as the Python
 values the driver would return (DateTime('UTC') as aware datetimes, Enum as str, Array as list,
-Tuple as tuple, ...), typed from the result's column types.
+Tuple as tuple, ...), typed from the result's column types. ``external_tables`` (the driver
+sends them beside the query) become temporary tables of the session for that one query.
 
 Limits (chdb's, not Tidemark's): one data directory per process (chdb's embedded server is
 process-wide), no users, roles or row policies (access control is refused), no ZooKeeper, so no
@@ -30,6 +31,7 @@ from clickhouse_driver.errors import ServerException
 from clickhouse_driver.util.escape import escape_param, escape_params
 
 _LOCK = threading.Lock()
+_EXTERNAL_LOCK = threading.Lock()  # one query with external tables at a time: their names are session-wide
 _SESSION: dict[str, Any] = {}  # "path", "session", "database" (the session's current database)
 # JSON output that round-trips: NaN/inf as strings (JSON has none), decimals as exact strings.
 _SESSION_SETTINGS = (
@@ -92,8 +94,18 @@ class InProcessClient:
         with_column_types: bool = False,
         columnar: bool = False,
         settings: dict | None = None,
+        external_tables: list[dict] | None = None,
         **_ignored: Any,
     ) -> Any:
+        if external_tables:
+            with _EXTERNAL_LOCK:
+                for table in external_tables:
+                    self._temporary_table(table)
+                try:
+                    return self.execute(query, params, with_column_types, columnar, settings)
+                finally:
+                    for table in external_tables:
+                        self._raw(f"DROP TEMPORARY TABLE IF EXISTS `{table['name']}`")
         if _INSERT_VALUES.match(query):
             rows = list(params or [])
             if columnar:
@@ -129,6 +141,17 @@ class InProcessClient:
             ((tz,),) = self._raw("SELECT timezone()")[1]
             self._context = _Context(tz)
         return self._context
+
+    def _temporary_table(self, table: dict) -> None:
+        """clickhouse-driver's external table ({"name", "structure": [(column, type)], "data": rows
+        as dicts or tuples}) as a temporary table of the session."""
+        names = [n for n, _ in table["structure"]]
+        self._raw(f"DROP TEMPORARY TABLE IF EXISTS `{table['name']}`")
+        columns = ", ".join(f"`{n}` {t}" for n, t in table["structure"])
+        self._raw(f"CREATE TEMPORARY TABLE `{table['name']}` ({columns})")
+        rows = [tuple(r[n] for n in names) if isinstance(r, dict) else tuple(r) for r in table["data"]]
+        if rows:
+            self._raw(f"INSERT INTO `{table['name']}` VALUES " + ", ".join(self._tuple(r) for r in rows))
 
     def _tuple(self, row: Sequence) -> str:
         ctx = self._ctx()

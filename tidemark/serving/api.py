@@ -1,9 +1,12 @@
 """`tidemark serve`: the dashboard query API (FastAPI) and the dashboard page at `/`.
 
-Every /api route authenticates the caller's key (header ``X-API-Key``, or ``Authorization: Bearer``),
-takes a token from the tenant's bucket, and answers from the cache or the rollups. Parameters are
+Every /api route takes a token from the client address's bucket (before anything else: a caller
+without a valid key costs one Redis call, never a ClickHouse query), authenticates the caller's key
+(header ``X-API-Key``, or ``Authorization: Bearer``) from memory, takes a token from the tenant's
+bucket, and answers from the cache or the rollups. Parameters are
 whitelisted per route: an unknown parameter (``tenant=...`` included) is a 400, never ignored.
-Errors are JSON ``{"error": code, "detail": what happened and what to do}``.
+Errors are JSON ``{"error": code, "detail": what happened and what to do}``; every malformed input
+is a 400, and no answer carries internal detail (addresses, exception text): that goes to the log.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = Service(cfg)
+        await app.state.service.start()
         yield
         await app.state.service.close()
 
@@ -131,10 +135,26 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable):
-        return rejected("unavailable", 503, "unavailable", str(exc), {"Retry-After": "5"})
+        # The message names no address or error text (tidemark/serving/reader.py logs those).
+        return rejected("unavailable", 503, "unavailable", f"{exc}; retry in a few seconds", {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):
+        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+        return rejected("internal", 500, "internal_error", "the server failed to answer; the error is logged")
 
     async def tenant_key(request: Request) -> ApiKey:
         service: Service = request.app.state.service
+        address = request.client.host if request.client else "unknown"
+        decision = await service.rate_limit_client(address)
+        if not decision.allowed:
+            service.metrics.inc("tidemark_rejected_total", reason="client_rate_limited")
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests from this address; retry after {decision.retry_after_s} s",
+                {"Retry-After": str(decision.retry_after_s)},
+            )
         token = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
         if not token and auth.lower().startswith("bearer "):
@@ -145,7 +165,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
                 "missing_key",
                 "send your API key in the X-API-Key header (create one with `tidemark keys create --tenant ...`)",
             )
-        key = await service.authenticate(token)
+        key = service.authenticate(token)
         if key is None:
             raise ApiError(401, "invalid_key", "this API key is unknown or revoked")
         decision = await service.rate_limit(key)

@@ -5,8 +5,10 @@ characters, 256 random bits) is checked against ``sha256(key_id:secret)``. The s
 once, at creation; nothing stored can be turned back into a key. A plain (fast) hash is enough
 because the secret is random, not a password: there is nothing to guess from a dictionary.
 
-Writes (create, revoke) use the writer connection from the CLI; the API resolves keys with its
-readonly user, through a short in-process cache (a revocation takes effect within key_cache_s).
+Writes (create, revoke) use the writer connection from the CLI. The API never looks a key up on a
+request: it holds every key's latest state in memory (``KeyRing``), re-read in the background every
+``key_refresh_s``, so a flood of unknown keys costs a dict lookup, not a ClickHouse query. A created
+key becomes usable, and a revoked one is refused, within one refresh (plus the refresh's own query).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -133,16 +136,37 @@ def revoke(cfg: Settings, key_id: str) -> ApiKey:
     return ApiKey(key.key_id, key.tenant_id, key.name, key.created_at, True, key.rate_per_s, key.burst)
 
 
-def verify(ch, db: str, token: str) -> ApiKey | None:
-    """The live (not revoked) key ``token`` names, checked against its stored hash; else None."""
-    parsed = parse(token)
-    if parsed is None:
-        return None
-    key_id, secret = parsed
-    rows = ch.execute(_LATEST.format(db=db, where="WHERE key_id = %(k)s"), {"k": key_id})
-    if not rows:
-        return None
-    key = _record(rows[0])
-    if key.revoked or not hmac.compare_digest(rows[0][7], _hash(key_id, secret)):
-        return None
-    return key
+class KeyRing:
+    """Every key's latest state, in memory: key_id -> (stored hash, record). Replaced whole by each
+    load (a revoked or deleted key disappears with the next load), so it holds exactly the table's
+    keys: it never grows with what clients send and never evicts a valid key."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[str, ApiKey]] = {}
+        self.loaded_at: float | None = None  # time.monotonic() of the last successful load's start
+        self.loaded_through: float = 0.0  # wall clock of that start: keys written before it are in
+
+    def load(self, ch, db: str) -> int:
+        """Read the latest state of every key (one query); returns how many live keys there are."""
+        started_mono, started_wall = time.monotonic(), time.time()
+        rows = ch.execute(_LATEST.format(db=db, where=""))
+        self._keys = {r[0]: (r[7], _record(r)) for r in rows if not r[4]}
+        self.loaded_at, self.loaded_through = started_mono, started_wall
+        return len(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def age_s(self) -> float | None:
+        return None if self.loaded_at is None else time.monotonic() - self.loaded_at
+
+    def verify(self, token: str) -> ApiKey | None:
+        """The live (not revoked) key ``token`` names, checked against its stored hash; else None."""
+        parsed = parse(token)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        found = self._keys.get(key_id)
+        if found is None or not hmac.compare_digest(found[0], _hash(key_id, secret)):
+            return None
+        return found[1]

@@ -1,4 +1,6 @@
-"""Per-tenant rate limit: a token bucket in Redis, shared by every API process.
+"""Rate limits: token buckets in Redis, shared by every API process. Two per request: the client
+address's first (before the key is even looked at, so nobody without a key can run up costs), then
+the key's tenant's.
 
 One Lua script refills the bucket by the time elapsed (Redis's own clock, so API hosts' clocks do
 not matter), takes a token if there is one, and otherwise says how long until the next one: the
@@ -42,16 +44,23 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis, default_rate: float, default_burst: int):
+    def __init__(self, redis, default_rate: float, default_burst: int, client_rate: float, client_burst: int):
         self.redis = redis
         self.default_rate = default_rate
         self.default_burst = default_burst
+        self.client_rate = client_rate
+        self.client_burst = client_burst
         self._script = redis.register_script(_TOKEN_BUCKET)
 
-    async def take(self, tenant: str, rate: float = 0.0, burst: int = 0) -> Decision:
-        rate = rate or self.default_rate
-        burst = burst or self.default_burst
-        allowed, wait = await self._script(keys=[f"tm:rl:{tenant}"], args=[rate, burst])
+    async def _take(self, bucket: str, rate: float, burst: int) -> Decision:
+        allowed, wait = await self._script(keys=[bucket], args=[rate, burst])
         if int(allowed):
             return Decision(True, 0)
         return Decision(False, max(1, math.ceil(float(wait))))
+
+    async def take(self, tenant: str, rate: float = 0.0, burst: int = 0) -> Decision:
+        return await self._take(f"tm:rl:{tenant}", rate or self.default_rate, burst or self.default_burst)
+
+    async def take_client(self, address: str) -> Decision:
+        # Its own prefix: a tenant id may contain ':' but never makes a key starting "tm:rlc:".
+        return await self._take(f"tm:rlc:{address}", self.client_rate, self.client_burst)

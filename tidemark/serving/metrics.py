@@ -15,10 +15,14 @@ HELP = {
     "tidemark_single_flight_waits_total": "Requests that waited for another request's recompute of the same key.",
     "tidemark_single_flight_wait_seconds_total": "Time spent in those waits.",
     "tidemark_recomputes_total": "Cache entries computed (each is one registry read plus one rollup query).",
-    "tidemark_clickhouse_queries_total": "ClickHouse statements run, by kind (registry, rollup, key, meta).",
+    "tidemark_clickhouse_queries_total": "ClickHouse statements run, by kind (registry, rollup, meta; keys: the "
+    "background key refresh, never on a request's path).",
+    "tidemark_api_keys_loaded_through": "Epoch seconds at which the last successful key refresh started: keys "
+    "created or revoked before it are in effect.",
     "tidemark_clickhouse_inflight": "ClickHouse queries running now.",
     "tidemark_clickhouse_inflight_max": "The most ClickHouse queries that ran at once since start.",
-    "tidemark_rejected_total": "Requests refused, by reason (rate_limited 429, overloaded 503, timeout 504, ...).",
+    "tidemark_rejected_total": "Requests refused, by reason (client_rate_limited and rate_limited 429, "
+    "overloaded 503, timeout 504, ...).",
 }
 
 
@@ -66,5 +70,5 @@ class Metrics:
                     if labels
                     else ""
                 )
-                lines.append(f"{name}{label_text} {value:g}")
+                lines.append(f"{name}{label_text} {value:.15g}")  # :g would round an epoch to 6 digits
         return "\n".join(lines) + "\n"

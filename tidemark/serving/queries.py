@@ -11,7 +11,12 @@ Every query here:
   between tenants; on a current ClickHouse a row policy on ``tenant_id`` per serving user would add
   a second one (a policy keyed on a per-tenant user, or on a custom setting the app sets);
 * interpolates only names from the whitelists below (tables, dimensions, bucket expressions) and
-  integers; every user-supplied text is a bound parameter.
+  integers. The tenant id and every filter value travel apart from the query text, as a one-row
+  external table (``_req``, read by scalar subqueries, which 18.16 folds into constants before
+  index analysis: the primary key prunes as with a literal). clickhouse-driver inlines bound
+  parameters into the text, and 18.16 shows every running query's text to every user in
+  ``system.processes`` (it always allows ``system``): so neither serving user sees which tenant
+  the other is serving, or what it filters on.
 
 Grain: the coarsest table that answers the question. Ranges of up to 6 hours (minute buckets) and
 ranges not aligned to hours read minute_rollups; everything else reads day_rollups, whose rows are
@@ -32,6 +37,11 @@ from tidemark.serving.rollups import merged_filter, snapshot
 
 DIMENSIONS = ("country", "device", "page")
 METRICS = ("events", "users")
+REQUEST_TABLE = "_req"  # the external table of the request's private values (tenant, filters)
+
+
+def _private(name: str) -> str:
+    return f"(SELECT {name} FROM {REQUEST_TABLE})"
 
 
 @dataclass(frozen=True)
@@ -93,24 +103,31 @@ def choose_grain(rng: TimeRange, dims: set[str]) -> Grain:
 
 @dataclass
 class Plan:
-    """One rollup query: SQL with its bound parameters, and the range whose registry it needs."""
+    """One rollup query: SQL with its bound parameters (inlined by the driver: nothing private),
+    its private values (sent as the external table ``_req``), and the range whose registry it needs."""
 
     sql: str
     params: dict
+    private: dict[str, str]
     grain: Grain
     start: int
     end: int
     shape: Callable[[list], object] = field(default=lambda rows: rows)
 
+    def external_tables(self) -> list[dict]:
+        names = sorted(self.private)
+        return [{"name": REQUEST_TABLE, "structure": [(n, "String") for n in names], "data": [self.private]}]
+
 
 def _where(
     grain: Grain, tenant: str, start: int, end: int, filters: Filters, dimension: str | None
-) -> tuple[str, dict]:
-    """Tenant, range, filters and the lambda merge. ``dimension``: the per-dimension rows to read
-    (hour/day grains; 'all' when the question involves none)."""
-    params = {"tenant": tenant, "s": start, "e": end}
+) -> tuple[str, dict, dict[str, str]]:
+    """Tenant, range, filters and the lambda merge: (SQL, bound parameters, private values).
+    ``dimension``: the per-dimension rows to read (hour/day grains; 'all' when the question involves none)."""
+    params: dict = {"s": start, "e": end}
+    private = {"tenant": tenant}
     clauses = [
-        "tenant_id = %(tenant)s",
+        f"tenant_id = {_private('tenant')}",
         f"{grain.time_col} >= toDateTime(%(s)s)",
         f"{grain.time_col} < toDateTime(%(e)s)",
     ]
@@ -118,19 +135,19 @@ def _where(
         clauses += ["day >= toDate(toDateTime(%(s)s))", "day <= toDate(toDateTime(%(e_last)s))"]
         params["e_last"] = end - 1
     if grain.per_dimension:
-        clauses.append("dimension = %(dim)s")
+        clauses.append("dimension = %(dim)s")  # a whitelisted name (or 'all'), not the caller's text
         params["dim"] = dimension or "all"
         for dim, value in filters.items():
             assert dim == dimension, "a per-dimension grain answers one dimension"
-            clauses.append("value = %(f_value)s")
-            params["f_value"] = value
+            clauses.append(f"value = {_private('f_value')}")
+            private["f_value"] = value
     else:
         for dim, value in filters.items():
             assert dim in DIMENSIONS
-            clauses.append(f"{dim} = %(f_{dim})s")
-            params[f"f_{dim}"] = value
+            clauses.append(f"{dim} = {_private('f_' + dim)}")
+            private[f"f_{dim}"] = value
     clauses.append(merged_filter(grain.merge_time))
-    return " AND ".join(clauses), params
+    return " AND ".join(clauses), params, private
 
 
 def _metric(grain: Grain, metric: str) -> str:
@@ -144,7 +161,7 @@ def time_series(db: str, tenant: str, rng: TimeRange, metric: str, filters: Filt
     read = rng.with_previous() if compare else rng
     dims = {d for d, _ in filters.items()}
     grain = choose_grain(rng, dims)
-    where, params = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
+    where, params, private = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
     sql = (
         f"SELECT toUInt32({grain.bucket(rng.bucket)}) AS b, {_metric(grain, metric)} "
         f"FROM {db}.{grain.table} WHERE {where} GROUP BY b ORDER BY b"
@@ -160,7 +177,7 @@ def time_series(db: str, tenant: str, rng: TimeRange, metric: str, filters: Filt
             points.append(point)
         return points
 
-    return Plan(sql, params, grain, read.start, read.end, shape)
+    return Plan(sql, params, private, grain, read.start, read.end, shape)
 
 
 def top(db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters) -> Plan:
@@ -171,7 +188,7 @@ def top(db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filter
     limit = int(limit)
     dims = {d for d, _ in filters.items()} | {dimension}
     grain = choose_grain(rng, dims)
-    where, params = _where(grain, tenant, rng.start, rng.end, filters, dimension)
+    where, params, private = _where(grain, tenant, rng.start, rng.end, filters, dimension)
     value = "value" if grain.per_dimension else dimension
     sql = (
         f"SELECT {value} AS v, sum(events) AS ev, {grain.users} AS us FROM {db}.{grain.table} "
@@ -183,14 +200,14 @@ def top(db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filter
     def shape(rows: list) -> list[dict]:
         return [{"value": v, "events": int(e), "users": int(u)} for v, e, u in rows]
 
-    return Plan(sql, params, grain, rng.start, rng.end, shape)
+    return Plan(sql, params, private, grain, rng.start, rng.end, shape)
 
 
 def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool) -> Plan:
     read = rng.with_previous() if compare else rng
     dims = {d for d, _ in filters.items()}
     grain = choose_grain(rng, dims)
-    where, params = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
+    where, params, private = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
     params["cur"] = rng.start
     sql = (
         f"SELECT toUInt8({grain.time_col} >= toDateTime(%(cur)s)) AS current, sum(events), {grain.users} "
@@ -205,52 +222,44 @@ def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool
             out["previous"] = found.get(0, zero)
         return out
 
-    return Plan(sql, params, grain, read.start, read.end, shape)
+    return Plan(sql, params, private, grain, read.start, read.end, shape)
 
 
 def realtime(db: str, tenant: str, window: TimeRange) -> Plan:
     """Distinct users (and events) in the window, from the minute grain."""
-    where, params = _where(MINUTE_GRAIN, tenant, window.start, window.end, Filters(), None)
+    where, params, private = _where(MINUTE_GRAIN, tenant, window.start, window.end, Filters(), None)
     sql = f"SELECT {MINUTE_GRAIN.users}, sum(events) FROM {db}.minute_rollups WHERE {where}"
 
     def shape(rows: list) -> dict:
         users, events = rows[0] if rows else (0, 0)
         return {"visitors": int(users), "events": int(events or 0)}
 
-    return Plan(sql, params, MINUTE_GRAIN, window.start, window.end, shape)
+    return Plan(sql, params, private, MINUTE_GRAIN, window.start, window.end, shape)
 
 
 def newest_minute(db: str, tenant: str, now: float, lookback_s: int = 2 * 86400) -> Plan:
     """The tenant's newest queryable minute (through the merge), within the lookback."""
     end = (int(now) // 60 + 2) * 60
     start = end - lookback_s
-    where, params = _where(MINUTE_GRAIN, tenant, start, end, Filters(), None)
+    where, params, private = _where(MINUTE_GRAIN, tenant, start, end, Filters(), None)
     sql = f"SELECT toUInt32(max(minute)), count() FROM {db}.minute_rollups WHERE {where}"
 
     def shape(rows: list) -> int | None:
         newest, n = rows[0] if rows else (0, 0)
         return int(newest) if n else None
 
-    return Plan(sql, params, MINUTE_GRAIN, start, end, shape)
+    return Plan(sql, params, private, MINUTE_GRAIN, start, end, shape)
 
 
 def pipeline_freshness(ch, db: str) -> dict:
-    """Tenant-free pipeline state: last published hour, the stream's last commit and consumer lag."""
+    """Tenant-free pipeline state a tenant may see: the last published hour and the stream's last
+    commit. Nothing derived from other tenants' events (their newest event time, the consumer lag,
+    which measures everyone's traffic): per-tenant freshness comes from the tenant's own rows."""
     (last_hour,) = ch.execute(f"SELECT toUInt32(max(hour)) FROM {db}.published_hours WHERE status = 'published'")[0]
-    (last_commit, newest_event) = ch.execute(
-        f"SELECT toUInt32(max(committed_at)), toUInt32(max(newest_event_time)) FROM {db}.stream_batches "
-        f"WHERE committed_at >= now() - 86400"
+    (last_commit,) = ch.execute(
+        f"SELECT toUInt32(max(committed_at)) FROM {db}.stream_batches WHERE committed_at >= now() - 86400"
     )[0]
-    lag = ch.execute(
-        f"SELECT argMax(consumer_lag, reported_at) FROM {db}.stream_progress "
-        f"WHERE reported_at >= now() - 3600 HAVING count() > 0"
-    )
-    return {
-        "last_published_hour": int(last_hour) or None,
-        "last_commit": int(last_commit) or None,
-        "newest_event_time": int(newest_event) or None,
-        "consumer_lag": int(lag[0][0]) if lag else None,
-    }
+    return {"last_published_hour": int(last_hour) or None, "last_commit": int(last_commit) or None}
 
 
 def _dt(t: int) -> datetime:
@@ -261,6 +270,6 @@ def execute(ch, db: str, plan: Plan, count: Callable[[str], None] = lambda kind:
     """Resolve the registry for the plan's range, then run it with the snapshot's parameters."""
     snap = snapshot(ch, db, _dt(plan.start), _dt(plan.end) + timedelta(seconds=0))
     count("registry")
-    rows = ch.execute(plan.sql, {**plan.params, **snap.params()})
+    rows = ch.execute(plan.sql, {**plan.params, **snap.params()}, external_tables=plan.external_tables())
     count("rollup")
     return plan.shape(rows)

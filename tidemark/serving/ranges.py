@@ -22,9 +22,13 @@ MAX_SPAN = 90 * DAY
 MINUTE_BUCKET_MAX = 6 * HOUR
 HOUR_BUCKET_MAX = 14 * DAY
 
+# The earliest instant a range may name: nothing older is ever stored, and it keeps every derived
+# bound (the previous period, ClickHouse's unsigned DateTime) well inside what each layer represents.
+EARLIEST = 946684800  # 2000-01-01T00:00:00Z
 PRESETS = {"1h": HOUR, "6h": 6 * HOUR, "24h": DAY, "7d": 7 * DAY, "14d": 14 * DAY, "30d": 30 * DAY, "90d": 90 * DAY}
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
 _UNIT = {"m": MINUTE, "h": HOUR, "d": DAY}
+_EPOCH_SECONDS = re.compile(r"^[0-9]{1,12}$")  # ASCII only: str.isdigit() also accepts '²', which int() refuses
 
 
 class RangeError(ValueError):
@@ -42,16 +46,24 @@ def parse_duration(text: str) -> int:
 
 
 def parse_instant(text: str) -> int:
-    """ISO 8601 (a zone is required unless it is UTC by 'Z') or epoch seconds -> epoch seconds."""
-    if text.isdigit() and len(text) <= 12:
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise RangeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-25T03:00:00Z) or epoch seconds") from None
-    if moment.tzinfo is None:
-        raise RangeError(f"{text!r} has no time zone; add Z for UTC")
-    return int(moment.timestamp())
+    """ISO 8601 (a zone is required unless it is UTC by 'Z') or epoch seconds -> epoch seconds,
+    from 2000-01-01 on. Anything else, however extreme (year 1 at +14:00, year 9999), is a RangeError."""
+    if _EPOCH_SECONDS.match(text):
+        moment_s = int(text)
+    else:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise RangeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-25T03:00:00Z) or epoch seconds") from None
+        if moment.tzinfo is None:
+            raise RangeError(f"{text!r} has no time zone; add Z for UTC")
+        try:  # converting to UTC can leave datetime's range (year 1 at +14:00)
+            moment_s = int(moment.timestamp())
+        except (OverflowError, ValueError):
+            raise RangeError(f"{text!r} is out of range; times from 2000-01-01 on") from None
+    if moment_s < EARLIEST:
+        raise RangeError(f"{text!r} is before 2000-01-01; no data is that old")
+    return moment_s
 
 
 def bucket_for(span_s: int) -> str:

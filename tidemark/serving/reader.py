@@ -10,11 +10,14 @@ and errors translated into what the client should hear.
 * clickhouse-driver is synchronous and a Client is not thread-safe: each query borrows a client
   from a per-class pool and runs in a worker thread, so the event loop keeps serving others
   (cache hits, other tenants) while a slow query runs.
+* What failed (the server's address, its error text) is logged here; the client only hears that
+  the database is unavailable: an API caller has no use for the topology behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,11 +29,16 @@ from clickhouse_driver import errors as ch_errors
 from tidemark.config import Settings
 from tidemark.serving.metrics import Metrics
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 DASHBOARD, EXPORT = "dashboard", "export"
 # ClickHouse error codes that mean "over the time limit": TIMEOUT_EXCEEDED, TOO_SLOW.
 _TIMEOUT_CODES = {159, 160}
+# ... and "over the profile's size limits": TOO_MANY_ROWS, TOO_MANY_BYTES, MEMORY_LIMIT_EXCEEDED.
+_TOO_BIG_CODES = {158, 307, 241}
+UNAVAILABLE = "the analytics database is unavailable"
 
 
 class QueryTimeout(Exception):
@@ -89,7 +97,10 @@ class ClickHouseGate:
                 raise QueryTimeout(
                     f"the query ran past the {self.limits[klass]} s limit of the {klass} class"
                 ) from None
-            raise
+            if exc.code in _TOO_BIG_CODES:
+                raise QueryTimeout(f"the query exceeded the size limits of the {klass} class") from None
+            log.error("ClickHouse refused a query", extra={"code": exc.code, "error": str(exc)[:1000]})
+            raise Unavailable(UNAVAILABLE) from None
         except TimeoutError:
             healthy = False
             raise QueryTimeout(f"no answer from ClickHouse within {self.limits[klass] + 5} s") from None
@@ -97,7 +108,10 @@ class ClickHouseGate:
             healthy = False
             if isinstance(exc, ch_errors.SocketTimeoutError):
                 raise QueryTimeout(f"no answer from ClickHouse within {self.limits[klass] + 5} s") from None
-            raise Unavailable(f"ClickHouse at {self.cfg.clickhouse.address} is unreachable: {exc}") from None
+            log.warning(
+                "ClickHouse unreachable", extra={"address": self.cfg.clickhouse.address, "error": str(exc)[:500]}
+            )
+            raise Unavailable(UNAVAILABLE) from None
         finally:
             if healthy:
                 self._pools[klass].put(client)
@@ -125,6 +139,11 @@ class ClickHouseGate:
             self.inflight -= 1
             self.metrics.set("tidemark_clickhouse_inflight", self.inflight)
             self._slots.release()
+
+    async def run_background(self, klass: str, work: Callable[[Client], T]) -> T:
+        """``work(client)`` in a worker thread, outside the request slots: for the API's own
+        background reads (keys), which must neither wait behind requests nor take their slots."""
+        return await anyio.to_thread.run_sync(self._run_sync, klass, work)
 
     def count(self, kind: str) -> None:
         self.metrics.inc("tidemark_clickhouse_queries_total", kind=kind)

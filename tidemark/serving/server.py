@@ -22,8 +22,19 @@ def run(cfg: Settings, host: str, port: int) -> None:
 
     # One process, one event loop: the cache's in-process single flight and the in-flight bound
     # hold per process (across processes, the Redis lock and the token bucket still do).
+    # The client address (per-client rate limit) is the socket peer unless the peer is a configured
+    # proxy: uvicorn's default would trust X-Forwarded-For from 127.0.0.1, so any local client
+    # could claim a fresh address per request.
+    proxies = cfg.serving.forwarded_allow_ips
     uvicorn.run(
-        create_app(cfg), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        create_app(cfg),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
     )
 
 

@@ -1,14 +1,18 @@
-"""The serving core behind the HTTP layer: keys -> tenant, rate limit, cache, and the queries.
+"""The serving core behind the HTTP layer: keys -> tenant, rate limits, cache, and the queries.
 
 The tenant of every query is the key's tenant, passed down from here; no request parameter can
-name one. Each answer goes through the cache (tidemark/serving/cache.py) under a key made of the
-normalized question and the fingerprint of the published hours it covers.
+name one. Keys are resolved in memory (``keys.KeyRing``, refreshed by a background task): no
+request ever waits on, or causes, a key lookup in ClickHouse. Each answer goes through the cache
+(tidemark/serving/cache.py) under a key made of the normalized question and the fingerprint of
+the published hours it covers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -21,14 +25,18 @@ from tidemark.serving.limits import Decision, RateLimiter
 from tidemark.serving.metrics import Metrics
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import HOUR, TimeRange, realtime_window
-from tidemark.serving.reader import DASHBOARD, ClickHouseGate
+from tidemark.serving.reader import DASHBOARD, ClickHouseGate, Unavailable
 from tidemark.serving.rollups import Snapshot, snapshot
+
+log = logging.getLogger(__name__)
 
 # The registry fingerprint covers every hour a query may read: 90 days and the 90 before them.
 REGISTRY_WINDOW = timedelta(days=181)
 LIVE_TTL_FACTOR = {"minute": 1, "hour": 3, "day": 6}
-KEY_CACHE_MAX = 10_000
 REDIS_CONNECTIONS = 128
+FIRST_KEYS_WAIT_S = 5.0  # startup waits this long for the first key load (then requests get 503 until it lands)
+HEALTH_CACHE_S = 1.0  # /health is unauthenticated: it checks the backends at most once a second
+KEY_FAILURE_LOG_EVERY = 12  # a failing key refresh is logged at its first failure, then every 12th
 
 
 class Service:
@@ -44,49 +52,77 @@ class Service:
         self.gate = ClickHouseGate(cfg, self.metrics)
         lock_s = max(self.gate.limits.values()) + 5
         self.cache = QueryCache(self.redis, cfg.serving, self.metrics, lock_s=lock_s)
-        self.limiter = RateLimiter(self.redis, cfg.serving.rate_per_s, cfg.serving.burst)
-        self._keys: dict[str, tuple[keys.ApiKey | None, float]] = {}
-        self._key_flights: dict[str, asyncio.Future] = {}
+        sv = cfg.serving
+        self.limiter = RateLimiter(self.redis, sv.rate_per_s, sv.burst, sv.client_rate_per_s, sv.client_burst)
+        self.keyring = keys.KeyRing()
+        self._keys_task: asyncio.Task | None = None
+        self._key_failures = 0
         self._registry: Snapshot | None = None
         self._registry_at = 0.0
         self._registry_lock: asyncio.Lock | None = None
+        self._health: dict | None = None
+        self._health_at = 0.0
+        self._health_lock: asyncio.Lock | None = None
+
+    async def start(self) -> None:
+        """Start the background key refresh; wait a little for its first load, so a fresh server
+        answers keys at once (if ClickHouse is down it starts anyway, and /health says why)."""
+        loaded = asyncio.Event()
+        self._keys_task = asyncio.create_task(self._refresh_keys_forever(loaded))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(loaded.wait(), timeout=FIRST_KEYS_WAIT_S)
 
     async def close(self) -> None:
+        if self._keys_task is not None:
+            self._keys_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keys_task
         self.gate.close()
         await self.redis.aclose()
 
     # -- keys and limits ------------------------------------------------------------
-    async def authenticate(self, token: str) -> keys.ApiKey | None:
-        """The live key ``token`` is, or None. Cached in-process for key_cache_s (negative too),
-        one lookup per token at a time."""
+    async def _refresh_keys_forever(self, loaded: asyncio.Event) -> None:
+        """Re-read every key each key_refresh_s, outside the request slots. A key written before a
+        load starts is in that load: a new or revoked key takes effect within one refresh interval
+        plus two load queries (published as tidemark_api_keys_loaded_through, epoch seconds)."""
+
+        def load(ch) -> int:
+            self.gate.count("keys")
+            return self.keyring.load(ch, self.db)
+
+        while True:
+            try:
+                await self.gate.run_background(DASHBOARD, load)
+                self.metrics.set("tidemark_api_keys_loaded_through", self.keyring.loaded_through)
+                if self._key_failures:
+                    log.warning("API keys loaded again", extra={"after_failures": self._key_failures})
+                self._key_failures = 0
+                loaded.set()
+            except Exception as exc:  # noqa: BLE001 - keep refreshing; the last keys serve until key_max_stale_s
+                if self._key_failures % KEY_FAILURE_LOG_EVERY == 0:
+                    log.warning(
+                        "could not refresh API keys; serving with the last loaded ones",
+                        extra={"error": str(exc)[:300], "failures": self._key_failures + 1},
+                    )
+                self._key_failures += 1
+            await asyncio.sleep(self.cfg.serving.key_refresh_s)
+
+    def keys_ready(self) -> bool:
+        age = self.keyring.age_s()
+        return age is not None and age <= self.cfg.serving.key_max_stale_s
+
+    def authenticate(self, token: str) -> keys.ApiKey | None:
+        """The live key ``token`` is, or None: from memory, never from ClickHouse. If the keys could
+        not be refreshed for key_max_stale_s, no key is trusted (Unavailable): a revocation must not
+        be ignored indefinitely."""
         if keys.parse(token) is None:
             return None
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        hit = self._keys.get(digest)
-        if hit is not None and hit[1] > time.monotonic():
-            return hit[0]
-        flight = self._key_flights.get(digest)
-        if flight is not None:
-            return await asyncio.shield(flight)
-        flight = asyncio.get_running_loop().create_future()
-        self._key_flights[digest] = flight
-        try:
-            found = await self.gate.run(DASHBOARD, lambda ch: self._verify(ch, token))
-            if len(self._keys) >= KEY_CACHE_MAX:
-                self._keys.clear()
-            self._keys[digest] = (found, time.monotonic() + self.cfg.serving.key_cache_s)
-            flight.set_result(found)
-            return found
-        except BaseException as exc:
-            flight.set_exception(exc)
-            flight.exception()
-            raise
-        finally:
-            self._key_flights.pop(digest, None)
+        if not self.keys_ready():
+            raise Unavailable("API keys cannot be checked right now")
+        return self.keyring.verify(token)
 
-    def _verify(self, ch, token: str):
-        self.gate.count("key")
-        return keys.verify(ch, self.db, token)
+    async def rate_limit_client(self, address: str) -> Decision:
+        return await self.limiter.take_client(address)
 
     async def rate_limit(self, key: keys.ApiKey) -> Decision:
         return await self.limiter.take(key.tenant_id, key.rate_per_s, key.burst)
@@ -230,27 +266,36 @@ class Service:
             "newest_queryable_minute": iso(newest),
             "data_lag_s": round(now - newest - 60, 1) if newest else None,
             "last_published_hour": iso(state["last_published_hour"]),
-            "stream": {
-                "last_commit": iso(commit),
-                "seconds_since_commit": round(now - commit, 1) if commit else None,
-                "newest_event_time": iso(state["newest_event_time"]),
-                "consumer_lag_records": state["consumer_lag"],
-            },
+            "stream": {"last_commit": iso(commit), "seconds_since_commit": round(now - commit, 1) if commit else None},
         }, how
 
     async def health(self) -> dict:
-        checks: dict[str, bool | str] = {}
-        try:
-            checks["redis"] = bool(await self.redis.ping())
-        except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", reported with its reason
-            checks["redis"] = f"unreachable: {exc}"
-        try:
+        """Each backend's state as True or a short word; what failed is logged, never returned (the
+        endpoint is unauthenticated). Computed at most once per HEALTH_CACHE_S, outside the request
+        slots, so probing it costs ClickHouse nothing more however often it is called."""
+        if self._health is not None and time.monotonic() - self._health_at < HEALTH_CACHE_S:
+            return self._health
+        if self._health_lock is None:
+            self._health_lock = asyncio.Lock()
+        async with self._health_lock:
+            if self._health is not None and time.monotonic() - self._health_at < HEALTH_CACHE_S:
+                return self._health
+            checks: dict[str, bool | str] = {}
+            try:
+                checks["redis"] = bool(await self.redis.ping())
+            except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy"; the reason goes to the log
+                log.warning("health: Redis unreachable", extra={"error": str(exc)[:300]})
+                checks["redis"] = "unreachable"
 
             def ping(ch):
                 self.gate.count("meta")
                 return ch.execute("SELECT 1")[0][0] == 1
 
-            checks["clickhouse"] = await self.gate.run(DASHBOARD, ping)
-        except Exception as exc:  # noqa: BLE001 - as for redis: reported, never raised
-            checks["clickhouse"] = f"unreachable: {exc}"
+            try:
+                checks["clickhouse"] = await self.gate.run_background(DASHBOARD, ping)
+            except Exception as exc:  # noqa: BLE001 - as for Redis
+                log.warning("health: ClickHouse unreachable", extra={"error": str(exc)[:300]})
+                checks["clickhouse"] = "unreachable"
+            checks["keys"] = True if self.keys_ready() else "not loaded"
+            self._health, self._health_at = checks, time.monotonic()
         return checks

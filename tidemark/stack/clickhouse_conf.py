@@ -12,6 +12,12 @@ The serving profiles switch query logging off: clickhouse-driver inlines bound
 values into the query text, and any readonly user can read ``system.query_log``,
 so a logged API query would show one tenant's ids and filters to whoever holds
 reader credentials.
+
+What users.xml cannot do on 18.16: keep any user out of the ``system`` database
+(``allow_databases`` does not apply to it), so each serving user can read the
+other's running queries in ``system.processes``. The API therefore never puts a
+tenant id or filter value in a query's text (tidemark/serving/queries.py sends
+them as an external table); README "Serving" states what remains visible.
 """
 
 from __future__ import annotations

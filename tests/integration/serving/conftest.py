@@ -1,6 +1,7 @@
 """The serving API against the real embedded stack: a `tidemark serve` subprocess on a free port,
-with test limits (3 s dashboard time limit, short live TTL, 4 query slots), and helpers that fill
-rollups the way the pipeline does (INSERT into rollup_input; publish = registry row)."""
+with test limits (3 s dashboard time limit, short live TTL, 4 query slots, keys refreshed every
+second, per-client limits out of the way), and helpers that fill rollups the way the pipeline does
+(INSERT into rollup_input; publish = registry row)."""
 
 from __future__ import annotations
 
@@ -11,27 +12,18 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from serving_helpers import SERVER_ENV, tenant_name
 
 from tidemark.config import load
 from tidemark.io.clickhouse import client
 
 ROOT = Path(__file__).resolve().parents[3]
-SERVER_ENV = {
-    "TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S": "3",
-    "TIDEMARK_SERVING_RATE_PER_S": "100000",
-    "TIDEMARK_SERVING_BURST": "100000",
-    "TIDEMARK_SERVING_MAX_INFLIGHT": "4",
-    "TIDEMARK_SERVING_QUEUE_WAIT_S": "1",
-    "TIDEMARK_SERVING_LIVE_TTL_S": "4",
-    "TIDEMARK_SERVING_REGISTRY_REFRESH_S": "1",
-    "TIDEMARK_SERVING_KEY_CACHE_S": "1",
-    "TIDEMARK_SERVING_SINGLE_FLIGHT_WAIT_S": "5",
-}
 _METRIC_LINE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$")
 
 
@@ -61,9 +53,22 @@ class Api:
     log: Path
 
     def key(self, tenant: str, **kw) -> str:
+        """A new key of ``tenant``, returned once the API has loaded it (its keys are refreshed in
+        the background; waiting on the server's own counter spends none of the tenant's tokens)."""
         from tidemark.serving.keys import create
 
-        return create(self.cfg, tenant, "test", **kw)[1]
+        token = create(self.cfg, tenant, "test", **kw)[1]
+        self.wait_keys_loaded(time.time())
+        return token
+
+    def wait_keys_loaded(self, since: float, timeout_s: float = 15.0) -> float:
+        """Wait until a key refresh that started after ``since`` (epoch seconds) has landed; returns
+        the seconds waited."""
+        started = time.monotonic()
+        while self.metrics().get("tidemark_api_keys_loaded_through", 0.0) <= since:
+            assert time.monotonic() - started < timeout_s, f"the API loaded no keys within {timeout_s} s"
+            time.sleep(0.05)
+        return time.monotonic() - started
 
     def get(self, path: str, key: str | None = None, **params) -> httpx.Response:
         headers = {"X-API-Key": key} if key else {}
@@ -114,15 +119,14 @@ def serving_cfg(stack):
     return cfg
 
 
-@pytest.fixture(scope="session")
-def api(serving_cfg):
-    # 1,000 concurrent connections need more than the common 1,024 descriptors (the server inherits this).
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
+@contextmanager
+def serve(cfg, extra_env: dict | None = None, healthy: bool = True):
+    """A `tidemark serve` subprocess with SERVER_ENV (+ ``extra_env``) on a free port; waits until
+    /health answers (200 unless ``healthy`` is False: then any answer will do)."""
     port = _free_port()
-    log = serving_cfg.home / "logs" / f"api-test-{port}.log"
+    log = cfg.home / "logs" / f"api-test-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **SERVER_ENV, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **SERVER_ENV, **(extra_env or {}), "PYTHONPATH": str(ROOT)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tidemark.cli", "serve", "--port", str(port)],
@@ -133,22 +137,54 @@ def api(serving_cfg):
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, f"tidemark serve exited: {log.read_text()[-2000:]}"
-        assert time.monotonic() < deadline, f"tidemark serve not healthy in 30 s: {log.read_text()[-2000:]}"
-        time.sleep(0.3)
-    yield Api(url, serving_cfg, log)
-    proc.terminate()
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=5).status_code == 200 or not healthy:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, f"tidemark serve exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"tidemark serve not healthy in 30 s: {log.read_text()[-2000:]}"
+            time.sleep(0.3)
+        yield Api(url, cfg, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def api(serving_cfg):
+    # 1,000 concurrent connections need more than the common 1,024 descriptors (the server inherits this).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
+    with serve(serving_cfg) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def heavy(api, serving_cfg):
+    """A tenant whose minute grain is big enough that merging its distinct users over 90 days takes
+    well over the 3 s dashboard limit (3 M minute rows of 100 users each; 1 M took 6-9 s on a loaded
+    2-core box but under 3 s on an idle one).
+    Written straight into minute_rollups: only the minute grain matters here."""
+    t = tenant_name("heavy")
+    db = serving_cfg.clickhouse.database
+    base = int(time.time()) // 60 * 60 - 3600
+    # Its own connection with a long socket timeout: on a loaded box this INSERT takes minutes, and the
+    # writer's 60 s would abandon it half-done.
+    client(serving_cfg.clickhouse, send_receive_timeout=900).execute(
+        f"INSERT INTO {db}.minute_rollups SELECT %(t)s, toDateTime(%(base)s - (number %% 120000) * 60), 'stream', 1, "
+        f"'US', 'mobile', concat('/p', toString(number %% 1000)), 1, "
+        f"arrayReduce('uniqCombinedState', arrayMap(x -> toString(number * 100 + x), range(100))) "
+        f"FROM numbers(3000000)",
+        {"t": t, "base": base},
+    )
+    return t, api.key(t)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,33 @@ and publish an hour the way the batch layer does (one published_hours row)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import socket
+import threading
 import time
 from datetime import datetime, timezone
 
 from tidemark.io.clickhouse import insert_rows
 from tidemark.tables import ROLLUP_INPUT_COLUMNS
+
+# The test API's settings (conftest.py), also given to CLI subprocesses that report them.
+SERVER_ENV = {
+    "TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S": "3",
+    "TIDEMARK_SERVING_RATE_PER_S": "100000",
+    "TIDEMARK_SERVING_BURST": "100000",
+    "TIDEMARK_SERVING_MAX_INFLIGHT": "4",
+    "TIDEMARK_SERVING_QUEUE_WAIT_S": "1",
+    "TIDEMARK_SERVING_LIVE_TTL_S": "4",
+    "TIDEMARK_SERVING_REGISTRY_REFRESH_S": "1",
+    "TIDEMARK_SERVING_KEY_REFRESH_S": "1",
+    "TIDEMARK_SERVING_CLIENT_RATE_PER_S": "100000",
+    "TIDEMARK_SERVING_CLIENT_BURST": "100000",
+    "TIDEMARK_SERVING_SINGLE_FLIGHT_WAIT_S": "5",
+}
+# two filters -> the minute grain; 90 days of distinct users: the heaviest dashboard question
+# (for the `heavy` tenant of conftest.py, over the 3 s dashboard limit)
+HEAVY = {"range": "90d", "metric": "users", "country": "US", "device": "mobile"}
 
 
 def tenant_name(label: str) -> str:
@@ -32,3 +53,56 @@ def publish(ch, db: str, hour: datetime, version: int) -> None:
         REGISTRY_COLUMNS,
         [(hour, version, "published", now, int(time.time() * 1_000_000), 0, 0, 0, 0, 0, "serving-test", "", "")],
     )
+
+
+def request_path_queries(metrics: dict[str, float]) -> float:
+    """ClickHouse statements the API ran for requests: every kind but the background key refresh."""
+    prefix = "tidemark_clickhouse_queries_total"
+    return sum(v for k, v in metrics.items() if k.startswith(prefix) and k != prefix + '{kind="keys"}')
+
+
+class TcpProxy:
+    """A TCP forwarder from a free local port to (host, port) that can be cut: ``cut()`` drops every
+    connection and refuses new ones, as a ClickHouse that went away would."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.listener.accept()
+                far = socket.create_connection(self.target)
+            except OSError:
+                return  # cut
+            with self._lock:
+                self._sockets += [near, far]
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept() blocked in the other thread (close alone would not)
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()

@@ -1,16 +1,19 @@
 """Tenant isolation, tried as an attacker would: random parameters, other tenants' keys, ids and
-names, SQL-injection strings in every field. Zero foreign rows, only clean 4xx; and the readonly
-users' queries never reach system.query_log, where any reader could read them."""
+names, SQL-injection strings in every field. Zero foreign rows, only clean 4xx; the readonly
+users' queries never reach system.query_log, where any reader could read them; and their running
+queries in system.processes (which 18.16 shows every user) carry no tenant id or filter value."""
 
+import concurrent.futures
 import json
 import random
 import secrets
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
-from serving_helpers import insert_minutes, tenant_name
+from serving_helpers import HEAVY, insert_minutes, tenant_name
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +240,34 @@ def test_reader_queries_never_reach_the_query_log(api, tenants, writer, serving_
         )[0]
         assert logged_by_reader == 0
     print(json.dumps({"query_log_rows_of_api_queries": 0}))
+
+
+def test_running_queries_show_no_tenant_to_the_other_serving_user(api, heavy, serving_cfg):
+    """18.16 shows every user's running queries in system.processes (it always allows `system`).
+    While a dashboard query runs, the export user reads that table: it must see the query (or the
+    check proves nothing) but neither the tenant's id nor its filter values."""
+    tenant, key = heavy
+    ch, sv = serving_cfg.clickhouse, serving_cfg.serving
+    # an explicit 90-day range of its own, so neither the cache nor a remembered timeout answers it
+    end = int(time.time()) // 86400 * 86400 - random.randrange(1, 30) * 86400
+    params = {**HEAVY, "start": str(end - 89 * 86400), "end": str(end)}
+    params.pop("range")
+    export_user = Client(host=ch.host, port=ch.port, user=ch.reader_user, password=ch.reader_password)
+    seen: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(api.get, "/api/v1/timeseries", key, **params)
+        deadline = time.monotonic() + 20
+        while not any("minute_rollups" in q for q in seen) and not running.done():
+            assert time.monotonic() < deadline, "the dashboard query never showed in system.processes"
+            seen += [
+                q
+                for (q,) in export_user.execute(
+                    "SELECT query FROM system.processes WHERE user = %(u)s", {"u": sv.dashboard_user}
+                )
+            ]
+        response = running.result()
+    assert response.status_code in (200, 504), response.text
+    assert any("minute_rollups" in q for q in seen), f"the export user saw no dashboard query: {seen}"
+    for query in seen:
+        for private in (tenant, HEAVY["device"]):
+            assert private not in query, f"the export user sees {private!r} in a running query: {query[:300]}"

@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from serving_helpers import insert_minutes, tenant_name
+from serving_helpers import HEAVY, insert_minutes, tenant_name
 
 pytestmark = pytest.mark.integration
 
@@ -21,25 +21,6 @@ def bystander(api, writer, serving_cfg):
         writer,
         serving_cfg.clickhouse.database,
         [(t, now - timedelta(minutes=m), "US", "desktop", "/", 2, [f"u{m}"]) for m in range(30)],
-    )
-    return api.key(t)
-
-
-@pytest.fixture(scope="module")
-def heavy(api, writer, serving_cfg):
-    """A tenant whose minute grain is big enough that merging its distinct users over 90 days takes
-    well over the 3 s dashboard limit (3 M minute rows of 100 users each; 1 M took 6-9 s on a loaded
-    2-core box but under 3 s on an idle one).
-    Written straight into minute_rollups: only the minute grain matters here."""
-    t = tenant_name("heavy")
-    db = serving_cfg.clickhouse.database
-    base = int(time.time()) // 60 * 60 - 3600
-    writer.execute(
-        f"INSERT INTO {db}.minute_rollups SELECT %(t)s, toDateTime(%(base)s - (number %% 120000) * 60), 'stream', 1, "
-        f"'US', 'mobile', concat('/p', toString(number %% 1000)), 1, "
-        f"arrayReduce('uniqCombinedState', arrayMap(x -> toString(number * 100 + x), range(100))) "
-        f"FROM numbers(3000000)",
-        {"t": t, "base": base},
     )
     return api.key(t)
 
@@ -58,14 +39,11 @@ def test_rate_limit_answers_429_with_retry_after_and_others_are_served(api, byst
     assert api.get("/api/v1/me", key).status_code == 200
 
 
-# two filters -> the minute grain; 90 days of distinct users: the heaviest dashboard question
-HEAVY = {"range": "90d", "metric": "users", "country": "US", "device": "mobile"}
-
-
 def test_timeout_answers_504_and_others_are_served(api, heavy, bystander):
+    _, heavy_key = heavy
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         started = time.monotonic()
-        slow = pool.submit(api.get, "/api/v1/timeseries", heavy, **HEAVY)
+        slow = pool.submit(api.get, "/api/v1/timeseries", heavy_key, **HEAVY)
         time.sleep(0.2)
         # while the heavy query runs, another tenant is answered, quickly
         other = [api.get("/api/v1/timeseries", bystander, range="1h", compare="true") for _ in range(3)]
@@ -77,13 +55,14 @@ def test_timeout_answers_504_and_others_are_served(api, heavy, bystander):
     assert body["error"] == "query_timeout" and "3 s limit" in body["detail"], body
     assert others_done < 3.0, f"the other tenant waited {others_done:.2f} s"
     again_started = time.monotonic()
-    again = api.get("/api/v1/timeseries", heavy, **HEAVY)  # remembered: no second runaway query
+    again = api.get("/api/v1/timeseries", heavy_key, **HEAVY)  # remembered: no second runaway query
     assert again.status_code == 504 and time.monotonic() - again_started < 0.5
 
 
 def test_saturated_query_slots_answer_503(api, heavy, bystander):
     """Eight different heavy questions at once against 4 slots and a 1 s queue wait: the excess
     gets 503 with Retry-After instead of piling up; once they drain, others are answered."""
+    _, heavy_key = heavy
     end = int(time.time()) // 3600 * 3600
     queries = [
         {**HEAVY, "range": None, "start": str(end - 89 * 86400 - i * 86400), "end": str(end - i * 86400)}
@@ -92,7 +71,7 @@ def test_saturated_query_slots_answer_503(api, heavy, bystander):
     for q in queries:
         q.pop("range")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda q: api.get("/api/v1/timeseries", heavy, **q), queries))
+        responses = list(pool.map(lambda q: api.get("/api/v1/timeseries", heavy_key, **q), queries))
     statuses = sorted(r.status_code for r in responses)
     assert set(statuses) <= {504, 503} and statuses.count(503) >= 1, statuses
     for r in responses:

@@ -50,11 +50,32 @@ def test_requests_seconds_apart_share_one_range():
         {"range_": "1h", "start": "0"},
         {"start": str(NOW - 100 * DAY)},
         {"start": str(NOW), "end": str(NOW + 2 * HOUR)},
+        # extremes must be a RangeError (400), never an OverflowError or ValueError (500)
+        {"start": "0001-01-01T00:00:00+14:00"},
+        {"start": "0001-01-01T00:00:00+14:00", "end": "0001-01-01T02:00:00+14:00"},
+        {"start": "0", "end": "3600"},
+        {"start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z"},
+        {"start": "9999-12-31T23:59:59-14:00"},
+        {"start": "1999-12-31T23:00:00Z", "end": "2000-01-01T01:00:00Z"},
+        {"start": "²"},
+        {"start": "٣٣٣٣٣٣٣"},
+        {"start": "99999999999999999999"},
+        {"start": "-1"},
+        {"start": "1e9"},
+        {"start": "NaN"},
+        {"start": "2026-02-30T00:00:00Z"},
+        {"start": "2026-11-25T00:00:00+25:00"},
+        {"start": str(NOW - DAY), "end": "0"},
     ],
 )
 def test_rejected(kw):
     with pytest.raises(RangeError):
         resolve(NOW, **kw)
+
+
+def test_the_earliest_range_is_accepted_with_its_previous_period():
+    r = resolve(NOW, start="2000-01-01T00:00:00Z", end="2000-01-02T00:00:00Z")
+    assert r.start == 946684800 and r.with_previous().start > 0
 
 
 def test_realtime_window_is_the_last_five_minutes():

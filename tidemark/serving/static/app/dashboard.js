@@ -110,10 +110,9 @@ async function loadLive() {
   state.data.realtime = rt;
   state.data.freshness = fresh;
   $("realtime").textContent = fmt.format(rt.visitors);
-  const lag = fresh.stream.consumer_lag_records;
   $("freshness").innerHTML =
     `newest minute: <b>${fresh.newest_queryable_minute ? fresh.newest_queryable_minute.slice(11, 16) + " UTC" : "none"}</b><br>` +
-    `last stream commit: ${ago(fresh.stream.last_commit)}${lag === null ? "" : `, lag ${fmt.format(lag)} records`}<br>` +
+    `last stream commit: ${ago(fresh.stream.last_commit)}<br>` +
     `last published hour: ${fresh.last_published_hour ? fresh.last_published_hour.slice(0, 13).replace("T", " ") + "h" : "none"}`;
 }
 
