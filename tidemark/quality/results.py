@@ -157,6 +157,8 @@ def _fmt_exact(value: Any) -> str:
         return as_utc(value).isoformat(sep=" ").replace("+00:00", "")
     if isinstance(value, (list, tuple)):
         return "(" + ", ".join(_fmt_exact(v) for v in value) + ")"
+    if isinstance(value, dict):  # a multicolumn rule's sample: {column: value}, in the rule's column order
+        return "(" + ", ".join(_fmt_exact(v) for v in value.values()) + ")"
     return _fmt(value)
 
 

@@ -222,8 +222,8 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     assert second.stream_id != first.stream_id
     stream_rows = ch.execute(
         f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups "
-        f"WHERE layer = 'stream' AND tenant_id IN %(t)s AND minute >= %(s)s",
-        {"t": tuple(tenants), "s": start},
+        f"WHERE layer = 'stream' AND tenant_id IN %(t)s AND minute >= %(s)s AND minute < %(e)s",
+        {"t": tuple(tenants), "s": start, "e": start + timedelta(hours=3)},  # the window forgotten above
     )[0][0]
     assert stream_rows == 2 * manifest["on_time_events"]  # both identities wrote every event...
     assert served() == manifest["on_time_events"]  # ...and readers count one of them
@@ -234,8 +234,8 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     while (
         ch.execute(
             f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'stream' "
-            f"AND tenant_id IN %(t)s AND minute >= %(s)s",
-            {"t": tuple(tenants), "s": start},
+            f"AND tenant_id IN %(t)s AND minute >= %(s)s AND minute < %(e)s",
+            {"t": tuple(tenants), "s": start, "e": start + timedelta(hours=3)},
         )[0][0]
         != manifest["on_time_events"]
     ):
