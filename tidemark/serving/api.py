@@ -1,10 +1,10 @@
 """`tidemark serve`: the dashboard query API (FastAPI) and the dashboard page at `/`.
 
-Every /api route takes a token from the client address's bucket (before anything else: a caller
-without a valid key costs one Redis call, never a ClickHouse query), authenticates the caller's key
-(header ``X-API-Key``, or ``Authorization: Bearer``) from memory, takes a token from the tenant's
-bucket, and answers from the cache or the rollups. Parameters are
-whitelisted per route: an unknown parameter (``tenant=...`` included) is a 400, never ignored.
+Every /api route checks the caller's key (header ``X-API-Key``, or ``Authorization: Bearer``) from
+memory, takes a token from the client address's bucket and then the key's tenant's (one Redis
+call: a caller without a valid key costs that, never a ClickHouse query), and answers from the
+cache or the rollups. Parameters are whitelisted per route: an unknown parameter (``tenant=...``
+included) is a 400, never ignored.
 Errors are JSON ``{"error": code, "detail": what happened and what to do}``; every malformed input
 is a 400, and no answer carries internal detail (addresses, exception text): that goes to the log.
 """
@@ -145,37 +145,42 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
 
     async def tenant_key(request: Request) -> ApiKey:
         service: Service = request.app.state.service
-        address = request.client.host if request.client else "unknown"
-        decision = await service.rate_limit_client(address)
-        if not decision.allowed:
-            service.metrics.inc("tidemark_rejected_total", reason="client_rate_limited")
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many requests from this address; retry after {decision.retry_after_s} s",
-                {"Retry-After": str(decision.retry_after_s)},
-            )
         token = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
         if not token and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
+        key, unavailable = None, None
+        try:  # from memory: costs nothing, whoever asks
+            key = service.authenticate(token) if token else None
+        except Unavailable as exc:
+            unavailable = exc
+        address = request.client.host if request.client else "unknown"
+        client, tenant = await service.admit(address, key)
+        if not client.allowed:  # the client's bucket comes first, whatever key it sends
+            service.metrics.inc("tidemark_rejected_total", reason="client_rate_limited")
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests from this address; retry after {client.retry_after_s} s",
+                {"Retry-After": str(client.retry_after_s)},
+            )
+        if unavailable is not None:
+            raise unavailable
         if not token:
             raise ApiError(
                 401,
                 "missing_key",
                 "send your API key in the X-API-Key header (create one with `tidemark keys create --tenant ...`)",
             )
-        key = service.authenticate(token)
-        if key is None:
+        if key is None or tenant is None:
             raise ApiError(401, "invalid_key", "this API key is unknown or revoked")
-        decision = await service.rate_limit(key)
-        if not decision.allowed:
+        if not tenant.allowed:
             service.metrics.inc("tidemark_rejected_total", reason="rate_limited")
             raise ApiError(
                 429,
                 "rate_limited",
-                f"too many requests for this tenant; retry after {decision.retry_after_s} s",
-                {"Retry-After": str(decision.retry_after_s)},
+                f"too many requests for this tenant; retry after {tenant.retry_after_s} s",
+                {"Retry-After": str(tenant.retry_after_s)},
             )
         return key
 

@@ -1,11 +1,13 @@
-"""Rate limits: token buckets in Redis, shared by every API process. Two per request: the client
-address's first (before the key is even looked at, so nobody without a key can run up costs), then
-the key's tenant's.
+"""Rate limits: token buckets in Redis, shared by every API process. Two per request, in one
+round trip: the client address's first, then (only if the client had a token, and the request
+carries a valid key) the key's tenant's. A request without a valid key spends its client's tokens
+like any other, so nobody without a key can run up costs; keys are checked in memory, so that
+check costs nothing whichever comes first.
 
-One Lua script refills the bucket by the time elapsed (Redis's own clock, so API hosts' clocks do
+One Lua script refills each bucket by the time elapsed (Redis's own clock, so API hosts' clocks do
 not matter), takes a token if there is one, and otherwise says how long until the next one: the
-``Retry-After`` of the 429. The bucket's key expires once it would be full again, so idle tenants
-cost nothing.
+``Retry-After`` of the 429. A bucket's key expires once it would be full again, so idle clients and
+tenants cost nothing.
 """
 
 from __future__ import annotations
@@ -13,27 +15,33 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-_TOKEN_BUCKET = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+_TOKEN_BUCKETS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil then tokens = burst; ts = now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = (1 - tokens) / rate
+local function take(key, rate, burst)
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil then tokens = burst; ts = now end
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+  return allowed, wait
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, tostring(wait)}
+local ca, cw = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if ca == 0 or #KEYS < 2 then
+  return {ca, tostring(cw), 0, '0'}
+end
+local ta, tw = take(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+return {ca, tostring(cw), ta, tostring(tw)}
 """
 
 
@@ -43,24 +51,26 @@ class Decision:
     retry_after_s: int  # whole seconds, at least 1 when refused (Retry-After takes integers)
 
 
+def _decision(allowed, wait) -> Decision:
+    return Decision(True, 0) if int(allowed) else Decision(False, max(1, math.ceil(float(wait))))
+
+
 class RateLimiter:
     def __init__(self, redis, default_rate: float, default_burst: int, client_rate: float, client_burst: int):
-        self.redis = redis
         self.default_rate = default_rate
         self.default_burst = default_burst
         self.client_rate = client_rate
         self.client_burst = client_burst
-        self._script = redis.register_script(_TOKEN_BUCKET)
+        self._script = redis.register_script(_TOKEN_BUCKETS)
 
-    async def _take(self, bucket: str, rate: float, burst: int) -> Decision:
-        allowed, wait = await self._script(keys=[bucket], args=[rate, burst])
-        if int(allowed):
-            return Decision(True, 0)
-        return Decision(False, max(1, math.ceil(float(wait))))
-
-    async def take(self, tenant: str, rate: float = 0.0, burst: int = 0) -> Decision:
-        return await self._take(f"tm:rl:{tenant}", rate or self.default_rate, burst or self.default_burst)
-
-    async def take_client(self, address: str) -> Decision:
-        # Its own prefix: a tenant id may contain ':' but never makes a key starting "tm:rlc:".
-        return await self._take(f"tm:rlc:{address}", self.client_rate, self.client_burst)
+    async def admit(
+        self, address: str, tenant: str | None = None, rate: float = 0.0, burst: int = 0
+    ) -> tuple[Decision, Decision | None]:
+        """(the client's decision, the tenant's or None when no tenant was given or the client had
+        no token). A key's own rate/burst of 0 means the server default."""
+        # Prefixes apart: a tenant id may contain ':' but never makes a key starting "tm:rlc:".
+        keys = [f"tm:rlc:{address}"] + ([f"tm:rl:{tenant}"] if tenant is not None else [])
+        args = [self.client_rate, self.client_burst, rate or self.default_rate, burst or self.default_burst]
+        ca, cw, ta, tw = await self._script(keys=keys, args=args)
+        client = _decision(ca, cw)
+        return client, (_decision(ta, tw) if client.allowed and tenant is not None else None)

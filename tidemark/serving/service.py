@@ -121,11 +121,11 @@ class Service:
             raise Unavailable("API keys cannot be checked right now")
         return self.keyring.verify(token)
 
-    async def rate_limit_client(self, address: str) -> Decision:
-        return await self.limiter.take_client(address)
-
-    async def rate_limit(self, key: keys.ApiKey) -> Decision:
-        return await self.limiter.take(key.tenant_id, key.rate_per_s, key.burst)
+    async def admit(self, address: str, key: keys.ApiKey | None) -> tuple[Decision, Decision | None]:
+        """The client address's token bucket, then the key's tenant's (one Redis round trip)."""
+        if key is None:
+            return await self.limiter.admit(address)
+        return await self.limiter.admit(address, key.tenant_id, key.rate_per_s, key.burst)
 
     # -- registry fingerprint -----------------------------------------------------------
     async def _registry_snapshot(self) -> Snapshot:
