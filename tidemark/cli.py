@@ -94,10 +94,13 @@ def _status(args: argparse.Namespace) -> int:
     stream: dict[str, Any] = {"pid": stream_process(cfg).pid()}
     healthy = all(s["healthy"] for s in services_now)
     if healthy:
+        from tidemark.stream.identity import current
         from tidemark.stream.metrics import health
 
         try:
             stream.update(health(cfg))
+            serving = current(cfg, cfg.kafka.topic)
+            stream["serving_stream_id"] = serving.stream_id if serving else None
         except Exception as exc:  # noqa: BLE001 - status must print even before the schema exists
             stream["detail"] = f"no stream metrics: {exc}"
     if args.json:
@@ -110,6 +113,8 @@ def _status(args: argparse.Namespace) -> int:
             + "  ".join(
                 f"{k}={stream[k]}"
                 for k in (
+                    "serving_stream_id",
+                    "stream_id",
                     "last_commit",
                     "freshness_p50_s",
                     "freshness_p95_s",
@@ -123,8 +128,23 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _stream_promote(args: argparse.Namespace) -> int:
+    """Make one stream the one serving its topic: the only way the serving stream changes (logged, and
+    recorded in ClickHouse ``stream_promotions``)."""
+    from tidemark.config import settings
+    from tidemark.stream.identity import PromotionRefused, promote
+
+    try:
+        done = promote(settings(), args.stream, topic=args.topic, force=args.force, reason=args.reason or "")
+    except PromotionRefused as exc:
+        print(f"tidemark stream-promote: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(done.__dict__) if args.json else done.message())
+    return 0
+
+
 def _stream_retire(args: argparse.Namespace) -> int:
-    """Delete the streaming rows of stream identities a newer checkpoint replaced (already unread)."""
+    """Delete the streaming rows of streams a promotion passed over (already unread)."""
     from tidemark.config import settings
     from tidemark.stream.identity import retire
 
@@ -360,7 +380,21 @@ def build_parser() -> argparse.ArgumentParser:
     stream_options.add_arguments(stream)
     stream.set_defaults(func=_stream)
 
-    retire = sub.add_parser("stream-retire", help="delete the rows of stream checkpoints a newer one replaced")
+    promote = sub.add_parser(
+        "stream-promote", help="make a stream (a --candidate run) the one whose rows count for its topic"
+    )
+    promote.add_argument("stream", help="the stream's checkpoint directory, or its stream_id")
+    promote.add_argument("--topic", help="only needed when the stream consumed several topics")
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even if it has not caught up with the serving stream or started at 'latest'",
+    )
+    promote.add_argument("--reason", help="recorded with the promotion")
+    promote.add_argument("--json", action="store_true")
+    promote.set_defaults(func=_stream_promote)
+
+    retire = sub.add_parser("stream-retire", help="delete the rows of streams a promotion passed over")
     retire.set_defaults(func=_stream_retire)
 
     status = sub.add_parser("status", help="services and stream health (freshness, lag, rates)")

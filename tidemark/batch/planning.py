@@ -3,10 +3,17 @@
 * **Dirty:** a published hour is dirty when a lake commit after the Delta version its publication
   read added data to it (tidemark/batch/lake_log.py). Late events, on-time events that arrived
   after the publish, events that landed mid-run: one rule.
-* **Complete:** hour H may be published once the stream has committed, on every partition of the
-  topic, the Kafka offsets that were current at H's end + the allowed lateness (Kafka's own
+* **Complete:** hour H may be published once the serving stream (the topic's promoted identity,
+  tidemark/stream/identity.py; never a candidate) has committed, on every partition of the topic,
+  the Kafka offsets that were current at H's end + the allowed lateness (Kafka's own
   offsets-by-timestamp lookup). Event time is not a signal: one fast clock would pass it.
   Anything that still arrives later makes the hour dirty.
+
+  The lookup assumes record timestamps grow with offsets within a partition. That holds when the
+  broker stamps them (``LogAppendTime``); with producer timestamps (``CreateTime``) they need not
+  be ordered: a record stamped before the cutoff may sit after the first one stamped at or past it,
+  and the hour can then be published without it. Nothing is lost: the record lands in the lake,
+  the hour turns dirty, and ``late_data_recompute`` republishes it (usually within 15 minutes).
 * **Due:** what ``late_data_recompute`` runs: dirty hours, hours with lake data that were never
   published (no hourly run, or it failed), and failed hours once their back-off has passed, over
   the contract's whole acceptance window.
@@ -96,7 +103,8 @@ class Completeness:
 
 
 def hour_complete(cfg: Settings, hour: datetime, now: datetime, *, topic: str | None = None) -> Completeness:
-    """Whether the stream has committed everything that arrived by ``hour``'s end + lateness."""
+    """Whether the serving stream has committed everything that arrived by ``hour``'s end + lateness
+    (arrival as Kafka's record timestamps tell it: see the module docstring for CreateTime)."""
     from tidemark.io.kafka_admin import offsets_at
     from tidemark.stream import identity as stream_identities
     from tidemark.stream.identity import stream_offsets
@@ -107,7 +115,7 @@ def hour_complete(cfg: Settings, hour: datetime, now: datetime, *, topic: str | 
         return Completeness(False, f"waiting for {cutoff.isoformat()} (hour end + allowed lateness)")
     ident = stream_identities.current(cfg, topic)
     if ident is None:
-        return Completeness(False, f"no stream has registered for topic {topic!r}: start one (`tidemark stream`)")
+        return Completeness(False, f"no stream serves topic {topic!r}: start one (`tidemark stream`)")
     target = offsets_at(cfg.kafka.bootstrap_servers, topic, int(cutoff.timestamp() * 1000))
     done = stream_offsets(cfg, ident.stream_id, topic)
     behind = {p: off - done.get(p, 0) for p, off in target.items() if done.get(p, 0) < off}

@@ -75,7 +75,8 @@ def lake_maintenance() -> TidemarkSparkSubmitOperator:
 
 @task.sensor(poke_interval=30, timeout=4 * 3600, mode="reschedule", retries=0)
 def wait_for_stream(data_interval_start=None) -> bool:
-    """True once the stream committed, on every partition, the offsets current at hour end + lateness."""
+    """True once the serving stream committed, on every partition, the offsets current at hour end +
+    lateness (tidemark.batch.planning.hour_complete; with producer timestamps, see its CreateTime note)."""
     from datetime import datetime, timezone
 
     import structlog  # Airflow's own: its named loggers honour namespace_levels (tidemark=INFO) in the task log

@@ -27,6 +27,8 @@ class StreamOptions:
     dedup_window: str = "10 minutes"
     allowed_lateness_s: int = 600
     fail_on_data_loss: bool = True
+    # May run although another stream serves the topic (its rows count only once promoted).
+    candidate: bool = False
 
     @classmethod
     def from_settings(cls, cfg: Settings, **overrides) -> StreamOptions:
@@ -57,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--max-offsets-per-trigger", type=int, help="admission control per micro-batch")
     parser.add_argument("--trigger-seconds", type=float, help="micro-batch interval")
     parser.add_argument("--available-now", action="store_true", help="process the current backlog, then exit")
+    parser.add_argument(
+        "--candidate",
+        action="store_true",
+        default=None,
+        help="run although another stream serves the topic: its rows count only once "
+        "`tidemark stream-promote` names it (without this flag such a run is refused)",
+    )
     return parser
 
 
@@ -68,6 +77,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "starting_offsets": args.starting_offsets,
         "max_offsets_per_trigger": args.max_offsets_per_trigger,
         "trigger_seconds": args.trigger_seconds,
+        "candidate": args.candidate,
     }
 
 

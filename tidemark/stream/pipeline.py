@@ -15,27 +15,27 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 
 from tidemark.config import Settings, settings
-from tidemark.stream.identity import StreamIdentity
+from tidemark.stream.admission import Admission, StreamRefused, admit
 from tidemark.stream.options import STREAM_NAME, StreamOptions, kafka_source_options
 
 log = logging.getLogger(__name__)
 
 
-def build(spark, cfg: Settings, opts: StreamOptions):
-    """read -> transform -> write. Returns the (not yet started) DataStreamWriter and the identity."""
+def build(spark, cfg: Settings, opts: StreamOptions, admission: Admission | None = None):
+    """read -> transform -> write. Returns the (not yet started) DataStreamWriter and the identity.
+    ``admission``: the checkpoint already admitted (``run`` admits it before starting Spark)."""
     from pyspark.sql import functions as F
 
-    from tidemark.stream import identity
     from tidemark.stream.writer import MicroBatchWriter
     from tidemark.tables import EVENTS_RAW, EVENTS_REJECTED, ensure_delta_table
     from tidemark.transforms.dedup import drop_duplicates_within_watermark
     from tidemark.transforms.validation import validate_records
 
-    ident = StreamIdentity.load_or_create(opts.checkpoint)
-    # Registered before the first batch: from now on this identity is the one serving counts for the topic.
-    identity.register(cfg, ident.stream_id, ident.epoch, opts.topic, opts.checkpoint, ident.created_at)
+    # Registered before the first batch; it serves only if it is (or, first on its topic, becomes) current.
+    ident = (admission or admit(cfg, opts)).identity
     ensure_delta_table(spark, EVENTS_RAW, cfg.lake.events_raw)
     ensure_delta_table(spark, EVENTS_REJECTED, cfg.lake.events_rejected)
     reader = spark.readStream.format("kafka")
@@ -70,14 +70,27 @@ def run(cfg: Settings | None = None, *, available_now: bool = False, **overrides
 
     cfg = cfg or settings()
     opts = StreamOptions.from_settings(cfg, **overrides)
+    try:  # before Spark starts: a refused stream costs no session
+        admission = admit(cfg, opts)
+    except StreamRefused as refused:
+        reason = str(refused)
+        log.error("stream refused", extra={"checkpoint": opts.checkpoint, "topic": opts.topic, "reason": reason})
+        print(f"tidemark stream: refused: {reason}", file=sys.stderr)
+        return 2
     spark = spark_session.session("tidemark-stream-events", cfg)
-    writer, ident = build(spark, cfg, opts)
+    writer, ident = build(spark, cfg, opts, admission)
     spark.streams.addListener(ProgressListener(cfg, ident.stream_id, opts.topic))
     if available_now:
         writer = writer.trigger(availableNow=True)
     query = writer.start()
     log.warning(
-        "stream started", extra={"stream_id": ident.stream_id, "topic": opts.topic, "checkpoint": opts.checkpoint}
+        "stream started",
+        extra={
+            "stream_id": ident.stream_id,
+            "topic": opts.topic,
+            "checkpoint": opts.checkpoint,
+            "role": admission.role,
+        },
     )
 
     stopping = []

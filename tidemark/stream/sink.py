@@ -306,10 +306,11 @@ class RollupSink:
 
 def register_loader(ch, db: str, name: str, epoch: int, last_batch: int) -> None:
     """Make streaming-layer rows written outside a stream count (tests, benches, a backfill tool):
-    registers ``name`` as the current identity of its own topic with batches [0, last_batch]
+    registers ``name`` as the current (promoted) identity of its own topic with batches [0, last_batch]
     committed, i.e. versions epoch * 1e9 .. epoch * 1e9 + last_batch."""
     now = datetime.now(timezone.utc)
     insert_rows(ch, f"{db}.stream_identities", identity.COLUMNS, [(name, epoch, f"loader:{name}", "", now, now)])
+    identity.record_promotion(ch, db, f"loader:{name}", name, epoch, by="loader", reason="register_loader")
     empty: tuple[Any, ...] = (0, 0, 0, [], [], 0, 0, now, 0.0, 0.0, 0.0, [], [])
     insert_rows(
         ch, f"{db}.stream_batches", BATCH_COLUMNS, [(name, last_batch, stream_version(epoch, last_batch), now, *empty)]

@@ -68,10 +68,12 @@ def test_an_hour_is_complete_only_when_every_partition_passed_its_cutoff(stack):
     state = hour_complete(cfg, HOUR, cutoff - timedelta(seconds=1), topic=topic)
     assert not state.ready and "waiting for" in state.reason  # the clock has not reached the cutoff
     state = hour_complete(cfg, HOUR, later, topic=topic)
-    assert not state.ready and "no stream has registered" in state.reason
+    assert not state.ready and "no stream serves" in state.reason
 
     stream_id = f"complete-{uuid.uuid4().hex[:8]}"
     stream_identities.register(cfg, stream_id, 7, topic, "/tmp/nowhere", datetime.now(timezone.utc))
+    ch = client(cfg.clickhouse)
+    stream_identities.record_promotion(ch, cfg.clickhouse.database, topic, stream_id, 7, by="test", reason="first")
     _committed(cfg, stream_id, 0, {0: 2, 1: 1})
     state = hour_complete(cfg, HOUR, later, topic=topic)
     assert not state.ready and state.behind == {0: 1}  # the record at cutoff - 1 s is not committed yet
@@ -82,9 +84,9 @@ def test_an_hour_is_complete_only_when_every_partition_passed_its_cutoff(stack):
     state = hour_complete(cfg, HOUR, later, topic=topic)
     assert state.ready, state.reason  # records after the cutoff need not be committed
 
-    # A newer checkpoint on the topic replaces the old one: its progress is what counts.
+    # A newer checkpoint on the topic is a candidate: the sensor follows it only once it is promoted.
     fresh = f"complete-fresh-{uuid.uuid4().hex[:8]}"
-    stream_identities.register(
-        cfg, fresh, 8, topic, "/tmp/nowhere2", datetime.now(timezone.utc) + timedelta(seconds=2)
-    )  # created later (1 s resolution)
+    stream_identities.register(cfg, fresh, 8, topic, "/tmp/nowhere2", datetime.now(timezone.utc))
+    assert hour_complete(cfg, HOUR, later, topic=topic).ready
+    stream_identities.record_promotion(ch, cfg.clickhouse.database, topic, fresh, 8, by="test", reason="replace")
     assert not hour_complete(cfg, HOUR, later, topic=topic).ready

@@ -213,6 +213,9 @@ def _stream_caught_up(cfg):
     ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions)
     stream_id = f"test-airflow-dags-{uuid.uuid4().hex[:8]}"
     stream_identities.register(cfg, stream_id, 1, topic, "/nowhere", datetime.now(timezone.utc))
+    stream_identities.record_promotion(
+        client(cfg.clickhouse), cfg.clickhouse.database, topic, stream_id, 1, by="test", reason="caught up"
+    )
     ends = end_offsets(cfg.kafka.bootstrap_servers, topic)
     insert_rows(
         client(cfg.clickhouse),

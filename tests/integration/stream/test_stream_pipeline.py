@@ -175,8 +175,9 @@ def test_clickhouse_outage_under_load_loses_nothing(stack, tmp_path):
 
 
 def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack, tmp_path):
-    """A reset checkpoint replays the whole topic under a new identity: serving counts the newer
-    identity only, so totals stay exact while both streams' rows exist; the old rows are retired."""
+    """A fresh checkpoint replays the whole topic under a new identity (a candidate); once it is
+    promoted, serving counts it only, so totals stay exact while both streams' rows exist; the old
+    rows are retired."""
     from datetime import datetime, timedelta, timezone
 
     from tidemark.io.clickhouse import client
@@ -217,7 +218,9 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
 
     assert served() == manifest["on_time_events"]
     first = run.identity
-    run.run_available_now("--checkpoint", str(tmp_path / "fresh-checkpoint"))
+    run.run_available_now("--checkpoint", str(tmp_path / "fresh-checkpoint"), "--candidate")
+    assert served() == manifest["on_time_events"]  # counted once, before the promotion too
+    assert stream_identities.promote(cfg, str(tmp_path / "fresh-checkpoint")).changed
     second = stream_identities.current(cfg, run.topic)
     assert second.stream_id != first.stream_id
     stream_rows = ch.execute(
@@ -228,6 +231,7 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     assert stream_rows == 2 * manifest["on_time_events"]  # both identities wrote every event...
     assert served() == manifest["on_time_events"]  # ...and readers count one of them
 
+    assert first.stream_id not in stream_identities.retire(cfg)  # within the grace period: promotion can be undone
     later = datetime.now(timezone.utc) + stream_identities.RETIRE_GRACE + timedelta(seconds=1)
     assert first.stream_id in stream_identities.retire(cfg, now=later)
     deadline = time.monotonic() + 60
