@@ -43,12 +43,12 @@ from tidemark.config import Settings
 from tidemark.tables import TableSchema, create_delta_table, table
 from tidemark.tiering.inventory import delta_files
 from tidemark.tiering.options import Boundaries
+from tidemark.transforms.dedup import DEDUP_KEY
 
 log = logging.getLogger(__name__)
 
 TARGET_FILE_BYTES = 1024 * 1024 * 1024  # what Delta's OPTIMIZE aims at: more files per day means not compacted yet
-# What identifies an event, the dedup key of both layers (tidemark/transforms/dedup.py).
-EVENT_KEY = ("tenant_id", "event_id")
+EVENT_KEY = DEDUP_KEY  # what identifies an event: the dedup key of both layers
 
 
 class ColdHourRefused(RuntimeError):
