@@ -130,10 +130,13 @@ def recompute(
         summary.rollup_rows = current.rollup_rows
         log.info("hour already published from the same lake files", extra={"hour": label(hour)})
         return summary
-    if raw is None or not files:
-        from tidemark.tiering.cold import refuse_cold_hour
+    from tidemark.tiering.cold import refuse_cold_hour
 
-        refuse_cold_hour(cfg, hour)  # raises ColdHourRefused if the tiering DAG moved the hour's day to cold
+    # Raises ColdHourRefused if the tiering DAG moved the hour's day to cold, with or without hot files:
+    # hot rows of a cold day are only what landed after the move, and publishing them alone would
+    # replace the hour's rollups with a fraction of it (the next cold move merges them into cold).
+    refuse_cold_hour(cfg, hour)
+    if raw is None or not files:
         # Publishing nothing would hide whatever the stream shows for the hour.
         summary.status, summary.reason = "empty", "no raw events in the lake for this hour"
         log.warning("hour has no raw events; nothing to publish", extra={"hour": label(hour)})

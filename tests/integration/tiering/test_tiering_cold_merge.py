@@ -89,3 +89,16 @@ def test_rows_landing_in_a_day_while_it_moves_are_never_deleted_uncopied(stack, 
     cold.move_day(spark, cfg, day, hot_bytes)  # the next run moves them
     assert lake_keys(spark, cfg.tiering.cold_path, day.isoformat()) == copied + _keys(landing)
     assert not lake_keys(spark, cfg.lake.events_raw, day.isoformat())
+
+
+def test_an_hour_of_a_cold_day_with_new_hot_rows_is_refused_not_published_short(stack, spark, tmp_path):
+    from tidemark.batch.recompute import recompute
+
+    cfg = _cfg(stack, tmp_path)
+    write_lake(spark, cfg, events(HOURS, 10, seed="short"))
+    assert DAY in [r.day for r in _move(spark, cfg) if r.moved]
+    hour = next(h for h in HOURS if h.date().isoformat() == DAY)
+    # Late rows of the cold day land in the hot lake: a recompute would see only them.
+    write_lake(spark, cfg, events([hour], 3, seed="late-again"), appends=1)
+    with pytest.raises(cold.ColdHourRefused, match="cold tier"):
+        recompute(spark, cfg, hour)
