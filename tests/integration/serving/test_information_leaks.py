@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import serve
+from api_process import serve
 from serving_helpers import TcpProxy, insert_minutes, tenant_name
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from conftest import serve
+from api_process import serve
 from serving_helpers import insert_minutes, request_path_queries, tenant_name
 
 from tidemark.serving.service import Service
