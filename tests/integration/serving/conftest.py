@@ -6,31 +6,15 @@ second, per-client limits out of the way), and helpers that fill rollups the way
 from __future__ import annotations
 
 import os
-import re
 import resource
-import socket
-import subprocess
-import sys
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
+from api_process import serve
 from serving_helpers import SERVER_ENV, tenant_name
 
 from tidemark.config import load
 from tidemark.io.clickhouse import client
-
-ROOT = Path(__file__).resolve().parents[3]
-_METRIC_LINE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _with_env(extra: dict):
@@ -44,43 +28,6 @@ def _with_env(extra: dict):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-@dataclass
-class Api:
-    url: str
-    cfg: object
-    log: Path
-
-    def key(self, tenant: str, **kw) -> str:
-        """A new key of ``tenant``, returned once the API has loaded it (its keys are refreshed in
-        the background; waiting on the server's own counter spends none of the tenant's tokens)."""
-        from tidemark.serving.keys import create
-
-        token = create(self.cfg, tenant, "test", **kw)[1]
-        self.wait_keys_loaded(time.time())
-        return token
-
-    def wait_keys_loaded(self, since: float, timeout_s: float = 15.0) -> float:
-        """Wait until a key refresh that started after ``since`` (epoch seconds) has landed; returns
-        the seconds waited."""
-        started = time.monotonic()
-        while self.metrics().get("tidemark_api_keys_loaded_through", 0.0) <= since:
-            assert time.monotonic() - started < timeout_s, f"the API loaded no keys within {timeout_s} s"
-            time.sleep(0.05)
-        return time.monotonic() - started
-
-    def get(self, path: str, key: str | None = None, **params) -> httpx.Response:
-        headers = {"X-API-Key": key} if key else {}
-        return httpx.get(self.url + path, params=params, headers=headers, timeout=30)
-
-    def metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
-            m = _METRIC_LINE.match(line)
-            if m:
-                out[m.group(1) + (f"{{{m.group(2)}}}" if m.group(2) else "")] = float(m.group(3))
-        return out
 
 
 @pytest.fixture(scope="session")
@@ -117,44 +64,6 @@ def serving_cfg(stack):
 
     register_loader(client(cfg.clickhouse), cfg.clickhouse.database, "serving-tests", 0, 999_999_999)
     return cfg
-
-
-@contextmanager
-def serve(cfg, extra_env: dict | None = None, healthy: bool = True):
-    """A `tidemark serve` subprocess with SERVER_ENV (+ ``extra_env``) on a free port; waits until
-    /health answers (200 unless ``healthy`` is False: then any answer will do)."""
-    port = _free_port()
-    log = cfg.home / "logs" / f"api-test-{port}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **SERVER_ENV, **(extra_env or {}), "PYTHONPATH": str(ROOT)}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tidemark.cli", "serve", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200 or not healthy:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, f"tidemark serve exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"tidemark serve not healthy in 30 s: {log.read_text()[-2000:]}"
-            time.sleep(0.3)
-        yield Api(url, cfg, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture(scope="session")

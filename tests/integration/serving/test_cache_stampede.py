@@ -1,6 +1,7 @@
 """Cache stampede and republish: 1,000 concurrent requests on a cold or just-expired key cost one
-ClickHouse recompute (counted by the server's own counters: the readonly users' queries are kept out
-of system.query_log on purpose); a republished hour shows up at once, whatever the TTL."""
+ClickHouse recompute (one more per live TTL, if a loaded box makes the burst outlast it; counted by
+the server's own counters: the readonly users' queries are kept out of system.query_log on purpose);
+a republished hour shows up at once, whatever the TTL."""
 
 import asyncio
 import time
@@ -33,13 +34,28 @@ def _live_hour() -> dict:
     return {"start": str(end - 3600), "end": str(end)}
 
 
-def _burst(api, key, requests: list[dict]) -> list[httpx.Response]:
+# The live TTL of these tests (4 s) less its jitter: a burst that lasts longer than this (a loaded
+# 2-core box can take that long to answer 1,000 requests) may rightly recompute a key once more.
+MIN_LIVE_TTL_S = 4 * (1 - 0.15)
+
+
+def _burst(api, key, requests: list[dict]) -> tuple[list[httpx.Response], float]:
+    """The responses, and how long the burst took."""
+
     async def go():
         limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=60, headers={"X-API-Key": key}) as http:
             return await asyncio.gather(*(http.get("/api/v1/timeseries", params=p) for p in requests))
 
-    return asyncio.run(go())
+    started = time.monotonic()
+    responses = asyncio.run(go())
+    return responses, time.monotonic() - started
+
+
+def _at_most(keys: int, seconds: float) -> int:
+    """Recomputes a burst of ``keys`` distinct live keys may cost: one each, plus one per TTL the
+    burst outlasted."""
+    return keys * (1 + int(seconds // MIN_LIVE_TTL_S))
 
 
 def _counts(api):
@@ -57,15 +73,16 @@ def _check(responses, expected_value=None):
 
 def test_cold_key_1000_concurrent_requests_one_query(api, tenant):
     t, key = tenant
-    _ = api.get("/api/v1/me", key)  # the key lookup is single-flight too, but keep it out of the count
+    assert api.get("/api/v1/me", key).status_code == 200  # the key is loaded (from memory: no query)
     before = _counts(api)
-    responses = _burst(api, key, [{**_live_hour(), "page": "/p3"}] * 1000)
+    responses, seconds = _burst(api, key, [{**_live_hour(), "page": "/p3"}] * 1000)
     after = _counts(api)
     _check(responses)
-    assert after[0] - before[0] == 1, f"recomputes: {after[0] - before[0]}"
-    assert after[1] - before[1] == 1, f"rollup queries: {after[1] - before[1]}"
+    recomputes = after[0] - before[0]
+    assert 1 <= recomputes <= _at_most(1, seconds), f"recomputes: {recomputes} in {seconds:.1f} s"
+    assert after[1] - before[1] == recomputes, f"rollup queries: {after[1] - before[1]}"
     how = Counter(r.headers["x-cache"] for r in responses)
-    assert how["miss"] == 1 and how["wait"] + how["hit"] == 999, how
+    assert how["miss"] == recomputes and how["wait"] + how["hit"] + how["stale"] == 1000 - recomputes, how
 
 
 def test_expired_key_1000_concurrent_requests_one_query(api, tenant):
@@ -75,22 +92,23 @@ def test_expired_key_1000_concurrent_requests_one_query(api, tenant):
     assert api.get("/api/v1/timeseries", key, **live).status_code == 200
     time.sleep(4 * 1.15 + 0.3)  # the live TTL (4 s in these tests) with its jitter has passed
     before = _counts(api)
-    responses = _burst(api, key, [live] * 1000)
+    responses, seconds = _burst(api, key, [live] * 1000)
     after = _counts(api)
     assert all(r.status_code == 200 for r in responses), Counter((r.status_code, r.text[:150]) for r in responses)
-    assert after[0] - before[0] == 1 and after[1] - before[1] == 1, (before, after)
+    recomputes = after[0] - before[0]
+    assert 1 <= recomputes <= _at_most(1, seconds) and after[1] - before[1] == recomputes, (before, after, seconds)
     how = Counter(r.headers["x-cache"] for r in responses)
-    assert how["miss"] == 1 and how["stale"] >= 1, how
+    assert how["miss"] == recomputes and how["stale"] >= 1, how
 
 
 def test_many_keys_one_query_each(api, tenant):
     t, key = tenant
     queries = [{**_live_hour(), "page": f"/p{i}", "metric": "users"} for i in range(5)]
     before = _counts(api)
-    responses = _burst(api, key, [queries[i % 5] for i in range(1000)])
+    responses, seconds = _burst(api, key, [queries[i % 5] for i in range(1000)])
     after = _counts(api)
     assert all(r.status_code == 200 for r in responses), Counter((r.status_code, r.text[:150]) for r in responses)
-    assert after[1] - before[1] == 5, f"{after[1] - before[1]} rollup queries for 5 keys"
+    assert 5 <= after[1] - before[1] <= _at_most(5, seconds), f"{after[1] - before[1]} rollup queries for 5 keys"
     assert api.metrics()["tidemark_single_flight_waits_total"] > 0
 
 

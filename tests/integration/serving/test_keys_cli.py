@@ -14,8 +14,9 @@ from serving_helpers import SERVER_ENV, tenant_name
 
 pytestmark = pytest.mark.integration
 
-# TIDEMARK_SERVING_KEY_REFRESH_S of the test API (1 s) plus two refresh queries on a loaded box.
-KEY_EFFECT_BOUND_S = 4.0
+# TIDEMARK_SERVING_KEY_REFRESH_S of the test API (1 s) plus two refresh queries, which a loaded
+# 2-core box can stretch to seconds.
+KEY_EFFECT_BOUND_S = 6.0
 
 
 def _within_bound(api, token: str, status: int) -> float:

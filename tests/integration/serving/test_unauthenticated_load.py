@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from conftest import serve
+from api_process import serve
 from serving_helpers import insert_minutes, request_path_queries, tenant_name
 
 from tidemark.serving.service import Service
@@ -143,10 +143,12 @@ def test_client_rate_limit_comes_before_the_key_lookup(guarded, tenant):
     key = guarded.key(tenant)
     before = guarded.metrics()
     tokens = [_unknown_key() for _ in range(300)]
+    started = time.monotonic()
     statuses, user = _flood_while_a_user_asks(guarded.url, key, tokens, ["/api/v1/totals"], forged=True)
+    seconds = time.monotonic() - started
     assert set(statuses) == {401, 429}, statuses
-    # the burst, plus what 5/s refills during the flood (a few seconds on a loaded box)
-    assert 20 <= statuses[401] <= 80, statuses
+    # the burst, plus what 5/s refills while the flood lasts
+    assert 20 <= statuses[401] <= 20 + 5 * seconds + 1, (statuses, seconds)
     assert request_path_queries(guarded.metrics()) - request_path_queries(before) == 0
     # another address has its own bucket: the user is served throughout
     assert {s for s, _ in user} == {200}, Counter(s for s, _ in user)
