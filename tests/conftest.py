@@ -20,6 +20,10 @@ _TEST_ENV = {
     "CLICKHOUSE_DATABASE": "tidemark_test",
     "SPARK_LOCAL_IP": "127.0.0.1",
     "TIDEMARK_LOG_LEVEL": "WARNING",
+    # Some integration tests replay fixed 2026 dates; the default 365-day bound on Kafka timestamps
+    # would turn them into dead letters from late 2027 on. Ten years still refuses the 1970 clocks
+    # the poison-record tests send.
+    "TIDEMARK_MAX_RECORD_AGE_DAYS": "3650",
 }
 for _key, _value in _TEST_ENV.items():
     os.environ.setdefault(_key, _value)
