@@ -137,9 +137,14 @@ def test_a_second_checkpoint_on_the_topic_never_takes_over_the_serving_stream(st
         expected += third["on_time_events"]
         wait_for(lambda: _served(run, start, [first, second, third]) == expected, 240, what="main's events")
         assert _current(run) == main_id
-        # The hourly sensor follows the serving stream's offsets, not the candidate's.
-        state = hour_complete(run.cfg, hour, hour + timedelta(hours=3), topic=run.topic)
-        assert state.ready and main_id in state.reason, state.reason
+        # The hourly sensor follows the serving stream's offsets, not the candidate's. Its progress row
+        # lands just after the batch's rows, so the sensor is waited on, not read once.
+        state = wait_for(
+            lambda: (s := hour_complete(run.cfg, hour, hour + timedelta(hours=3), topic=run.topic)).ready and s,
+            120,
+            what="the sensor to see the serving stream's progress",
+        )
+        assert main_id in state.reason, state.reason
         later = datetime.now(timezone.utc) + identity.RETIRE_GRACE + timedelta(seconds=1)
         assert [i.stream_id for i in identity.superseded(run.cfg, now=later) if i.topic == run.topic] == []
 
@@ -156,8 +161,12 @@ def test_a_second_checkpoint_on_the_topic_never_takes_over_the_serving_stream(st
         new_id = identity.StreamIdentity.load_or_create(str(replacement)).stream_id
         assert _current(run) == new_id
         assert _served(run, start, [first, second, third]) == expected
-        state = hour_complete(run.cfg, hour, hour + timedelta(hours=3), topic=run.topic)
-        assert state.ready and new_id in state.reason, state.reason
+        state = wait_for(
+            lambda: (s := hour_complete(run.cfg, hour, hour + timedelta(hours=3), topic=run.topic)).ready and s,
+            120,
+            what="the sensor to follow the promoted stream",
+        )
+        assert new_id in state.reason, state.reason
         # The replaced stream and the passed-over candidate are superseded: retired after the grace period.
         stray_id = identity.StreamIdentity.load_or_create(str(stray)).stream_id
         later = datetime.now(timezone.utc) + identity.RETIRE_GRACE + timedelta(seconds=1)
