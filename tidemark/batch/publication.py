@@ -126,6 +126,11 @@ def begin(cfg: Settings, plan: Plan) -> None:
     attempt of the same run staged (an Airflow retry)."""
     for old in registry.staged_by_run(cfg, plan.hour, plan.run_id):
         discard(cfg, plan.hour, old, plan.run_id, "an earlier attempt of the same run")
+    _record_staged(cfg, plan)
+
+
+def _record_staged(cfg: Settings, plan: Plan, reason: str = "") -> None:
+    """A 'staged' registry row for the plan's version (begin's, and the switch's claim)."""
     registry.record(
         cfg,
         plan.hour,
@@ -133,6 +138,7 @@ def begin(cfg: Settings, plan: Plan) -> None:
         "staged",
         delta_version=plan.delta_version,
         run_id=plan.run_id,
+        reason=reason,
         content_key=plan.content_key,
     )
 
@@ -170,16 +176,7 @@ def switch(cfg: Settings, plan: Plan, stats: Stats, *, staged_events: int) -> bo
     the version is no longer staged and whole: ``stats.rollup_rows`` minute rows holding
     ``staged_events`` events, what staging wrote."""
     # The claim comes first: see the module docstring (switch vs clean-up).
-    registry.record(
-        cfg,
-        plan.hour,
-        plan.version,
-        "staged",
-        delta_version=plan.delta_version,
-        run_id=plan.run_id,
-        reason=registry.SWITCH_CLAIM,
-        content_key=plan.content_key,
-    )
+    _record_staged(cfg, plan, registry.SWITCH_CLAIM)
     entry = registry.versions(cfg, plan.hour).get(plan.version)
     if entry is None or entry.ended:
         _refuse(
