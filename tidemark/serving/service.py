@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -75,6 +76,7 @@ class Service:
         """Start the background key and registry refreshes; wait a little for their first loads,
         so a fresh server answers at once (if ClickHouse is down it starts anyway, and /health
         says why)."""
+        self.metrics.set("tidemark_api_process_id", os.getpid())  # which worker answered /metrics
         keys_loaded, registry_loaded = asyncio.Event(), asyncio.Event()
         self._keys_task = asyncio.create_task(self._refresh_keys_forever(keys_loaded))
         self._registry_task = asyncio.create_task(self._refresh_registry_forever(registry_loaded))
