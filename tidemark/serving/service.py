@@ -10,6 +10,7 @@ the published hours it covers.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import logging
@@ -38,6 +39,7 @@ LIVE_TTL_FACTOR = {"minute": 1, "hour": 3, "day": 6}
 # A registry snapshot older than max(30 s, 15 refresh intervals) is not answered from (503): the
 # refresh has been failing, and a republished hour must not stay hidden behind it.
 REGISTRY_MAX_STALE_MIN_S = 30.0
+FINGERPRINT_MEMO = 4096  # fingerprints of ranges memoized per snapshot
 SETTLED_WALK_HOURS = 72  # a live series' unpublished tail is looked for this far back
 REGISTRY_MAX_STALE_FACTOR = 15
 REDIS_CONNECTIONS = 128
@@ -68,6 +70,9 @@ class Service:
         self._registry: Snapshot | None = None
         self._registry_at = 0.0
         self._horizon = 0  # minute rows before this (epoch seconds) were dropped by the hot tier
+        self._fingerprints_of: Snapshot | None = None  # the snapshot the memo below belongs to
+        self._fingerprints: dict[tuple[int, int], tuple[str, int]] = {}
+        self._hours: list[int] = []
         self._health: dict | None = None
         self._health_at = 0.0
         self._health_lock: asyncio.Lock | None = None
@@ -188,12 +193,21 @@ class Service:
             return None
         return self._registry
 
-    @staticmethod
-    def _fingerprint(snap: Snapshot, start: int, end: int) -> tuple[str, int]:
-        """(digest of the published versions of the hours in [start, end), how many are published)."""
+    def _fingerprint(self, snap: Snapshot, start: int, end: int) -> tuple[str, int]:
+        """(digest of the published versions of the hours in [start, end), how many are published).
+        Memoized per snapshot (a cache hit must not walk thousands of hours): ranges repeat."""
         first = start // HOUR * HOUR
-        inside = sorted((h, v) for h, v in snap.versions.items() if first <= h < end)
-        return hashlib.sha256(repr(inside).encode()).hexdigest()[:16], len(inside)
+        if self._fingerprints_of is not snap:
+            self._fingerprints_of, self._fingerprints, self._hours = snap, {}, sorted(snap.versions)
+        found = self._fingerprints.get((first, end))
+        if found is None:
+            hours = self._hours[bisect.bisect_left(self._hours, first) : bisect.bisect_left(self._hours, end)]
+            inside = [(h, snap.versions[h]) for h in hours]
+            found = hashlib.sha256(repr(inside).encode()).hexdigest()[:16], len(inside)
+            if len(self._fingerprints) >= FINGERPRINT_MEMO:
+                self._fingerprints.clear()
+            self._fingerprints[(first, end)] = found
+        return found
 
     def _ttl(self, rng: TimeRange, published: int, now: float) -> float:
         sv = self.cfg.serving
