@@ -240,6 +240,9 @@ class Service:
                 "bucket": rng.bucket,
                 "registry": fingerprint,
                 "class": klass,
+                # A minute-grain answer is keyed by the minute horizon it was computed under: once the
+                # API learns of a drop, no answer computed before it is served for the dropped days.
+                "minute_from": self._horizon if plan.grain is queries.MINUTE_GRAIN else 0,
                 **parts,
             }
         )
