@@ -219,15 +219,16 @@ def time_series(
 
 
 def split_at(plan: Plan, at: int) -> tuple[Plan, Plan]:
-    """A time series' query over [start, at) and over [at, end), each answering its raw (bucket,
-    value) rows. With ``at`` on a bucket boundary the two share no bucket (distinct users too are
-    per bucket), so their rows together are the whole query's: the settled part can be cached
-    apart from the live tail (tidemark/serving/service.py)."""
+    """A query over [start, at) and over [at, end), each answering its raw rows (integers). Only for
+    queries whose groups do not straddle ``at``: a time series split on a bucket boundary (distinct
+    users too are per bucket), or compared totals split at the current period's start (each period
+    is its own group). Their rows together are then the whole query's, so the settled part can be
+    cached apart from the live one (tidemark/serving/service.py)."""
     if not plan.start < at < plan.end or "e" not in plan.params:
         raise ValueError(f"cannot split [{plan.start}, {plan.end}) at {at}")
 
     def raw(rows: list) -> list:
-        return [[int(b), int(v)] for b, v in rows]
+        return [[int(x) for x in row] for row in rows]
 
     past_params = {**plan.params, "e": at}
     if "e_last" in plan.params:

@@ -94,3 +94,12 @@ def test_split_at_a_bucket_boundary_reads_two_disjoint_ranges():
     rows = past.shape([(r.start, 3)]) + live.shape([(at, 4)])
     points = plan.shape(rows)
     assert points[0]["value"] == 3 and points[-1]["value"] == 4
+
+
+def test_compared_totals_split_at_the_current_period_keep_each_periods_group():
+    r = resolve(NOW, "7d")
+    plan = queries.totals("db", "t", r, Filters(), True)
+    previous, current = queries.split_at(plan, r.start)
+    assert previous.params["cur"] == current.params["cur"] == r.start  # the group flag is unchanged
+    rows = previous.shape([(0, 5, 2)]) + current.shape([(1, 7, 3)])
+    assert plan.shape(rows) == {"events": 7, "users": 3, "previous": {"events": 5, "users": 2}}
