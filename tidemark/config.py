@@ -182,6 +182,7 @@ class ServingSettings:
     registry_refresh_s: float  # how often the published-hours fingerprint behind cache keys is re-read
     key_refresh_s: float  # keys are re-read in the background this often: a new or revoked key takes effect within it
     key_max_stale_s: float  # if refreshes keep failing this long, keys are refused (503) rather than trusted stale
+    workers: int  # API processes `tidemark serve` starts (each with its own event loop and query slots)
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,17 @@ def _serving(clickhouse: ClickHouseSettings) -> ServingSettings:
         registry_refresh_s=_float("TIDEMARK_SERVING_REGISTRY_REFRESH_S", 2.0),
         key_refresh_s=refresh,
         key_max_stale_s=stale,
+        workers=_workers(),
     )
+
+
+def _workers() -> int:
+    """TIDEMARK_SERVING_WORKERS, default one per core up to 4 (an API process is one event loop:
+    JSON and HTTP work beyond one core needs more processes)."""
+    workers = _int("TIDEMARK_SERVING_WORKERS", min(4, os.cpu_count() or 1))
+    if not 1 <= workers <= 64:
+        raise ValueError(f"TIDEMARK_SERVING_WORKERS={workers} must be 1-64")
+    return workers
 
 
 def _tiering(lake: LakeSettings, retention_days: int) -> TieringSettings:

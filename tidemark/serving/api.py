@@ -1,10 +1,11 @@
 """`tidemark serve`: the dashboard query API (FastAPI) and the dashboard page at `/`.
 
 Every /api route checks the caller's key (header ``X-API-Key``, or ``Authorization: Bearer``) from
-memory, takes a token from the client address's bucket and then the key's tenant's (one Redis
-call: a caller without a valid key costs that, never a ClickHouse query), and answers from the
-cache or the rollups. Parameters are whitelisted per route: an unknown parameter (``tenant=...``
-included) is a 400, never ignored.
+memory, takes a token from the client address's bucket and then the key's tenant's, reading the
+question's cache entry in the same Redis call (tidemark/serving/admission.py: a caller without a
+valid key costs that, never a ClickHouse query), and answers from the cache or the rollups.
+Parameters are whitelisted per route: an unknown parameter (``tenant=...`` included) is a 400,
+never ignored.
 Errors are JSON ``{"error": code, "detail": what happened and what to do}``; every malformed input
 is a 400, and no answer carries internal detail (addresses, exception text): that goes to the log.
 """
@@ -26,8 +27,8 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from tidemark.config import Settings, settings
+from tidemark.serving.admission import Admission, ApiError
 from tidemark.serving.cache import Busy
-from tidemark.serving.keys import ApiKey
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import RangeError, resolve
 from tidemark.serving.reader import EXPORT, Overloaded, QueryTimeout, Unavailable
@@ -48,11 +49,6 @@ FILTER_PARAMS = {"country", "device", "page"}
 MAX_TEXT = 200
 Metric = Literal["events", "users"]
 Dimension = Literal["country", "device", "page"]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
 
 
 def _error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
@@ -106,8 +102,25 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     async def api_error(request: Request, exc: ApiError):
         return _error(exc.status, exc.code, exc.detail, exc.headers)
 
+    async def admitted_first(request: Request) -> JSONResponse | None:
+        """A request that failed before its question was asked: its caller is decided first (the
+        tokens are spent, and a 401/429/503 wins over the 400), as if decided up front."""
+        adm: Admission | None = getattr(request.state, "admission", None)
+        if adm is None:
+            return None
+        try:
+            await adm.check()
+        except ApiError as exc:
+            return await api_error(request, exc)
+        except Unavailable as exc:
+            return await unavailable(request, exc)
+        return None
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
+        refused = await admitted_first(request)
+        if refused is not None:
+            return refused
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors())
         return _error(400, "invalid_parameter", problems[:500])
 
@@ -117,7 +130,10 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RangeError)
     async def bad_range(request: Request, exc: RangeError):
-        return _error(400, "invalid_range", str(exc))
+        refused = await admitted_first(request)
+        if refused is not None:
+            return refused
+        return _error(400, getattr(exc, "code", "invalid_range"), str(exc))
 
     @app.exception_handler(QueryTimeout)
     async def timed_out(request: Request, exc: QueryTimeout):
@@ -143,7 +159,8 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
         return rejected("internal", 500, "internal_error", "the server failed to answer; the error is logged")
 
-    async def tenant_key(request: Request) -> ApiKey:
+    async def tenant_key(request: Request) -> Admission:
+        """The caller, decided (tokens taken) with the question's cache read: see admission.py."""
         service: Service = request.app.state.service
         token = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
@@ -155,34 +172,9 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         except Unavailable as exc:
             unavailable = exc
         address = request.client.host if request.client else "unknown"
-        client, tenant = await service.admit(address, key)
-        if not client.allowed:  # the client's bucket comes first, whatever key it sends
-            service.metrics.inc("tidemark_rejected_total", reason="client_rate_limited")
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many requests from this address; retry after {client.retry_after_s} s",
-                {"Retry-After": str(client.retry_after_s)},
-            )
-        if unavailable is not None:
-            raise unavailable
-        if not token:
-            raise ApiError(
-                401,
-                "missing_key",
-                "send your API key in the X-API-Key header (create one with `tidemark keys create --tenant ...`)",
-            )
-        if key is None or tenant is None:
-            raise ApiError(401, "invalid_key", "this API key is unknown or revoked")
-        if not tenant.allowed:
-            service.metrics.inc("tidemark_rejected_total", reason="rate_limited")
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many requests for this tenant; retry after {tenant.retry_after_s} s",
-                {"Retry-After": str(tenant.retry_after_s)},
-            )
-        return key
+        adm = Admission(service, address, token, key, unavailable)
+        request.state.admission = adm
+        return adm
 
     def served(body: dict, how: str) -> JSONResponse:
         return JSONResponse(body, headers={"X-Cache": how, "Cache-Control": "no-store"})
@@ -195,8 +187,11 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     end_q = Query(None, max_length=40, description="ISO 8601 (with zone) or epoch seconds; default now")
 
     @app.get("/api/v1/me", dependencies=[Depends(allowed_params())])
-    async def me(key: ApiKey = Depends(tenant_key)):
+    async def me(adm: Admission = Depends(tenant_key)):
         """The tenant (and key) this API key belongs to."""
+        await adm.check()
+        key = adm.key
+        assert key is not None  # check() refused the request otherwise
         return {"tenant": key.tenant_id, "key_id": key.key_id, "key_name": key.name}
 
     @app.get(
@@ -204,7 +199,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     )
     async def timeseries(
         request: Request,
-        key: ApiKey = Depends(tenant_key),
+        adm: Admission = Depends(tenant_key),
         metric: Metric = "events",
         range_: str | None = range_q,
         start: str | None = start_q,
@@ -217,14 +212,14 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
         """Events or distinct users per bucket (minute up to 6 h, hour up to 14 d, day beyond); with
         `compare=true` each point also has `previous`, the period before at the same offset."""
         body, how = await request.app.state.service.time_series(
-            key.tenant_id, the_range(range_, start, end), metric, Filters(country, device, page), compare
+            adm, the_range(range_, start, end), metric, Filters(country, device, page), compare
         )
         return served(body, how)
 
     @app.get("/api/v1/top", dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "dimension", "limit"))])
     async def top(
         request: Request,
-        key: ApiKey = Depends(tenant_key),
+        adm: Admission = Depends(tenant_key),
         dimension: Dimension = "page",
         limit: int = Query(10, ge=1, le=100),
         range_: str | None = range_q,
@@ -236,14 +231,14 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     ):
         """The values of one dimension with the most events, with events and distinct users."""
         body, how = await request.app.state.service.top(
-            key.tenant_id, the_range(range_, start, end), dimension, limit, Filters(country, device, page)
+            adm, the_range(range_, start, end), dimension, limit, Filters(country, device, page)
         )
         return served(body, how)
 
     @app.get("/api/v1/totals", dependencies=[Depends(allowed_params(RANGE_PARAMS, FILTER_PARAMS, "compare"))])
     async def totals(
         request: Request,
-        key: ApiKey = Depends(tenant_key),
+        adm: Admission = Depends(tenant_key),
         range_: str | None = range_q,
         start: str | None = start_q,
         end: str | None = end_q,
@@ -254,20 +249,20 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     ):
         """Events and distinct users over the range (and the previous period with `compare=true`)."""
         body, how = await request.app.state.service.totals(
-            key.tenant_id, the_range(range_, start, end), Filters(country, device, page), compare
+            adm, the_range(range_, start, end), Filters(country, device, page), compare
         )
         return served(body, how)
 
     @app.get("/api/v1/realtime", dependencies=[Depends(allowed_params())])
-    async def realtime(request: Request, key: ApiKey = Depends(tenant_key)):
+    async def realtime(request: Request, adm: Admission = Depends(tenant_key)):
         """Distinct users in the last 5 minutes (the current one included), from the minute grain."""
-        body, how = await request.app.state.service.realtime(key.tenant_id)
+        body, how = await request.app.state.service.realtime(adm)
         return served(body, how)
 
     @app.get("/api/v1/freshness", dependencies=[Depends(allowed_params())])
-    async def freshness(request: Request, key: ApiKey = Depends(tenant_key)):
+    async def freshness(request: Request, adm: Admission = Depends(tenant_key)):
         """The newest queryable minute, the last published hour, and the stream's progress and lag."""
-        body, how = await request.app.state.service.freshness(key.tenant_id)
+        body, how = await request.app.state.service.freshness(adm)
         return served(body, how)
 
     def csv_response(header: list[str], rows: list[list], name: str, how: str) -> Response:
@@ -288,7 +283,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     )
     async def timeseries_csv(
         request: Request,
-        key: ApiKey = Depends(tenant_key),
+        adm: Admission = Depends(tenant_key),
         metric: Metric = "events",
         range_: str | None = range_q,
         start: str | None = start_q,
@@ -300,7 +295,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     ):
         """The time series as CSV (export query class: longer time limit)."""
         body, how = await request.app.state.service.time_series(
-            key.tenant_id, the_range(range_, start, end), metric, Filters(country, device, page), compare, EXPORT
+            adm, the_range(range_, start, end), metric, Filters(country, device, page), compare, EXPORT
         )
         from tidemark.serving.ranges import TimeRange
 
@@ -315,7 +310,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     )
     async def top_csv(
         request: Request,
-        key: ApiKey = Depends(tenant_key),
+        adm: Admission = Depends(tenant_key),
         dimension: Dimension = "page",
         limit: int = Query(10, ge=1, le=100),
         range_: str | None = range_q,
@@ -327,7 +322,7 @@ def create_app(cfg: Settings | None = None) -> FastAPI:
     ):
         """The top-N list as CSV (export query class)."""
         body, how = await request.app.state.service.top(
-            key.tenant_id, the_range(range_, start, end), dimension, limit, Filters(country, device, page), EXPORT
+            adm, the_range(range_, start, end), dimension, limit, Filters(country, device, page), EXPORT
         )
         rows = [[r["value"], r["events"], r["users"]] for r in body["rows"]]
         return csv_response([dimension, "events", "users"], rows, f"top-{dimension}.csv", how)

@@ -10,6 +10,8 @@
   future; across processes, a Redis lock (SET NX PX) elects the one, and the others poll for its
   result. On a stale entry, the elected request recomputes and every other request is answered
   with the stale value at once (and the stale value is kept if the recompute fails).
+* Round trips: a hit costs one (the rate-limit script reads the entry, tidemark/serving/limits.py),
+  a miss three (that read; lock + re-read; store + unlock), whatever the number of processes.
 * A recompute that timed out is remembered for a few seconds, so a runaway query is not re-run by
   every retry: the next requests get the same 504 at once.
 """
@@ -35,6 +37,18 @@ log = logging.getLogger(__name__)
 POLL_S = 0.02
 TIMEOUT_MEMORY_S = 10.0
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
+# Take the key's lock if free, and read the entry in the same round trip: whoever holds the lock
+# may have stored it between this request's first read and now.
+_LOCK_AND_READ = (
+    "local got = redis.call('SET', KEYS[1] .. ':lock', ARGV[1], 'NX', 'PX', ARGV[2]) "
+    "return {got and 1 or 0, redis.call('GET', KEYS[1])}"
+)
+# Store the value and release the lock (if still ours) in one round trip.
+_STORE_AND_RELEASE = (
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
+    "if redis.call('GET', KEYS[1] .. ':lock') == ARGV[1] then redis.call('DEL', KEYS[1] .. ':lock') end "
+    "return 1"
+)
 
 
 class Busy(Exception):
@@ -53,6 +67,8 @@ class QueryCache:
         self.metrics = metrics
         self.lock_ms = int(lock_s * 1000)
         self._flights: dict[str, asyncio.Future] = {}
+        self._lock_and_read = redis.register_script(_LOCK_AND_READ)
+        self._store_and_release = redis.register_script(_STORE_AND_RELEASE)
 
     def jittered(self, ttl_s: float) -> float:
         j = self.cfg.ttl_jitter
@@ -61,29 +77,32 @@ class QueryCache:
     def _result(self, result: str) -> None:
         self.metrics.inc("tidemark_cache_requests_total", result=result)
 
-    async def _read(self, key: str) -> dict | None:
-        raw = await self.redis.get(key)
-        return json.loads(raw) if raw else None
-
-    async def _store(self, key: str, value, ttl_s: float) -> None:
+    def _entry(self, value, ttl_s: float) -> tuple[str, int]:
         ttl = self.jittered(ttl_s)
         entry = {"v": value, "fresh_until": time.time() + ttl}
-        await self.redis.set(
-            key, json.dumps(entry, separators=(",", ":")), px=int((ttl + self.cfg.stale_grace_s) * 1000)
-        )
+        return json.dumps(entry, separators=(",", ":")), int((ttl + self.cfg.stale_grace_s) * 1000)
 
     async def _remember_timeout(self, key: str, message: str) -> None:
         entry = {"err": "timeout", "msg": message, "fresh_until": time.time() + TIMEOUT_MEMORY_S}
         await self.redis.set(key + ":err", json.dumps(entry), px=int(TIMEOUT_MEMORY_S * 1000))
 
-    async def get_or_compute(self, key: str, ttl_s: float, compute: Callable[[], Awaitable]) -> tuple[Any, str]:
-        """(value, how it was served: hit | stale | wait | miss)."""
-        entry = await self._read(key)
+    async def get_or_compute(
+        self,
+        key: str,
+        ttl_s: float,
+        compute: Callable[[], Awaitable],
+        first: tuple[bytes | None, bytes | None] | None = None,
+    ) -> tuple[Any, str]:
+        """(value, how it was served: hit | stale | wait | miss). ``first``: the raw entry and
+        remembered timeout under ``key``, already read (by the rate-limit script), else read here."""
+        if first is None:
+            first = tuple(await self.redis.mget(key, key + ":err"))
+        entry = json.loads(first[0]) if first[0] else None
         now = time.time()
         if entry is not None and now < entry["fresh_until"]:
             self._result("hit")
             return entry["v"], "hit"
-        failed = await self._read(key + ":err")
+        failed = json.loads(first[1]) if first[1] else None
         if failed is not None and entry is None:
             self._result("hit")
             raise QueryTimeout(failed["msg"] + " (remembered for a few seconds; narrow the range or filters)")
@@ -131,28 +150,31 @@ class QueryCache:
         deadline = time.monotonic() + self.cfg.single_flight_wait_s
         waited_from = None
         while True:
-            if await self.redis.set(key + ":lock", token, nx=True, px=self.lock_ms):
+            got, raw = await self._lock_and_read(keys=[key], args=[token, self.lock_ms])
+            entry = json.loads(raw) if raw else None
+            fresh = entry is not None and time.time() < entry["fresh_until"]
+            if got:
                 break
+            if fresh and entry is not None:  # the lock holder stored it
+                if waited_from is not None:
+                    self.metrics.inc("tidemark_single_flight_wait_seconds_total", time.monotonic() - waited_from)
+                self._result("wait")
+                return entry["v"], "wait"
             if stale is not None:  # another process refreshes it
                 self._result("stale")
                 return stale["v"], "stale"
             if waited_from is None:
                 waited_from = time.monotonic()
                 self.metrics.inc("tidemark_single_flight_waits_total")
-            await asyncio.sleep(POLL_S)
-            entry = await self._read(key)
-            if entry is not None and time.time() < entry["fresh_until"]:
-                self.metrics.inc("tidemark_single_flight_wait_seconds_total", time.monotonic() - waited_from)
-                self._result("wait")
-                return entry["v"], "wait"
             if time.monotonic() > deadline:
                 raise Busy(
                     f"the same query is being computed by another server and took over "
                     f"{self.cfg.single_flight_wait_s:g} s; retry shortly"
                 )
+            await asyncio.sleep(POLL_S)
+        stored = False
         try:
-            entry = await self._read(key)  # another process may have stored it between our read and the lock
-            if entry is not None and time.time() < entry["fresh_until"]:
+            if fresh and entry is not None:  # another process stored it between our first read and the lock
                 self._result("hit")
                 return entry["v"], "hit"
             try:
@@ -171,8 +193,11 @@ class QueryCache:
                     return stale["v"], "stale"
                 raise
             self.metrics.inc("tidemark_recomputes_total")
-            await self._store(key, value, ttl_s)
+            raw, px = self._entry(value, ttl_s)
+            await self._store_and_release(keys=[key], args=[token, raw, px])
+            stored = True
             self._result("miss")
             return value, "miss"
         finally:
-            await self.redis.eval(_RELEASE, 1, key + ":lock", token)
+            if not stored:
+                await self.redis.eval(_RELEASE, 1, key + ":lock", token)

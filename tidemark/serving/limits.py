@@ -4,6 +4,9 @@ carries a valid key) the key's tenant's. A request without a valid key spends it
 like any other, so nobody without a key can run up costs; keys are checked in memory, so that
 check costs nothing whichever comes first.
 
+The same script reads the request's cache entry (and its remembered timeout) when both buckets
+gave a token, so a cache hit costs one Redis round trip in all (tidemark/serving/cache.py).
+
 One Lua script refills each bucket by the time elapsed (Redis's own clock, so API hosts' clocks do
 not matter), takes a token if there is one, and otherwise says how long until the next one: the
 ``Retry-After`` of the 429. A bucket's key expires once it would be full again, so idle clients and
@@ -38,10 +41,13 @@ local function take(key, rate, burst)
 end
 local ca, cw = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 if ca == 0 or #KEYS < 2 then
-  return {ca, tostring(cw), 0, '0'}
+  return {ca, tostring(cw), 0, '0', false, false}
 end
 local ta, tw = take(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-return {ca, tostring(cw), ta, tostring(tw)}
+if ta == 0 or #KEYS < 3 then
+  return {ca, tostring(cw), ta, tostring(tw), false, false}
+end
+return {ca, tostring(cw), ta, tostring(tw), redis.call('GET', KEYS[3]), redis.call('GET', KEYS[3] .. ':err')}
 """
 
 
@@ -64,13 +70,20 @@ class RateLimiter:
         self._script = redis.register_script(_TOKEN_BUCKETS)
 
     async def admit(
-        self, address: str, tenant: str | None = None, rate: float = 0.0, burst: int = 0
-    ) -> tuple[Decision, Decision | None]:
+        self, address: str, tenant: str | None = None, rate: float = 0.0, burst: int = 0, cache_key: str | None = None
+    ) -> tuple[Decision, Decision | None, tuple[bytes | None, bytes | None] | None]:
         """(the client's decision, the tenant's or None when no tenant was given or the client had
-        no token). A key's own rate/burst of 0 means the server default."""
+        no token, and -- when ``cache_key`` was given and both were allowed -- the raw cache entry
+        and remembered timeout under it). A key's own rate/burst of 0 means the server default."""
         # Prefixes apart: a tenant id may contain ':' but never makes a key starting "tm:rlc:".
-        keys = [f"tm:rlc:{address}"] + ([f"tm:rl:{tenant}"] if tenant is not None else [])
+        keys = [f"tm:rlc:{address}"]
+        if tenant is not None:
+            keys.append(f"tm:rl:{tenant}")
+            if cache_key is not None:
+                keys.append(cache_key)
         args = [self.client_rate, self.client_burst, rate or self.default_rate, burst or self.default_burst]
-        ca, cw, ta, tw = await self._script(keys=keys, args=args)
+        ca, cw, ta, tw, entry, failed = await self._script(keys=keys, args=args)
         client = _decision(ca, cw)
-        return client, (_decision(ta, tw) if client.allowed and tenant is not None else None)
+        tenant_decision = _decision(ta, tw) if client.allowed and tenant is not None else None
+        read = (entry, failed) if len(keys) == 3 and tenant_decision is not None and tenant_decision.allowed else None
+        return client, tenant_decision, read

@@ -28,12 +28,12 @@ filter on one dimension and a top list of another) reads the minute grain, which
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tidemark.serving.ranges import HOUR, TimeRange
-from tidemark.serving.rollups import merged_filter, snapshot
+from tidemark.serving.ranges import HOUR, RangeError, TimeRange
+from tidemark.serving.rollups import Snapshot, merged_filter, snapshot
 
 DIMENSIONS = ("country", "device", "page")
 METRICS = ("events", "users")
@@ -93,12 +93,48 @@ class Filters:
         return dict(self.items())
 
 
-def choose_grain(rng: TimeRange, dims: set[str]) -> Grain:
-    """The coarsest grain answering a question over ``rng`` that involves the dimensions ``dims``."""
+class MinuteDetailDropped(RangeError):
+    """The question needs the minute grain for a time the hot tier no longer keeps (answered 400)."""
+
+    code = "minute_detail_dropped"
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def choose_grain(
+    rng: TimeRange, dims: set[str], *, read_start: int | None = None, minute_from: int = 0, buckets: bool = True
+) -> Grain:
+    """The coarsest grain answering a question over ``rng`` that involves the dimensions ``dims``.
+
+    ``minute_from``: minute rows before it were dropped by the hot tier; a minute-grain question
+    reading from ``read_start`` (default ``rng.start``) before it would come back partial. Such a
+    question is answered from the hour grain when that gives the same answer (whole hours, at most
+    one dimension, and no minute buckets asked: ``buckets`` is False for totals and top lists),
+    else refused with the reason (MinuteDetailDropped)."""
     hour_aligned = rng.start % HOUR == 0 and rng.end % HOUR == 0
-    if rng.bucket == "minute" or not hour_aligned or len(dims) > 1:
+    minute_buckets = buckets and rng.bucket == "minute"
+    if not (minute_buckets or not hour_aligned or len(dims) > 1):
+        return HOURLY_GRAIN
+    start = rng.start if read_start is None else read_start
+    if start >= minute_from:
         return MINUTE_GRAIN
-    return HOURLY_GRAIN
+    if hour_aligned and len(dims) <= 1 and not minute_buckets:
+        return HOURLY_GRAIN
+    why = (
+        "combines filters on two dimensions"
+        if len(dims) > 1
+        else "is not made of whole hours"
+        if not hour_aligned
+        else "asks minute buckets (ranges up to 6 h)"
+    )
+    raise MinuteDetailDropped(
+        f"this question {why}, which only the minute grain answers, and minute rows before "
+        f"{_iso(minute_from)} are no longer kept (the hot tier keeps recent days only): the answer "
+        f"would be partial. Ask whole hours with at most one filter (answered from the hour grain), "
+        f"or a range starting at {_iso(minute_from)} or later"
+    )
 
 
 @dataclass
@@ -156,11 +192,13 @@ def _metric(grain: Grain, metric: str) -> str:
     return "sum(events)" if metric == "events" else grain.users
 
 
-def time_series(db: str, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool) -> Plan:
+def time_series(
+    db: str, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool, minute_from: int = 0
+) -> Plan:
     """Per bucket: value, and with ``compare`` the previous period's value at the same offset."""
     read = rng.with_previous() if compare else rng
     dims = {d for d, _ in filters.items()}
-    grain = choose_grain(rng, dims)
+    grain = choose_grain(rng, dims, read_start=read.start, minute_from=minute_from)
     where, params, private = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
     sql = (
         f"SELECT toUInt32({grain.bucket(rng.bucket)}) AS b, {_metric(grain, metric)} "
@@ -180,14 +218,36 @@ def time_series(db: str, tenant: str, rng: TimeRange, metric: str, filters: Filt
     return Plan(sql, params, private, grain, read.start, read.end, shape)
 
 
-def top(db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters) -> Plan:
+def split_at(plan: Plan, at: int) -> tuple[Plan, Plan]:
+    """A query over [start, at) and over [at, end), each answering its raw rows (integers). Only for
+    queries whose groups do not straddle ``at``: a time series split on a bucket boundary (distinct
+    users too are per bucket), or compared totals split at the current period's start (each period
+    is its own group). Their rows together are then the whole query's, so the settled part can be
+    cached apart from the live one (tidemark/serving/service.py)."""
+    if not plan.start < at < plan.end or "e" not in plan.params:
+        raise ValueError(f"cannot split [{plan.start}, {plan.end}) at {at}")
+
+    def raw(rows: list) -> list:
+        return [[int(x) for x in row] for row in rows]
+
+    past_params = {**plan.params, "e": at}
+    if "e_last" in plan.params:
+        past_params["e_last"] = at - 1
+    past = replace(plan, params=past_params, end=at, shape=raw)
+    live = replace(plan, params={**plan.params, "s": at}, start=at, shape=raw)
+    return past, live
+
+
+def top(
+    db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters, minute_from: int = 0
+) -> Plan:
     """The ``limit`` values of ``dimension`` with the most events, each with events and distinct users.
     Users are merged for those values only (the inner query ranks by the cheap event sums)."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}")
     limit = int(limit)
     dims = {d for d, _ in filters.items()} | {dimension}
-    grain = choose_grain(rng, dims)
+    grain = choose_grain(rng, dims, minute_from=minute_from, buckets=False)
     where, params, private = _where(grain, tenant, rng.start, rng.end, filters, dimension)
     value = "value" if grain.per_dimension else dimension
     sql = (
@@ -203,10 +263,10 @@ def top(db: str, tenant: str, rng: TimeRange, dimension: str, limit: int, filter
     return Plan(sql, params, private, grain, rng.start, rng.end, shape)
 
 
-def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool) -> Plan:
+def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool, minute_from: int = 0) -> Plan:
     read = rng.with_previous() if compare else rng
     dims = {d for d, _ in filters.items()}
-    grain = choose_grain(rng, dims)
+    grain = choose_grain(rng, dims, read_start=read.start, minute_from=minute_from, buckets=False)
     where, params, private = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
     params["cur"] = rng.start
     sql = (
@@ -266,10 +326,14 @@ def _dt(t: int) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
 
 
-def execute(ch, db: str, plan: Plan, count: Callable[[str], None] = lambda kind: None):
-    """Resolve the registry for the plan's range, then run it with the snapshot's parameters."""
-    snap = snapshot(ch, db, _dt(plan.start), _dt(plan.end) + timedelta(seconds=0))
-    count("registry")
+def execute(ch, db: str, plan: Plan, count: Callable[[str], None] = lambda kind: None, snap: Snapshot | None = None):
+    """Run the plan with a registry snapshot's parameters: ``snap`` (the API's, taken once per
+    refresh and also behind the cache key, so the key and the rows agree), else one read now."""
+    if snap is None:
+        snap = snapshot(ch, db, _dt(plan.start), _dt(plan.end) + timedelta(seconds=0))
+        count("registry")
+    else:
+        snap = snap.within(plan.start, plan.end)
     rows = ch.execute(plan.sql, {**plan.params, **snap.params()}, external_tables=plan.external_tables())
     count("rollup")
     return plan.shape(rows)

@@ -41,6 +41,12 @@ class Snapshot:
     versions: dict[int, int]
     stream_ranges: tuple[tuple[int, int], ...] = ()
 
+    def within(self, start: int, end: int) -> Snapshot:
+        """The same snapshot narrowed to the hours of [start, end): a query inlines only the
+        versions it can read (one snapshot, taken once per refresh, serves every query)."""
+        first = start // 3600 * 3600
+        return Snapshot({h: v for h, v in self.versions.items() if first <= h < end}, self.stream_ranges)
+
     def params(self) -> dict:
         # Tuples, not lists: clickhouse-driver renders a list as an Array, which IN rejects.
         # stream_ranges is an Array of tuples on purpose (arrayExists); (1, 0) matches nothing.
@@ -58,6 +64,13 @@ def snapshot(ch, db: str, start: datetime, end: datetime) -> Snapshot:
         {"s": _epoch(start) // 3600 * 3600, "e": _epoch(end)},
     )
     return Snapshot(dict(rows), tuple(counted_version_ranges(ch, db)))
+
+
+def minute_horizon(ch, db: str) -> int:
+    """Epoch seconds before which the hot tier dropped minute rows (0: none dropped). The hot step
+    records it before each drop (tidemark/tiering/hot.py, 022_minute_horizon.sql)."""
+    (through,) = ch.execute(f"SELECT toUInt32(max(dropped_through)) FROM {db}.minute_horizon")[0]
+    return int(through or 0)
 
 
 def merged_filter(time_expr: str) -> str:

@@ -20,14 +20,19 @@ def run(cfg: Settings, host: str, port: int) -> None:
 
     from tidemark.serving.api import create_app
 
-    # One process, one event loop: the cache's in-process single flight and the in-flight bound
-    # hold per process (across processes, the Redis lock and the token bucket still do).
+    # TIDEMARK_SERVING_WORKERS processes (uvicorn's supervisor forks them; each builds its app from
+    # the same environment). The cache's in-process single flight, the in-flight bound and
+    # /metrics are per process; across processes the Redis lock and the token buckets hold.
     # The client address (per-client rate limit) is the socket peer unless the peer is a configured
     # proxy: uvicorn's default would trust X-Forwarded-For from 127.0.0.1, so any local client
     # could claim a fresh address per request.
     proxies = cfg.serving.forwarded_allow_ips
+    workers = cfg.serving.workers
     uvicorn.run(
-        create_app(cfg),
+        # Several workers need an import string (each process builds its own app, from the environment).
+        "tidemark.serving.api:create_app" if workers > 1 else create_app(cfg),
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         log_level="warning",

@@ -10,29 +10,39 @@ the published hours it covers.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from tidemark.config import Settings
 from tidemark.serving import keys, queries
+from tidemark.serving.admission import Admission
 from tidemark.serving.cache import QueryCache, cache_key
 from tidemark.serving.limits import Decision, RateLimiter
 from tidemark.serving.metrics import Metrics
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import HOUR, TimeRange, realtime_window
 from tidemark.serving.reader import DASHBOARD, ClickHouseGate, Unavailable
-from tidemark.serving.rollups import Snapshot, snapshot
+from tidemark.serving.rollups import Snapshot, minute_horizon, snapshot
 
 log = logging.getLogger(__name__)
 
 # The registry fingerprint covers every hour a query may read: 90 days and the 90 before them.
 REGISTRY_WINDOW = timedelta(days=181)
 LIVE_TTL_FACTOR = {"minute": 1, "hour": 3, "day": 6}
+# A registry snapshot older than max(30 s, 15 refresh intervals) is not answered from (503): the
+# refresh has been failing, and a republished hour must not stay hidden behind it.
+REGISTRY_MAX_STALE_MIN_S = 30.0
+FINGERPRINT_MEMO = 4096  # fingerprints of ranges memoized per snapshot
+SETTLED_WALK_HOURS = 72  # a live series' unpublished tail is looked for this far back
+REGISTRY_MAX_STALE_FACTOR = 15
 REDIS_CONNECTIONS = 128
 FIRST_KEYS_WAIT_S = 5.0  # startup waits this long for the first key load (then requests get 503 until it lands)
 HEALTH_CACHE_S = 1.0  # /health is unauthenticated: it checks the backends at most once a second
@@ -57,26 +67,36 @@ class Service:
         self.keyring = keys.KeyRing()
         self._keys_task: asyncio.Task | None = None
         self._key_failures = 0
+        self._registry_task: asyncio.Task | None = None
         self._registry: Snapshot | None = None
         self._registry_at = 0.0
-        self._registry_lock: asyncio.Lock | None = None
+        self._horizon = 0  # minute rows before this (epoch seconds) were dropped by the hot tier
+        self._fingerprints_of: Snapshot | None = None  # the snapshot the memo below belongs to
+        self._fingerprints: dict[tuple[int, int], tuple[str, int]] = {}
+        self._hours: list[int] = []
         self._health: dict | None = None
         self._health_at = 0.0
         self._health_lock: asyncio.Lock | None = None
 
     async def start(self) -> None:
-        """Start the background key refresh; wait a little for its first load, so a fresh server
-        answers keys at once (if ClickHouse is down it starts anyway, and /health says why)."""
-        loaded = asyncio.Event()
-        self._keys_task = asyncio.create_task(self._refresh_keys_forever(loaded))
+        """Start the background key and registry refreshes; wait a little for their first loads,
+        so a fresh server answers at once (if ClickHouse is down it starts anyway, and /health
+        says why)."""
+        self.metrics.set("tidemark_api_process_id", os.getpid())  # which worker answered /metrics
+        keys_loaded, registry_loaded = asyncio.Event(), asyncio.Event()
+        self._keys_task = asyncio.create_task(self._refresh_keys_forever(keys_loaded))
+        self._registry_task = asyncio.create_task(self._refresh_registry_forever(registry_loaded))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(loaded.wait(), timeout=FIRST_KEYS_WAIT_S)
+            await asyncio.wait_for(
+                asyncio.gather(keys_loaded.wait(), registry_loaded.wait()), timeout=FIRST_KEYS_WAIT_S
+            )
 
     async def close(self) -> None:
-        if self._keys_task is not None:
-            self._keys_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keys_task
+        for task in (self._keys_task, self._registry_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.gate.close()
         await self.redis.aclose()
 
@@ -121,45 +141,74 @@ class Service:
             raise Unavailable("API keys cannot be checked right now")
         return self.keyring.verify(token)
 
-    async def admit(self, address: str, key: keys.ApiKey | None) -> tuple[Decision, Decision | None]:
-        """The client address's token bucket, then the key's tenant's (one Redis round trip)."""
+    async def admit(
+        self, address: str, key: keys.ApiKey | None, cache_key: str | None = None
+    ) -> tuple[Decision, Decision | None, tuple | None]:
+        """The client address's token bucket, then the key's tenant's, then (both allowed) the
+        cache entry under ``cache_key``: one Redis round trip (tidemark/serving/admission.py)."""
         if key is None:
             return await self.limiter.admit(address)
-        return await self.limiter.admit(address, key.tenant_id, key.rate_per_s, key.burst)
+        return await self.limiter.admit(address, key.tenant_id, key.rate_per_s, key.burst, cache_key)
 
-    # -- registry fingerprint -----------------------------------------------------------
-    async def _registry_snapshot(self) -> Snapshot:
-        registry = self._registry
-        if registry is not None and time.monotonic() - self._registry_at < self.cfg.serving.registry_refresh_s:
-            return registry
-        if self._registry_lock is None:
-            self._registry_lock = asyncio.Lock()
-        if self._registry_lock.locked() and registry is not None:
-            return registry  # being refreshed: the current one is at most a refresh old
-        async with self._registry_lock:
-            registry = self._registry
-            if registry is None or time.monotonic() - self._registry_at >= self.cfg.serving.registry_refresh_s:
-                now = datetime.now(timezone.utc)
+    # -- registry snapshot -----------------------------------------------------------------
+    async def _refresh_registry_forever(self, loaded: asyncio.Event) -> None:
+        """Re-read the publication registry, the counted stream batches and the minute tier's
+        horizon each registry_refresh_s, outside the request slots: requests never wait on (or
+        cause) a registry read; every query of a refresh interval uses the same snapshot, which is
+        also what its cache key's fingerprint is made of (so the key and the rows agree)."""
+        failures = 0
+        while True:
+            try:
+                started = time.monotonic()
+                snap, horizon = await self.gate.run_background(DASHBOARD, self._read_registry)
+                self._registry, self._registry_at, self._horizon = snap, started, horizon
+                self.metrics.set("tidemark_registry_loaded_at", time.time())
+                self.metrics.set("tidemark_minute_horizon", horizon)
+                if failures:
+                    log.warning("publication registry read again", extra={"after_failures": failures})
+                failures = 0
+                loaded.set()
+            except Exception as exc:  # noqa: BLE001 - keep refreshing; the last snapshot serves until it is too old
+                if failures % KEY_FAILURE_LOG_EVERY == 0:
+                    log.warning(
+                        "could not refresh the publication registry; serving with the last snapshot",
+                        extra={"error": str(exc)[:300], "failures": failures + 1},
+                    )
+                failures += 1
+            await asyncio.sleep(self.cfg.serving.registry_refresh_s)
 
-                def read(ch) -> Snapshot:
-                    self.gate.count("registry")
-                    return snapshot(ch, self.db, now - REGISTRY_WINDOW, now + timedelta(hours=2))
+    def _read_registry(self, ch) -> tuple[Snapshot, int]:
+        """Registry, counted stream batches, minute horizon: three queries (kept apart from the
+        request-path query counters: no request causes them)."""
+        self.metrics.inc("tidemark_clickhouse_background_queries_total", 3, kind="registry")
+        now = datetime.now(timezone.utc)
+        snap = snapshot(ch, self.db, now - REGISTRY_WINDOW, now + timedelta(hours=2))
+        return snap, minute_horizon(ch, self.db)
 
-                registry = self._registry = await self.gate.run(DASHBOARD, read)
-                self._registry_at = time.monotonic()
-        return registry
+    def _registry_snapshot(self) -> Snapshot | None:
+        """The current snapshot, or None if there is none recent enough to answer from: a
+        snapshot older than registry_max_stale_s could hide a republished hour too long."""
+        sv = self.cfg.serving
+        max_stale = max(REGISTRY_MAX_STALE_MIN_S, REGISTRY_MAX_STALE_FACTOR * sv.registry_refresh_s)
+        if self._registry is None or time.monotonic() - self._registry_at > max_stale:
+            return None
+        return self._registry
 
-    async def _fingerprint(self, start: int, end: int) -> tuple[str, int]:
+    def _fingerprint(self, snap: Snapshot, start: int, end: int) -> tuple[str, int]:
         """(digest of the published versions of the hours in [start, end), how many are published).
-        Uses the snapshot's per-hour versions when it has them; otherwise all its parameters
-        (coarser: any publish then renews every key, still correct)."""
-        snap = await self._registry_snapshot()
-        versions = getattr(snap, "versions", None)
-        if isinstance(versions, dict):
-            first = start // HOUR * HOUR
-            inside = sorted((h, v) for h, v in versions.items() if first <= h < end)
-            return hashlib.sha256(repr(inside).encode()).hexdigest()[:16], len(inside)
-        return hashlib.sha256(repr(snap.params()).encode()).hexdigest()[:16], 0
+        Memoized per snapshot (a cache hit must not walk thousands of hours): ranges repeat."""
+        first = start // HOUR * HOUR
+        if self._fingerprints_of is not snap:
+            self._fingerprints_of, self._fingerprints, self._hours = snap, {}, sorted(snap.versions)
+        found = self._fingerprints.get((first, end))
+        if found is None:
+            hours = self._hours[bisect.bisect_left(self._hours, first) : bisect.bisect_left(self._hours, end)]
+            inside = [(h, snap.versions[h]) for h in hours]
+            found = hashlib.sha256(repr(inside).encode()).hexdigest()[:16], len(inside)
+            if len(self._fingerprints) >= FINGERPRINT_MEMO:
+                self._fingerprints.clear()
+            self._fingerprints[(first, end)] = found
+        return found
 
     def _ttl(self, rng: TimeRange, published: int, now: float) -> float:
         sv = self.cfg.serving
@@ -169,42 +218,65 @@ class Service:
         return sv.closed_ttl_s if published >= hours else sv.recent_ttl_s
 
     async def _cached(
-        self, tenant: str, kind: str, rng: TimeRange, read: TimeRange, parts: dict, plan: queries.Plan, klass: str
+        self,
+        adm: Admission,
+        kind: str,
+        rng: TimeRange,
+        read: TimeRange,
+        parts: dict,
+        plan: queries.Plan,
+        klass: str,
     ):
-        fingerprint, published = await self._fingerprint(read.start, read.end)
+        snap = self._registry_snapshot()
+        if snap is None:
+            await adm.check()  # who is asking comes first (401/429 before this 503)
+            raise Unavailable("the publication registry cannot be read right now")
+        fingerprint, published = self._fingerprint(snap, read.start, read.end)
         key = cache_key(
             {
-                "tenant": tenant,
+                "tenant": adm.tenant_id,
                 "kind": kind,
                 "start": rng.start,
                 "end": rng.end,
                 "bucket": rng.bucket,
                 "registry": fingerprint,
                 "class": klass,
+                # A minute-grain answer is keyed by the minute horizon it was computed under: once the
+                # API learns of a drop, no answer computed before it is served for the dropped days.
+                "minute_from": self._horizon if plan.grain is queries.MINUTE_GRAIN else 0,
                 **parts,
             }
         )
+        first = await adm.check(key)  # the token buckets and the cache entry: one round trip
 
         async def compute():
-            return await self.gate.run(klass, lambda ch: queries.execute(ch, self.db, plan, self.gate.count))
+            return await self.gate.run(klass, lambda ch: queries.execute(ch, self.db, plan, self.gate.count, snap))
 
-        return await self.cache.get_or_compute(key, self._ttl(read, published, time.time()), compute)
+        return await self.cache.get_or_compute(key, self._ttl(read, published, time.time()), compute, first)
 
     # -- the questions ------------------------------------------------------------------------
     async def time_series(
-        self, tenant: str, rng: TimeRange, metric: str, filters: Filters, compare: bool, klass: str = DASHBOARD
+        self, adm: Admission, rng: TimeRange, metric: str, filters: Filters, compare: bool, klass: str = DASHBOARD
     ):
-        plan = queries.time_series(self.db, tenant, rng, metric, filters, compare)
+        tenant = adm.tenant_id  # checked (with the cache read) before anything runs
+        plan = queries.time_series(self.db, tenant, rng, metric, filters, compare, minute_from=self._horizon)
         read = rng.with_previous() if compare else rng
-        points, how = await self._cached(
-            tenant,
-            "series",
-            rng,
-            read,
-            {"metric": metric, "filters": filters.as_dict(), "compare": compare},
-            plan,
-            klass,
-        )
+        parts = {"metric": metric, "filters": filters.as_dict(), "compare": compare}
+        at = self._settled_until(rng, read)
+        if at is None:
+            points, how = await self._cached(adm, "series", rng, read, parts, plan, klass)
+        else:
+            # The settled past (published hours only: its key carries their versions, so a long TTL
+            # hides no republish) apart from the live tail, which alone is recomputed at the live TTL.
+            past, live = queries.split_at(plan, at)
+            settled = TimeRange(read.start, at, rng.bucket)
+            past_rows, past_how = await self._cached(
+                adm, "series", rng, settled, {**parts, "part": "settled", "at": at}, past, klass
+            )
+            tail = TimeRange(at, rng.end, rng.bucket)
+            live_rows, live_how = await self._cached(adm, "series", rng, tail, {**parts, "part": "live"}, live, klass)
+            points = plan.shape(past_rows + live_rows)
+            how = "miss" if "miss" in (past_how, live_how) else live_how
         return {
             "tenant": tenant,
             "metric": metric,
@@ -214,12 +286,31 @@ class Service:
             "points": points,
         }, how
 
+    def _settled_until(self, rng: TimeRange, read: TimeRange) -> int | None:
+        """Where a live hour- or day-bucket series splits into its settled past and its live tail:
+        the bucket boundary at or before the oldest hour of the unpublished tail (None: no split).
+        The walk back stops after SETTLED_WALK_HOURS (a batch layer that far behind: no split)."""
+        now = time.time()
+        snap = self._registry_snapshot()
+        if rng.bucket == "minute" or snap is None or not rng.touches_live(now):
+            return None
+        hour = int(now) // HOUR * HOUR
+        for _ in range(SETTLED_WALK_HOURS):
+            if hour - HOUR < read.start or (hour - HOUR) in snap.versions:
+                break
+            hour -= HOUR
+        else:
+            return None
+        at = hour // rng.step * rng.step
+        return at if read.start < at < rng.end else None
+
     async def top(
-        self, tenant: str, rng: TimeRange, dimension: str, limit: int, filters: Filters, klass: str = DASHBOARD
+        self, adm: Admission, rng: TimeRange, dimension: str, limit: int, filters: Filters, klass: str = DASHBOARD
     ):
-        plan = queries.top(self.db, tenant, rng, dimension, limit, filters)
+        tenant = adm.tenant_id  # checked (with the cache read) before anything runs
+        plan = queries.top(self.db, tenant, rng, dimension, limit, filters, minute_from=self._horizon)
         rows, how = await self._cached(
-            tenant, "top", rng, rng, {"dimension": dimension, "limit": limit, "filters": filters.as_dict()}, plan, klass
+            adm, "top", rng, rng, {"dimension": dimension, "limit": limit, "filters": filters.as_dict()}, plan, klass
         )
         return {
             "tenant": tenant,
@@ -230,25 +321,41 @@ class Service:
             "rows": rows,
         }, how
 
-    async def totals(self, tenant: str, rng: TimeRange, filters: Filters, compare: bool):
-        plan = queries.totals(self.db, tenant, rng, filters, compare)
+    async def totals(self, adm: Admission, rng: TimeRange, filters: Filters, compare: bool):
+        tenant = adm.tenant_id  # checked (with the cache read) before anything runs
+        plan = queries.totals(self.db, tenant, rng, filters, compare, minute_from=self._horizon)
         read = rng.with_previous() if compare else rng
-        value, how = await self._cached(
-            tenant, "totals", rng, read, {"filters": filters.as_dict(), "compare": compare}, plan, DASHBOARD
-        )
+        parts = {"filters": filters.as_dict(), "compare": compare}
+        value: Any  # the plan's shaped answer (a dict for totals)
+        if compare and rng.touches_live(time.time()):
+            # The previous period is its own group (its own distinct users): cached apart, under its
+            # hours' versions, so only the live current period is recomputed at the live TTL.
+            previous, current = queries.split_at(plan, rng.start)
+            prev_rows, prev_how = await self._cached(
+                adm, "totals", rng, rng.previous(), {**parts, "part": "previous"}, previous, DASHBOARD
+            )
+            cur_rows, cur_how = await self._cached(
+                adm, "totals", rng, rng, {**parts, "part": "current"}, current, DASHBOARD
+            )
+            value = plan.shape(prev_rows + cur_rows)
+            how = "miss" if "miss" in (prev_how, cur_how) else cur_how
+        else:
+            value, how = await self._cached(adm, "totals", rng, read, parts, plan, DASHBOARD)
         return {"tenant": tenant, **rng.as_dict(), "grain": plan.grain.name, "filters": filters.as_dict(), **value}, how
 
-    async def realtime(self, tenant: str):
+    async def realtime(self, adm: Admission):
+        tenant = adm.tenant_id  # checked (with the cache read) before anything runs
         window = realtime_window(time.time())
         plan = queries.realtime(self.db, tenant, window)
-        value, how = await self._cached(tenant, "realtime", window, window, {}, plan, DASHBOARD)
+        value, how = await self._cached(adm, "realtime", window, window, {}, plan, DASHBOARD)
         return {"tenant": tenant, "window_minutes": 5, **window.as_dict(), **value}, how
 
-    async def freshness(self, tenant: str):
+    async def freshness(self, adm: Admission):
+        tenant = adm.tenant_id  # checked (with the cache read) before anything runs
         now = time.time()
         plan = queries.newest_minute(self.db, tenant, now)
         window = TimeRange(plan.start, plan.end, "minute")
-        newest, how = await self._cached(tenant, "newest_minute", window, window, {}, plan, DASHBOARD)
+        newest, how = await self._cached(adm, "newest_minute", window, window, {}, plan, DASHBOARD)
         pipeline_key = cache_key({"kind": "pipeline_freshness", "slot": int(now // self.cfg.serving.live_ttl_s)})
 
         async def pipeline():

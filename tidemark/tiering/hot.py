@@ -10,6 +10,10 @@ Between the check and the drop, the partition's set of parts is compared: if any
 inserted meanwhile, the day waits for the next run. (Should an insert land in the instant after
 that comparison, its rows reach the warm tables through the same INSERT's materialized views, so
 nothing readers count is lost.) Idempotent: a dropped day is simply no longer a candidate.
+
+Before a day is dropped, the end of that day is recorded as the minute tier's horizon
+(``minute_horizon``, 022_minute_horizon.sql): the serving API reads it and never answers a
+minute-only question over dropped days with a partial number.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as day_time
 
 from tidemark.config import Settings
-from tidemark.io.clickhouse import client
+from tidemark.io.clickhouse import client, insert_rows
 from tidemark.tiering.options import Boundaries
 from tidemark.tiering.warm import compare_day
 
@@ -69,6 +74,17 @@ def _parts(ch, db: str, partition: str) -> tuple[str, ...]:
     return tuple(r[0] for r in rows)
 
 
+def record_horizon(ch, db: str, day: date, run_id: str = "") -> None:
+    """Minute rows before the end of ``day`` are (about to be) dropped: written before the drop."""
+    through = datetime.combine(day + timedelta(days=1), day_time(0), tzinfo=timezone.utc)
+    insert_rows(
+        ch,
+        f"{db}.minute_horizon",
+        ("dropped_through", "recorded_at", "run_id"),
+        [(through, datetime.now(timezone.utc), run_id)],
+    )
+
+
 def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> list[DayResult]:
     ch = client(cfg.clickhouse, send_receive_timeout=600)
     db = cfg.clickhouse.database
@@ -95,6 +111,7 @@ def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> list[Day
         elif dry_run:
             result.reason = "verified; would drop"
         else:
+            record_horizon(ch, db, day)
             ch.execute(f"ALTER TABLE {db}.{TABLE} DROP PARTITION {partition}")
             result.dropped, result.reason = True, "verified and dropped"
         log.info(

@@ -205,6 +205,7 @@ def world(stack, dual_log, tmp_path_factory):
     tiering_report.read(cfg, "versions-tiering", "before")
     out["care"] = clickhouse_care.summary(clickhouse_care.run(cfg, bounds))
     out["hot"] = hot.summary(hot.run(cfg, bounds))
+    out["minute_horizon"] = rollups.minute_horizon(ch, cfg.clickhouse.database)
     out["dashboards_after"] = [dashboards(cfg, t, hour) for t in TENANTS]
     yield out
     if os.environ.get("TIDEMARK_KEEP_STACK") != "1":

@@ -33,6 +33,7 @@ class Api:
     url: str
     cfg: object
     log: Path
+    pid: int = 0  # the `tidemark serve` process (with several workers, their supervisor)
 
     def key(self, tenant: str, **kw) -> str:
         """A new key of ``tenant``, returned once the API has loaded it (its keys are refreshed in
@@ -93,7 +94,7 @@ def serve(cfg, extra_env: dict | None = None, healthy: bool = True):
             assert proc.poll() is None, f"tidemark serve exited: {log.read_text()[-2000:]}"
             assert time.monotonic() < deadline, f"tidemark serve not healthy in 30 s: {log.read_text()[-2000:]}"
             time.sleep(0.3)
-        yield Api(url, cfg, log)
+        yield Api(url, cfg, log, proc.pid)
     finally:
         proc.terminate()
         try:

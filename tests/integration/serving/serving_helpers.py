@@ -26,6 +26,9 @@ SERVER_ENV = {
     "TIDEMARK_SERVING_CLIENT_RATE_PER_S": "100000",
     "TIDEMARK_SERVING_CLIENT_BURST": "100000",
     "TIDEMARK_SERVING_SINGLE_FLIGHT_WAIT_S": "5",
+    # One process: these tests read the server's own counters (/metrics is per process);
+    # test_workers.py runs several.
+    "TIDEMARK_SERVING_WORKERS": "1",
 }
 # two filters -> the minute grain; 90 days of distinct users: the heaviest dashboard question
 # (for the `heavy` tenant of conftest.py, over the 3 s dashboard limit)

@@ -21,10 +21,15 @@ def _leaks(text: str, *ports: int) -> list[str]:
     return found + [str(p) for p in ports if re.search(rf"\b{p}\b", text)]
 
 
+# tenant -> its newest minute (the fixture's clock: a test that runs a minute later must not recompute it)
+NEWEST: dict[str, datetime] = {}
+
+
 @pytest.fixture(scope="module")
 def tenant(writer, serving_cfg):
     t = tenant_name("leaks")
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    NEWEST[t] = now - timedelta(minutes=30)
     insert_minutes(
         writer,
         serving_cfg.clickhouse.database,
@@ -82,6 +87,6 @@ def test_freshness_is_the_callers_own(api, writer, serving_cfg, tenant):
     insert_minutes(writer, serving_cfg.clickhouse.database, [(other, now, "US", "desktop", "/", 1, ["x"])])
     body = api.get("/api/v1/freshness", api.key(tenant)).json()
     assert body["tenant"] == tenant
-    assert body["newest_queryable_minute"] == (now - timedelta(minutes=30)).isoformat().replace("+00:00", "Z")
+    assert body["newest_queryable_minute"] == NEWEST[tenant].isoformat().replace("+00:00", "Z")
     assert set(body) == {"tenant", "newest_queryable_minute", "data_lag_s", "last_published_hour", "stream"}
     assert set(body["stream"]) == {"last_commit", "seconds_since_commit"}, body["stream"]

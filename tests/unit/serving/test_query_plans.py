@@ -59,3 +59,47 @@ def test_series_shape_aligns_previous_period():
     rows = [(r.start, 5), (r.start - r.span, 3)]
     points = plan.shape(rows)
     assert len(points) == 24 and points[0] == {"t": r.start, "value": 5, "previous": 3}
+
+
+def test_minute_horizon_hour_grain_where_it_answers_the_same_else_a_reasoned_refusal():
+    import pytest
+
+    from tidemark.serving.ranges import TimeRange
+
+    h = NOW // 3600 * 3600 - 30 * 86400  # whole hours, 30 days ago
+    horizon = h + 86400  # minute rows before it were dropped
+    hours = TimeRange(h, h + 2 * 3600, "minute")
+    assert queries.totals("db", "t", hours, Filters(country="US"), False, minute_from=horizon).grain.name == "hourly"
+    assert queries.top("db", "t", hours, "page", 5, Filters(), minute_from=horizon).grain.name == "hourly"
+    for plan, why in (
+        (lambda: queries.totals("db", "t", hours, Filters(country="US", device="d"), False, horizon), "two dimensions"),
+        (lambda: queries.top("db", "t", TimeRange(h + 60, h + 3600, "minute"), "page", 5, Filters(), horizon), "whole"),
+        (lambda: queries.time_series("db", "t", hours, "events", Filters(), False, horizon), "minute buckets"),
+    ):
+        with pytest.raises(queries.MinuteDetailDropped, match=why):
+            plan()
+    # after the horizon, the minute grain as before
+    later = TimeRange(horizon, horizon + 3600, "minute")
+    assert queries.totals("db", "t", later, Filters(country="US", device="d"), False, horizon).grain.name == "minute"
+
+
+def test_split_at_a_bucket_boundary_reads_two_disjoint_ranges():
+    r = resolve(NOW, "90d")
+    plan = queries.time_series("db", "t", r, "users", Filters(), True)
+    at = r.end - 86400
+    past, live = queries.split_at(plan, at)
+    assert (past.start, past.end, past.params["e"], past.params["e_last"]) == (plan.start, at, at, at - 1)
+    assert (live.start, live.end, live.params["s"], live.params["e"]) == (at, plan.end, at, plan.end)
+    assert past.sql == live.sql == plan.sql
+    rows = past.shape([(r.start, 3)]) + live.shape([(at, 4)])
+    points = plan.shape(rows)
+    assert points[0]["value"] == 3 and points[-1]["value"] == 4
+
+
+def test_compared_totals_split_at_the_current_period_keep_each_periods_group():
+    r = resolve(NOW, "7d")
+    plan = queries.totals("db", "t", r, Filters(), True)
+    previous, current = queries.split_at(plan, r.start)
+    assert previous.params["cur"] == current.params["cur"] == r.start  # the group flag is unchanged
+    rows = previous.shape([(0, 5, 2)]) + current.shape([(1, 7, 3)])
+    assert plan.shape(rows) == {"events": 7, "users": 3, "previous": {"events": 5, "users": 2}}

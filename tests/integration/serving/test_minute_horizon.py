@@ -1,0 +1,82 @@
+"""The minute tier's horizon: once the hot step (tidemark/tiering/hot.py) drops a day of minute rows,
+a question only the minute grain answers (two filters combined, a range off hour boundaries, minute
+buckets) over that day is refused with a 400 that says why, never answered partially; a question
+the hour grain answers the same (whole hours, at most one filter) is still answered, exactly.
+
+The day dropped is ~120 days old: older than any range the other tests of the session ask (the
+horizon is database-wide), and its row is deleted afterwards so a kept database forgets it."""
+
+import dataclasses
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from serving_helpers import insert_minutes, tenant_name
+
+from tidemark.tiering import hot
+from tidemark.tiering.options import boundaries
+
+pytestmark = pytest.mark.integration
+
+
+def test_dropped_minute_day_refuses_minute_only_questions_and_hour_grain_still_answers(api, writer, serving_cfg):
+    db = serving_cfg.clickhouse.database
+    t = tenant_name("horizon")
+    key = api.key(t)
+    day = (datetime.now(timezone.utc) - timedelta(days=120)).replace(hour=0, minute=0, second=0, microsecond=0)
+    ten = day + timedelta(hours=10)
+    # 10:00-12:59: US/mobile 2 events a minute, DE/desktop 1
+    rows = []
+    for m in range(180):
+        rows.append((t, ten + timedelta(minutes=m), "US", "mobile", "/", 2, [f"u{m}"]))
+        rows.append((t, ten + timedelta(minutes=m), "DE", "desktop", "/a", 1, [f"v{m}"]))
+    insert_minutes(writer, db, rows)
+
+    def ask(path, **params):
+        return api.get(path, key, **params)
+
+    def span(start, end):
+        return {"start": str(int(start.timestamp())), "end": str(int(end.timestamp()))}
+
+    # Before the drop, the minute grain answers a two-filter question (a range not asked again below).
+    before = ask("/api/v1/totals", country="US", device="mobile", **span(ten, ten + timedelta(hours=3)))
+    assert before.status_code == 200 and before.json()["events"] == 360, before.text
+
+    bounds = dataclasses.replace(
+        boundaries(serving_cfg, datetime.now(timezone.utc)), hot_from=(day + timedelta(days=1)).date()
+    )
+    try:
+        results = {r.day: r for r in hot.run(serving_cfg, bounds)}
+        assert results[day.date().isoformat()].dropped, results[day.date().isoformat()]
+        through = int((day + timedelta(days=1)).timestamp())
+        (recorded,) = writer.execute(f"SELECT toUInt32(max(dropped_through)) FROM {db}.minute_horizon")[0]
+        assert recorded >= through
+        deadline = time.monotonic() + 10  # the API reads the horizon with each registry refresh (1 s here)
+        while api.metrics().get("tidemark_minute_horizon", 0) < through:
+            assert time.monotonic() < deadline, "the API did not read the minute horizon"
+            time.sleep(0.1)
+
+        two_filters = ask("/api/v1/totals", country="US", device="mobile", **span(ten, ten + timedelta(hours=2)))
+        assert two_filters.status_code == 400, two_filters.text
+        body = two_filters.json()
+        assert body["error"] == "minute_detail_dropped" and "two dimensions" in body["detail"], body
+        assert "no longer kept" in body["detail"]
+
+        off_hours = ask("/api/v1/top", dimension="page", **span(ten + timedelta(minutes=30), ten + timedelta(hours=2)))
+        assert off_hours.status_code == 400 and "whole hours" in off_hours.json()["detail"], off_hours.text
+
+        minute_buckets = ask("/api/v1/timeseries", **span(ten, ten + timedelta(hours=2)))
+        assert minute_buckets.status_code == 400 and "minute buckets" in minute_buckets.json()["detail"]
+
+        # whole hours, one filter: the hour grain gives the same answer the minute grain gave
+        one_filter = ask("/api/v1/totals", country="US", **span(ten, ten + timedelta(hours=2)))
+        assert one_filter.status_code == 200, one_filter.text
+        assert one_filter.json()["events"] == 240 and one_filter.json()["grain"] == "hourly", one_filter.json()
+        top = ask("/api/v1/top", dimension="country", **span(ten, ten + timedelta(hours=3)))
+        assert top.status_code == 200, top.text
+        assert [(r["value"], r["events"]) for r in top.json()["rows"]] == [("US", 360), ("DE", 180)]
+    finally:  # a kept test database must not keep this horizon for later runs
+        writer.execute(
+            f"ALTER TABLE {db}.minute_horizon DELETE WHERE dropped_through <= toDateTime(%(t)s)",
+            {"t": int((day + timedelta(days=1)).timestamp())},
+        )
