@@ -20,7 +20,8 @@ builder, stream-shaped landing and CPU sampler exist only for this measurement.
    replay starts from a checkpoint (every 100 commits here, every 10 for delta-spark) either way.
    ``--layout compacted`` writes the hour as large files instead (what an OPTIMIZE would leave).
 3. Times ``tidemark.batch.recompute.recompute(spark, cfg, hour, publish_now=True)`` end to end
-   (Spark session start excluded and reported apart), with its phases, and CPU seconds per phase
+   (Spark session start excluded and reported apart; ``recompute_to_publish_s`` stops at the switch,
+   before the Data Docs the run writes after it), with its phases, and CPU seconds per phase
    and process kind (driver Python, Spark JVM, Spark's Python workers, ClickHouse), sampled.
 4. Loads the same raw hour into a ClickHouse MergeTree table (HTTP, CSV chunks) and times
    ClickHouse's own dedup + aggregate into ``rollup_input`` (the same materialized views the
@@ -31,7 +32,7 @@ builder, stream-shaped landing and CPU sampler exist only for this measurement.
 
 Needs ClickHouse: it uses the configured one if it answers, else starts the embedded one (as
 ``tidemark stack up`` would, ClickHouse only, migrated) and stops it at the end. Final line:
-  {"bench":"recompute_hour","events":..,"delta_files":..,"recompute_s":..,"phases":{...},
+  {"bench":"recompute_hour","events":..,"delta_files":..,"recompute_s":..,"recompute_to_publish_s":..,"phases":{...},
    "phase_cpu_s":{...},"clickhouse_load_s":..,"clickhouse_aggregate_s":..,"ratio":..}
 
     python bench/recompute_hour.py [--events 4200000] [--hour 2026-01-05T10] [--layout stream]
@@ -616,10 +617,14 @@ def main() -> int:
                 total = time.perf_counter() - t0
             cpu = cpu_diff(sampler.at(t0), sampler.samples[-1][1])
             phases = dict(summary.seconds)
-            phases["publish"] = round(max(0.0, total - sum(phases.values())), 3)
+            # The recompute times its publish and its Data Docs (written after the switch) itself;
+            # whatever is left (an older recompute: the whole publish) goes under the next name.
+            phases["other" if "publish" in phases else "publish"] = round(max(0.0, total - sum(phases.values())), 3)
             runs.append(
                 {
                     "seconds": round(total, 2),
+                    # end to end up to the switch: the Data Docs are written after it, off the critical path
+                    "seconds_to_publish": round(total - phases.get("data_docs", 0.0), 2),
                     "phases": phases,
                     "status": summary.status,
                     "raw_rows": summary.raw_rows,
@@ -643,6 +648,7 @@ def main() -> int:
         first = runs[0]
         result.update(
             recompute_s=first["seconds"],
+            recompute_to_publish_s=first["seconds_to_publish"],
             phases=first["phases"],
             phase_cpu_s=first["phase_cpu_s"],
             cpu_s=first["cpu_s"],

@@ -1,14 +1,45 @@
-"""The batch layer's reads of the Delta lake, through delta-spark.
+"""The batch layer's reads of the Delta lake.
 
 One hour is read at one pinned table version (``versionAsOf``) with partition
 pruning on ``(event_date, event_hour)``, so everything a run computes (rows,
 the files it read, the version it records) describes the same snapshot even
 while the stream keeps appending.
+
+``hour_snapshot`` takes the version and the hour's file list from one snapshot read by delta-rs
+(native, from the last checkpoint: a fraction of a second for tens of thousands of files), and
+the data through delta-spark pinned to that version: the log is replayed once by each, instead of
+three times by Spark (history, the pinned read, its input-file list).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HourSnapshot:
+    version: int | None  # None: no table at the path yet
+    files: list[str]  # the hour's data files, relative to the table root, sorted
+    events: Any  # the hour's rows as of ``version`` (a Spark DataFrame), None without a table
+
+
+def hour_snapshot(spark, path: str, hour: datetime) -> HourSnapshot:
+    """Version, files and data of one event hour, all from the table's latest snapshot."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(path)
+    except TableNotFoundError:
+        return HourSnapshot(None, [], None)
+    hour = hour.astimezone(timezone.utc)
+    uris = table.file_uris(
+        file_pruning_predicate=[("event_date", "=", f"{hour:%Y-%m-%d}"), ("event_hour", "=", str(hour.hour))]
+    )
+    version = table.version()
+    return HourSnapshot(version, relative(uris, path), hour_events(spark, path, hour, version))
 
 
 def snapshot_version(spark, path: str) -> int | None:
@@ -35,9 +66,14 @@ def hour_events(spark, path: str, hour: datetime, version: int):
 def relative_files(df, table_root: str) -> list[str]:
     """The data files a (pruned) Delta read touches, relative to the table root: the same
     names wherever the lake is mounted."""
+    return relative(df.inputFiles(), table_root)
+
+
+def relative(uris, table_root: str) -> list[str]:
+    """File URIs or absolute paths relative to the table root, sorted."""
     root = table_root.rstrip("/") + "/"
     out = []
-    for uri in df.inputFiles():
+    for uri in uris:
         path = uri.split(":", 1)[1] if uri.startswith("file:") else uri
         path = "/" + path.lstrip("/")
         out.append(path[len(root) :] if path.startswith(root) else path)

@@ -1,14 +1,18 @@
 """Recompute one event hour from the lake; stage it for publication.
 
-    read events_raw (one hour, one pinned Delta version, partition-pruned)
-    -> dedup by event_id over the whole hour (late arrivals included)
-    -> raw quality gate (GE): 'drop' rules filter rows, 'fail' rules block publishing
+    read events_raw (one hour, one Delta snapshot: its version, files and pinned, partition-pruned
+         read; only the columns used below)
+    -> dedup by (tenant_id, event_id) over the whole hour (late arrivals included), cached
+    -> raw quality gate: every rule's figures and the per-tenant exact figures in one aggregation,
+       judged by the rule book: 'drop' rules filter rows, 'fail' rules block publishing
     -> minute rollups (the stream's own transform)
     -> stage in ClickHouse under the run's own new version (invisible), from the executors
     -> rollup quality gate on what readers would see (sums, HLL vs exact users)
 
 ``conclude`` then decides: a failed gate is recorded and the version thrown away, otherwise
-the compare-and-set switch publishes it (tidemark/batch/publication.py has the protocol).
+the compare-and-set switch publishes it (tidemark/batch/publication.py has the protocol). The
+gates' Great Expectations results and Data Docs are written from their figures after that
+(``record_data_docs``), off the critical path.
 
 Idempotent: a run whose lake files equal those of the current publication changes nothing
 (it only records that the current version also holds for the newer snapshot).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -101,17 +106,16 @@ def recompute(
 
     from tidemark import quality
     from tidemark.batch import lake, registry
-    from tidemark.transforms.dedup import drop_duplicate_events
+    from tidemark.quality.figures import SUPPORTED
+    from tidemark.transforms.dedup import BATCH_COLUMNS, DEDUP_KEY, drop_duplicate_events
     from tidemark.transforms.rollups import minute_rollups
 
     run_id = run_id or uuid.uuid4().hex[:12]
     timer = LapTimer()
-    # read: one snapshot for the whole run (the stream keeps committing meanwhile)
-    delta_version = lake.snapshot_version(spark, cfg.lake.events_raw)
-    raw, files = None, []
-    if delta_version is not None:
-        raw = lake.hour_events(spark, cfg.lake.events_raw, hour, delta_version)
-        files = lake.relative_files(raw, cfg.lake.events_raw)
+    # read: one snapshot for the whole run (the stream keeps committing meanwhile): its version, the
+    # hour's files and the pinned read all come from it
+    snap = lake.hour_snapshot(spark, cfg.lake.events_raw, hour)
+    delta_version, raw, files = snap.version, snap.events, snap.files
     if on_snapshot is not None:
         on_snapshot(-1 if delta_version is None else delta_version)
     plan = Plan.new(hour, -1 if delta_version is None else delta_version, files, run_id)
@@ -141,23 +145,40 @@ def recompute(
         summary.status, summary.reason = "empty", "no raw events in the lake for this hour"
         log.warning("hour has no raw events; nothing to publish", extra={"hour": label(hour)})
         return summary
+    params = quality.raw_hour_params(hour, registry.volume_history(cfg, hour))
+    # The table rules judge the lake's columns; only BATCH_COLUMNS go through the dedup.
+    figures = quality.Figures("raw_hour", params, raw.columns, unique_by=[DEDUP_KEY])
+    if not figures.supported:
+        raise quality.QualityConfigError(
+            f"raw_hour uses an expectation the recompute cannot judge on figures (supported: {sorted(SUPPORTED)})"
+        )
     timer.lap("plan")
 
     # transform. The raw count is observed on the dedup's own scan: a separate count() would read
     # the hour's (many, small) files a second time.
     observed = Observation(f"raw-{run_id}")
-    deduped = drop_duplicate_events(raw.observe(observed, F.count(F.lit(1)).alias("rows"))).persist()
+    narrow = raw.select(*BATCH_COLUMNS).observe(observed, F.count(F.lit(1)).alias("rows"))
+    deduped = drop_duplicate_events(narrow).persist()
     try:
         summary.dedup_rows = deduped.count()
         summary.raw_rows = int(observed.get["rows"])
         timer.lap("read_dedup")
-        params = quality.raw_hour_params(hour, registry.volume_history(cfg, hour))
-        raw_gate = quality.validate(deduped, "raw_hour", params, run_name=f"{label(hour)}-{run_id}")
-        kept, summary.dropped_rows = quality.apply_drops(deduped, "raw_hour", params)
-        timer.lap("raw_gate")
-        exact = _exact_by_tenant(kept)
+        # raw gate: every rule's figures and the published rows' per-tenant figures in one pass
+        started = time.monotonic()
+        by_tenant = _hour_figures(deduped, figures)
+        raw_gate = figures.judge(
+            deduped, quality.totals_of(by_tenant, figures.names()), f"{label(hour)}-{run_id}", started
+        )
+        summary.dropped_rows = raw_gate.dropped_rows
+        kept = deduped if figures.keep_sql is None else deduped.where(F.expr(figures.keep_sql))
+        exact = {
+            r["tenant_id"]: (int(r["_events"]), int(r["_users"]), int(r["_late"] or 0))
+            for r in by_tenant
+            if r["_events"]
+        }
         summary.late_rows = int(sum(v[2] for v in exact.values()))
         summary.tenants = len(exact)
+        timer.lap("raw_gate")
 
         # write: staged, invisible until the switch
         publication.begin(cfg, plan)
@@ -170,36 +191,55 @@ def recompute(
     finally:
         deduped.unpersist()
 
+    # Judged on figures too; the Data Docs of both gates are written by ``conclude``, after the switch.
     rollup_gate = quality.validate(
         _staged_vs_exact(spark, cfg, plan, exact),
         "hour_rollups",
         quality.hour_rollups_params(sum(v[0] for v in exact.values())),
         run_name=f"{label(hour)}-{run_id}",
+        docs=False,
     )
+    quality.report(raw_gate)
     timer.lap("rollup_gate")
     summary.gates = [raw_gate.as_dict(), rollup_gate.as_dict()]
-    summary.data_docs = rollup_gate.data_docs_index or raw_gate.data_docs_index
     summary.reason = "; ".join(g.reason() for g in (raw_gate, rollup_gate) if not g.passed)
     summary.seconds = timer.laps
     if publish_now:
-        conclude(cfg, summary)
+        try:
+            conclude(cfg, summary, data_docs=False)
+        finally:
+            timer.lap("publish")
+            summary.seconds = timer.laps
+        record_data_docs(summary)
+        timer.lap("data_docs")
+        summary.seconds = timer.laps
     return summary
 
 
-def _exact_by_tenant(kept) -> dict[str, tuple[int, int, int]]:
-    """tenant -> (events, exact distinct users, late events) of the rows being published."""
+def _hour_figures(deduped, figures) -> list:
+    """One aggregation over the deduplicated hour, one row per tenant: the raw gate's figures (see
+    quality.figures: all additive, totalled by the caller) and, of the rows the drop rules keep, the
+    events, exact distinct users and late events. Users are counted as (tenant, user) groups of a
+    first hash aggregation that also carries every other figure, so no distinct-count expansion."""
     from pyspark.sql import functions as F
 
-    rows = (
-        kept.groupBy("tenant_id")
+    keep = F.expr(figures.keep_sql) if figures.keep_sql is not None else F.lit(True)
+    per_user = deduped.groupBy("tenant_id", "user_id").agg(
+        *figures.aggregates(),
+        F.sum(F.when(keep, 1).otherwise(0)).alias("_events"),
+        F.sum(F.when(keep & F.col("is_late"), 1).otherwise(0)).alias("_late"),
+    )
+    user_kept = (F.col("_events") > 0) & F.col("user_id").isNotNull()
+    return (
+        per_user.groupBy("tenant_id")
         .agg(
-            F.count(F.lit(1)).alias("events"),
-            F.countDistinct("user_id").alias("users"),
-            F.sum(F.col("is_late").cast("long")).alias("late"),
+            *[F.sum(n).alias(n) for n in figures.names()],
+            F.sum("_events").alias("_events"),
+            F.count(F.when(user_kept, 1)).alias("_users"),
+            F.sum("_late").alias("_late"),
         )
         .collect()
     )
-    return {r["tenant_id"]: (int(r["events"]), int(r["users"]), int(r["late"] or 0)) for r in rows}
 
 
 def _staged_vs_exact(spark, cfg: Settings, plan: Plan, exact: dict):
@@ -218,20 +258,41 @@ def _staged_vs_exact(spark, cfg: Settings, plan: Plan, exact: dict):
     )
 
 
-def conclude(cfg: Settings, summary: RunSummary) -> RunSummary:
-    """gate -> switch -> clean up. Raises QualityGateFailed (after recording it) on a failed gate."""
+def conclude(cfg: Settings, summary: RunSummary, *, data_docs: bool = True) -> RunSummary:
+    """gate -> switch -> clean up -> Data Docs (unless ``data_docs`` is False: the caller writes them).
+    Raises QualityGateFailed (after recording it and writing its Data Docs) on a failed gate."""
     if summary.status != "staged":
         return summary  # up_to_date, empty, or already concluded
     plan, stats = summary.plan(), summary.stats()
     if not summary.passed:
         publication.fail(cfg, plan, stats, summary.reason)
         summary.status = "failed_quality"
+        record_data_docs(summary)
         raise QualityGateFailed(
             f"hour {label(plan.hour)} was not published: {summary.reason} (Data Docs: {summary.data_docs})"
         )
     switched = publication.switch(cfg, plan, stats, staged_events=summary.dedup_rows - summary.dropped_rows)
     summary.status = "published" if switched else "superseded"
     publication.cleanup(cfg, plan.hour)
+    # After the switch: work that must neither delay nor undo a publish goes below (it cannot fail it).
+    if data_docs:
+        record_data_docs(summary)
+    return summary
+
+
+def record_data_docs(summary: RunSummary) -> RunSummary:
+    """The gates' results into GE's store and the Data Docs site (from the figures the gates were
+    judged on: no data is read). Best effort: the verdict is already in the summary and registry."""
+    from tidemark import quality
+
+    if not summary.gates:
+        return summary
+    try:
+        quality.record(summary.gates)  # fills each gate's data_docs_index and validation_page
+    except Exception:
+        log.warning("could not write the Data Docs of the run", extra={"hour": summary.hour}, exc_info=True)
+        return summary
+    summary.data_docs = next((g["data_docs_index"] for g in summary.gates if g.get("data_docs_index")), None)
     return summary
 
 

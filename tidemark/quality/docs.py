@@ -2,8 +2,8 @@
 
 ``build_docs()`` rebuilds the whole site from the stored suites and results and makes it render
 offline (``tidemark.quality.offline``); ``serve(port)`` serves it on 127.0.0.1. ``validate()``
-updates the site after every run by itself, so this is for a fresh site, after a retention
-change, or to look at it.
+updates the site after every run by itself (the recompute's ``record()``, after its publish), so
+this is for a fresh site, after a retention change, or to look at it.
 
 The site index lists every stored result and rebuilding it costs about 1 s per 300 results, so
 ``build_docs`` prunes results older than the retention first (``prune``).

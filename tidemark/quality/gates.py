@@ -1,5 +1,10 @@
 """Batch-layer quality gates: Great Expectations 1.x suites with per-rule actions (warn / drop / fail).
 
+(``verdict.validate`` is the entry point now: it judges the rules on one aggregation's figures
+(``figures``) and records GE's results from them (``record``); the GE Checkpoint run below is
+what it falls back to for an expectation ``figures`` does not judge. What follows describes the
+actions and the GE run, which both paths share.)
+
 The rules live in ``quality/expectations.yml`` (suite -> list of {expectation, kwargs, action,
 description}); ``quality/README.md`` explains each one. Actions follow Delta Live Tables:
 
@@ -94,9 +99,10 @@ def build_suite(suite: str, active: Sequence[tuple[Rule, Mapping[str, Any]]]):
     )
 
 
-def validate(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateResult:
+def validate_with_ge(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateResult:
     """Run the suite on ``df`` through a GE Checkpoint, update Data Docs, and judge the actions.
 
+    ``verdict.validate`` comes here for a suite using an expectation ``figures`` does not judge.
     Every rule is evaluated on ``df`` as given (drop rules report what ``apply_drops`` removes:
     ``dropped_rows``). Rules whose placeholders are None are skipped and reported as such.
     """

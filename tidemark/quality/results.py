@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -88,6 +88,8 @@ class GateResult:
     run_name: str = ""
     duration_s: float = 0.0
     validation_page: str | None = None  # this run's page in the site
+    # Per active rule, what GE's store needs for Data Docs (quality.record): kwargs, success, result.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -128,6 +130,7 @@ class GateResult:
                 "validation_page": self.validation_page,
                 "duration_s": round(self.duration_s, 3),
                 "outcomes": [o.as_dict() for o in self.outcomes],
+                "evidence": self.evidence,
             }
         )
 

@@ -16,7 +16,11 @@ and old-timestamped re-sends included. Ingest time never runs behind its own
 watermark, so nothing is dropped for lateness; a duplicate is an event_id
 seen again (for its tenant) within the window after the first copy arrived.
 
-Batch: over a whole hour, keeping the first copy that arrived.
+Batch: over a whole hour, keeping the first copy that arrived (``row_number`` over the key by the
+Kafka coordinates); only the columns the caller keeps (``BATCH_COLUMNS`` for the recompute) go
+through the shuffle. Measured on a 500 k-event hour in 13 k stream files: the dedup costs ~2-4
+CPU-s over the ~22 CPU-s its scan costs; ``min_by`` over the key is no hash aggregation here (a
+struct buffer makes Spark fall back to a sort aggregate, sorting twice) and was slower.
 """
 
 from __future__ import annotations
@@ -25,6 +29,18 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 DEDUP_KEY = ("tenant_id", "event_id")
+FIRST_COPY = ("kafka_timestamp", "kafka_partition", "kafka_offset")  # the copy that arrived first
+# What the batch recompute reads of events_raw: the key, what the gates and rollups use, FIRST_COPY.
+BATCH_COLUMNS = (
+    *DEDUP_KEY,
+    "event_time",
+    "user_id",
+    "country",
+    "device",
+    "page",
+    "is_late",
+    *FIRST_COPY,
+)
 
 
 def drop_duplicates_within_watermark(arrived: DataFrame, window: str) -> DataFrame:
@@ -34,6 +50,6 @@ def drop_duplicates_within_watermark(arrived: DataFrame, window: str) -> DataFra
 
 def drop_duplicate_events(events: DataFrame) -> DataFrame:
     """Batch dedup by (tenant_id, event_id), deterministic: the earliest (timestamp, partition, offset)
-    copy wins."""
-    first = Window.partitionBy(*DEDUP_KEY).orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
+    copy wins (``FIRST_COPY`` must be among the columns)."""
+    first = Window.partitionBy(*DEDUP_KEY).orderBy(*FIRST_COPY)
     return events.withColumn("_copy", F.row_number().over(first)).where("_copy = 1").drop("_copy")

@@ -119,6 +119,13 @@ def test_pinned_version_read_is_pruned_to_one_hour(spark, raw_table):
     assert lake.hour_events(spark, raw_table, hour, v1 + 1).count() == 40
     assert lake.snapshot_version(spark, str(os.path.dirname(raw_table) + "/nothing_here")) is None
 
+    # The recompute's one snapshot (delta-rs): the same version, and the same files as Spark's read of it.
+    snap = lake.hour_snapshot(spark, raw_table, hour)
+    assert snap.version == lake.snapshot_version(spark, raw_table) == v1 + 1
+    assert snap.files == lake.relative_files(snap.events, raw_table) and len(snap.files) > len(files)
+    assert snap.events.count() == 40
+    assert lake.hour_snapshot(spark, str(os.path.dirname(raw_table) + "/nothing_here"), hour).version is None
+
 
 def test_optimize_compacts_without_changing_results_and_vacuum_keeps_time_travel(spark, raw_table):
     from delta.tables import DeltaTable

@@ -262,3 +262,38 @@ def test_data_docs_are_offline(spark, quality_home, raw_schema):
     assert not (site / "validations").exists() or not any((site / "validations").rglob("*.html"))
     docs.build_docs()
     assert offline.check_site(site)["remote"] == {} and offline.check_site(site)["broken"] == {}
+
+
+def test_figures_judge_as_great_expectations_does(spark, quality_home, raw_schema):
+    # validate() judges the rules on one aggregation's figures; GE's own Checkpoint run on the same
+    # frame must reach the same outcome for every rule (counts, observed values, messages).
+    from tidemark.quality.gates import validate_with_ge
+
+    rows = [event(i) for i in range(12)]
+    rows[1]["event_time"] = HOUR + timedelta(hours=1)
+    rows[3]["user_id"] = None
+    rows[4].update(event_id=rows[6]["event_id"], tenant_id=rows[6]["tenant_id"])
+    rows[5]["device"] = "fridge"
+    rows[7].update(device="car", country="ZZ", page=None)
+    df = frame(spark, raw_schema, rows).cache()
+    params = raw_hour_params(HOUR, [40, 50, 60])
+
+    def seen(gate):
+        return [(o.rule, o.success, o.skipped, o.unexpected_count, o.message) for o in gate.outcomes]
+
+    ours = validate(df, "raw_hour", params, run_name="figures-2026-11-25T03", docs=False)
+    ge = validate_with_ge(df, "raw_hour", params, run_name="ge-2026-11-25T03")
+    assert seen(ours) == seen(ge)
+    assert (ours.dropped_rows, ours.passed) == (ge.dropped_rows, ge.passed) == (2, False)
+    assert ours.data_docs_index is None  # docs=False: recorded later, e.g. after the publish
+
+    # The recompute's dedup guarantees (tenant_id, event_id): that rule is then not recounted.
+    unique = validate(df, "raw_hour", params, run_name="unique-2026-11-25T03", unique_by=[("tenant_id", "event_id")])
+    assert by_rule(unique, "expect_compound_columns_to_be_unique").success
+    assert unique.validation_page and "unique-2026-11-25T03" in unique.validation_page
+    df.unpersist()
+
+    bad = rollup_frame(spark, [("t1", 119, 120, 50, 50, 0.0, 1), ("t2", 30, 30, 1000, 1050, None, -1)])
+    assert seen(validate(bad, "hour_rollups", hour_rollups_params(155), run_name="r1", docs=False)) == seen(
+        validate_with_ge(bad, "hour_rollups", hour_rollups_params(155), run_name="r2")
+    )
