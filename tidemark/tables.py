@@ -72,9 +72,25 @@ class TableSchema:
         return pa.schema([pa.field(c.name, types[c.type], nullable=c.nullable) for c in self.columns])
 
 
+# Delta's default (a checkpoint every 10 commits) makes every tenth micro-batch write a Parquet
+# checkpoint of the whole log: ~3x the CPU of an ordinary commit here (measured), on the stream's
+# freshness path. Readers replay at most this many small JSON commits instead.
+CHECKPOINT_INTERVAL = 100
+
+
 def ensure_delta_table(spark, name: str, path: str) -> None:
-    """Create the Delta table at ``path`` with the canonical schema of ``name`` unless it exists."""
+    """Create the Delta table at ``path`` with the canonical schema of ``name`` unless it exists; a
+    table created before the checkpoint interval was set gets it (one metadata commit, once)."""
     create_delta_table(spark, table(name), path)
+    from delta.tables import DeltaTable
+
+    detail = DeltaTable.forPath(spark, path).detail().select("properties").first()
+    properties = (detail[0] if detail else None) or {}
+    if properties.get("delta.checkpointInterval") != str(CHECKPOINT_INTERVAL):
+        quoted = path.replace("`", "``")
+        spark.sql(
+            f"ALTER TABLE delta.`{quoted}` SET TBLPROPERTIES ('delta.checkpointInterval' = '{CHECKPOINT_INTERVAL}')"
+        )
 
 
 def create_delta_table(spark, schema: TableSchema, path: str) -> None:
@@ -88,6 +104,7 @@ def create_delta_table(spark, schema: TableSchema, path: str) -> None:
         .addColumns(schema.spark())
         .partitionedBy(*schema.partition_by)
         .comment(schema.description)
+        .property("delta.checkpointInterval", str(CHECKPOINT_INTERVAL))
         .execute()
     )
 

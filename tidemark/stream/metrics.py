@@ -42,6 +42,28 @@ def consumer_lag(end: dict[int, int], latest: dict[int, int]) -> int:
     return sum(max(0, off - end.get(p, 0)) for p, off in latest.items())
 
 
+# Spark's own per-batch measurements worth keeping (durationMs phases; the state operator's work).
+_STATE_FIELDS = (
+    "numRowsTotal",
+    "numRowsUpdated",
+    "numRowsRemoved",
+    "allUpdatesTimeMs",
+    "allRemovalsTimeMs",
+    "commitTimeMs",
+)
+
+
+def batch_profile(progress) -> dict:
+    """What Spark measured for one micro-batch: ``durationMs`` per phase (``addBatch`` is the
+    foreachBatch writer, ``queryPlanning``, ``latestOffset``, ``walCommit``, ``commitOffsets``...)
+    and, per state operator, its rows and the time spent updating, evicting and committing state."""
+    profile: dict = {f"{k}_ms": int(v) for k, v in (progress.durationMs or {}).items()}
+    for op in progress.stateOperators or []:
+        for name in _STATE_FIELDS:
+            profile[f"state_{name}"] = int(getattr(op, name) or 0)
+    return profile
+
+
 def _duplicates_dropped(progress) -> int:
     for op in progress.stateOperators or []:
         metrics = op.customMetrics or {}
@@ -81,6 +103,9 @@ class ProgressListener(StreamingQueryListener):
 
     def _record(self, p) -> None:
         from tidemark.io.clickhouse import client, insert_rows
+
+        if p.numInputRows:
+            log.info("batch progress", extra={"batch_id": p.batchId, "input_rows": p.numInputRows, **batch_profile(p)})
 
         source = p.sources[0] if p.sources else None
         end = kafka_offsets(source.endOffset, self.topic) if source else {}

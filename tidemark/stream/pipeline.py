@@ -7,7 +7,8 @@ functions in ``tidemark.transforms`` (shared with the batch layer); the per-micr
 Exactly-once, end to end:
 * Spark's ``kafka`` source keeps offsets in the checkpoint; a replayed micro-batch reads the same
   offset ranges with the same dedup state.
-* The writer's Delta appends are idempotent by (txnAppId, txnVersion), and its ClickHouse writes
+* The writer's Delta appends carry (application id, batch id) in their commits and a replayed batch
+  skips what the lake holds (``tidemark.stream.lake_append``); its ClickHouse writes
   follow the registry protocol in ``tidemark.stream.sink``.
 """
 

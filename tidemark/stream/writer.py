@@ -1,7 +1,8 @@
 """The micro-batch writer (``foreachBatch``): one micro-batch to the lake and to ClickHouse, exactly once.
 
-* delta-spark writes carry ``txnAppId`` = stream id and ``txnVersion`` = batch id; Delta itself
-  skips a replayed batch's write (idempotent writes).
+* delta-spark appends carry the stream's application id and the batch id in their commit; the first
+  batch after a start, the only one that can be a replay, skips an append the lake already holds
+  (``tidemark.stream.lake_append``).
 * ClickHouse writes follow the registry protocol in ``tidemark.stream.sink``.
 
 Nothing collected here is a timestamp: ``collect()`` turns Spark timestamps into *naive* datetimes
@@ -64,14 +65,8 @@ class MicroBatchWriter:
             rejected = rejected_events(stamped).withColumn("ingest_date", F.to_date("ingest_time"))
 
             raw, dead = table("events_raw"), table("events_rejected")
-            if self.first_batch:
-                # The first batch after a start may be a replay of one whose Delta commit
-                # already landed: Delta skips that write by (txnAppId, txnVersion).
-                log.info(
-                    "first batch since start; a replayed Delta write is skipped by txn id",
-                    extra={"batch_id": batch_id, "txn_app_id": self.txn_app_id},
-                )
-                self.first_batch = False
+            # The first batch after a start may replay one whose Delta commits already landed.
+            may_be_replay, self.first_batch = self.first_batch, False
             timer = LapTimer()
             metrics = BatchMetrics(self.ident.stream_id, batch_id, version)
             self._collect_stats(stamped, metrics)  # first action: materialises the cached batch
@@ -105,7 +100,11 @@ class MicroBatchWriter:
                         timed_call,
                         "delta_raw_ms",
                         lambda: self._write_delta(
-                            valid.select(*raw.names), self.cfg.lake.events_raw, raw.partition_by, batch_id
+                            valid.select(*raw.names),
+                            self.cfg.lake.events_raw,
+                            raw.partition_by,
+                            batch_id,
+                            may_be_replay,
                         ),
                     )
                 )
@@ -115,7 +114,11 @@ class MicroBatchWriter:
                         timed_call,
                         "delta_rejected_ms",
                         lambda: self._write_delta(
-                            rejected.select(*dead.names), self.cfg.lake.events_rejected, dead.partition_by, batch_id
+                            rejected.select(*dead.names),
+                            self.cfg.lake.events_rejected,
+                            dead.partition_by,
+                            batch_id,
+                            may_be_replay,
                         ),
                     )
                 )
@@ -152,17 +155,11 @@ class MicroBatchWriter:
                 },
             )
 
-    def _write_delta(self, df, path: str, partition_by, batch_id: int) -> None:
-        # The table exists with the canonical schema (build() created it); append only.
-        # txnAppId/txnVersion make the write idempotent: Delta skips a (app, version) it has committed.
-        (
-            df.write.format("delta")
-            .mode("append")
-            .partitionBy(*partition_by)
-            .option("txnAppId", self.txn_app_id)
-            .option("txnVersion", str(batch_id))
-            .save(path)
-        )
+    def _write_delta(self, df, path: str, partition_by, batch_id: int, may_be_replay: bool) -> None:
+        # The table exists with the canonical schema (build() created it); append only, exactly once.
+        from tidemark.stream.lake_append import append
+
+        append(df, path, partition_by, app_id=self.txn_app_id, batch_id=batch_id, may_be_replay=may_be_replay)
 
     def _collect_stats(self, stamped, metrics) -> None:
         """One Spark job for every per-batch figure: counts by reason, late rows, the newest event,
