@@ -283,10 +283,11 @@ def load() -> Settings:
         checkpoint_root=_env("TIDEMARK_CHECKPOINT_ROOT", str(home / "checkpoints")),
         trigger_seconds=_float("TIDEMARK_TRIGGER_SECONDS", 2.0),
         max_offsets_per_trigger=_int("TIDEMARK_MAX_OFFSETS_PER_TRIGGER", 200_000),
-        # Covers client re-sends (SDK retries come within seconds to a minute); the hourly recompute
-        # dedups whole hours anyway. Spark scans the whole dedup state every micro-batch to evict
-        # it (rate x window keys), so a longer window costs CPU on every batch.
-        dedup_window=_env("TIDEMARK_DEDUP_WINDOW", "2 minutes"),
+        # Measured in ingest time, so it must cover a re-send's distance in the topic at the speed the
+        # stream reads it, restarts and catch-ups included (a 2-minute window let re-sends through
+        # after two kill -9 restarts in tests). Spark scans the whole dedup state every micro-batch to
+        # evict it (rate x window keys): a shorter window costs less CPU per batch and dedups less.
+        dedup_window=_env("TIDEMARK_DEDUP_WINDOW", "10 minutes"),
         allowed_lateness_s=_int("TIDEMARK_ALLOWED_LATENESS_S", 600),
         jars_dir=_env("TIDEMARK_SPARK_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "spark")),
         starting_offsets=_env("TIDEMARK_STARTING_OFFSETS", "earliest"),

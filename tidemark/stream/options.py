@@ -24,7 +24,7 @@ class StreamOptions:
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int = 200_000
     trigger_seconds: float = 2.0
-    dedup_window: str = "2 minutes"
+    dedup_window: str = "10 minutes"
     allowed_lateness_s: int = 600
     fail_on_data_loss: bool = True
     # May run although another stream serves the topic (its rows count only once promoted).
