@@ -39,12 +39,13 @@ TARGET_COST_PER_EVENT = 0.001  # the product's target, USD
 class Measured:
     """Costs per event, each with where it comes from."""
 
-    stream_fixed_cores: float = 1.48
-    stream_fixed_src: str = "FACTS.md 2026-12-04: stream JVM ~180 CPU-s per 122 s at 1 k ev/s, ~1.5 cores at any rate"
-    stream_cpu_s_per_1k: float = 0.2
-    stream_cpu_src: str = "FACTS.md: a 600 k backlog drains at ~10 k ev/s on 2 cores (upper bound: 2 cores / 10 k ev/s)"
-    recompute_cpu_s_per_1k: float = 178 / 4200
-    recompute_src: str = "FACTS.md: recompute of a 4.2 M-event hour, Spark JVM 178 CPU-s"
+    # stream and recompute: bench/stream_throughput.py and bench/recompute_hour.py on 2026-12-07 (2 cores)
+    stream_fixed_cores: float = 1.29
+    stream_fixed_src: str = "stream_throughput 2026-12-07: Spark JVM 79.9 CPU-s in 62 s at 1,011 ev/s processed"
+    stream_cpu_s_per_1k: float = 0.088
+    stream_cpu_src: str = "stream_throughput 2026-12-07: Spark JVM 86.7 CPU-s in 62 s at 15,815 ev/s (saturated)"
+    recompute_cpu_s_per_1k: float = 109.1 / 4200
+    recompute_src: str = "recompute_hour 2026-12-07: a 4.2 M-event hour (20,511 files), Spark JVM 109.1 CPU-s"
     clickhouse_cpu_s_per_1k: float = 2 * 4.9 / 4200
     clickhouse_cpu_src: str = "batch/staging.py: ClickHouse inserts a 4.2 M-event hour in 4.9 CPU-s; x2 (stream, batch)"
     # storage: `python bench/sizing.py --measure` on 2026-12-04 (300 k events from tidemark.generator,
@@ -92,30 +93,43 @@ def _latest(name: str) -> dict | None:
     return None
 
 
+def _all(name: str) -> list[tuple[dict, str]]:
+    out = []
+    for path in sorted(RESULTS.glob(f"{name}*.json")):
+        try:
+            out.append((json.loads(path.read_text().strip().splitlines()[-1]), path.name))
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
 def measured() -> Measured:
     m = Measured()
-    stream = _latest("stream_throughput")
-    if stream:
-        points = [
-            (s["processed"]["ev_s"], s["cpu_s"]["spark_jvm"] / s["cpu_s"]["wall_s"])
-            for s in stream.get("steps", [])
-            if s.get("sustained") and s.get("cpu_s", {}).get("wall_s")
-        ]
-        if len(points) >= 2:  # least squares: cores = fixed + rate * cost
-            n, sx, sy = len(points), sum(p[0] for p in points), sum(p[1] for p in points)
-            sxx, sxy = sum(p[0] ** 2 for p in points), sum(p[0] * p[1] for p in points)
-            slope = (n * sxy - sx * sy) / (n * sxx - sx**2)
-            m.stream_cpu_s_per_1k, m.stream_fixed_cores = slope * 1000, (sy - slope * sx) / n
-            m.stream_fixed_src = m.stream_cpu_src = f"{stream['_file']}: fit over {n} sustained steps"
+    # Every saved stream run counts (a ladder to 5 k and one to 20 k are two files). A stream burns a
+    # floor of CPU at any rate (the fixed work of a micro-batch per trigger), and at saturation each
+    # event costs what the busiest step spent per event processed: cores = max(floor, peak x cost).
+    steps = [
+        (s["processed"]["ev_s"], s["cpu_s"]["spark_jvm"] / s["cpu_s"]["wall_s"], path)
+        for run, path in _all("stream_throughput")
+        for s in run.get("steps", [])
+        if s.get("cpu_s", {}).get("wall_s") and s.get("processed", {}).get("ev_s")
+    ]
+    if steps:
+        slowest, busiest = min(steps), max(steps)
+        m.stream_fixed_cores = slowest[1]
+        m.stream_fixed_src = f"{slowest[2]}: Spark JVM cores at {slowest[0]:,.0f} ev/s processed"
+        m.stream_cpu_s_per_1k = busiest[1] / busiest[0] * 1000
+        m.stream_cpu_src = f"{busiest[2]}: Spark JVM CPU-s per 1,000 events at {busiest[0]:,.0f} ev/s processed"
     recompute = _latest("recompute_hour")
     if recompute and isinstance(recompute.get("cpu_s"), dict) and recompute.get("events"):
         m.recompute_cpu_s_per_1k = recompute["cpu_s"].get("spark_jvm", 0) / recompute["events"] * 1000
-        m.recompute_src = f"{recompute['_file']}: Spark JVM CPU-s / events"
+        m.recompute_src = f"{Path(recompute['_file']).name}: Spark JVM CPU-s / events"
     storage = _latest("storage")
     if storage:
         for key in ("kafka", "lake", "minute", "hour", "day"):
             setattr(m, f"{key}_bytes_per_event", storage[f"{key}_bytes_per_event"])
-        m.storage_src = f"{storage['_file']} ({storage['events']:,} events, measured {storage['measured_at']})"
+        source = Path(storage["_file"]).name
+        m.storage_src = f"{source} ({storage['events']:,} events, measured {storage['measured_at']})"
     return m
 
 
@@ -125,7 +139,7 @@ def size(m: Measured, per_day: float, stage: int, cfg) -> dict:
     peak = mean * a["peak_to_mean"]
     hot_days, lake_hot_days = cfg.tiering.hot_days, cfg.tiering.lake_hot_days
     # Spark
-    stream_cores = m.stream_fixed_cores + peak * m.stream_cpu_s_per_1k / 1000
+    stream_cores = max(m.stream_fixed_cores, peak * m.stream_cpu_s_per_1k / 1000)
     hour_cpu = per_day / 24 * m.recompute_cpu_s_per_1k / 1000 * a["recompute_factor"]
     batch_cores = max(1.0, hour_cpu / a["recompute_window_s"])
     # Kafka

@@ -38,6 +38,7 @@ HOURLY_DAG = "hourly_recompute"
 FINISHED = ("success", "failed")
 POLL_S = 5.0
 PROGRESS_EVERY_S = 30.0
+LOCKED_RETRY_S = 60.0  # how long a backfill creation refused by a locked SQLite is asked again
 
 
 class AirflowAPIError(RuntimeError):
@@ -147,23 +148,28 @@ class AirflowAPI:
 
     def create_backfill(self, dag_id: str, first: datetime, last: datetime, *, max_active_runs: int = 1) -> dict | None:
         """A backfill of the runs whose logical date lies in [first, last]; existing successful runs are
-        kept, failed ones run again. None when a backfill of this DAG is still running (Airflow allows one)."""
-        try:
-            return self._call(
-                "POST",
-                "/api/v2/backfills",
-                {
-                    "dag_id": dag_id,
-                    "from_date": first.isoformat(),
-                    "to_date": last.isoformat(),
-                    "max_active_runs": max_active_runs,
-                    "reprocess_behavior": "failed",
-                },
-            )
-        except AirflowAPIError as exc:
-            if "HTTP 409" in str(exc):
-                return None
-            raise
+        kept, failed ones run again. None when a backfill of this DAG is still running (Airflow allows one).
+
+        On SQLite (``airflow standalone``) Airflow refuses the creation with HTTP 503 "Database is locked"
+        while the scheduler holds the write lock; the refusal commits nothing, so it is asked again for up
+        to ``LOCKED_RETRY_S``. (A 409 on a retry means an earlier try did land: the backfill runs.)"""
+        body = {
+            "dag_id": dag_id,
+            "from_date": first.isoformat(),
+            "to_date": last.isoformat(),
+            "max_active_runs": max_active_runs,
+            "reprocess_behavior": "failed",
+        }
+        deadline = time.monotonic() + LOCKED_RETRY_S
+        while True:
+            try:
+                return self._call("POST", "/api/v2/backfills", body)
+            except AirflowAPIError as exc:
+                if "HTTP 409" in str(exc):
+                    return None
+                if "HTTP 503" not in str(exc) or "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(POLL_S)
 
     def runs(self, dag_id: str, first: datetime, last: datetime) -> list[Run]:
         query = urllib.parse.urlencode(
