@@ -229,8 +229,9 @@ def test_the_scenario_exercised_real_work(world):
 
 
 def _senders(package: str) -> set[tuple[str, str]]:
-    """(module, qualname) of every function in ``package`` (a package or a module) that calls ``.execute`` (a client's, not
-    queries.execute) or ``insert_rows`` itself: what must have run on both versions."""
+    """(module, qualname) of every function in ``package`` (a package or a module) that calls
+    ``.execute`` (a client's, not queries.execute) or ``insert_rows`` itself: what must have run on
+    both versions."""
     found = set()
 
     def sends(fn) -> bool:
