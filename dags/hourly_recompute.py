@@ -6,7 +6,7 @@ H is the run's data_interval_start. The schedule is an explicit CronDataInterval
 Airflow 3's default for a cron string is CronTriggerTimetable, whose data interval is a
 single point, which would make every run recompute the wrong hour. catchup=True backfills
 every hour since start_date = TIDEMARK_BATCH_START (bounded by max_active_runs); the demo
-sets it to its first hour. Tasks: tidemark/orchestration/airflow.py.
+sets it to its first hour. Tasks: tidemark/orchestration/dag_tasks.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag
 
-from tidemark.orchestration.airflow import INTERVAL_HOUR as HOUR
-from tidemark.orchestration.airflow import publish, quality_gate, recompute_operator, settings, wait_for_stream
+from tidemark.orchestration.dag_tasks import INTERVAL_HOUR as HOUR
+from tidemark.orchestration.dag_tasks import publish, quality_gate, recompute_operator, settings, wait_for_stream
 
 
 @dag(

@@ -13,7 +13,7 @@ stream checkpoints that a newer one replaced (already invisible to readers).
 catchup=False: each run looks over the whole window from its own data_interval_end (so unpausing
 runs the latest interval once, never a backlog of them). max_active_runs=1 so two runs of this DAG
 never recompute the same hour at once (and if an hourly run overlaps, the publication protocol
-keeps the newer snapshot). Tasks: tidemark/orchestration/airflow.py.
+keeps the newer snapshot). Tasks: tidemark/orchestration/dag_tasks.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from tidemark.orchestration.airflow import (
+from tidemark.orchestration.dag_tasks import (
     check_failing_hours,
     find_due_hours,
     recompute_hour,

@@ -13,7 +13,7 @@
 
 Every task is idempotent and safe to kill; a retry redoes only what is left. catchup=False: each
 run works on everything older than its own boundaries (unpausing runs the latest day once).
-Tasks: tidemark/orchestration/airflow.py.
+Tasks: tidemark/orchestration/dag_tasks.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag
 
-from tidemark.orchestration.airflow import clickhouse_care, hot_tier, lake_maintenance, measure_before, report
+from tidemark.orchestration.dag_tasks import clickhouse_care, hot_tier, lake_maintenance, measure_before, report
 
 
 @dag(

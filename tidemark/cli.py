@@ -15,27 +15,24 @@ import json
 import sys
 from typing import Any
 
+from tidemark.errors import TidemarkError
+
 
 def _stack(args: argparse.Namespace) -> int:
     from tidemark.stack import services
-    from tidemark.stack.process import StackError
 
-    try:
-        if args.action == "up":
-            statuses = services.up()
-        elif args.action == "down":
-            stopped = services.down()
-            print(
-                json.dumps({"stopped": stopped})
-                if args.json
-                else ("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
-            )
-            return 0
-        else:
-            statuses = services.status()
-    except StackError as exc:
-        print(f"tidemark stack {args.action}: {exc}", file=sys.stderr)
-        return 1
+    if args.action == "up":
+        statuses = services.up()
+    elif args.action == "down":
+        stopped = services.down()
+        print(
+            json.dumps({"stopped": stopped})
+            if args.json
+            else ("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+        )
+        return 0
+    else:
+        statuses = services.status()
     healthy = all(s.healthy for s in statuses)
     if args.json:
         print(json.dumps({"healthy": healthy, "services": [s.as_dict() for s in statuses]}))
@@ -48,19 +45,14 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from tidemark.clickhouse_ddl import DdlError, Rendering, ddl_text
-    from tidemark.clickhouse_dialect import DialectError
+    from tidemark.clickhouse_ddl import Rendering, ddl_text
     from tidemark.config import settings
-    from tidemark.migrations import MigrationError, discover, migrate
+    from tidemark.migrations import discover, migrate
 
-    try:
-        if args.action == "ddl":
-            print(ddl_text(Rendering(args.profile, settings()), discover()), end="")
-            return 0
-        applied = migrate(profile=args.profile)
-    except (MigrationError, DdlError, DialectError) as exc:
-        print(f"tidemark db {args.action}: {exc}", file=sys.stderr)
-        return 1
+    if args.action == "ddl":
+        print(ddl_text(Rendering(args.profile, settings()), discover()), end="")
+        return 0
+    applied = migrate(profile=args.profile)
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 
@@ -73,7 +65,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _stream(args: argparse.Namespace) -> int:
     from tidemark.config import settings
-    from tidemark.stack.jobs import start_stream, stream_process
+    from tidemark.stack.workloads import start_stream, stream_process
 
     forwarded = _job_flags(args, cli_only=("--detach",))
     cfg = settings()
@@ -87,7 +79,7 @@ def _stream(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from tidemark.config import settings
     from tidemark.stack import services
-    from tidemark.stack.jobs import stream_process
+    from tidemark.stack.workloads import stream_process
 
     cfg = settings()
     services_now = [s.as_dict() for s in services.status(cfg)]
@@ -132,13 +124,9 @@ def _stream_promote(args: argparse.Namespace) -> int:
     """Make one stream the one serving its topic: the only way the serving stream changes (logged, and
     recorded in ClickHouse ``stream_promotions``)."""
     from tidemark.config import settings
-    from tidemark.stream.identity import PromotionRefused, promote
+    from tidemark.stream.identity import promote
 
-    try:
-        done = promote(settings(), args.stream, topic=args.topic, force=args.force, reason=args.reason or "")
-    except PromotionRefused as exc:
-        print(f"tidemark stream-promote: {exc}", file=sys.stderr)
-        return 1
+    done = promote(settings(), args.stream, topic=args.topic, force=args.force, reason=args.reason or "")
     print(json.dumps(done.__dict__) if args.json else done.message())
     return 0
 
@@ -169,7 +157,7 @@ def _tiering_spark_submit(cfg, opts) -> dict:
     import os
     import subprocess
 
-    from tidemark.stack.jobs import job_env, spark_submit_argv
+    from tidemark.stack.workloads import job_env, spark_submit_argv
     from tidemark.tiering.options import SPARK_STEPS
 
     steps = ",".join(s for s in opts.steps if s in SPARK_STEPS)
@@ -178,8 +166,8 @@ def _tiering_spark_submit(cfg, opts) -> dict:
     )
     done = subprocess.run(argv, env={**os.environ, **job_env()}, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise SystemExit(
-            f"tidemark tiering run: jobs/tiering.py failed (exit {done.returncode}); its log is above. "
+        raise TidemarkError(
+            f"jobs/tiering.py failed (exit {done.returncode}); its log is above. "
             f"Every step is safe to re-run: run the same command again once the cause is fixed"
         )
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -215,7 +203,7 @@ def _recompute(args: argparse.Namespace) -> int:
 
     from tidemark.batch.options import hours
     from tidemark.config import settings
-    from tidemark.stack.jobs import job_env, spark_submit_argv
+    from tidemark.stack.workloads import job_env, spark_submit_argv
 
     hours(args.parser, args)  # a bad range fails here, before a JVM starts
     argv = spark_submit_argv(settings(), "recompute_hour.py", _job_flags(args))
@@ -267,16 +255,12 @@ def _airflow(args: argparse.Namespace) -> int:
 def _batch_run(args: argparse.Namespace) -> int:
     """hourly_recompute for some hours through the embedded Airflow's scheduler (REST API), then unpause DAGs."""
     from tidemark.hours import parse_hour
-    from tidemark.stack.airflow_api import AirflowAPIError, run_hours, unpause
+    from tidemark.stack.airflow_api import run_hours, unpause
 
-    try:
-        if args.hour:
-            run_hours([parse_hour(h) for h in args.hour], timeout_s=args.timeout)
-        if args.unpause:
-            unpause(args.unpause)
-    except (AirflowAPIError, FileNotFoundError) as exc:
-        print(f"tidemark batch-run: {exc}", file=sys.stderr)
-        return 1
+    if args.hour:
+        run_hours([parse_hour(h) for h in args.hour], timeout_s=args.timeout)
+    if args.unpause:
+        unpause(args.unpause)
     return 0
 
 
@@ -294,18 +278,13 @@ def _batch_report(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from tidemark.config import settings
     from tidemark.serving import server
-    from tidemark.stack.process import StackError
 
     cfg = settings()
     host, port = args.host or cfg.serving.host, args.port or cfg.serving.port
     if not args.detach:
         server.run(cfg, host, port)
         return 0
-    try:
-        pid = server.start_detached(cfg, host, port)
-    except StackError as exc:
-        print(f"tidemark serve: {exc}", file=sys.stderr)
-        return 1
+    pid = server.start_detached(cfg, host, port)
     print(f"API and dashboard on http://{host}:{port}/ (docs /docs), pid {pid}; stop with `tidemark stack down`")
     return 0
 
@@ -315,38 +294,34 @@ def _keys(args: argparse.Namespace) -> int:
     from tidemark.serving import keys
 
     cfg = settings()
-    try:
-        if args.action == "create" and not args.tenant:
-            raise keys.KeyAdminError("--tenant is required")
-        if args.action == "revoke" and not args.key_id:
-            raise keys.KeyAdminError("give the key id to revoke (see `tidemark keys list`)")
-        if args.action == "create":
-            record, token = keys.create(cfg, args.tenant, args.name or "", args.rate, args.burst)
+    if args.action == "create" and not args.tenant:
+        raise keys.KeyAdminError("--tenant is required")
+    if args.action == "revoke" and not args.key_id:
+        raise keys.KeyAdminError("give the key id to revoke (see `tidemark keys list`)")
+    if args.action == "create":
+        record, token = keys.create(cfg, args.tenant, args.name or "", args.rate, args.burst)
+        print(
+            json.dumps({"key": token, "key_id": record.key_id, "tenant": record.tenant_id})
+            if args.json
+            else f"{token}\n(key id {record.key_id}, tenant {record.tenant_id}; "
+            f"shown once: only its hash is stored; a running API accepts it within about "
+            f"{cfg.serving.key_refresh_s:g} s)"
+        )
+    elif args.action == "revoke":
+        record = keys.revoke(cfg, args.key_id)
+        print(
+            f"revoked {record.key_id} (tenant {record.tenant_id}); a running API refuses it within about "
+            f"{cfg.serving.key_refresh_s:g} s"
+        )
+    else:
+        found = keys.list_keys(cfg, args.tenant)
+        if args.json:
+            print(json.dumps([{**k.__dict__, "created_at": k.created_at.isoformat()} for k in found]))
+        for k in [] if args.json else found:
             print(
-                json.dumps({"key": token, "key_id": record.key_id, "tenant": record.tenant_id})
-                if args.json
-                else f"{token}\n(key id {record.key_id}, tenant {record.tenant_id}; "
-                f"shown once: only its hash is stored; a running API accepts it within about "
-                f"{cfg.serving.key_refresh_s:g} s)"
+                f"{k.key_id}  {k.tenant_id:<24} {'REVOKED' if k.revoked else 'active ':<8} "
+                f"{k.created_at:%Y-%m-%d %H:%M}  {k.name}"
             )
-        elif args.action == "revoke":
-            record = keys.revoke(cfg, args.key_id)
-            print(
-                f"revoked {record.key_id} (tenant {record.tenant_id}); a running API refuses it within about "
-                f"{cfg.serving.key_refresh_s:g} s"
-            )
-        else:
-            found = keys.list_keys(cfg, args.tenant)
-            if args.json:
-                print(json.dumps([{**k.__dict__, "created_at": k.created_at.isoformat()} for k in found]))
-            for k in [] if args.json else found:
-                print(
-                    f"{k.key_id}  {k.tenant_id:<24} {'REVOKED' if k.revoked else 'active ':<8} "
-                    f"{k.created_at:%Y-%m-%d %H:%M}  {k.name}"
-                )
-    except keys.KeyAdminError as exc:
-        print(f"tidemark keys {args.action}: {exc}", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -498,7 +473,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    return args.func(args)
+    try:
+        return args.func(args)
+    except TidemarkError as exc:  # the one place a user-facing error is reported: one line, exit 1
+        print(f"{_command(args)}: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command as the user named it, e.g. ``tidemark keys create``, to prefix its errors."""
+    action = getattr(args, "action", None)
+    return f"tidemark {args.command} {action}" if isinstance(action, str) else f"tidemark {args.command}"
 
 
 def _job_flags(args: argparse.Namespace, cli_only: tuple[str, ...] = ()) -> list[str]:

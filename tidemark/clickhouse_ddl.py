@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from tidemark.clickhouse_dialect import table_problems
 from tidemark.config import ClusterSettings, Settings, TieringSettings
+from tidemark.errors import TidemarkError
 
 PROFILES = ("embedded", "production")
 MERGE_TREE = re.compile(r"^(Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing|Graphite)?MergeTree$")
@@ -52,7 +53,7 @@ TTL_RULES = {
 }
 
 
-class DdlError(RuntimeError):
+class DdlError(TidemarkError, RuntimeError):
     pass
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from tidemark.errors import TidemarkError
+
 # The release docker/docker-compose.yml runs; everything the production DDL uses exists there.
 PRODUCTION_MIN_VERSION = (24, 8)
 EMBEDDED_VERSION = (18, 16)
@@ -31,7 +33,7 @@ EMBEDDED_VERSION = (18, 16)
 _AGGREGATE_TYPE = re.compile(r"^(Simple)?AggregateFunction\(")
 
 
-class DialectError(RuntimeError):
+class DialectError(TidemarkError, RuntimeError):
     pass
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from tidemark.clickhouse_ddl import Rendering
 from tidemark.clickhouse_dialect import require_production
 from tidemark.config import PROJECT_ROOT, Settings, settings
+from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client, insert_rows
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ MIGRATIONS_DIR = PROJECT_ROOT / "schemas" / "clickhouse"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(TidemarkError, RuntimeError):
     pass
 
 

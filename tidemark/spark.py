@@ -19,12 +19,13 @@ import sys
 from pathlib import Path
 
 from tidemark.config import Settings, settings
+from tidemark.errors import TidemarkError
 
 # The streaming dedup's state store (its class name alone is longer than a line).
 _ROCKSDB_STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
-class MissingJars(RuntimeError):
+class MissingJars(TidemarkError, RuntimeError):
     """The Kafka/Delta jars are not on disk: `make setup` has not run (or TIDEMARK_SPARK_JARS_DIR is wrong)."""
 
 

@@ -1,5 +1,6 @@
-"""Table schemas: the Delta tables, loaded from ``schemas/delta/*.json`` (their one home), and the
-columns both layers insert into ClickHouse's rollup input.
+"""Table schemas: the Delta tables, loaded from ``schemas/delta/*.json`` (their one home), the
+columns both layers insert into ClickHouse's rollup input, and the order of the registry's versions
+that both the batch layer and serving read by.
 
 Gives each table as a Spark ``StructType`` (and a ``pyarrow.Schema`` for tools
 that write test data without Spark), and creates the tables with delta-spark
@@ -127,3 +128,8 @@ EVENTS_REJECTED = "events_rejected"
 # the tables' materialized views derive hour and day rollups), in insert order. Both the speed
 # layer's sink and the batch layer's staging write exactly these columns.
 ROLLUP_INPUT_COLUMNS = ("layer", "version", "tenant_id", "minute", "country", "device", "page", "events", "user_ids")
+
+# The order of an hour's published versions in ClickHouse's ``published_hours`` (the registry), in
+# SQL: the one place it is written down. The batch layer's registry (tidemark/batch/registry.py)
+# and serving's lambda merge both pick an hour's current version by it.
+CURRENT_ORDER = "(delta_version, sequence)"

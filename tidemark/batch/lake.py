@@ -1,4 +1,5 @@
-"""The batch layer's reads of the Delta lake.
+"""Reads of the Delta lake: the batch layer's pinned hour reads, and the facts about the lake that
+the layers above it share (its live files, which days are cold).
 
 One hour is read at one pinned table version (``versionAsOf``) with partition
 pruning on ``(event_date, event_hour)``, so everything a run computes (rows,
@@ -9,13 +10,24 @@ while the stream keeps appending.
 (native, from the last checkpoint: a fraction of a second for tens of thousands of files), and
 the data through delta-spark pinned to that version: the log is replayed once by each, instead of
 three times by Spark (history, the pinned read, its input-file list).
+
+Whether a day is cold (moved to the cold table by tidemark/tiering/cold.py) is a fact about the
+lake, so it is answered here: the batch layer refuses to recompute a cold hour
+(``refuse_cold_hour``) without knowing the tiering layer above it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
+
+from tidemark.config import Settings
+from tidemark.errors import TidemarkError
+
+
+class ColdHourRefused(TidemarkError, RuntimeError):
+    """The hour's raw events are in the cold tier; the batch layer does not recompute cold hours."""
 
 
 @dataclass(frozen=True)
@@ -78,3 +90,32 @@ def relative(uris, table_root: str) -> list[str]:
         path = "/" + path.lstrip("/")
         out.append(path[len(root) :] if path.startswith(root) else path)
     return sorted(out)
+
+
+def delta_files(path: str):
+    """The live data files of a Delta table as a pyarrow Table (None when there is no table)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(path):
+        return None
+    return pa.table(DeltaTable(path).get_add_actions(flatten=True))
+
+
+def refuse_cold_hour(cfg: Settings, hour: datetime) -> None:
+    """Raise ColdHourRefused when ``hour``'s day is in the cold table (called by the recompute when the
+    hot lake has no files for the hour)."""
+    files = delta_files(cfg.tiering.cold_path)
+    if files is None or files.num_rows == 0:
+        return
+    days = {
+        d if isinstance(d, date) else date.fromisoformat(str(d))
+        for d in files.column("partition.event_date").to_pylist()
+    }
+    if hour.date() in days:
+        raise ColdHourRefused(
+            f"the raw events of {hour:%Y-%m-%dT%H} are in the cold tier ({cfg.tiering.cold_path}): hours older "
+            f"than TIDEMARK_LAKE_HOT_DAYS={cfg.tiering.lake_hot_days} are not recomputed, their published "
+            f"rollups stay as they are. To inspect them: spark.read.format('delta').load('{cfg.tiering.cold_path}')"
+            f".where(\"event_date = '{hour:%Y-%m-%d}'\")"
+        )

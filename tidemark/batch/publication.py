@@ -45,6 +45,7 @@ from typing import NoReturn
 
 from tidemark.batch import registry
 from tidemark.config import Settings
+from tidemark.errors import TidemarkError
 from tidemark.hours import label
 from tidemark.io.clickhouse import client
 
@@ -61,7 +62,7 @@ STAGING_TIMEOUT = timedelta(hours=3)
 _VERSION_BITS = 59  # batch versions stay below 2**60 (the bench's throw-away versions live above)
 
 
-class PublishRefused(RuntimeError):
+class PublishRefused(TidemarkError, RuntimeError):
     """The switch found its version discarded or not whole; nothing was published."""
 
 

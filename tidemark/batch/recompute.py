@@ -32,13 +32,14 @@ from pathlib import Path
 from tidemark.batch import publication
 from tidemark.batch.publication import Plan, Stats
 from tidemark.config import Settings
+from tidemark.errors import TidemarkError
 from tidemark.hours import label, parse_hour
 from tidemark.timing import LapTimer
 
 log = logging.getLogger(__name__)
 
 
-class QualityGateFailed(RuntimeError):
+class QualityGateFailed(TidemarkError, RuntimeError):
     """An hour failed a 'fail' expectation: it was not published."""
 
 
@@ -134,12 +135,10 @@ def recompute(
         summary.rollup_rows = current.rollup_rows
         log.info("hour already published from the same lake files", extra={"hour": label(hour)})
         return summary
-    from tidemark.tiering.cold import refuse_cold_hour
-
     # Raises ColdHourRefused if the tiering DAG moved the hour's day to cold, with or without hot files:
     # hot rows of a cold day are only what landed after the move, and publishing them alone would
     # replace the hour's rollups with a fraction of it (the next cold move merges them into cold).
-    refuse_cold_hour(cfg, hour)
+    lake.refuse_cold_hour(cfg, hour)
     if raw is None or not files:
         # Publishing nothing would hide whatever the stream shows for the hour.
         summary.status, summary.reason = "empty", "no raw events in the lake for this hour"

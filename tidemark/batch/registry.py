@@ -5,7 +5,7 @@ An hour's *current* version is its ``published`` row with the highest ``(delta_v
 sequence)``: versions are ordered by the lake snapshot they were computed from, so a run that
 read an older snapshot can never replace a newer one, whichever finishes last. ``sequence`` (the
 switch's wall clock) only breaks ties between runs of one snapshot, e.g. a forced re-run.
-Serving resolves versions with the same rule (tidemark/serving/rollups.py).
+Serving resolves versions with the same rule (tidemark/lambda_merge.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client, insert_rows
+from tidemark.tables import CURRENT_ORDER
 
 REGISTRY_COLUMNS = (
     "hour",
@@ -33,8 +34,6 @@ REGISTRY_COLUMNS = (
     "content_key",
 )
 
-# The order of an hour's published versions, in SQL: the one place it is written down.
-CURRENT_ORDER = "(delta_version, sequence)"
 FAILED = ("failed_quality", "failed_run")
 ENDED = ("discarded", *FAILED)  # a version with any of these must never be published: its rows may be gone
 # The reason of the 'staged' row a switch records before it checks its version (publication.switch).

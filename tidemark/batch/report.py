@@ -9,13 +9,11 @@ from tidemark.batch import registry
 from tidemark.config import Settings
 from tidemark.hours import HOUR, label
 from tidemark.io.clickhouse import client
+from tidemark.lambda_merge import minute_counts  # the merge every reader uses, serving's API included
 
 
 def batch_report(cfg: Settings, manifest: dict, hours: list[datetime]) -> dict:
     """Sent vs streaming vs batch-corrected totals for whole hours (lambda-merged, as dashboards read)."""
-    # serving's merge is the one every reader uses; imported here to keep batch -> serving lazy
-    from tidemark.serving.rollups import minute_counts
-
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database
     tenants = tuple(sorted({r[0] for r in manifest["minute_counts"]})) or ("",)

@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass
 
 from tidemark.config import ClickHouseSettings
+from tidemark.errors import TidemarkError
 from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ DATETIME_MAX_S = 2**32 - 1  # ClickHouse DateTime: UInt32 seconds since the epoc
 _MARK = "tidemark-staging:"  # tags worker-side messages so the driver can quote them
 
 
-class StagingError(RuntimeError):
+class StagingError(TidemarkError, RuntimeError):
     """Rollups could not be staged; some rows of the version may be in ClickHouse."""
 
 

@@ -9,6 +9,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from tidemark.errors import TidemarkError
+
 # -- How a payload is read (schemas/README.md, "How a payload is read") ------------------------
 JSON_WHITESPACE = " \t\n\r"
 MAX_JSON_DEPTH = 64  # deepest nesting of arrays/objects accepted
@@ -19,7 +21,7 @@ MAX_PAYLOAD_LIMIT = 1 << 20  # max_payload_bytes may not exceed 1 MiB (the rules
 
 
 # -- reading JSON -------------------------------------------------------------------------------
-class Unreadable(ValueError):
+class Unreadable(TidemarkError, ValueError):
     """The payload is not one readable JSON value (internal: becomes truncated_json or not_json)."""
 
 

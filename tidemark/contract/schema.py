@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tidemark.config import PROJECT_ROOT
+from tidemark.errors import TidemarkError
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "events" / f"page_view.v{SCHEMA_VERSION}.json"
@@ -62,7 +63,7 @@ def java_pattern(pattern: str) -> str:
     return _DOLLAR.sub(r"\\z", pattern)
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(TidemarkError, ValueError):
     """A payload that breaks the contract; ``reason`` is one of REASONS."""
 
     def __init__(self, reason: str, detail: str):

@@ -34,6 +34,7 @@ from typing import Any
 from tqdm import tqdm
 
 from tidemark.config import settings
+from tidemark.errors import TidemarkError
 from tidemark.generator.manifest import Manifest, iso_ms, write_manifest
 from tidemark.generator.options import (
     DEFAULT_POISON_DEPTH,
@@ -80,7 +81,7 @@ PRODUCER_CONFIG: dict[str, Any] = {
 }
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(TidemarkError, RuntimeError):
     """Some records were not acknowledged by the broker; no manifest is written."""
 
 

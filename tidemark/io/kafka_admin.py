@@ -20,6 +20,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from tidemark.contract.event_time import MAX_RECORD_SKEW
+from tidemark.errors import TidemarkError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
-class TopicPartitionsError(RuntimeError):
+class TopicPartitionsError(TidemarkError, RuntimeError):
     """An existing topic has fewer partitions than required."""
 
 

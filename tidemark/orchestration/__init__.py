@@ -1,1 +1,1 @@
-"""Orchestration glue: what the Airflow DAGs share (see ``tidemark.orchestration.airflow``)."""
+"""Orchestration glue: what the Airflow DAGs share (see ``tidemark.orchestration.dag_tasks``)."""

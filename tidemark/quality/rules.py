@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tidemark.config import PROJECT_ROOT
+from tidemark.errors import TidemarkError
 
 RULES_PATH = PROJECT_ROOT / "quality" / "expectations.yml"
 ACTIONS = ("warn", "drop", "fail")
@@ -42,7 +43,7 @@ _PLACEHOLDER = re.compile(r"^\{([a-z][a-z0-9_]*)\}$")
 _EMBEDDED = re.compile(r"\{[a-z][a-z0-9_]*\}")
 
 
-class QualityConfigError(ValueError):
+class QualityConfigError(TidemarkError, ValueError):
     """quality/expectations.yml (or the params given to it) is wrong."""
 
 

@@ -18,12 +18,14 @@ without a cache key first, so it still spends its tokens and still hears 401/429
 
 from __future__ import annotations
 
+from tidemark.errors import TidemarkError
 from tidemark.serving.keys import ApiKey
 from tidemark.serving.reader import Unavailable
 
 
-class ApiError(Exception):
+class ApiError(TidemarkError):
     def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
+        super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
 
 

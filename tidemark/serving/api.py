@@ -29,10 +29,10 @@ from fastapi.staticfiles import StaticFiles
 from tidemark.config import Settings, settings
 from tidemark.serving.admission import Admission, ApiError
 from tidemark.serving.cache import Busy
+from tidemark.serving.core import Service
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import RangeError, resolve
 from tidemark.serving.reader import EXPORT, Overloaded, QueryTimeout, Unavailable
-from tidemark.serving.service import Service
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Redis cache of query results, with single-flight recomputes and stale-while-revalidate.
 
 * **Key**: the normalized query (tenant, endpoint, metric, aligned range, bucket, filters) plus the
-  fingerprint of the published-hours versions inside the range (tidemark/serving/service.py). A
+  fingerprint of the published-hours versions inside the range (tidemark/serving/core.py). A
   republished hour changes the fingerprint, so the corrected number is a new key: no long TTL can
   hide it, and the batch layer needs to know nothing about this cache.
 * **TTL** (chosen by the caller) depends on recency, with +- jitter so keys written together do not
@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tidemark.config import ServingSettings
+from tidemark.errors import TidemarkError
 from tidemark.serving.metrics import Metrics
 from tidemark.serving.reader import QueryTimeout
 
@@ -51,7 +52,7 @@ _STORE_AND_RELEASE = (
 )
 
 
-class Busy(Exception):
+class Busy(TidemarkError):
     """Another request's recompute of this key did not finish within single_flight_wait_s (503)."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from tidemark.config import Settings
+from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client, insert_rows
 
 KEY_PATTERN = re.compile(r"^tmk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -29,7 +30,7 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 COLUMNS = ("key_id", "key_hash", "tenant_id", "name", "created_at", "revoked", "rate_per_s", "burst", "sequence")
 
 
-class KeyAdminError(ValueError):
+class KeyAdminError(TidemarkError, ValueError):
     """A bad argument to keys create/revoke; the message says what is allowed."""
 
 

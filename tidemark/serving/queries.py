@@ -3,8 +3,8 @@
 Every query here:
 
 * reads pre-aggregates only (minute_rollups, day_rollups), never raw events;
-* goes through the one lambda merge: the registry is resolved by ``rollups.snapshot`` for the
-  exact range read, and ``rollups.merged_filter`` picks, per hour, the published batch version
+* goes through the one lambda merge: the registry is resolved by ``lambda_merge.snapshot`` for the
+  exact range read, and ``lambda_merge.merged_filter`` picks, per hour, the published batch version
   else the streaming rows. The snapshot's parameters are passed along opaquely;
 * carries the tenant constraint, added here from the API key's tenant and never from a request
   parameter. ClickHouse 18.16 silently ignores row policies, so this WHERE clause is the only wall
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from tidemark.lambda_merge import Snapshot, merged_filter, snapshot
 from tidemark.serving.ranges import HOUR, RangeError, TimeRange
-from tidemark.serving.rollups import Snapshot, merged_filter, snapshot
 
 DIMENSIONS = ("country", "device", "page")
 METRICS = ("events", "users")
@@ -223,7 +223,7 @@ def split_at(plan: Plan, at: int) -> tuple[Plan, Plan]:
     queries whose groups do not straddle ``at``: a time series split on a bucket boundary (distinct
     users too are per bucket), or compared totals split at the current period's start (each period
     is its own group). Their rows together are then the whole query's, so the settled part can be
-    cached apart from the live one (tidemark/serving/service.py)."""
+    cached apart from the live one (tidemark/serving/core.py)."""
     if not plan.start < at < plan.end or "e" not in plan.params:
         raise ValueError(f"cannot split [{plan.start}, {plan.end}) at {at}")
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from tidemark.errors import TidemarkError
+
 MINUTE, HOUR, DAY = 60, 3600, 86400
 BUCKETS = {"minute": MINUTE, "hour": HOUR, "day": DAY}
 MIN_SPAN = MINUTE
@@ -31,7 +33,7 @@ _UNIT = {"m": MINUTE, "h": HOUR, "d": DAY}
 _EPOCH_SECONDS = re.compile(r"^[0-9]{1,12}$")  # ASCII only: str.isdigit() also accepts '²', which int() refuses
 
 
-class RangeError(ValueError):
+class RangeError(TidemarkError, ValueError):
     """A range the API cannot answer; the message says what is allowed (answered as 400)."""
 
 

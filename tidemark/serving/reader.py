@@ -27,6 +27,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
 from tidemark.config import Settings
+from tidemark.errors import TidemarkError
 from tidemark.serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,15 @@ _TOO_BIG_CODES = {158, 307, 241}
 UNAVAILABLE = "the analytics database is unavailable"
 
 
-class QueryTimeout(Exception):
+class QueryTimeout(TidemarkError):
     """The query ran past its class's time limit (answered 504)."""
 
 
-class Overloaded(Exception):
+class Overloaded(TidemarkError):
     """No query slot became free in time (answered 503)."""
 
 
-class Unavailable(Exception):
+class Unavailable(TidemarkError):
     """ClickHouse could not be reached or failed (answered 503)."""
 
 

@@ -1,16 +1,17 @@
 """Running the API: in the foreground (uvicorn), or detached under a PID file that
-`tidemark stack down` stops like the stack's services."""
+`tidemark stack down` stops like the stack's services (the process is defined beside the stream
+job's, in tidemark/stack/workloads.py)."""
 
 from __future__ import annotations
 
 import http.client
-import signal
 import sys
 import time
 import urllib.request
 
 from tidemark.config import Settings
-from tidemark.stack.process import ManagedProcess, StackError, port_open
+from tidemark.stack.process import StackError, port_open
+from tidemark.stack.workloads import api_process
 
 START_TIMEOUT_S = 30.0
 
@@ -43,12 +44,6 @@ def run(cfg: Settings, host: str, port: int) -> None:
     )
 
 
-def api_process(cfg: Settings) -> ManagedProcess:
-    return ManagedProcess(
-        name="api", pid_file=cfg.run_dir / "api.pid", log_file=cfg.log_dir / "api.log", signature="tidemark.cli serve"
-    )
-
-
 def start_detached(cfg: Settings, host: str, port: int) -> int:
     """Start `tidemark serve` in the background and wait until /health answers; returns its PID."""
     proc = api_process(cfg)
@@ -73,7 +68,3 @@ def start_detached(cfg: Settings, host: str, port: int) -> int:
             raise StackError(f"api: exited during startup; log {proc.log_file}:\n{proc.log_tail()}")
         time.sleep(0.3)
     raise StackError(f"api: /health did not answer 200 within {START_TIMEOUT_S:.0f}s; see {proc.log_file}")
-
-
-def stop(cfg: Settings) -> bool:
-    return api_process(cfg).stop(signal.SIGTERM, timeout=10)

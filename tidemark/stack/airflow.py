@@ -30,8 +30,9 @@ import urllib.request
 from pathlib import Path
 
 from tidemark.config import PROJECT_ROOT, Settings, settings
+from tidemark.errors import TidemarkError
 from tidemark.spark import python_env
-from tidemark.stack.service import Service
+from tidemark.stack.service_base import Service
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 ADMIN_USER = "admin"
@@ -127,13 +128,17 @@ def shell_exports(cfg: Settings | None = None) -> str:
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in airflow_env(cfg).items())
 
 
+class AirflowNotStarted(TidemarkError, FileNotFoundError):
+    """Airflow has not started yet: the files it writes on its first start are missing."""
+
+
 def admin_password(cfg: Settings | None = None) -> str:
     """The simple auth manager's generated password for `ADMIN_USER` (exists once Airflow has started)."""
     path = airflow_home(cfg) / PASSWORDS_FILE
     try:
         return json.loads(path.read_text())[ADMIN_USER]
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise AirflowNotStarted(
             f"{path} does not exist yet: start Airflow first (TIDEMARK_AIRFLOW=1 tidemark stack up)"
         ) from None
 

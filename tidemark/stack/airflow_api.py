@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from tidemark.config import Settings, settings
+from tidemark.errors import TidemarkError
 from tidemark.stack.airflow import ADMIN_USER, admin_password, airflow_home, api_url
 
 HOURLY_DAG = "hourly_recompute"
@@ -41,7 +42,7 @@ PROGRESS_EVERY_S = 30.0
 LOCKED_RETRY_S = 60.0  # how long a backfill creation refused by a locked SQLite is asked again
 
 
-class AirflowAPIError(RuntimeError):
+class AirflowAPIError(TidemarkError, RuntimeError):
     """A REST call failed, or a run did not end in success; the message says what to do."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from tidemark.stack.service import Service, http_ok
+from tidemark.stack.service_base import Service, http_ok
 
 
 class ClickHouse(Service):

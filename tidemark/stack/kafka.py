@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tidemark.contract.event_time import MAX_RECORD_SKEW
 from tidemark.stack.process import StackError, port_open
-from tidemark.stack.service import Service
+from tidemark.stack.service_base import Service
 
 log = logging.getLogger(__name__)
 _AFTER_MAX_MS = int(MAX_RECORD_SKEW.total_seconds() * 1000)

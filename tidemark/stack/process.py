@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tidemark.errors import TidemarkError
+
 log = logging.getLogger(__name__)
 
 # What SIGKILL leaves to wait for (a process in uninterruptible I/O exits when the I/O returns).
@@ -33,7 +35,7 @@ KILL_WAIT_S = 5.0
 _POLL_S = 0.1
 
 
-class StackError(RuntimeError):
+class StackError(TidemarkError, RuntimeError):
     """A service could not be started or checked; the message says what to do."""
 
 

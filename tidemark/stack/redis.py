@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from tidemark.stack.service import Service
+from tidemark.stack.service_base import Service
 
 
 class Redis(Service):

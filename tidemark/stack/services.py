@@ -5,7 +5,7 @@ waits until each answers, creates the topics and applies the ClickHouse
 migrations. ``down`` stops what ``up`` started, by PID file and process group,
 with a bounded escalation to SIGKILL (see `tidemark.stack.process`).
 
-Each service is a `tidemark.stack.service.Service` in a module of its own (kafka,
+Each service is a `tidemark.stack.service_base.Service` in a module of its own (kafka,
 clickhouse, redis, airflow); only this module knows them all. The service classes
 are re-exported here for callers that name them through ``services``.
 """
@@ -18,7 +18,8 @@ from tidemark.stack.airflow import enabled as airflow_enabled
 from tidemark.stack.clickhouse import ClickHouse
 from tidemark.stack.kafka import Broker
 from tidemark.stack.redis import Redis
-from tidemark.stack.service import Service, Status
+from tidemark.stack.service_base import Service, Status
+from tidemark.stack.workloads import stop_api, stop_stream
 
 __all__ = [
     "Airflow",
@@ -63,12 +64,8 @@ def down(cfg: Settings | None = None) -> list[str]:
     """Stop in reverse start order. Returns the names of the services stopped."""
     cfg = cfg or settings()
     stopped = []
-    from tidemark.stack.jobs import stop_stream
-
     if stop_stream(cfg):  # jobs first: they write to the services below
         stopped.append("stream")
-    from tidemark.serving.server import stop as stop_api
-
     if stop_api(cfg):  # the serving API (`tidemark serve --detach`) reads the services below
         stopped.append("api")
     running = services(cfg)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tidemark.config import Settings
+from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client
 from tidemark.stream import identity
 from tidemark.stream.identity import IDENTITY_FILE, StreamIdentity
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 SERVING, CANDIDATE = "serving", "candidate"
 
 
-class StreamRefused(RuntimeError):
+class StreamRefused(TidemarkError, RuntimeError):
     """A stream that must not start; the message says why and what to do."""
 
 

@@ -42,6 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tidemark.config import Settings
+from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client, insert_rows
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ CURRENT_SQL = (
 )
 
 
-class PromotionRefused(RuntimeError):
+class PromotionRefused(TidemarkError, RuntimeError):
     """A promotion that would hide events or resurrect retired rows; the message says what to do."""
 
 

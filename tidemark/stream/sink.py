@@ -40,6 +40,7 @@ from typing import Any
 from clickhouse_driver.errors import TypeMismatchError
 
 from tidemark.config import ClickHouseSettings
+from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client, insert_rows
 from tidemark.stream import identity
 from tidemark.stream.identity import stream_version
@@ -53,7 +54,7 @@ UINT32_MAX = 2**32 - 1  # ClickHouse UInt32; DateTime is UInt32 seconds since th
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-class UnencodableValue(RuntimeError):
+class UnencodableValue(TidemarkError, RuntimeError):
     """clickhouse-driver refused a value (out of its column's range or of the wrong type): a bug
     in the row building, not an outage; retrying would send the same value again."""
 

@@ -24,7 +24,7 @@ Both MERGEs read the partition they change, so Delta's conflict check makes two 
 one day fail rather than double rows. The delete removes whole files (every row of a hot file is
 cold), so it adds no data files and no hour becomes dirty (tidemark/batch/lake_log.py indexes ``add``
 actions only); only a hot file that also holds rows not yet cold is rewritten. A recompute of a cold
-hour is refused (``refuse_cold_hour``) rather than publishing an empty hour; the cold rows stay
+hour is refused (``tidemark.batch.lake.refuse_cold_hour``) rather than publishing an empty hour; the cold rows stay
 readable ad hoc:
 
     spark.read.format("delta").load(".../events_cold").where("event_date = '2026-10-01'")
@@ -37,11 +37,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
+from tidemark.batch.lake import delta_files, snapshot_version
 from tidemark.config import Settings
 from tidemark.tables import TableSchema, create_delta_table, table
-from tidemark.tiering.inventory import delta_files
 from tidemark.tiering.options import Boundaries
 from tidemark.transforms.dedup import DEDUP_KEY
 
@@ -49,10 +49,6 @@ log = logging.getLogger(__name__)
 
 TARGET_FILE_BYTES = 1024 * 1024 * 1024  # what Delta's OPTIMIZE aims at: more files per day means not compacted yet
 EVENT_KEY = DEDUP_KEY  # what identifies an event: the dedup key of both layers
-
-
-class ColdHourRefused(RuntimeError):
-    """The hour's raw events are in the cold tier; the batch layer does not recompute cold hours."""
 
 
 @dataclass
@@ -113,8 +109,6 @@ def move_day(
     """Move one day (see the module docstring). ``after_copy`` runs between the cold write and the hot
     delete (tests use it to land rows mid-move)."""
     from delta.tables import DeltaTable
-
-    from tidemark.batch.lake import snapshot_version
 
     started = time.monotonic()
     raw, cold = cfg.lake.events_raw, cfg.tiering.cold_path
@@ -220,22 +214,3 @@ def summary(results: list[DayMove]) -> dict:
         "rows_moved": sum(r.hot_rows for r in results if r.moved),
         "days_kept": [f"{r.day}: {r.reason}" for r in results if not r.moved],
     }
-
-
-def refuse_cold_hour(cfg: Settings, hour: datetime) -> None:
-    """Raise ColdHourRefused when ``hour``'s day is in the cold table (called by the recompute when the
-    hot lake has no files for the hour)."""
-    files = delta_files(cfg.tiering.cold_path)
-    if files is None or files.num_rows == 0:
-        return
-    days = {
-        d if isinstance(d, date) else date.fromisoformat(str(d))
-        for d in files.column("partition.event_date").to_pylist()
-    }
-    if hour.date() in days:
-        raise ColdHourRefused(
-            f"the raw events of {hour:%Y-%m-%dT%H} are in the cold tier ({cfg.tiering.cold_path}): hours older "
-            f"than TIDEMARK_LAKE_HOT_DAYS={cfg.tiering.lake_hot_days} are not recomputed, their published "
-            f"rollups stay as they are. To inspect them: spark.read.format('delta').load('{cfg.tiering.cold_path}')"
-            f".where(\"event_date = '{hour:%Y-%m-%d}'\")"
-        )

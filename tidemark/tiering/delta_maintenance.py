@@ -21,8 +21,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from tidemark.batch.lake import delta_files
 from tidemark.config import Settings
-from tidemark.tiering.inventory import delta_files
 from tidemark.tiering.options import Boundaries
 
 log = logging.getLogger(__name__)

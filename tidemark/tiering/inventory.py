@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+from tidemark.batch.lake import delta_files
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client
 
@@ -39,16 +40,6 @@ def delta_tables(cfg: Settings) -> dict[str, tuple[str, str]]:
         "lake_rejected": ("events_rejected", cfg.lake.events_rejected),
         "lake_cold": (cfg.tiering.cold_table, cfg.tiering.cold_path),
     }
-
-
-def delta_files(path: str):
-    """The live data files of a Delta table as a pyarrow Table (None when there is no table)."""
-    import pyarrow as pa
-    from deltalake import DeltaTable
-
-    if not DeltaTable.is_deltatable(path):
-        return None
-    return pa.table(DeltaTable(path).get_add_actions(flatten=True))
 
 
 def delta_partitions(path: str, tier: str, table: str, small_bytes: int) -> list[PartitionStats]:

@@ -8,7 +8,7 @@ minute rows. There is nothing to rebuild afterwards; when a check fails, the rem
 the hour (``tidemark recompute --hour H --force``), which rewrites every grain.
 
 **What "the same" means.** Each tier is read as readers read it: through the lambda merge, with
-one registry snapshot for all three tables (tidemark/serving/rollups.py). Per (tenant, hour,
+one registry snapshot for all three tables (tidemark/lambda_merge.py). Per (tenant, hour,
 dimension, value): the published batch version if the hour has one, else the streaming rows of
 current stream identities up to their last committed micro-batch. Streaming rows of an unpublished
 hour therefore count on both sides; rows no reader counts (superseded versions, retired streams,
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from tidemark.serving.rollups import merged_filter, snapshot
+from tidemark.lambda_merge import merged_filter, snapshot
 
 DIMENSIONS = {"all": "''", "country": "country", "device": "device", "page": "page"}
 _HOUR_EXPR = {

@@ -17,7 +17,7 @@ from tidemark.batch import planning, registry
 from tidemark.batch.recompute import QualityGateFailed, conclude, recompute
 from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
-from tidemark.serving.rollups import hour_totals, minute_counts
+from tidemark.lambda_merge import hour_totals, minute_counts
 from tidemark.tables import ensure_delta_table, table
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from tidemark.batch.recompute import recompute
 from tidemark.config import LakeSettings
 from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
-from tidemark.serving.rollups import hour_totals
+from tidemark.lambda_merge import hour_totals
 from tidemark.tables import ensure_delta_table, table
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 _MUTATION = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+(?:ON\s+CLUSTER\s+\S+\s+)?(DELETE|UPDATE)\b", re.I)
 _ROLLUP_COUNT = re.compile(r"^\s*SELECT\s+count\(\)\s+FROM\s+\w+\.(minute|hour|day)_rollups\b", re.I)
 _PART_NAME = re.compile(r"^\w+_\d+_\d+_\d+(_\d+)?$")
-_PACKAGES = ("tidemark.batch.", "tidemark.tiering.", "tidemark.serving.", "tidemark.stream.", "tidemark.migrations")
+_PACKAGES = (
+    "tidemark.batch.",
+    "tidemark.tiering.",
+    "tidemark.serving.",
+    "tidemark.lambda_merge",
+    "tidemark.stream.",
+    "tidemark.migrations",
+)
 
 
 @dataclass

@@ -30,12 +30,13 @@ from dual import on_both
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tiering"))  # the tiering tests' data
 from tiering_data import FIRST_DAY, INTERVAL_END, TENANTS, all_hours, events, is_published, tiering_cfg, write_rollups
 
+from tidemark import lambda_merge
 from tidemark.batch import lake_log, planning, publication, registry, report, staging
 from tidemark.config import PROJECT_ROOT
 from tidemark.hours import HOUR, label
 from tidemark.io.clickhouse import client
 from tidemark.migrations import discover, migrate
-from tidemark.serving import keys, queries, rollups
+from tidemark.serving import keys, queries
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import TimeRange
 from tidemark.tiering import clickhouse_care, hot, inventory, warm
@@ -48,7 +49,7 @@ PER_HOUR = 12
 START = INTERVAL_END - timedelta(days=14)
 # Functions that send SQL but are not run here, with the reason.
 NOT_RUN = {
-    ("tidemark.serving.service", "Service.health.<locals>.ping"): "SELECT 1 (the health probe), run by test_isolation",
+    ("tidemark.serving.core", "Service.health.<locals>.ping"): "SELECT 1 (the health probe), run by test_isolation",
     ("tidemark.tiering.cold", "move_day"): "its .execute() calls are delta-spark MERGEs: Spark, no ClickHouse",
 }
 
@@ -124,8 +125,8 @@ def dashboards(cfg, tenant: str, hour) -> list:
     ]
     ch = client(cfg.clickhouse)
     answers = [queries.execute(ch, db, plan) for plan in plans]
-    answers.append(rollups.hour_totals(ch, db, tenant, START, INTERVAL_END, "country"))
-    answers.append(rollups.minute_counts(ch, db, hour, hour + HOUR, [tenant]))
+    answers.append(lambda_merge.hour_totals(ch, db, tenant, START, INTERVAL_END, "country"))
+    answers.append(lambda_merge.minute_counts(ch, db, hour, hour + HOUR, [tenant]))
     return answers
 
 
@@ -205,7 +206,7 @@ def world(stack, dual_log, tmp_path_factory):
     tiering_report.read(cfg, "versions-tiering", "before")
     out["care"] = clickhouse_care.summary(clickhouse_care.run(cfg, bounds))
     out["hot"] = hot.summary(hot.run(cfg, bounds))
-    out["minute_horizon"] = rollups.minute_horizon(ch, cfg.clickhouse.database)
+    out["minute_horizon"] = lambda_merge.minute_horizon(ch, cfg.clickhouse.database)
     out["dashboards_after"] = [dashboards(cfg, t, hour) for t in TENANTS]
     yield out
     if os.environ.get("TIDEMARK_KEEP_STACK") != "1":
@@ -228,8 +229,9 @@ def test_the_scenario_exercised_real_work(world):
 
 
 def _senders(package: str) -> set[tuple[str, str]]:
-    """(module, qualname) of every function in ``package`` that calls ``.execute`` (a client's, not
-    queries.execute) or ``insert_rows`` itself: what must have run on both versions."""
+    """(module, qualname) of every function in ``package`` (a package or a module) that calls
+    ``.execute`` (a client's, not queries.execute) or ``insert_rows`` itself: what must have run on
+    both versions."""
     found = set()
 
     def sends(fn) -> bool:
@@ -259,13 +261,17 @@ def _senders(package: str) -> set[tuple[str, str]]:
             else:
                 visit(child, module, prefix)
 
+    module = PROJECT_ROOT / "tidemark" / f"{package}.py"
+    if module.exists():
+        visit(ast.parse(module.read_text()), f"tidemark.{package}", "")
     for path in sorted((PROJECT_ROOT / "tidemark" / package).glob("*.py")):
         visit(ast.parse(path.read_text()), f"tidemark.{package}.{path.stem}", "")
     return found
 
 
 def test_every_sql_sending_function_of_batch_tiering_and_serving_ran_on_both(world, dual_log):
-    wanted = set().union(*(_senders(p) for p in ("batch", "tiering", "serving"))) - NOT_RUN.keys()
+    readers = ("batch", "tiering", "serving", "lambda_merge")
+    wanted = set().union(*(_senders(p) for p in readers)) - NOT_RUN.keys()
     assert len(wanted) > 25, sorted(wanted)
     missing = wanted - dual_log.callers
     assert not missing, f"functions that send SQL but did not run on both versions: {sorted(missing)}"

@@ -18,7 +18,7 @@ import pytest
 from api_process import serve
 from serving_helpers import insert_minutes, request_path_queries, tenant_name
 
-from tidemark.serving.service import Service
+from tidemark.serving.core import Service
 
 pytestmark = pytest.mark.integration
 

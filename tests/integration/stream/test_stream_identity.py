@@ -30,7 +30,7 @@ def _served(run: StreamRun, start: datetime, manifests: list[dict]) -> int:
     """Events readers count (the lambda merge every reader uses) for the manifests' tenants, over the
     3 hours from ``start`` (an hour before the traffic: on-time events run up to seconds behind arrival)."""
     from tidemark.io.clickhouse import client
-    from tidemark.serving.rollups import minute_counts
+    from tidemark.lambda_merge import minute_counts
 
     cfg = run.cfg
     tenants = sorted({r[0] for m in manifests for r in m["minute_counts"]})

@@ -184,7 +184,7 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     from datetime import datetime, timedelta, timezone
 
     from tidemark.io.clickhouse import client
-    from tidemark.serving.rollups import minute_counts
+    from tidemark.lambda_merge import minute_counts
     from tidemark.stream import identity as stream_identities
 
     start = datetime(2026, 11, 24, 13, tzinfo=timezone.utc)  # on-time events run up to 5 s behind arrival

@@ -17,7 +17,7 @@ from stream_harness import StreamRun, forget_rows
 
 from tidemark.batch.recompute import recompute
 from tidemark.io.clickhouse import client
-from tidemark.serving.rollups import minute_counts
+from tidemark.lambda_merge import minute_counts
 
 pytestmark = pytest.mark.integration
 

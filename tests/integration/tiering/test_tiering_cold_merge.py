@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from tiering_data import INTERVAL_END, events, lake_counts, lake_keys, tiering_cfg, write_lake
 
+from tidemark.batch import lake
 from tidemark.tiering import cold
 from tidemark.tiering.options import RunOptions
 
@@ -100,5 +101,5 @@ def test_an_hour_of_a_cold_day_with_new_hot_rows_is_refused_not_published_short(
     hour = next(h for h in HOURS if h.date().isoformat() == DAY)
     # Late rows of the cold day land in the hot lake: a recompute would see only them.
     write_lake(spark, cfg, events([hour], 3, seed="late-again"), appends=1)
-    with pytest.raises(cold.ColdHourRefused, match="cold tier"):
+    with pytest.raises(lake.ColdHourRefused, match="cold tier"):
         recompute(spark, cfg, hour)

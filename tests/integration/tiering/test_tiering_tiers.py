@@ -165,8 +165,8 @@ def test_vacuum_keeps_time_travel_inside_retention_and_removes_old_orphans(world
 
 
 def test_a_second_run_changes_nothing_and_a_cold_hour_is_not_recomputed(world, spark):
+    from tidemark.batch.lake import ColdHourRefused
     from tidemark.batch.recompute import recompute
-    from tidemark.tiering.cold import ColdHourRefused
 
     cfg = world["cfg"]
     partitions = minute_partitions(cfg)

@@ -171,7 +171,7 @@ def write_rollups(cfg, rows, delta_version: int) -> dict[datetime, int]:
 
 def merged_hour_totals(cfg, table: str, start: datetime, end: datetime) -> dict[tuple, tuple[int, int]]:
     """(tenant, hour epoch) -> (events, users) through the lambda merge."""
-    from tidemark.serving.rollups import merged_filter, snapshot
+    from tidemark.lambda_merge import merged_filter, snapshot
 
     ch = client(cfg.clickhouse)
     db = cfg.clickhouse.database

@@ -34,7 +34,7 @@ def test_every_query_is_tenant_bound_merged_and_parameterized():
     for filters in (Filters(), Filters(country=EVIL), Filters(page=EVIL, device=EVIL)):
         for plan in _plans(filters):
             assert "tenant_id = (SELECT tenant FROM _req)" in plan.sql and plan.private["tenant"] == "acme"
-            assert "layer = 'batch'" in plan.sql and "%(pub)s" in plan.sql  # rollups.merged_filter
+            assert "layer = 'batch'" in plan.sql and "%(pub)s" in plan.sql  # lambda_merge.merged_filter
             assert EVIL not in plan.sql and "acme" not in plan.sql
             assert "events_raw" not in plan.sql and "rollup_input" not in plan.sql
 

@@ -40,9 +40,9 @@ def test_no_import_cycles_in_the_stack_package():
 
 def test_the_base_class_imports_no_service_and_every_service_builds_on_it():
     from tidemark.stack import services
-    from tidemark.stack.service import Service
+    from tidemark.stack.service_base import Service
 
-    assert _imports(STACK / "service.py") <= {"process"}
+    assert _imports(STACK / "service_base.py") <= {"process"}
     assert all(issubclass(cls, Service) for cls in (*services.SERVICE_TYPES, services.Airflow))
 
 

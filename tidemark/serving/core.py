@@ -22,6 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tidemark.config import Settings
+from tidemark.lambda_merge import Snapshot, minute_horizon, snapshot
 from tidemark.serving import keys, queries
 from tidemark.serving.admission import Admission
 from tidemark.serving.cache import QueryCache, cache_key
@@ -30,7 +31,6 @@ from tidemark.serving.metrics import Metrics
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import HOUR, TimeRange, realtime_window
 from tidemark.serving.reader import DASHBOARD, ClickHouseGate, Unavailable
-from tidemark.serving.rollups import Snapshot, minute_horizon, snapshot
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""The one query path that reads rollups with the lambda merge applied.
+"""The one query path that reads rollups with the lambda merge applied: the serving API's queries,
+the batch report and the warm tier all read through it, so it sits below all three.
 
 For every hour in the range, the registry (`published_hours`) is read once
 and gives the hour's current batch version, if any: the published version
 with the highest (Delta version read, sequence), the rule of
-tidemark/batch/registry.py. The stream identities give the streaming
+tidemark/batch/registry.py (``tidemark.tables.CURRENT_ORDER``). The stream identities give the streaming
 versions that count. Then the rollups are read with that snapshot inlined
 as parameters:
 
@@ -25,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from tidemark.batch.registry import CURRENT_ORDER
 from tidemark.stream.identity import counted_version_ranges
+from tidemark.tables import CURRENT_ORDER
 
 
 def _epoch(moment: datetime) -> int:

@@ -1,5 +1,6 @@
-"""Long-running Spark jobs started by the CLI: launched through spark-submit
-(as on a cluster), tracked by PID file so `tidemark stack down` stops them."""
+"""The long-running processes the CLI starts on top of the stack's services, tracked by PID file so
+`tidemark stack down` stops them: the stream job (launched through spark-submit, as on a cluster)
+and the serving API (`tidemark serve --detach`, started by tidemark/serving/server.py)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,13 @@ STREAM_STOP_GRACE_S = 60.0
 
 def stop_stream(cfg: Settings) -> bool:
     return stream_process(cfg).stop(signal.SIGTERM, timeout=STREAM_STOP_GRACE_S)
+
+
+def api_process(cfg: Settings) -> ManagedProcess:
+    return ManagedProcess(
+        name="api", pid_file=cfg.run_dir / "api.pid", log_file=cfg.log_dir / "api.log", signature="tidemark.cli serve"
+    )
+
+
+def stop_api(cfg: Settings) -> bool:
+    return api_process(cfg).stop(signal.SIGTERM, timeout=10)
