@@ -155,8 +155,8 @@ def main() -> int:
     from tidemark.tiering.options import RunOptions, default_interval_end
     from tidemark.tiering.run import run, spark_steps
 
-    logs.configure()
     cfg = settings()
+    logs.configure(cfg)
     end = default_interval_end()
     clickhouse = ClickHouse(cfg)
     clickhouse.up()

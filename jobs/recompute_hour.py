@@ -22,12 +22,12 @@ def main(argv=None) -> int:
     parser = add_arguments(argparse.ArgumentParser(prog="recompute_hour", description=__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     todo = hours(parser, args)
-    logs.configure()
     from tidemark.batch.recompute import QualityGateFailed, conclude, recompute, summary_path
     from tidemark.config import settings
     from tidemark.spark import session
 
     cfg = settings()
+    logs.configure(cfg)
     spark = session("tidemark-recompute-hour", cfg)
     failed = 0
     try:

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from tidemark import logs
+from tidemark.config import settings
 from tidemark.stream.options import add_arguments, overrides
 from tidemark.stream.pipeline import run
 
@@ -18,8 +19,9 @@ def main(argv=None) -> int:
     args = add_arguments(argparse.ArgumentParser(prog="stream_events", description=__doc__.splitlines()[0])).parse_args(
         argv
     )
-    logs.configure()
-    return run(available_now=args.available_now, **overrides(args))
+    cfg = settings()
+    logs.configure(cfg)
+    return run(cfg, available_now=args.available_now, **overrides(args))
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ def main(argv=None) -> int:
     if args.interval_end is None:
         parser.error("--interval-end is required (the data interval's end)")
     opts = options_from_args(parser, args, steps=SPARK_STEPS)
-    logs.configure()
     from tidemark.config import settings
     from tidemark.spark import session
     from tidemark.tiering.run import spark_steps
 
     cfg = settings()
+    logs.configure(cfg)
     spark = session("tidemark-tiering", cfg)
     try:
         result = spark_steps(spark, cfg, opts)

@@ -107,7 +107,7 @@ step "schedules: late_data_recompute (every 15 min) and tiering (daily) unpaused
 $TM batch-run --unpause late_data_recompute --unpause tiering || failed+=("unpausing the other DAGs")
 cat <<EOT
 
-Airflow UI:   http://127.0.0.1:$($PY -c 'from tidemark.config import settings; print(settings().airflow.port)')   login admin / $($PY -c 'from tidemark.stack.airflow import admin_password; print(admin_password())')
+Airflow UI:   http://127.0.0.1:$($PY -c 'from tidemark.config import settings; print(settings().airflow.port)')   login admin / $($PY -c 'from tidemark.config import settings; from tidemark.stack.airflow import admin_password; print(admin_password(settings()))')
 ClickHouse:   clickhouse-client --port $($PY -c 'from tidemark.config import settings; c = settings().clickhouse; print(c.port, "-d", c.database)')
 Dashboard:    ${SERVE_URL}/   API key (tenant ${DEMO_TENANT}): ${DEMO_KEY}   (API docs: ${SERVE_URL}/docs)
 Manifests:    $past

@@ -35,9 +35,10 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def spark():
     """One local SparkSession for the whole test run (start-up costs 6-17 s)."""
+    from tidemark.config import load
     from tidemark.spark import session
 
-    spark = session("tidemark-tests")
+    spark = session("tidemark-tests", load())
     yield spark
     spark.stop()
 

@@ -19,12 +19,14 @@ from tidemark.errors import TidemarkError
 
 
 def _stack(args: argparse.Namespace) -> int:
+    from tidemark.config import settings
     from tidemark.stack import services
 
+    cfg = settings()
     if args.action == "up":
-        statuses = services.up()
+        statuses = services.up(cfg)
     elif args.action == "down":
-        stopped = services.down()
+        stopped = services.down(cfg)
         print(
             json.dumps({"stopped": stopped})
             if args.json
@@ -32,7 +34,7 @@ def _stack(args: argparse.Namespace) -> int:
         )
         return 0
     else:
-        statuses = services.status()
+        statuses = services.status(cfg)
     healthy = all(s.healthy for s in statuses)
     if args.json:
         print(json.dumps({"healthy": healthy, "services": [s.as_dict() for s in statuses]}))
@@ -52,7 +54,7 @@ def _db(args: argparse.Namespace) -> int:
     if args.action == "ddl":
         print(ddl_text(Rendering(args.profile, settings()), discover()), end="")
         return 0
-    applied = migrate(profile=args.profile)
+    applied = migrate(settings(), profile=args.profile)
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 
@@ -215,23 +217,29 @@ def _spark_conf(args: argparse.Namespace) -> int:
     ``spark-submit $(tidemark spark-conf) jobs/recompute_hour.py --hour 2026-11-25T03``."""
     import shlex
 
+    from tidemark.config import settings
     from tidemark.spark import engine_conf, submit_args
 
+    cfg = settings()
     if args.properties:
-        print("\n".join(f"{k} {v}" for k, v in engine_conf().items()))
+        print("\n".join(f"{k} {v}" for k, v in engine_conf(cfg).items()))
     else:
-        print(" ".join(shlex.quote(a) for a in submit_args()))
+        print(" ".join(shlex.quote(a) for a in submit_args(cfg)))
     return 0
 
 
 def _quality(args: argparse.Namespace) -> int:
+    from tidemark.config import settings
     from tidemark.quality import docs
+    from tidemark.quality.gx import quality_home
 
-    index = docs.build_docs()
+    cfg = settings()
+    home = quality_home(cfg)
+    index = docs.build_docs(home, cfg.retention_days)
     print(f"Data Docs: file://{index}")
     if args.serve:
         print(f"serving on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
-        docs.serve(args.port, rebuild=False)
+        docs.serve(home, cfg.retention_days, args.port, rebuild=False)
     return 0
 
 
@@ -243,24 +251,27 @@ def _airflow(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from tidemark.config import settings
     from tidemark.stack.airflow import airflow_env
 
     binary = Path(sys.executable).parent / "airflow"
     return subprocess.call(
         [str(binary) if binary.exists() else shutil.which("airflow") or "airflow", *args.rest],
-        env={**os.environ, **airflow_env()},
+        env={**os.environ, **airflow_env(settings())},
     )
 
 
 def _batch_run(args: argparse.Namespace) -> int:
     """hourly_recompute for some hours through the embedded Airflow's scheduler (REST API), then unpause DAGs."""
+    from tidemark.config import settings
     from tidemark.hours import parse_hour
     from tidemark.stack.airflow_api import run_hours, unpause
 
+    cfg = settings()
     if args.hour:
-        run_hours([parse_hour(h) for h in args.hour], timeout_s=args.timeout)
+        run_hours([parse_hour(h) for h in args.hour], cfg=cfg, timeout_s=args.timeout)
     if args.unpause:
-        unpause(args.unpause)
+        unpause(args.unpause, cfg=cfg)
     return 0
 
 
@@ -468,8 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from tidemark import logs
+    from tidemark.config import settings
 
-    logs.configure()
+    logs.configure(settings())
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv

@@ -11,6 +11,10 @@ import json
 import logging
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: logging sits below the settings
+    from tidemark.config import Settings
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -31,13 +35,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(level: str | None = None, fmt: str | None = None) -> None:
-    from tidemark.config import settings
-
-    cfg = settings()
-    level = (level or cfg.log_level).upper()
+def configure(cfg: Settings) -> None:
+    """Logging for an entry point (CLI, job, bench): ``cfg.log_level`` for tidemark, WARNING for the rest."""
+    level = cfg.log_level.upper()
     handler = logging.StreamHandler(sys.stderr)
-    if (fmt or cfg.log_format) == "json":
+    if cfg.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

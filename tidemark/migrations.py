@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tidemark.clickhouse_ddl import Rendering
 from tidemark.clickhouse_dialect import require_production
-from tidemark.config import PROJECT_ROOT, Settings, settings
+from tidemark.config import PROJECT_ROOT, Settings
 from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client, insert_rows
 
@@ -68,9 +68,8 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def migrate(cfg: Settings | None = None, *, profile: str = "embedded") -> list[str]:
+def migrate(cfg: Settings, *, profile: str = "embedded") -> list[str]:
     """Apply pending migrations; return the names applied (empty when up to date)."""
-    cfg = cfg or settings()
     db = cfg.clickhouse.database
     rendering = Rendering(profile, cfg)
     ch = client(cfg.clickhouse, database="default")

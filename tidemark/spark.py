@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from tidemark.config import Settings, settings
+from tidemark.config import Settings
 from tidemark.errors import TidemarkError
 
 # The streaming dedup's state store (its class name alone is longer than a line).
@@ -44,8 +44,7 @@ def _apply_python_env() -> None:
         os.environ.setdefault(key, value)
 
 
-def jars(cfg: Settings | None = None) -> list[str]:
-    cfg = cfg or settings()
+def jars(cfg: Settings) -> list[str]:
     found = sorted(str(p) for p in Path(cfg.spark.jars_dir).glob("*.jar"))
     if not any("delta-spark" in Path(j).name for j in found) or not any("spark-sql-kafka" in j for j in found):
         raise MissingJars(
@@ -55,9 +54,8 @@ def jars(cfg: Settings | None = None) -> list[str]:
     return found
 
 
-def engine_conf(cfg: Settings | None = None) -> dict[str, str]:
+def engine_conf(cfg: Settings) -> dict[str, str]:
     """Spark settings that every Tidemark Spark process runs with."""
-    cfg = cfg or settings()
     return {
         "spark.jars": ",".join(jars(cfg)),
         # Python workers run the venv's interpreter (or they lack pyarrow & co.), under spark-submit too.
@@ -96,7 +94,7 @@ def engine_conf(cfg: Settings | None = None) -> dict[str, str]:
     }
 
 
-def submit_args(cfg: Settings | None = None) -> list[str]:
+def submit_args(cfg: Settings) -> list[str]:
     """``--conf k=v`` pairs for ``spark-submit`` (the CLI and anything else that shells out)."""
     args: list[str] = []
     for key, value in engine_conf(cfg).items():
@@ -104,11 +102,10 @@ def submit_args(cfg: Settings | None = None) -> list[str]:
     return args
 
 
-def session(app_name: str, cfg: Settings | None = None, extra_conf: dict[str, str] | None = None):
+def session(app_name: str, cfg: Settings, extra_conf: dict[str, str] | None = None):
     _apply_python_env()
     from pyspark.sql import SparkSession
 
-    cfg = cfg or settings()
     builder = SparkSession.builder.appName(app_name)
     for key, value in {**engine_conf(cfg), **(extra_conf or {})}.items():
         builder = builder.config(key, value)

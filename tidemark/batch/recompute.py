@@ -196,6 +196,7 @@ def recompute(
         "hour_rollups",
         quality.hour_rollups_params(sum(v[0] for v in exact.values())),
         run_name=f"{label(hour)}-{run_id}",
+        home=quality.quality_home(cfg),
         docs=False,
     )
     quality.report(raw_gate)
@@ -209,7 +210,7 @@ def recompute(
         finally:
             timer.lap("publish")
             summary.seconds = timer.laps
-        record_data_docs(summary)
+        record_data_docs(cfg, summary)
         timer.lap("data_docs")
         summary.seconds = timer.laps
     return summary
@@ -266,7 +267,7 @@ def conclude(cfg: Settings, summary: RunSummary, *, data_docs: bool = True) -> R
     if not summary.passed:
         publication.fail(cfg, plan, stats, summary.reason)
         summary.status = "failed_quality"
-        record_data_docs(summary)
+        record_data_docs(cfg, summary)
         raise QualityGateFailed(
             f"hour {label(plan.hour)} was not published: {summary.reason} (Data Docs: {summary.data_docs})"
         )
@@ -275,11 +276,11 @@ def conclude(cfg: Settings, summary: RunSummary, *, data_docs: bool = True) -> R
     publication.cleanup(cfg, plan.hour)
     # After the switch: work that must neither delay nor undo a publish goes below (it cannot fail it).
     if data_docs:
-        record_data_docs(summary)
+        record_data_docs(cfg, summary)
     return summary
 
 
-def record_data_docs(summary: RunSummary) -> RunSummary:
+def record_data_docs(cfg: Settings, summary: RunSummary) -> RunSummary:
     """The gates' results into GE's store and the Data Docs site (from the figures the gates were
     judged on: no data is read). Best effort: the verdict is already in the summary and registry."""
     from tidemark import quality
@@ -287,7 +288,9 @@ def record_data_docs(summary: RunSummary) -> RunSummary:
     if not summary.gates:
         return summary
     try:
-        quality.record(summary.gates)  # fills each gate's data_docs_index and validation_page
+        quality.record(
+            summary.gates, quality.quality_home(cfg)
+        )  # fills each gate's data_docs_index and validation_page
     except Exception:
         log.warning("could not write the Data Docs of the run", extra={"hour": summary.hour}, exc_info=True)
         return summary
@@ -295,18 +298,15 @@ def record_data_docs(summary: RunSummary) -> RunSummary:
     return summary
 
 
-def _summary(hour_label: str, run_id: str) -> tuple[Settings, Path, RunSummary]:
-    from tidemark.config import settings
-
-    cfg = settings()
+def _summary(cfg: Settings, hour_label: str, run_id: str) -> tuple[Path, RunSummary]:
     path = summary_path(cfg, parse_hour(hour_label), run_id)
-    return cfg, path, RunSummary.read(path)
+    return path, RunSummary.read(path)
 
 
-def gate_step(hour_label: str, run_id: str) -> RunSummary:
+def gate_step(cfg: Settings, hour_label: str, run_id: str) -> RunSummary:
     """The orchestrators' quality-gate step for a staged run: raises QualityGateFailed (after
     recording it and removing the version) when a 'fail' expectation failed."""
-    cfg, path, summary = _summary(hour_label, run_id)
+    path, summary = _summary(cfg, hour_label, run_id)
     if summary.status == "staged" and not summary.passed:
         try:
             conclude(cfg, summary)
@@ -315,9 +315,9 @@ def gate_step(hour_label: str, run_id: str) -> RunSummary:
     return summary
 
 
-def publish_step(hour_label: str, run_id: str) -> RunSummary:
+def publish_step(cfg: Settings, hour_label: str, run_id: str) -> RunSummary:
     """The orchestrators' publish step: the switch and clean-up (a no-op for 'empty', 'up_to_date')."""
-    cfg, path, summary = _summary(hour_label, run_id)
+    path, summary = _summary(cfg, hour_label, run_id)
     summary = conclude(cfg, summary)
     summary.write(path)
     return summary

@@ -270,9 +270,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
+    cfg = settings()
     started = time.monotonic()
     try:
-        manifest = run(options)
+        manifest = run(options, cfg)
     except ValueError as exc:
         log.error("invalid options: %s", exc)
         return 2
@@ -283,7 +284,7 @@ def main(args: argparse.Namespace) -> int:
         log.error(
             "Kafka error: %r (is a broker running at %s? `tidemark stack up` starts the embedded one)",
             exc,
-            options.bootstrap or settings().kafka.bootstrap_servers,
+            options.bootstrap or cfg.kafka.bootstrap_servers,
         )
         return 1
     except KeyboardInterrupt:

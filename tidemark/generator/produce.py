@@ -33,7 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tidemark.config import settings
+from tidemark.config import Settings
 from tidemark.errors import TidemarkError
 from tidemark.generator.manifest import Manifest, iso_ms, write_manifest
 from tidemark.generator.options import (
@@ -132,9 +132,8 @@ def _to_ms(moment: datetime) -> int:
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
-def resolve(options: GenerateOptions, partitions: int) -> Plan:
+def resolve(options: GenerateOptions, partitions: int, cfg: Settings) -> Plan:
     """Turn user options into a deterministic traffic plan. The only place that reads the clock."""
-    cfg = settings()
     if options.start_time is None:
         start_ms = int(time.time()) * 1000  # now, floored to the second
         start_is_now = True
@@ -421,9 +420,8 @@ def _partition_count(kafka_producer, topic: str, timeout_s: float = 30.0) -> int
         time.sleep(0.2)
 
 
-def run(options: GenerateOptions) -> dict[str, Any]:
+def run(options: GenerateOptions, cfg: Settings) -> dict[str, Any]:
     """Generate, send, wait for every ack, then write and return the manifest."""
-    cfg = settings()
     started = time.monotonic()
     kafka_producer = None
     acks, only_errors = _Acks(), True  # used when sending to Kafka
@@ -442,7 +440,7 @@ def run(options: GenerateOptions) -> dict[str, Any]:
         kafka_producer, only_errors = _make_producer(bootstrap, acks, options.producer_overrides)
         partitions = _partition_count(kafka_producer, topic)
 
-    plan = resolve(options, partitions)
+    plan = resolve(options, partitions, cfg)
     generator = TrafficGenerator(plan.traffic)
     log.info(
         "generating %d records from %s at %.0f ev/s simulated (seed %d, realtime=%s) to %s",

@@ -95,7 +95,7 @@ def quality_gate(hour: str, run_id=None) -> dict:
     from tidemark.batch.recompute import QualityGateFailed, gate_step
 
     try:
-        summary = gate_step(hour, run_id)
+        summary = gate_step(settings(), hour, run_id)
     except QualityGateFailed as exc:
         raise AirflowFailException(str(exc)) from exc
     return {
@@ -112,7 +112,7 @@ def publish(hour: str, run_id=None, outlet_events=None) -> dict:
     """The compare-and-set switch and clean-up (a no-op for 'empty' and 'up_to_date')."""
     from tidemark.batch.recompute import publish_step
 
-    summary = publish_step(hour, run_id)
+    summary = publish_step(settings(), hour, run_id)
     outlet_events[HOUR_ROLLUPS].extra = {
         "hour": hour,
         "version": summary.version,

@@ -26,6 +26,7 @@ the HTTP server.
 from tidemark.quality.drops import apply_drops, drop_filter_sql, keep_predicate
 from tidemark.quality.figures import Figures, totals_of
 from tidemark.quality.gates import build_suite
+from tidemark.quality.gx import quality_home
 from tidemark.quality.params import contract_value_sets, hour_rollups_params, raw_hour_params, volume_bounds
 from tidemark.quality.record import record
 from tidemark.quality.results import ExpectationOutcome, GateResult
@@ -46,6 +47,7 @@ __all__ = [
     "keep_predicate",
     "load_rules",
     "parse_rules",
+    "quality_home",
     "raw_hour_params",
     "record",
     "report",

@@ -21,22 +21,21 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tidemark.config import settings
 from tidemark.quality import gx
 from tidemark.quality.offline import localise
 
 log = logging.getLogger(__name__)
 
 
-def site_dir() -> Path:
-    """The Data Docs site (``gx.docs_dir()``)."""
-    return gx.docs_dir()
+def site_dir(home: Path) -> Path:
+    """The Data Docs site (``gx.docs_dir(home)``)."""
+    return gx.docs_dir(home)
 
 
 _RUN_TIME_DIR = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
 
 
-def prune(keep_days: int, now: datetime | None = None) -> int:
+def prune(home: Path, keep_days: int, now: datetime | None = None) -> int:
     """Delete validation results (GE store and site pages) whose run is older than keep_days.
 
     The site index lists every stored result and rebuilding it costs about 1 s per 300 results,
@@ -44,8 +43,8 @@ def prune(keep_days: int, now: datetime | None = None) -> int:
     """
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=keep_days)
     removed = 0
-    store = gx.gx_root() / "uncommitted" / "validations"
-    for root in (store, site_dir() / "validations"):
+    store = gx.gx_root(home) / "uncommitted" / "validations"
+    for root in (store, site_dir(home) / "validations"):
         if not root.is_dir():
             continue
         for dirpath, dirnames, _ in os.walk(root, topdown=True):
@@ -63,17 +62,16 @@ def prune(keep_days: int, now: datetime | None = None) -> int:
     return removed
 
 
-def build_docs(keep_days: int | None = None) -> Path:
+def build_docs(home: Path, keep_days: int) -> Path:
     """Rebuild the whole site from the stored suites and validation results, then localise it.
 
-    Results older than ``keep_days`` (default: settings().retention_days) are pruned first.
+    Results older than ``keep_days`` (the lake's retention, ``Settings.retention_days``) are pruned first.
     """
     gx.quiet()
-    site = site_dir()
-    keep_days = settings().retention_days if keep_days is None else keep_days
-    with gx.gx_lock():
-        ctx = gx.context()
-        pruned = prune(keep_days)
+    site = site_dir(home)
+    with gx.gx_lock(home):
+        ctx = gx.context(home)
+        pruned = prune(home, keep_days)
         if pruned:
             log.info("pruned %d validation results older than %d days", pruned, keep_days)
         ctx.build_data_docs(site_names=[gx.SITE_NAME])
@@ -86,9 +84,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         log.debug("data docs: " + format, *args)
 
 
-def serve(port: int = 8765, host: str = "127.0.0.1", rebuild: bool = True) -> None:
+def serve(home: Path, keep_days: int, port: int = 8765, host: str = "127.0.0.1", rebuild: bool = True) -> None:
     """Serve the site over HTTP until interrupted (rebuilds it first unless rebuild=False)."""
-    index = build_docs() if rebuild or not (site_dir() / "index.html").exists() else site_dir() / "index.html"
+    index = site_dir(home) / "index.html"
+    if rebuild or not index.exists():
+        index = build_docs(home, keep_days)
     handler = functools.partial(_QuietHandler, directory=str(index.parent))
     with ThreadingHTTPServer((host, port), handler) as server:
         print(f"Data Docs: http://{host}:{server.server_address[1]}/index.html (Ctrl-C to stop)", flush=True)

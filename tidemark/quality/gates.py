@@ -40,6 +40,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from tidemark.quality.drops import dropped_rows
@@ -99,7 +100,7 @@ def build_suite(suite: str, active: Sequence[tuple[Rule, Mapping[str, Any]]]):
     )
 
 
-def validate_with_ge(df, suite: str, params: Mapping[str, Any], run_name: str) -> GateResult:
+def validate_with_ge(df, suite: str, params: Mapping[str, Any], run_name: str, home: Path) -> GateResult:
     """Run the suite on ``df`` through a GE Checkpoint, update Data Docs, and judge the actions.
 
     ``verdict.validate`` comes here for a suite using an expectation ``figures`` does not judge.
@@ -123,8 +124,8 @@ def validate_with_ge(df, suite: str, params: Mapping[str, Any], run_name: str) -
     if cached_here:
         df = df.cache()
     try:
-        with gx_lock():
-            ctx = context()
+        with gx_lock(home):
+            ctx = context(home)
             batch_definition = _batch_definition(ctx, suite)
             gx_suite = ctx.suites.add_or_update(gx_suite)
             definition = ctx.validation_definitions.add_or_update(
@@ -141,7 +142,7 @@ def validate_with_ge(df, suite: str, params: Mapping[str, Any], run_name: str) -
             pages_since = time.time() - 1.0
             run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc))
             checkpoint_result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
-            localise(docs_dir(), since=pages_since)
+            localise(docs_dir(home), since=pages_since)
 
         ((identifier, suite_result),) = checkpoint_result.run_results.items()
         by_rule = {}
@@ -159,7 +160,7 @@ def validate_with_ge(df, suite: str, params: Mapping[str, Any], run_name: str) -
         if cached_here:
             df.unpersist()
 
-    site = docs_dir()
+    site = docs_dir(home)
     page = validation_page(site, identifier)
     gate = GateResult(
         suite=suite,

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from tidemark.config import settings
+from tidemark.config import Settings
 
 if TYPE_CHECKING:  # GE's import costs seconds: only the checker reads it here
     from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict
@@ -32,25 +32,20 @@ _LOCK = threading.RLock()  # GE's context is not thread-safe
 _CONTEXTS: dict[str, Any] = {}
 
 
-def quality_home() -> Path:
-    """The folder holding GE's state and the Data Docs site.
-
-    Returns
-    -------
-    Path
-        ``<TIDEMARK_HOME>/quality``.
-    """
-    return settings().home / "quality"
+def quality_home(cfg: Settings) -> Path:
+    """The folder holding GE's state and the Data Docs site, ``<TIDEMARK_HOME>/quality``: the
+    ``home`` every function of the quality package takes."""
+    return cfg.home / "quality"
 
 
-def gx_root() -> Path:
+def gx_root(home: Path) -> Path:
     """The GE file data context (great_expectations.yml, suites, results)."""
-    return quality_home() / "gx"
+    return home / "gx"
 
 
-def docs_dir() -> Path:
+def docs_dir(home: Path) -> Path:
     """The Data Docs site."""
-    return quality_home() / "data_docs"
+    return home / "data_docs"
 
 
 def quiet() -> None:
@@ -64,11 +59,11 @@ def quiet() -> None:
 
 
 @contextlib.contextmanager
-def gx_lock() -> Iterator[None]:
+def gx_lock(home: Path) -> Iterator[None]:
     """Serialise GE work across threads and processes (the file context and the site are shared)."""
     import fcntl
 
-    root = gx_root()
+    root = gx_root(home)
     root.mkdir(parents=True, exist_ok=True)
     with _LOCK, open(root.parent / ".gx.lock", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -100,12 +95,12 @@ def site_config(base_directory: Path) -> dict[str, Any]:
     }
 
 
-def context():
-    """The file data context under <home>/quality/gx, created and configured on first use.
+def context(home: Path):
+    """The file data context under <home>/gx, created and configured on first use.
 
-    Call under ``gx_lock()``.
+    Call under ``gx_lock(home)``.
     """
-    root = gx_root()
+    root = gx_root(home)
     key = str(root)
     if key in _CONTEXTS:
         return _CONTEXTS[key]
@@ -132,7 +127,7 @@ def context():
     if "local_site" in sites:  # GE's default, under uncommitted/: ours is configured explicitly
         ctx.delete_data_docs_site("local_site")
     # GE's DataDocsSiteConfigTypedDict is incomplete by its own note (no show_how_to_buttons): cast.
-    wanted = cast("DataDocsSiteConfigTypedDict", site_config(docs_dir()))
+    wanted = cast("DataDocsSiteConfigTypedDict", site_config(docs_dir(home)))
     if SITE_NAME not in sites:
         ctx.add_data_docs_site(SITE_NAME, wanted)
     elif sites[SITE_NAME] != wanted:

@@ -21,7 +21,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tidemark.quality import gx
 from tidemark.quality.vendor import URL_MAP, VENDOR_DIR
 
 log = logging.getLogger(__name__)
@@ -136,12 +135,11 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def localise(site: Path | None = None, since: float | None = None) -> list[str]:
+def localise(site: Path, since: float | None = None) -> list[str]:
     """Make the site self-contained; returns the remote asset URLs left unmapped (should be none).
 
     ``since``: only pages modified at or after this epoch time (the pages a run just wrote).
     """
-    site = site or gx.docs_dir()
     if not VENDOR_DIR.is_dir():
         raise FileNotFoundError(f"{VENDOR_DIR} is missing: run `python -m tidemark.quality.vendor`")
     _sync_vendor(site)
@@ -162,9 +160,8 @@ def localise(site: Path | None = None, since: float | None = None) -> list[str]:
     return sorted(unmapped)
 
 
-def check_site(site: Path | None = None) -> dict[str, Any]:
+def check_site(site: Path) -> dict[str, Any]:
     """Offline check: remote asset references and local asset references that resolve to nothing."""
-    site = site or gx.docs_dir()
     remote: dict[str, list[str]] = {}
     broken: dict[str, list[str]] = {}
     files = [(p, p.read_text(encoding="utf-8")) for p in pages(site)]

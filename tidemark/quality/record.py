@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from tidemark.quality.gates import build_suite
@@ -91,7 +92,9 @@ def _suite_result(gate: Mapping[str, Any], run_id, run_time: datetime):
     return gx_suite, result
 
 
-def record(gates: Sequence[GateResult | Mapping[str, Any]], run_time: datetime | None = None) -> list[str | None]:
+def record(
+    gates: Sequence[GateResult | Mapping[str, Any]], home: Path, run_time: datetime | None = None
+) -> list[str | None]:
     """Store each gate's results in GE and update Data Docs for them; returns each run's page.
 
     Sets ``data_docs_index`` and ``validation_page`` on GateResult objects given (dicts are
@@ -106,8 +109,8 @@ def record(gates: Sequence[GateResult | Mapping[str, Any]], run_time: datetime |
 
     run_time = run_time or datetime.now(timezone.utc)
     pages: list[str | None] = []
-    with gx_lock():
-        ctx = context()
+    with gx_lock(home):
+        ctx = context(home)
         since = time.time() - 1.0
         identifiers: list[Any] = []
         for gate in gates:
@@ -123,8 +126,8 @@ def record(gates: Sequence[GateResult | Mapping[str, Any]], run_time: datetime |
             identifiers += [identifier, suite_id]
             pages.append(None)
         ctx.build_data_docs(site_names=[SITE_NAME], resource_identifiers=identifiers)
-        localise(docs_dir(), since=since)
-    site = docs_dir()
+        localise(docs_dir(home), since=since)
+    site = docs_dir(home)
     index = str(site / "index.html") if (site / "index.html").exists() else None
     for i, (gate, identifier) in enumerate(zip(gates, identifiers[::2], strict=True)):
         page = validation_page(site, identifier)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tidemark.quality.figures import Figures
@@ -27,11 +28,13 @@ def validate(
     params: Mapping[str, Any],
     run_name: str,
     *,
+    home: Path,
     columns: Sequence[str] | None = None,
     unique_by: Iterable[Sequence[str]] = (),
     docs: bool = True,
 ) -> GateResult:
-    """Judge ``suite`` on ``df`` (one aggregation) and, with ``docs``, write its Data Docs page.
+    """Judge ``suite`` on ``df`` (one aggregation) and, with ``docs``, write its Data Docs page
+    (GE's store and site under ``home``, ``gx.quality_home(cfg)``).
 
     ``columns``: the columns the table rules see, when ``df`` is a projection of the frame they
     describe. ``unique_by``: keys ``df`` is unique by construction (their uniqueness rules are not
@@ -40,11 +43,11 @@ def validate(
     started = time.monotonic()
     figures = Figures(suite, params, columns or df.columns, unique_by=unique_by)
     if not figures.supported:
-        return validate_with_ge(df, suite, params, run_name)
+        return validate_with_ge(df, suite, params, run_name, home)
     totals = df.agg(*figures.aggregates()).first().asDict()
     gate = figures.judge(df, totals, run_name, started)
     if docs:
-        record([gate])
+        record([gate], home)
     report(gate)
     return gate
 

@@ -26,7 +26,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tidemark.config import Settings, settings
+from tidemark.config import Settings
 from tidemark.serving.admission import Admission, ApiError
 from tidemark.serving.cache import Busy
 from tidemark.serving.core import Service
@@ -79,8 +79,15 @@ def _text(name: str):
     return Query(None, min_length=1, max_length=MAX_TEXT, description=f"only rows whose {name} is exactly this")
 
 
-def create_app(cfg: Settings | None = None) -> FastAPI:
-    cfg = cfg or settings()
+def app_from_environment() -> FastAPI:
+    """uvicorn's app factory in each API worker process: a worker is an entry point, so it reads the
+    settings here, once, and passes them in."""
+    from tidemark.config import settings
+
+    return create_app(settings())
+
+
+def create_app(cfg: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -31,7 +31,7 @@ def run(cfg: Settings, host: str, port: int) -> None:
     workers = cfg.serving.workers
     uvicorn.run(
         # Several workers need an import string (each process builds its own app, from the environment).
-        "tidemark.serving.api:create_app" if workers > 1 else create_app(cfg),
+        "tidemark.serving.api:app_from_environment" if workers > 1 else create_app(cfg),
         factory=workers > 1,
         workers=workers,
         host=host,

@@ -1,12 +1,12 @@
 """The embedded Airflow 3 (``airflow standalone``) that schedules the batch layer.
 
 Optional: the stack starts it only when ``TIDEMARK_AIRFLOW=1`` (it costs ~30 s and
-~1 GB), see `enabled`. Everything Airflow needs is derived here from `settings()`
+~1 GB), see `enabled`. Everything Airflow needs is derived here from the settings passed in
 as environment variables (`airflow_env`), so the DAGs, ``dag.test()`` in tests and
 ``airflow`` CLI calls all see the same home, DAG folder and ``spark_default``:
 
-    eval "export $(python -c 'from tidemark.stack.airflow import shell_exports as e; print(e())')"
-    airflow dags list
+    tidemark airflow dags list        # the airflow CLI in that environment
+    (`shell_exports(cfg)` renders it as `export` arguments for a shell)
 
 Its knobs are `tidemark.config.AirflowSettings`: TIDEMARK_AIRFLOW (0/1), TIDEMARK_AIRFLOW_PORT
 (8080), TIDEMARK_AIRFLOW_WORKER_LOG_PORT (8793), TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT (8794) and
@@ -29,7 +29,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tidemark.config import PROJECT_ROOT, Settings, settings
+from tidemark.config import PROJECT_ROOT, Settings
 from tidemark.errors import TidemarkError
 from tidemark.spark import python_env
 from tidemark.stack.service_base import Service
@@ -39,28 +39,17 @@ ADMIN_USER = "admin"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
 
-def _live():
-    # Read fresh (not the cached settings()) so tests and `stack` calls see the current environment.
-    from tidemark.config import load
-
-    return load().airflow
-
-
-def enabled() -> bool:
+def enabled(cfg: Settings) -> bool:
     """Whether `tidemark stack up` manages the embedded Airflow (TIDEMARK_AIRFLOW=1)."""
-    return _live().enabled
+    return cfg.airflow.enabled
 
 
-def api_port() -> int:
-    return _live().port
+def airflow_home(cfg: Settings) -> Path:
+    return cfg.home / "airflow"
 
 
-def airflow_home(cfg: Settings | None = None) -> Path:
-    return (cfg or settings()).home / "airflow"
-
-
-def api_url(cfg: Settings | None = None) -> str:
-    return f"http://127.0.0.1:{api_port()}"
+def api_url(cfg: Settings) -> str:
+    return f"http://127.0.0.1:{cfg.airflow.port}"
 
 
 def spark_connection(cfg: Settings) -> str:
@@ -81,12 +70,11 @@ def spark_connection(cfg: Settings) -> str:
     )
 
 
-def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dict[str, str]:
+def airflow_env(cfg: Settings, *, home: Path | None = None) -> dict[str, str]:
     """Environment for every Airflow process (standalone, CLI, dag.test()). ``home`` moves
     AIRFLOW_HOME (metadata DB, logs, password file) elsewhere, e.g. a test's tmp dir."""
-    cfg = cfg or settings()
     home = Path(home) if home is not None else airflow_home(cfg)
-    port = api_port()
+    port = cfg.airflow.port
     venv_bin = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     return {
@@ -112,8 +100,8 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
         "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "airflow.task=INFO tidemark=INFO",  # ...task logs (the UI's) do not
         "AIRFLOW__LOGGING__UVICORN_LOGGING_LEVEL": "WARNING",
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_live().worker_log_port),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_live().trigger_log_port),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(cfg.airflow.worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(cfg.airflow.trigger_log_port),
         "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(cfg),
         # Tasks read Tidemark's settings from the environment they inherit; the DAG processor reads
         # hourly_recompute's start_date from it, so the value in force is the one Airflow started with.
@@ -124,7 +112,7 @@ def airflow_env(cfg: Settings | None = None, *, home: Path | None = None) -> dic
     }
 
 
-def shell_exports(cfg: Settings | None = None) -> str:
+def shell_exports(cfg: Settings) -> str:
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in airflow_env(cfg).items())
 
 
@@ -132,7 +120,7 @@ class AirflowNotStarted(TidemarkError, FileNotFoundError):
     """Airflow has not started yet: the files it writes on its first start are missing."""
 
 
-def admin_password(cfg: Settings | None = None) -> str:
+def admin_password(cfg: Settings) -> str:
     """The simple auth manager's generated password for `ADMIN_USER` (exists once Airflow has started)."""
     path = airflow_home(cfg) / PASSWORDS_FILE
     try:
@@ -183,10 +171,10 @@ class Airflow(Service):
         return api_url(self.cfg)
 
     def port(self) -> int:
-        return api_port()
+        return self.cfg.airflow.port
 
     def ports(self) -> list[tuple[int, str]]:
-        live = _live()
+        live = self.cfg.airflow
         return [
             (live.port, "TIDEMARK_AIRFLOW_PORT"),
             (live.worker_log_port, "TIDEMARK_AIRFLOW_WORKER_LOG_PORT"),

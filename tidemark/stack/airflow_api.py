@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from tidemark.config import Settings, settings
+from tidemark.config import Settings
 from tidemark.errors import TidemarkError
 from tidemark.stack.airflow import ADMIN_USER, admin_password, airflow_home, api_url
 
@@ -97,9 +97,8 @@ class AirflowAPI:
         self._token: str | None = None
 
     @classmethod
-    def embedded(cls, cfg: Settings | None = None) -> AirflowAPI:
+    def embedded(cls, cfg: Settings) -> AirflowAPI:
         """The stack's `airflow standalone` (started with TIDEMARK_AIRFLOW=1 tidemark stack up)."""
-        cfg = cfg or settings()
         return cls(api_url(cfg), ADMIN_USER, admin_password(cfg))
 
     def _call(self, method: str, path: str, body: dict | None = None, *, auth: bool = True) -> dict:
@@ -220,7 +219,7 @@ def _progress(api: AirflowAPI, runs: list[Run]) -> str:
 def run_hours(
     hours: list[datetime],
     *,
-    cfg: Settings | None = None,
+    cfg: Settings,
     api: AirflowAPI | None = None,
     timeout_s: float = 1800.0,
     say: Callable[[str], None] = print,
@@ -246,7 +245,7 @@ def run_backfill(
     last: datetime,
     expected_runs: int,
     *,
-    cfg: Settings | None = None,
+    cfg: Settings,
     api: AirflowAPI | None = None,
     timeout_s: float = 1800.0,
     say: Callable[[str], None] = print,
@@ -254,7 +253,6 @@ def run_backfill(
     """Backfill ``dag_id`` over the logical dates [first, last] (``expected_runs`` runs), unpause it, wait
     for the runs and return them. Raises AirflowAPIError when a run failed or did not finish within
     ``timeout_s``, naming the run and its failed tasks' log files."""
-    cfg = cfg or settings()
     api = api or AirflowAPI.embedded(cfg)
     started = time.monotonic()
 
@@ -319,7 +317,7 @@ def run_backfill(
 def unpause(
     dag_ids: list[str],
     *,
-    cfg: Settings | None = None,
+    cfg: Settings,
     api: AirflowAPI | None = None,
     say: Callable[[str], None] = print,
 ) -> None:

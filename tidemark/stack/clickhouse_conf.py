@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from tidemark.config import ClickHouseSettings, ServingSettings, settings
+from tidemark.config import ClickHouseSettings, ServingSettings
 
 SYSTEM_CONFIG = Path("/etc/clickhouse-server/config.xml")
 
@@ -46,7 +46,7 @@ def _set(root: ET.Element, path: str, value: str) -> None:
     node.text = value
 
 
-def render(cfg: ClickHouseSettings, base: Path, serving: ServingSettings | None = None) -> Path:
+def render(cfg: ClickHouseSettings, base: Path, serving: ServingSettings) -> Path:
     """Write config.xml and users.xml under ``base``; return the config path."""
     data = base / "data"
     for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
@@ -86,8 +86,7 @@ def _serving_profile(limit: int) -> str:
       <log_query_threads>0</log_query_threads>"""
 
 
-def users_xml(cfg: ClickHouseSettings, serving: ServingSettings | None = None) -> str:
-    serving = serving or settings().serving
+def users_xml(cfg: ClickHouseSettings, serving: ServingSettings) -> str:
     limit = int(cfg.reader_max_execution_s)
     return f"""<?xml version="1.0"?>
 <yandex>

@@ -12,7 +12,7 @@ are re-exported here for callers that name them through ``services``.
 
 from __future__ import annotations
 
-from tidemark.config import Settings, settings
+from tidemark.config import Settings
 from tidemark.stack.airflow import Airflow
 from tidemark.stack.airflow import enabled as airflow_enabled
 from tidemark.stack.clickhouse import ClickHouse
@@ -38,16 +38,14 @@ __all__ = [
 SERVICE_TYPES: tuple[type[Service], ...] = (Broker, ClickHouse, Redis)
 
 
-def services(cfg: Settings | None = None) -> list[Service]:
-    cfg = cfg or settings()
+def services(cfg: Settings) -> list[Service]:
     found = [cls(cfg) for cls in SERVICE_TYPES]
-    if airflow_enabled():  # opt-in (TIDEMARK_AIRFLOW=1): 15-30 s and ~1 GB that most tests don't need
+    if airflow_enabled(cfg):  # opt-in (TIDEMARK_AIRFLOW=1): 15-30 s and ~1 GB that most tests don't need
         found.append(Airflow(cfg))
     return found
 
 
-def up(cfg: Settings | None = None, *, migrate: bool = True) -> list[Status]:
-    cfg = cfg or settings()
+def up(cfg: Settings, *, migrate: bool = True) -> list[Status]:
     statuses = [svc.up() for svc in services(cfg)]
     from tidemark.io.kafka_admin import ensure_topic
 
@@ -60,9 +58,8 @@ def up(cfg: Settings | None = None, *, migrate: bool = True) -> list[Status]:
     return statuses
 
 
-def down(cfg: Settings | None = None) -> list[str]:
+def down(cfg: Settings) -> list[str]:
     """Stop in reverse start order. Returns the names of the services stopped."""
-    cfg = cfg or settings()
     stopped = []
     if stop_stream(cfg):  # jobs first: they write to the services below
         stopped.append("stream")
@@ -77,5 +74,5 @@ def down(cfg: Settings | None = None) -> list[str]:
     return stopped
 
 
-def status(cfg: Settings | None = None) -> list[Status]:
-    return [svc.status() for svc in services(cfg or settings())]
+def status(cfg: Settings) -> list[Status]:
+    return [svc.status() for svc in services(cfg)]

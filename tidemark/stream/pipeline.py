@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 
-from tidemark.config import Settings, settings
+from tidemark.config import Settings
 from tidemark.stream.admission import Admission, StreamRefused, admit
 from tidemark.stream.options import STREAM_NAME, StreamOptions, kafka_source_options
 
@@ -63,13 +63,12 @@ def build(spark, cfg: Settings, opts: StreamOptions, admission: Admission | None
     return writer, ident
 
 
-def run(cfg: Settings | None = None, *, available_now: bool = False, **overrides) -> int:
+def run(cfg: Settings, *, available_now: bool = False, **overrides) -> int:
     """Run the stream until stopped (SIGTERM/SIGINT stop it cleanly) or, with
     ``available_now``, until the backlog present at start is processed."""
     from tidemark import spark as spark_session
     from tidemark.stream.metrics import ProgressListener
 
-    cfg = cfg or settings()
     opts = StreamOptions.from_settings(cfg, **overrides)
     try:  # before Spark starts: a refused stream costs no session
         admission = admit(cfg, opts)

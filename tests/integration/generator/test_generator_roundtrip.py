@@ -152,7 +152,8 @@ def test_generated_stream_reproduces_its_manifest(broker, tmp_path):
             realtime=False,
             manifest=manifest_path,
             progress=False,
-        )
+        ),
+        cfg,
     )
     assert manifest_path.exists()
     assert manifest["messages_sent"] == COUNT
@@ -200,7 +201,8 @@ def test_edge_case_traffic_reproduces_its_manifest(broker, tmp_path):
             realtime=False,
             manifest=tmp_path / "manifest.json",
             progress=False,
-        )
+        ),
+        cfg,
     )
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     records = _consume_all(bootstrap, topic, manifest["messages_sent"])

@@ -28,10 +28,7 @@ HOUR = datetime(2026, 11, 25, 3, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="module")
 def quality_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("quality")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gx, "quality_home", lambda: home)
-        yield home
+    return tmp_path_factory.mktemp("quality")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +83,7 @@ def by_rule(gate, expectation, column=None):
 
 def test_clean_hour_passes(spark, quality_home, raw_schema):
     df = frame(spark, raw_schema, [event(i) for i in range(6)])
-    gate = validate(df, "raw_hour", raw_hour_params(HOUR, [6, 5, 7]), run_name="clean-2026-11-25T03")
+    gate = validate(df, "raw_hour", raw_hour_params(HOUR, [6, 5, 7]), run_name="clean-2026-11-25T03", home=quality_home)
     print(f"validate(raw_hour, 13 rules, 6 rows): {gate.duration_s:.2f}s")
 
     assert gate.passed, gate.reason()
@@ -110,7 +107,13 @@ def test_bad_hour_fails_with_a_readable_reason(spark, quality_home, raw_schema):
     rows[4]["event_id"] = rows[5]["event_id"]  # a duplicate that dedup let through...
     rows[4]["tenant_id"] = rows[5]["tenant_id"]  # ...(the same id under another tenant is another event)
     rows[6]["event_id"] = rows[7]["event_id"]  # not a duplicate: rows 6 and 7 are of two tenants
-    gate = validate(frame(spark, raw_schema, rows), "raw_hour", raw_hour_params(HOUR, []), run_name="bad-2026-11-25T03")
+    gate = validate(
+        frame(spark, raw_schema, rows),
+        "raw_hour",
+        raw_hour_params(HOUR, []),
+        run_name="bad-2026-11-25T03",
+        home=quality_home,
+    )
 
     assert not gate.passed
     lines = gate.reason().splitlines()
@@ -133,7 +136,7 @@ def test_bad_hour_fails_with_a_readable_reason(spark, quality_home, raw_schema):
 
 def test_schema_drift_fails(spark, quality_home, raw_schema):
     df = frame(spark, raw_schema, [event(i) for i in range(3)]).drop("referrer").withColumnRenamed("page", "path")
-    gate = validate(df, "raw_hour", raw_hour_params(HOUR, []), run_name="drift-2026-11-25T03")
+    gate = validate(df, "raw_hour", raw_hour_params(HOUR, []), run_name="drift-2026-11-25T03", home=quality_home)
     reasons = gate.reason()
     assert (
         "raw_hour: columns differ from the expected set: missing ['page', 'referrer'], unexpected ['path'] "
@@ -155,7 +158,7 @@ def test_drop_rules_remove_unknown_devices_and_countries(spark, quality_home, ra
     df = frame(spark, raw_schema, rows).cache()
     params = raw_hour_params(HOUR, [40, 50, 60])  # 10 rows << 0.5 * 50: the volume rule warns
 
-    gate = validate(df, "raw_hour", params, run_name="drops-2026-11-25T03")
+    gate = validate(df, "raw_hour", params, run_name="drops-2026-11-25T03", home=quality_home)
     assert gate.passed, gate.reason()
     assert gate.dropped_rows == 4
     assert by_rule(gate, "expect_column_values_to_be_in_set", "device").unexpected_count == 3
@@ -173,6 +176,7 @@ def test_drop_rules_remove_unknown_devices_and_countries(spark, quality_home, ra
         "raw_hour",
         params,
         run_name="drops-one-2026-11-25T03",
+        home=quality_home,
     )
     assert one.dropped_rows == 2 == apply_drops(df.where("device IN ('smart-tv', 'fridge')"), "raw_hour", params)[1]
     df.unpersist()
@@ -205,14 +209,18 @@ def rollup_frame(spark, rows):
 
 def test_rollup_suite(spark, quality_home):
     good = rollup_frame(spark, [("t1", 120, 120, 50, 50, 0.0, 1), ("t2", 30, 30, 1000, 1012, 0.012, 1)])
-    gate = validate(good, "hour_rollups", hour_rollups_params(150), run_name="rollups-ok-2026-11-25T03")
+    gate = validate(
+        good, "hour_rollups", hour_rollups_params(150), run_name="rollups-ok-2026-11-25T03", home=quality_home
+    )
     assert gate.passed, gate.reason()
     assert len(gate.outcomes) == 5
 
     bad = rollup_frame(
         spark, [("t1", 119, 120, 50, 50, 0.0, 1), ("t2", 30, 30, 1000, 1050, 0.05, 1), ("t3", 5, 5, 2, 2, 0.0, -1)]
     )
-    gate = validate(bad, "hour_rollups", hour_rollups_params(155), run_name="rollups-bad-2026-11-25T03")
+    gate = validate(
+        bad, "hour_rollups", hour_rollups_params(155), run_name="rollups-bad-2026-11-25T03", home=quality_home
+    )
     assert not gate.passed
     assert sorted(gate.reason().splitlines()) == sorted(
         [
@@ -226,7 +234,7 @@ def test_rollup_suite(spark, quality_home):
     ), gate.reason()
 
     # Without expected_rows the total check is skipped, the per-tenant one still runs.
-    gate = validate(good, "hour_rollups", {}, run_name="rollups-nototal-2026-11-25T03")
+    gate = validate(good, "hour_rollups", {}, run_name="rollups-nototal-2026-11-25T03", home=quality_home)
     assert gate.passed and by_rule(gate, "expect_column_sum_to_be_between").skipped
 
 
@@ -236,10 +244,11 @@ def test_data_docs_are_offline(spark, quality_home, raw_schema):
         "raw_hour",
         raw_hour_params(HOUR, []),
         run_name="docs-2026-11-25T03",
+        home=quality_home,
     )
     site = quality_home / "data_docs"
     gx._CONTEXTS.clear()  # as a new process would: the context is read back from disk
-    index = docs.build_docs()
+    index = docs.build_docs(quality_home, keep_days=30)
     assert index == site / "index.html" and index.exists()
 
     report = offline.check_site(site)
@@ -256,11 +265,11 @@ def test_data_docs_are_offline(spark, quality_home, raw_schema):
     assert "Tidemark action: FAIL" in suite_page or "Tidemark action: FAIL".replace(" ", "&nbsp;") in suite_page
 
     # Retention: runs older than keep_days leave the store and the site; the index stays valid.
-    with gx.gx_lock():
-        removed = docs.prune(keep_days=1, now=datetime.now(timezone.utc) + timedelta(days=2))
+    with gx.gx_lock(quality_home):
+        removed = docs.prune(quality_home, keep_days=1, now=datetime.now(timezone.utc) + timedelta(days=2))
     assert removed >= 1
     assert not (site / "validations").exists() or not any((site / "validations").rglob("*.html"))
-    docs.build_docs()
+    docs.build_docs(quality_home, keep_days=30)
     assert offline.check_site(site)["remote"] == {} and offline.check_site(site)["broken"] == {}
 
 
@@ -281,19 +290,26 @@ def test_figures_judge_as_great_expectations_does(spark, quality_home, raw_schem
     def seen(gate):
         return [(o.rule, o.success, o.skipped, o.unexpected_count, o.message) for o in gate.outcomes]
 
-    ours = validate(df, "raw_hour", params, run_name="figures-2026-11-25T03", docs=False)
-    ge = validate_with_ge(df, "raw_hour", params, run_name="ge-2026-11-25T03")
+    ours = validate(df, "raw_hour", params, run_name="figures-2026-11-25T03", docs=False, home=quality_home)
+    ge = validate_with_ge(df, "raw_hour", params, run_name="ge-2026-11-25T03", home=quality_home)
     assert seen(ours) == seen(ge)
     assert (ours.dropped_rows, ours.passed) == (ge.dropped_rows, ge.passed) == (2, False)
     assert ours.data_docs_index is None  # docs=False: recorded later, e.g. after the publish
 
     # The recompute's dedup guarantees (tenant_id, event_id): that rule is then not recounted.
-    unique = validate(df, "raw_hour", params, run_name="unique-2026-11-25T03", unique_by=[("tenant_id", "event_id")])
+    unique = validate(
+        df,
+        "raw_hour",
+        params,
+        run_name="unique-2026-11-25T03",
+        unique_by=[("tenant_id", "event_id")],
+        home=quality_home,
+    )
     assert by_rule(unique, "expect_compound_columns_to_be_unique").success
     assert unique.validation_page and "unique-2026-11-25T03" in unique.validation_page
     df.unpersist()
 
     bad = rollup_frame(spark, [("t1", 119, 120, 50, 50, 0.0, 1), ("t2", 30, 30, 1000, 1050, None, -1)])
-    assert seen(validate(bad, "hour_rollups", hour_rollups_params(155), run_name="r1", docs=False)) == seen(
-        validate_with_ge(bad, "hour_rollups", hour_rollups_params(155), run_name="r2")
-    )
+    assert seen(
+        validate(bad, "hour_rollups", hour_rollups_params(155), run_name="r1", docs=False, home=quality_home)
+    ) == seen(validate_with_ge(bad, "hour_rollups", hour_rollups_params(155), run_name="r2", home=quality_home))

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tidemark.config import load
 from tidemark.generator import TrafficOptions, generate, produce
 from tidemark.generator.produce import PRODUCER_CONFIG, DeliveryError, GenerateOptions, run
 from tidemark.io import kafka_admin
@@ -114,7 +115,7 @@ def _options(tmp_path, **kw) -> GenerateOptions:
 
 def test_every_record_is_produced_with_its_partition_and_timestamp(fake_kafka, tmp_path):
     timings: dict = {}
-    doc = run(_options(tmp_path, timings=timings))
+    doc = run(_options(tmp_path, timings=timings), load())
     producer = fake_kafka["producer"]
     expected, _ = generate(
         TrafficOptions(
@@ -134,29 +135,32 @@ def test_every_record_is_produced_with_its_partition_and_timestamp(fake_kafka, t
 def test_a_failed_delivery_raises_and_writes_no_manifest(fake_kafka, tmp_path):
     fake_kafka["kwargs"] = {"fail_at": {1234}}
     with pytest.raises(DeliveryError, match="1 of 3000 records failed"):
-        run(_options(tmp_path))
+        run(_options(tmp_path), load())
     assert not (tmp_path / "manifest.json").exists()
 
 
 def test_records_left_unresolved_after_flush_raise(fake_kafka, tmp_path):
     fake_kafka["kwargs"] = {"stuck": 3}
     with pytest.raises(DeliveryError, match="3 unresolved"):
-        run(_options(tmp_path))
+        run(_options(tmp_path), load())
     assert not (tmp_path / "manifest.json").exists()
 
 
 def test_full_delivery_reports_are_counted_too(fake_kafka, tmp_path):
-    run(_options(tmp_path, producer_overrides={"delivery.report.only.error": False}))
+    run(_options(tmp_path, producer_overrides={"delivery.report.only.error": False}), load())
     assert fake_kafka["producer"].acks.ok == 3000
     fake_kafka["kwargs"] = {"fail_at": {7}}
     with pytest.raises(DeliveryError):
-        run(_options(tmp_path, manifest=tmp_path / "m2.json", producer_overrides={"delivery.report.only.error": False}))
+        run(
+            _options(tmp_path, manifest=tmp_path / "m2.json", producer_overrides={"delivery.report.only.error": False}),
+            load(),
+        )
     assert not (tmp_path / "m2.json").exists()
 
 
 def test_a_full_local_queue_is_drained_and_retried(fake_kafka, tmp_path):
     fake_kafka["kwargs"] = {"buffer_full_every": 97}
-    run(_options(tmp_path))
+    run(_options(tmp_path), load())
     producer = fake_kafka["producer"]
     assert producer.buffer_errors > 10
     assert len(producer.produced) == 3000  # each record exactly once
@@ -164,7 +168,7 @@ def test_a_full_local_queue_is_drained_and_retried(fake_kafka, tmp_path):
 
 def test_realtime_paces_to_the_wall_clock(fake_kafka, tmp_path):
     started = time.monotonic()
-    run(_options(tmp_path, count=60, rate=100.0, realtime=True))
+    run(_options(tmp_path, count=60, rate=100.0, realtime=True), load())
     assert time.monotonic() - started >= 0.55  # 60 records at 100/s span 0.59 s of simulated time
 
 

@@ -1,6 +1,6 @@
 """tidemark.quality.gx: where GE's state and the site live, and the page of a run (no GE import)."""
 
-from tidemark.config import settings
+from tidemark.config import load
 from tidemark.quality import gx
 
 
@@ -12,12 +12,14 @@ class _Identifier:
         return self.parts
 
 
-def test_paths_follow_the_home():
-    assert gx.quality_home() == settings().home / "quality"
-    assert gx.gx_root() == gx.quality_home() / "gx"
-    assert gx.docs_dir() == gx.quality_home() / "data_docs"
-    config = gx.site_config(gx.docs_dir())
-    assert config["store_backend"]["base_directory"] == str(gx.docs_dir())
+def test_paths_follow_the_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path))
+    home = gx.quality_home(load())
+    assert home == tmp_path / "quality"
+    assert gx.gx_root(home) == home / "gx"
+    assert gx.docs_dir(home) == home / "data_docs"
+    config = gx.site_config(gx.docs_dir(home))
+    assert config["store_backend"]["base_directory"] == str(gx.docs_dir(home))
     assert config["show_how_to_buttons"] is False
 
 
@@ -31,7 +33,6 @@ def test_validation_page_is_found_only_when_ge_wrote_it(tmp_path):
     assert gx.validation_page(tmp_path, object()) is None  # not an identifier: best effort, no page
 
 
-def test_gx_lock_creates_the_context_folder_and_its_lock_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(gx, "quality_home", lambda: tmp_path)
-    with gx.gx_lock():  # not reentrant (a second flock on a new handle waits): never nest it
+def test_gx_lock_creates_the_context_folder_and_its_lock_file(tmp_path):
+    with gx.gx_lock(tmp_path):  # not reentrant (a second flock on a new handle waits): never nest it
         assert (tmp_path / "gx").is_dir() and (tmp_path / ".gx.lock").exists()
