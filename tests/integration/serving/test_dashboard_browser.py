@@ -113,6 +113,11 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     from selenium.webdriver.common.by import By
 
     tenant, key = site
+    # The page's icon, and the one browsers ask for by default (headless Chromium may not): a 404
+    # would be an error in every visitor's console.
+    for icon in ("/static/favicon.svg", "/favicon.ico"):
+        got = api.get(icon)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("image/svg+xml"), icon
     browser.get(api.url + "/")
     form = browser.find_element(By.ID, "key-form")
     assert form.is_displayed(), "a first visit asks for the key"
