@@ -228,6 +228,30 @@ def _spark_conf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    """``spark-submit`` a job, or start the ``pyspark`` shell, as every Tidemark Spark process runs:
+    the venv's Spark and Python and the engine conf (jars, Delta extension), whatever shell it is
+    typed in. The command becomes the launcher (its signals and exit code are the job's)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from tidemark.config import settings
+    from tidemark.stack.workloads import job_env, spark_submit_argv
+
+    cfg = settings()
+    env = {**os.environ, **job_env()}
+    if args.command == "submit":
+        argv = spark_submit_argv(cfg, str(Path(args.script).resolve()), args.rest)
+    else:
+        from tidemark.spark import submit_args
+
+        shell = Path(sys.executable).parent / "pyspark"
+        launcher = str(shell) if shell.exists() else shutil.which("pyspark") or "pyspark"
+        argv = [launcher, "--master", cfg.spark.master, "--driver-memory", cfg.spark.driver_memory, *submit_args(cfg)]
+    os.execvpe(argv[0], argv, env)
+
+
 def _quality(args: argparse.Namespace) -> int:
     from tidemark.config import settings
     from tidemark.quality import docs
@@ -394,6 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("spark-conf", help="print the Spark flags (Kafka/Delta jars, Delta extension) for spark-submit")
     sc.add_argument("--properties", action="store_true", help="as a spark-defaults properties file instead")
     sc.set_defaults(func=_spark_conf)
+
+    submit = sub.add_parser(
+        "submit", help="spark-submit a job (jobs/...) with the engine conf and the venv's Spark and Python"
+    )
+    submit.add_argument("script", help="the job's file, e.g. jobs/stream_events.py")
+    submit.add_argument("rest", nargs=argparse.REMAINDER, metavar="...", help="the job's own flags")
+    submit.set_defaults(func=_submit)
+
+    pyspark = sub.add_parser(
+        "pyspark", help="the pyspark shell with the engine conf (Delta), the venv's Spark and Python (SPARK_MASTER)"
+    )
+    pyspark.set_defaults(func=_submit)
 
     quality = sub.add_parser("quality", help="data-quality reports (Great Expectations Data Docs, offline)")
     quality.add_argument("action", choices=["docs"])

@@ -9,11 +9,13 @@ into ``jvm/lib/spark`` (never Ivy's ``--packages`` at run time).
 * in-process sessions (tests, the CLI) apply it before the JVM starts;
 * ``spark-submit`` (the CLI's ``tidemark stream``, Airflow's SparkSubmitOperator)
   passes it as ``--conf`` pairs from ``submit_args`` / ``engine_conf``;
-* a person's ad-hoc ``spark-submit`` uses ``tidemark spark-conf`` (see README).
+* a person's ad-hoc job or shell runs through ``tidemark submit`` / ``tidemark pyspark`` (see README),
+  or a ``spark-submit`` of their own with ``tidemark spark-conf``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -29,13 +31,23 @@ class MissingJars(TidemarkError, RuntimeError):
     """The Kafka/Delta jars are not on disk: `make setup` has not run (or TIDEMARK_SPARK_JARS_DIR is wrong)."""
 
 
+def spark_home() -> str | None:
+    """The installed pyspark package, which is Spark's home (found without importing it)."""
+    spec = importlib.util.find_spec("pyspark")
+    return str(Path(spec.origin).parent) if spec and spec.origin else None
+
+
 def python_env() -> dict[str, str]:
     """Interpreter settings every Spark process needs: Python workers must run the venv's
-    interpreter, or they lack pyarrow & co."""
+    interpreter, or they lack pyarrow & co. SPARK_HOME too: without it, pyspark's launchers
+    (spark-submit, pyspark) look for Spark through whatever ``python3`` is first on PATH, and
+    outside the venv fail with ``/bin/spark-class: No such file or directory``."""
+    home = spark_home()
     return {
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        **({"SPARK_HOME": home} if home else {}),
     }
 
 
@@ -124,5 +136,5 @@ def _check_engine(spark) -> None:
     if "DeltaSparkSessionExtension" not in (spark.conf.get("spark.sql.extensions", "") or ""):
         raise MissingJars(
             "this Spark session runs without delta-spark: submit jobs with "
-            "`spark-submit $(tidemark spark-conf) jobs/...`, or run them through `tidemark`"
+            "`tidemark submit jobs/...` (or `spark-submit $(tidemark spark-conf) jobs/...`)"
         )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
+from tidemark import logs
 from tidemark.config import settings
 from tidemark.generator.cli import build_parser, main
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(settings())  # the same log format as every Tidemark process (extras included)
     sys.exit(main(build_parser("python -m tidemark.generator").parse_args()))

@@ -37,6 +37,7 @@ from tidemark.serving.reader import EXPORT, Overloaded, QueryTimeout, Unavailabl
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
+FAVICON = STATIC / "app" / "favicon.svg"
 NODE_MODULES = STATIC / "node_modules"
 # Vendored npm files the page and the docs load (no CDN): URL name -> file under node_modules.
 VENDOR = {
@@ -348,6 +349,11 @@ def create_app(cfg: Settings) -> FastAPI:
     async def dashboard():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        # Browsers ask for it on every page (the API's JSON and /docs too): without it, a 404 in the console.
+        return FileResponse(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
     @app.get("/vendor/{name}", include_in_schema=False)
     async def vendor(name: str):
         if name not in VENDOR or not (NODE_MODULES / VENDOR[name]).exists():
@@ -365,7 +371,7 @@ def create_app(cfg: Settings) -> FastAPI:
             title="Tidemark API",
             swagger_js_url="/vendor/swagger-ui-bundle.js",
             swagger_css_url="/vendor/swagger-ui.css",
-            swagger_favicon_url="",
+            swagger_favicon_url="/favicon.ico",
         )
 
     app.mount("/static", StaticFiles(directory=STATIC / "app"), name="static")

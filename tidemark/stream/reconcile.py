@@ -20,13 +20,57 @@ def _minute(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
 
 
+@dataclass(frozen=True)
+class UsersCheck:
+    """Distinct users per (tenant, hour): the manifest's against the stream's rows of that hour.
+
+    Only like with like is compared: a tenant-hour whose rows hold exactly the events the manifest
+    sent on time for it. Rows holding other traffic too (another run in the same hours, outside
+    ``--since``) or missing events (the on-time line says so) count other users, so their error would
+    measure the traffic mix, not the stream: such hours are listed as not comparable instead."""
+
+    max_error: float = 0.0  # over the compared tenant-hours
+    compared: int = 0
+    not_comparable: list = field(default_factory=list)  # [tenant, hour, events sent on time, events in the rows]
+
+
+TenantHours = dict[tuple[str, str], tuple[int, int]]  # (tenant, hour label) -> (events, distinct users)
+
+
+def compare_users(expected: TenantHours, read: TenantHours) -> UsersCheck:
+    """``expected``: (tenant, hour) -> (on-time events, on-time distinct users) from the manifest;
+    ``read``: (tenant, hour) -> (events, distinct users) in the stream's rows. Pure, for tests."""
+    errors: list[float] = []
+    not_comparable: list[list] = []
+    for key, (events, users) in sorted(expected.items()):
+        if users <= 0:
+            continue
+        read_events, read_users = read.get(key, (0, 0))
+        if read_events != events:
+            not_comparable.append([*key, events, read_events])
+            continue
+        errors.append(abs(read_users - users) / users)
+    return UsersCheck(max(errors, default=0.0), len(errors), not_comparable)
+
+
+def expected_users(manifest: dict) -> TenantHours:
+    """(tenant, hour) -> (on-time events, on-time distinct users), from a generator manifest."""
+    events: dict[tuple[str, str], int] = {}
+    for tenant, minute, *_dims, _all, on_time in manifest["minute_counts"]:
+        key = (tenant, minute[:13])  # "YYYY-MM-DDTHH:MM" -> the hour's label
+        events[key] = events.get(key, 0) + on_time
+    return {(t, h): (events.get((t, h), 0), n) for t, h, _all, n in manifest["distinct_users_hour"]}
+
+
 @dataclass
 class StreamReport:
     on_time_expected: int
     on_time_published: int
     minute_keys_expected: int
     minute_keys_mismatched: list = field(default_factory=list)
-    users_hour_max_error: float = 0.0
+    users_hour_max_error: float = 0.0  # over the tenant-hours compared (UsersCheck)
+    users_hours_compared: int = 0
+    users_hours_not_comparable: list = field(default_factory=list)
     late_expected: dict = field(default_factory=dict)
     late_published: dict = field(default_factory=dict)
     rejected_expected: dict = field(default_factory=dict)
@@ -52,7 +96,7 @@ class StreamReport:
             f"on-time events      sent {self.on_time_expected:>9}  in ClickHouse {self.on_time_published:>9}  "
             f"{ok(self.on_time_expected, self.on_time_published)}",
             f"minute rollup keys  {self.minute_keys_expected:>9} expected, {len(self.minute_keys_mismatched)} differ",
-            f"distinct users/hour max relative error {self.users_hour_max_error:.4f}",
+            self.users_line(),
             f"late events         sent {sum(self.late_expected.values()):>9}  "
             f"counted {sum(self.late_published.values()):>9}  "
             f"{ok(self.late_expected, self.late_published)} (left to the batch layer)",
@@ -65,6 +109,21 @@ class StreamReport:
             f"freshness           p50 {self.freshness_p50_s} s, p95 {self.freshness_p95_s} s "
             f"over {self.batches} batches",
         ]
+
+    def users_line(self) -> str:
+        line = f"distinct users/hour max relative error {self.users_hour_max_error:.4f}"
+        skipped = self.users_hours_not_comparable
+        if not skipped:
+            return f"{line} over {self.users_hours_compared} tenant-hours"
+        t, h, sent, read = skipped[0]
+        why = (
+            f"{len(skipped)} tenant-hours not comparable, their rows holding other events than the manifest's "
+            f"(e.g. {t} {h}: {read} in the rows, {sent} sent on time): other traffic in those hours "
+            f"(--since its start leaves earlier traffic out) or missing events (see on-time events)"
+        )
+        if not self.users_hours_compared:
+            return f"distinct users/hour not compared: {why}"
+        return f"{line} over {self.users_hours_compared} tenant-hours; {why}"
 
 
 def wait_until_consumed(cfg: Settings, stream_id: str, topic: str, timeout_s: float, interval_s: float = 0.5) -> float:
@@ -138,16 +197,22 @@ def stream_report(
         if expected.get(k, 0) != published.get(k, 0)
     ]
 
-    users = {
-        (t, label(h)): n
-        for t, h, n in ch.execute(
-            f"SELECT tenant_id, hour, uniqCombinedMerge(users) FROM {db}.hour_rollups "
-            f"WHERE dimension = 'all' AND layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s "
-            f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour",
-            {**rng, "t": tuple(tenants) or ("",)},
-        )
-    }
-    errors = [abs(users.get((t, h), 0) - n) / n for t, h, _all, n in manifest["distinct_users_hour"] if n > 0]
+    # The rows of the batches committed since `since` only, with their events, so compare_users can
+    # tell the manifest's traffic from other traffic in the same hours.
+    users = compare_users(
+        expected_users(manifest),
+        {
+            (t, label(h)): (int(events), int(n))
+            for t, h, events, n in ch.execute(
+                f"SELECT tenant_id, hour, sum(events), uniqCombinedMerge(users) FROM {db}.hour_rollups "
+                f"WHERE dimension = 'all' AND layer = 'stream' AND version BETWEEN %(lo)s AND %(hi)s "
+                f"AND version IN (SELECT version FROM {db}.stream_batches "
+                f"WHERE stream_id = %(s)s AND committed_at >= %(since)s) "
+                f"AND tenant_id IN %(t)s GROUP BY tenant_id, hour",
+                {**rng, "t": tuple(tenants) or ("",)},
+            )
+        },
+    )
 
     late_published = {
         f"{t}|{label(h)}": n
@@ -185,7 +250,9 @@ def stream_report(
         on_time_published=sum(published.values()),
         minute_keys_expected=len(expected),
         minute_keys_mismatched=mismatched,
-        users_hour_max_error=max(errors, default=0.0),
+        users_hour_max_error=users.max_error,
+        users_hours_compared=users.compared,
+        users_hours_not_comparable=users.not_comparable,
         late_expected=late_expected,
         late_published=late_published,
         # rejected_by_reason: the malformed kinds plus poison payloads, under the reason each gets

@@ -142,8 +142,10 @@ def read(cfg: Settings, report_run_id: str, phase: str) -> list[PartitionStats]:
 
 
 def log_report(report: TieringReport) -> None:
+    # The tier lines are the report, not something to act on: INFO (Airflow's task log shows them;
+    # the CLI prints the same figures as its table). Only alerts are raised above that.
     for tier, ba in report.tier_totals().items():
-        log.warning(
+        log.info(
             "tiering tier",
             extra={
                 "run_id": report.run_id,

@@ -32,6 +32,7 @@ def browser():
         "--disable-dev-shm-usage",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, read by _console_errors
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     driver.set_script_timeout(30)
     yield driver
@@ -79,6 +80,11 @@ def _wait_ready(driver, loads_before: int):
     assert state == "ready", driver.find_element("id", "error").text
 
 
+def _console_errors(driver) -> list[str]:
+    """The page's console errors since the last call (a failed request, such as a favicon's 404, included)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
 def _drawn(driver, name: str) -> dict:
     return driver.execute_script(
         """
@@ -107,6 +113,11 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     from selenium.webdriver.common.by import By
 
     tenant, key = site
+    # The page's icon, and the one browsers ask for by default (headless Chromium may not): a 404
+    # would be an error in every visitor's console.
+    for icon in ("/static/favicon.svg", "/favicon.ico"):
+        got = api.get(icon)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("image/svg+xml"), icon
     browser.get(api.url + "/")
     form = browser.find_element(By.ID, "key-form")
     assert form.is_displayed(), "a first visit asks for the key"
@@ -129,6 +140,7 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     assert browser.find_element(By.ID, "realtime").text.replace(",", "").isdigit()
     assert abs(int(browser.find_element(By.ID, "realtime").text.replace(",", "")) - realtime["visitors"]) <= 20
     assert "newest minute" in browser.find_element(By.ID, "freshness").text
+    assert _console_errors(browser) == []
 
     loads = browser.execute_script("return window.tidemark.loads")
     browser.find_element(By.CSS_SELECTOR, "#ranges button[data-range='7d']").click()
@@ -142,6 +154,7 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     assert not browser.find_element(By.ID, "key-form").is_displayed()
     assert browser.find_element(By.ID, "tenant").text == tenant
     _check_charts(browser, api, key, "7d")
+    assert _console_errors(browser) == []
 
     artifacts = serving_cfg.home / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)

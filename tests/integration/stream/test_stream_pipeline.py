@@ -24,6 +24,7 @@ def _assert_exact(report, manifest):
     assert report.minute_keys_mismatched == [], report.minute_keys_mismatched[:10]
     assert report.rejected_published == report.rejected_expected
     assert report.late_published == report.late_expected
+    assert report.users_hours_not_comparable == []  # every tenant-hour's users were compared
     assert report.users_hour_max_error <= 0.02
 
 
