@@ -1,11 +1,10 @@
 import dataclasses
 
 import pytest
+from support.wait import wait_until
 
 from tidemark.io.clickhouse import client
 from tidemark.migrations import MigrationError, discover, migrate
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -42,12 +41,12 @@ def test_edited_applied_migration_is_refused(scratch_db):
     migrate(cfg)
     ch.execute("ALTER TABLE tidemark_migrations.schema_migrations UPDATE checksum = 'edited' WHERE version = 1")
     # Mutations are asynchronous on 18.16: wait until it applied.
-    for _ in range(100):
-        if ch.execute("SELECT count() FROM tidemark_migrations.schema_migrations WHERE checksum = 'edited'")[0][0]:
-            break
-        import time
-
-        time.sleep(0.1)
+    wait_until(
+        lambda: ch.execute("SELECT count() FROM tidemark_migrations.schema_migrations WHERE checksum = 'edited'")[0][0],
+        10,
+        "the edit of the applied migration's checksum to apply",
+        interval_s=0.1,
+    )
     with pytest.raises(MigrationError, match="has since changed"):
         migrate(cfg)
 

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import time
+from support.wait import wait_until
 
 from tidemark.timing import LapTimer
 
 
 def test_laps_are_consecutive_phases():
     timer = LapTimer()
-    time.sleep(0.02)
+    wait_until(lambda: timer.elapsed() >= 0.02, 1, "20 ms to pass on the timer's clock", interval_s=0.005)
     first = timer.lap("read")
     second = timer.lap("write")
     assert first >= 0.02 > second  # the second lap starts where the first ended

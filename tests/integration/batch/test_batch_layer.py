@@ -5,22 +5,21 @@ One stream run lands four hours of traffic; each test owns one of those hours
 """
 
 import threading
-import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from stream_harness import StreamRun, forget_rows
+from support.clickhouse import forget_rows
+from support.lake import append_raw
+from support.stream import StreamRun
+from support.wait import wait_until
 
 from tidemark.batch import planning, registry
 from tidemark.batch.recompute import QualityGateFailed, conclude, recompute
 from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
 from tidemark.lambda_merge import hour_totals, minute_counts
-from tidemark.tables import ensure_delta_table, table
-
-pytestmark = pytest.mark.integration
 
 H = lambda hh: datetime(2026, 11, 10, hh, tzinfo=timezone.utc)  # noqa: E731
 IDEMPOTENT, BAD, ATOMIC, LATE = H(9), H(10), H(11), H(12)
@@ -102,15 +101,6 @@ def _batch_rows(cfg, hour):
     )
 
 
-def _append_raw(spark, cfg, rows):
-    """Write raw events straight into the lake (as a late arrival or a corrupt writer would)."""
-    schema = table("events_raw")
-    ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
-    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append").partitionBy(
-        *schema.partition_by
-    ).save(cfg.lake.events_raw)
-
-
 def _raw_row(event_time, hour, tenant="tenant-inject", user="u-inject", partition_hour=None):
     ph = partition_hour or hour
     now = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -170,7 +160,7 @@ def test_bad_hour_fails_the_gate_and_streaming_rows_stay(spark, pipeline):
     before = _served(cfg, BAD)
     assert before and before == _stream_only(cfg, BAD)
     # A corrupt writer put an event of 08:00 into the 10:00 partition.
-    _append_raw(spark, cfg, [_raw_row(BAD - timedelta(hours=2), BAD, partition_hour=BAD)])
+    append_raw(spark, cfg, [_raw_row(BAD - timedelta(hours=2), BAD, partition_hour=BAD)])
 
     summary = recompute(spark, cfg, BAD, run_id="bad", publish_now=False)
     assert not summary.passed
@@ -194,7 +184,7 @@ def test_publish_is_atomic_for_a_polling_reader(spark, pipeline):
     cfg = run.cfg
     tenant = "tenant-atomic"
     # Extra raw events only the batch layer will see, so old and new totals differ.
-    _append_raw(
+    append_raw(
         spark, cfg, [_raw_row(ATOMIC + timedelta(minutes=m), ATOMIC, tenant=tenant, user=f"u{m}") for m in range(40)]
     )
     ch = client(cfg.clickhouse)
@@ -216,10 +206,12 @@ def test_publish_is_atomic_for_a_polling_reader(spark, pipeline):
     try:
         first = recompute(spark, cfg, ATOMIC, run_id="atomic-1")
         assert first.status == "published"
-        _append_raw(spark, cfg, [_raw_row(ATOMIC + timedelta(minutes=50), ATOMIC, tenant=tenant, user="late")])
+        append_raw(spark, cfg, [_raw_row(ATOMIC + timedelta(minutes=50), ATOMIC, tenant=tenant, user="late")])
         second = recompute(spark, cfg, ATOMIC, run_id="atomic-2")
         assert second.status == "published" and second.version != first.version
-        time.sleep(0.5)
+        # The reader goes on until a look after the second publish has seen it.
+        looked = len(seen)
+        wait_until(lambda: len(seen) > looked and seen[-1] == 41, 60, "the reader to see the second version")
     finally:
         stop.set()
         reader.join()
@@ -296,7 +288,8 @@ def test_duplicates_past_the_watermark_count_once_after_recompute(spark, stack, 
     )
     manifest = run.generate(*args)
     run.run_available_now(extra_env=run_env)
-    time.sleep(3)
+    # The dedup's watermark runs on ingest time (the batch timestamp): the first copies arrived by then.
+    first_copies_ms = max(b.timestamp_ms for b in run.spark_batches())
     # Spark advances a watermark one batch late: a little unrelated traffic (hour 16) moves it past
     # the first copies, and the no-data batch that follows evicts their ids.
     run.generate(
@@ -316,7 +309,8 @@ def test_duplicates_past_the_watermark_count_once_after_recompute(spark, stack, 
         "0",
     )
     run.run_available_now(extra_env=run_env)
-    time.sleep(2)
+    last = run.spark_batches()[-1]
+    assert last.watermark_ms > first_copies_ms + 1000, (last, first_copies_ms)  # past their 1 s window: evicted
     replay = run.generate(*args)  # the same bytes again, after the stream forgot the ids
     assert replay["minute_counts"] == manifest["minute_counts"]
     run.run_available_now(extra_env=run_env)

@@ -6,15 +6,11 @@ import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from tidemark.batch.planning import hour_complete
 from tidemark.io.clickhouse import client, insert_rows
 from tidemark.io.kafka_admin import ensure_topic, producer
 from tidemark.stream import identity as stream_identities
 from tidemark.stream.metrics import PROGRESS_COLUMNS
-
-pytestmark = pytest.mark.integration
 
 HOUR = datetime(2026, 11, 13, 10, tzinfo=timezone.utc)
 

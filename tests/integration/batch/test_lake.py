@@ -17,8 +17,6 @@ from deltalake import DeltaTable as RsTable
 from tidemark.batch import lake
 from tidemark.tables import EVENTS_RAW, ensure_delta_table, table
 
-pytestmark = pytest.mark.integration
-
 RAW = table(EVENTS_RAW)
 UTC = dt.timezone.utc
 DAY = dt.date(2026, 11, 25)

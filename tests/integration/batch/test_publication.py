@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from stream_harness import forget_rows
+from support.clickhouse import forget_rows
+from support.lake import append_raw
+from support.wait import wait_until
 
 from tidemark.batch import planning, publication, registry
 from tidemark.batch.recompute import recompute
@@ -21,9 +22,7 @@ from tidemark.config import LakeSettings
 from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
 from tidemark.lambda_merge import hour_totals
-from tidemark.tables import ensure_delta_table, table
-
-pytestmark = pytest.mark.integration
+from tidemark.tables import table
 
 H = lambda hh: datetime(2026, 11, 12, hh, tzinfo=timezone.utc)  # noqa: E731
 RACE, MIDRUN, STALE, CLEAN, DUE = H(3), H(4), H(5), H(6), H(8)
@@ -74,23 +73,15 @@ def _rows(hour, n, *, first=0, late=False):
     return out
 
 
-def _append(spark, cfg, rows):
-    schema = table("events_raw")
-    ensure_delta_table(spark, "events_raw", cfg.lake.events_raw)
-    spark.createDataFrame(rows, schema.spark()).write.format("delta").mode("append").partitionBy(
-        *schema.partition_by
-    ).save(cfg.lake.events_raw)
-
-
 def _total(cfg, hour, ch=None):
     ch = ch or client(cfg.clickhouse)
     return sum(r[2] for r in hour_totals(ch, cfg.clickhouse.database, TENANT, hour, hour + HOUR))
 
 
 def test_two_runs_at_once_and_a_forced_rerun_never_show_a_gap(spark, cfg):
-    _append(spark, cfg, _rows(RACE, 30))
+    append_raw(spark, cfg, _rows(RACE, 30))
     assert recompute(spark, cfg, RACE, run_id="race-0").status == "published"
-    _append(spark, cfg, _rows(RACE, 12, first=30))  # the next runs see 42 events
+    append_raw(spark, cfg, _rows(RACE, 12, first=30))  # the next runs see 42 events
 
     seen, stop = [], threading.Event()
     reader = client(cfg.clickhouse)
@@ -123,7 +114,10 @@ def test_two_runs_at_once_and_a_forced_rerun_never_show_a_gap(spark, cfg):
         mine = recompute(spark, cfg, RACE, run_id="race-mine", force=True)
         out, _ = other.communicate(timeout=600)
         forced = recompute(spark, cfg, RACE, run_id="race-forced", force=True)  # unchanged content, forced
-        time.sleep(0.3)
+        # Two more looks: the second of them began after the forced switch (the first may have been
+        # in flight during it).
+        looked = len(seen)
+        wait_until(lambda: len(seen) >= looked + 2, 60, "the reader to look again after the forced switch")
     finally:
         stop.set()
         poller.join()
@@ -145,11 +139,11 @@ def test_two_runs_at_once_and_a_forced_rerun_never_show_a_gap(spark, cfg):
 
 
 def test_data_that_lands_while_the_recompute_runs_makes_the_hour_dirty(spark, cfg):
-    _append(spark, cfg, _rows(MIDRUN, 20))
+    append_raw(spark, cfg, _rows(MIDRUN, 20))
     landed = []
 
     def land_mid_run(delta_version):  # after the snapshot is pinned, before the publish
-        _append(spark, cfg, _rows(MIDRUN, 3, first=100, late=True))
+        append_raw(spark, cfg, _rows(MIDRUN, 3, first=100, late=True))
         landed.append(delta_version)
 
     first = recompute(spark, cfg, MIDRUN, run_id="midrun-1", on_snapshot=land_mid_run)
@@ -166,9 +160,9 @@ def test_data_that_lands_while_the_recompute_runs_makes_the_hour_dirty(spark, cf
 
 
 def test_an_older_snapshot_finishing_last_does_not_win(spark, cfg):
-    _append(spark, cfg, _rows(STALE, 10))
+    append_raw(spark, cfg, _rows(STALE, 10))
     slow = recompute(spark, cfg, STALE, run_id="stale-slow", publish_now=False)  # reads 10 events
-    _append(spark, cfg, _rows(STALE, 5, first=10))
+    append_raw(spark, cfg, _rows(STALE, 5, first=10))
     fast = recompute(spark, cfg, STALE, run_id="stale-fast")  # reads 15, publishes first
     assert fast.status == "published" and fast.delta_version > slow.delta_version
 
@@ -181,7 +175,7 @@ def test_an_older_snapshot_finishing_last_does_not_win(spark, cfg):
 
 
 def test_cleanup_keeps_a_live_runs_staging_and_removes_an_abandoned_one(spark, cfg):
-    _append(spark, cfg, _rows(CLEAN, 8))
+    append_raw(spark, cfg, _rows(CLEAN, 8))
     pub = recompute(spark, cfg, CLEAN, run_id="clean-pub")
     assert pub.status == "published"
     # Another run has staged its version and is still gating it.
@@ -203,10 +197,10 @@ def test_a_version_discarded_by_cleanup_is_never_published(spark, cfg):
     discarded the version as abandoned, must not publish the now empty hour."""
     from tidemark.batch.recompute import conclude
 
-    _append(spark, cfg, _rows(DISCARDED, 10))
+    append_raw(spark, cfg, _rows(DISCARDED, 10))
     first = recompute(spark, cfg, DISCARDED, run_id="discarded-1")
     assert first.status == "published"
-    _append(spark, cfg, _rows(DISCARDED, 5, first=10))
+    append_raw(spark, cfg, _rows(DISCARDED, 5, first=10))
     late = recompute(spark, cfg, DISCARDED, run_id="discarded-late", publish_now=False)  # the publish task waits
     assert late.status == "staged" and late.dedup_rows == 15
 
@@ -232,17 +226,19 @@ def test_a_staged_version_whose_rows_are_not_whole_is_never_published(spark, cfg
     midway, a stray delete): the switch counts the rows it is about to publish."""
     from tidemark.batch.recompute import conclude
 
-    _append(spark, cfg, _rows(EMPTIED, 6))
+    append_raw(spark, cfg, _rows(EMPTIED, 6))
     staged = recompute(spark, cfg, EMPTIED, run_id="emptied", publish_now=False)
     assert staged.status == "staged" and staged.version in publication.present_versions(cfg, EMPTIED)
     ch = client(cfg.clickhouse)
     db, params = cfg.clickhouse.database, {"h": int(EMPTIED.timestamp()), "v": staged.version}
     cond = "layer = 'batch' AND hour = toDateTime(%(h)s) AND version = %(v)s"
     ch.execute(f"ALTER TABLE {db}.hour_rollups DELETE WHERE {cond}", params)
-    deadline = time.monotonic() + 120
-    while ch.execute(f"SELECT count() FROM {db}.hour_rollups WHERE {cond}", params)[0][0]:
-        assert time.monotonic() < deadline, "the mutation did not finish"
-        time.sleep(0.2)
+    wait_until(
+        lambda: not ch.execute(f"SELECT count() FROM {db}.hour_rollups WHERE {cond}", params)[0][0],
+        120,
+        "the delete of the staged version's hour rows to apply",
+        interval_s=0.2,
+    )
 
     with pytest.raises(publication.PublishRefused, match="hour_rollups holds 0 events, staging wrote 6"):
         conclude(cfg, staged)
@@ -255,7 +251,7 @@ def test_a_staged_version_whose_rows_are_not_whole_is_never_published(spark, cfg
 
 def test_due_hours_cover_unpublished_and_failed_hours_with_back_off(spark, cfg):
     never, failed = DUE, DUE + HOUR
-    _append(spark, cfg, _rows(never, 4) + _rows(failed, 4))
+    append_raw(spark, cfg, _rows(never, 4) + _rows(failed, 4))
     # The run's data interval ends now (back-off counts from the failures' real times).
     end = datetime.now(timezone.utc)
     window = end - DUE  # reaches back to this module's hours

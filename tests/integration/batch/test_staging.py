@@ -12,8 +12,6 @@ from tidemark.batch.publication import remove_version
 from tidemark.batch.staging import StagingError, stage_rollups
 from tidemark.transforms.rollups import minute_rollups
 
-pytestmark = pytest.mark.integration
-
 HOUR = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
 SCHEMA = (
     "event_id STRING, tenant_id STRING, event_time TIMESTAMP, user_id STRING, country STRING, "

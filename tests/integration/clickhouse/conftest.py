@@ -7,7 +7,7 @@ shares one directory (``chdb_dir``); tests keep apart by database."""
 import dataclasses
 
 import pytest
-from dual import DualClient, ExchangeLog
+from support.dual import DualClient, ExchangeLog
 
 from tidemark.io.chdb_client import InProcessClient
 from tidemark.io.clickhouse import client, register_connector

@@ -2,10 +2,10 @@
 
 The pipeline's own functions run once, with settings whose ClickHouse host is ``dual:``: each
 statement they build goes to the embedded 18.16 server and to chdb 26.9 (tidemark/io/chdb_client.py)
-with the same parameters, and each answer is compared (dual.py says what "equal" means). Both
-versions start from the same migrations (tidemark/migrations.py, run through the same client) and
-get the same rollups, written the way the pipeline writes them (tests/integration/tiering/
-tiering_data.py), then: the Delta-log index and dirty hours, a publication (stage from the worker
+with the same parameters, and each answer is compared (tests/support/dual.py says what "equal"
+means). Both versions start from the same migrations (tidemark/migrations.py, run through the same
+client) and get the same rollups, written the way the pipeline writes them (tests/support/
+tiering.py), then: the Delta-log index and dirty hours, a publication (stage from the worker
 code, gate, switch, reconfirm, a failed run, clean-up), the batch report, every dashboard query
 kind and grain, API keys, and a whole ClickHouse tiering pass (care, warm check, hot drop,
 inventory and report), with the dashboards read again after it.
@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import ast
 import os
-import sys
 from collections import defaultdict
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from dual import on_both
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tiering"))  # the tiering tests' data
-from tiering_data import FIRST_DAY, INTERVAL_END, TENANTS, all_hours, events, is_published, tiering_cfg, write_rollups
+from support.dual import on_both
+from support.tiering import (
+    FIRST_DAY,
+    INTERVAL_END,
+    TENANTS,
+    all_hours,
+    events,
+    is_published,
+    tiering_cfg,
+    write_rollups,
+)
 
 from tidemark import lambda_merge
 from tidemark.batch import lake_log, planning, publication, registry, report, staging
@@ -42,8 +47,6 @@ from tidemark.serving.ranges import TimeRange
 from tidemark.tiering import clickhouse_care, hot, inventory, warm
 from tidemark.tiering import report as tiering_report
 from tidemark.tiering.options import boundaries
-
-pytestmark = pytest.mark.integration
 
 PER_HOUR = 12
 START = INTERVAL_END - timedelta(days=14)
@@ -281,7 +284,7 @@ def test_every_sql_sending_function_of_batch_tiering_and_serving_ran_on_both(wor
 def test_the_comparison_is_not_vacuous():
     from datetime import datetime, timezone
 
-    from dual import compare
+    from support.dual import compare
 
     assert compare("SELECT v FROM t", [(1,), (2,)], [(2,), (1,)])[0]
     assert not compare("SELECT v FROM t", [(1,)], [(2,)])[0]

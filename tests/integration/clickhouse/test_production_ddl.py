@@ -14,14 +14,12 @@ from collections import defaultdict
 
 import pytest
 from clickhouse_driver.errors import ServerException
-from dual import on_chdb
+from support.dual import on_chdb
 
 from tidemark.clickhouse_ddl import READER_SETTINGS, WRITER_SETTINGS, Rendering, tenant_reader
 from tidemark.clickhouse_dialect import DialectError
 from tidemark.io.clickhouse import client
 from tidemark.migrations import discover, migrate
-
-pytestmark = pytest.mark.integration
 
 
 def _literal(sql: str) -> str:

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from support.broker import consume_all
 
 from tidemark import contract
 from tidemark.config import settings
 from tidemark.generator.produce import GenerateOptions, run
 from tidemark.io.kafka_admin import ensure_topic
-
-pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 COUNT = 20_000
@@ -36,29 +33,6 @@ def broker(request):
         return external, settings()
     stack = request.getfixturevalue("stack")
     return stack.kafka.bootstrap_servers, stack
-
-
-def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 90.0) -> list:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        group_id=None,
-        max_partition_fetch_bytes=8 << 20,
-        fetch_max_bytes=32 << 20,
-    )
-    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    records = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=1000, max_records=10_000).values():
-            records.extend(batch)
-    # Anything beyond the manifest's count would be a stray extra copy: read a little more.
-    for batch in consumer.poll(timeout_ms=1500).values():
-        records.extend(batch)
-    consumer.close()
-    return records
 
 
 def _recount(records: list, cfg, poison_reason: str | None = None) -> dict:
@@ -159,7 +133,7 @@ def test_generated_stream_reproduces_its_manifest(broker, tmp_path):
     assert manifest["messages_sent"] == COUNT
     assert len(manifest["malformed"]) == len(contract.PAYLOAD_REASONS)
 
-    records = _consume_all(bootstrap, topic, manifest["messages_sent"])
+    records = consume_all(bootstrap, topic, PARTITIONS, manifest["messages_sent"])
     assert len(records) == manifest["messages_sent"]
     got = _recount(records, cfg)
 
@@ -205,7 +179,7 @@ def test_edge_case_traffic_reproduces_its_manifest(broker, tmp_path):
         cfg,
     )
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
-    records = _consume_all(bootstrap, topic, manifest["messages_sent"])
+    records = consume_all(bootstrap, topic, PARTITIONS, manifest["messages_sent"])
     assert len(records) == manifest["messages_sent"] == COUNT
     got = _recount(records, cfg, poison_reason=manifest["poison"]["expected_reason"])
 

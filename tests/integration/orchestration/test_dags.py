@@ -10,7 +10,6 @@ defines spark_default) BEFORE anything imports airflow.
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,11 +18,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
+from support.ports import free_port
 
 from tidemark.config import PROJECT_ROOT
-
-pytestmark = pytest.mark.integration
 
 DAGS = PROJECT_ROOT / "dags"
 HOUR = timedelta(hours=1)
@@ -331,12 +328,6 @@ def test_late_data_recompute_republishes_a_dirty_hour(airflow_env_vars, stack, s
 # -- the embedded service ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _request(url, *, data=None, token=None, method=None, timeout=10):
     headers = {"Content-Type": "application/json"}
     if token:
@@ -361,9 +352,9 @@ def test_embedded_airflow_starts_runs_a_dag_and_stops_cleanly(airflow_env_vars, 
 
     monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CLICKHOUSE_DATABASE", "tidemark_test_airflow_svc")
-    monkeypatch.setenv("TIDEMARK_AIRFLOW_PORT", str(_free_port()))
-    monkeypatch.setenv("TIDEMARK_AIRFLOW_WORKER_LOG_PORT", str(_free_port()))
-    monkeypatch.setenv("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", str(_free_port()))
+    monkeypatch.setenv("TIDEMARK_AIRFLOW_PORT", str(free_port()))
+    monkeypatch.setenv("TIDEMARK_AIRFLOW_WORKER_LOG_PORT", str(free_port()))
+    monkeypatch.setenv("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", str(free_port()))
     cfg = load()
     migrate(cfg)
     svc = Airflow(cfg)

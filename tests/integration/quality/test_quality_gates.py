@@ -21,8 +21,6 @@ from tidemark.quality import (
 )
 from tidemark.tables import EVENTS_RAW, table
 
-pytestmark = pytest.mark.integration
-
 HOUR = datetime(2026, 11, 25, 3, tzinfo=timezone.utc)
 
 

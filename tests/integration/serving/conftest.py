@@ -1,33 +1,20 @@
 """The serving API against the real embedded stack: a `tidemark serve` subprocess on a free port,
 with test limits (3 s dashboard time limit, short live TTL, 4 query slots, keys refreshed every
 second, per-client limits out of the way), and helpers that fill rollups the way the pipeline does
-(INSERT into rollup_input; publish = registry row)."""
+(INSERT into rollup_input; publish = registry row: tests/support/serving.py)."""
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 
 import pytest
-from api_process import serve
-from serving_helpers import SERVER_ENV, tenant_name
+from support.api import serve
+from support.serving import SERVER_ENV, tenant_name
+from support.settings import settings_with
+from support.wait import wait_until
 
-from tidemark.config import load
 from tidemark.io.clickhouse import client
-
-
-def _with_env(extra: dict):
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        return load()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
@@ -36,28 +23,32 @@ def serving_cfg(stack):
     order the session started in): the dashboard user's 3 s limit must be live before tests run."""
     from tidemark.stack.clickhouse_conf import render
 
-    cfg = _with_env(SERVER_ENV)
+    cfg = settings_with(SERVER_ENV)
     if not cfg.clickhouse.external:
         render(cfg.clickhouse, cfg.home / "clickhouse", cfg.serving)
-    deadline = time.monotonic() + 30
-    while True:  # 18.16 reloads users.xml on its own within a few seconds
-        try:
-            from clickhouse_driver import Client
+    from clickhouse_driver import Client
 
-            c = Client(
-                host=cfg.clickhouse.host,
-                port=cfg.clickhouse.port,
-                user=cfg.serving.dashboard_user,
-                password=cfg.serving.dashboard_password,
-                database=cfg.clickhouse.database,
-            )
-            (limit,) = c.execute("SELECT value FROM system.settings WHERE name = 'max_execution_time'")[0]
-            if limit == SERVER_ENV["TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S"]:
-                break
-        except Exception:  # noqa: BLE001 - the server may not accept connections yet: retry until the deadline
-            pass
-        assert time.monotonic() < deadline, "the dashboard reader's test profile did not become live"
-        time.sleep(0.5)
+    def dashboard_limit() -> str:
+        c = Client(
+            host=cfg.clickhouse.host,
+            port=cfg.clickhouse.port,
+            user=cfg.serving.dashboard_user,
+            password=cfg.serving.dashboard_password,
+            database=cfg.clickhouse.database,
+        )
+        try:
+            return c.execute("SELECT value FROM system.settings WHERE name = 'max_execution_time'")[0][0]
+        finally:
+            c.disconnect()
+
+    # 18.16 reloads users.xml on its own within a few seconds; until then the user may not exist yet.
+    wait_until(
+        lambda: dashboard_limit() == SERVER_ENV["TIDEMARK_SERVING_DASHBOARD_MAX_EXECUTION_S"],
+        30,
+        "the dashboard reader's test profile to become live",
+        interval_s=0.5,
+        ignoring=(Exception,),
+    )
     # The serving tests write streaming rows directly (version 1): make that writer a current stream
     # identity with its batches committed, or the lambda merge would rightly not count its rows.
     from tidemark.stream.sink import register_loader

@@ -8,9 +8,7 @@ import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from serving_helpers import insert_minutes, tenant_name
-
-pytestmark = pytest.mark.integration
+from support.serving import insert_minutes, tenant_name
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

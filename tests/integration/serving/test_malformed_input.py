@@ -6,9 +6,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from serving_helpers import insert_minutes, tenant_name
-
-pytestmark = pytest.mark.integration
+from support.serving import insert_minutes, tenant_name
 
 RANGED = [
     "/api/v1/timeseries",

@@ -4,10 +4,7 @@ within 1 % of the exact count; so are 30 days (day buckets), and events are exac
 import random
 from datetime import datetime, timedelta, timezone
 
-import pytest
-from serving_helpers import insert_minutes, tenant_name
-
-pytestmark = pytest.mark.integration
+from support.serving import insert_minutes, tenant_name
 
 
 def test_unique_users_over_7_days_within_1_percent(api, writer, serving_cfg):

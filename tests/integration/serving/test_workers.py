@@ -10,10 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_process import serve
-from serving_helpers import insert_minutes, tenant_name
-
-pytestmark = pytest.mark.integration
+from support.api import serve
+from support.serving import insert_minutes, tenant_name
+from support.wait import wait_until
 
 
 def _children(pid: int) -> list[int]:
@@ -29,18 +28,18 @@ def two(serving_cfg):
 def _keys_loaded_by_both(api, since: float, timeout_s: float = 15.0) -> None:
     """Each worker has loaded keys since ``since`` (each /metrics answer says which process it is)."""
     loaded: dict[float, float] = {}
-    deadline = time.monotonic() + timeout_s
-    while len([p for p, at in loaded.items() if at > since]) < 2:
-        assert time.monotonic() < deadline, f"workers' key loads: {loaded}"
-        m = api.metrics()
+
+    def both() -> bool:
+        m = api.metrics()  # answered by whichever process took the connection
         loaded[m["tidemark_api_process_id"]] = m.get("tidemark_api_keys_loaded_through", 0.0)
+        return len([p for p, at in loaded.items() if at > since]) >= 2
+
+    wait_until(both, timeout_s, lambda: f"both workers to load keys (loads seen: {loaded})")
 
 
 def test_two_workers_share_buckets_and_answer_alike(two, writer, serving_cfg):
-    deadline = time.monotonic() + 20  # uvicorn's supervisor forks its workers after binding the port
-    while len(_children(two.pid)) < 2:
-        assert time.monotonic() < deadline, f"workers: {_children(two.pid)}"
-        time.sleep(0.2)
+    # uvicorn's supervisor forks its workers after binding the port
+    wait_until(lambda: len(_children(two.pid)) >= 2, 20, "two worker processes", interval_s=0.2)
     t = tenant_name("workers")
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     insert_minutes(

@@ -7,30 +7,15 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
+from support.broker import consume_all
+from support.processes import wait_group_gone
 
 from tidemark.io.kafka_admin import ensure_topic
 from tidemark.stack import services
-from tidemark.stack.process import group_members
-
-pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
-
-
-def _consume_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 60) -> list[bytes]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000)
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    while len(values) < expected and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=1000, max_records=10_000).values():
-            values.extend(r.value for r in records)
-    consumer.close()
-    return values
 
 
 def _produce(bootstrap: str, topic: str, prefix: str, n: int) -> list[bytes]:
@@ -70,7 +55,7 @@ def test_acked_events_survive_stack_restart(stack):
     services.up(stack)
 
     assert _topic_id(bootstrap, topic) == topic_id  # the same log, not a re-created topic
-    received = _consume_all(bootstrap, topic, PARTITIONS, len(sent))
+    received = [r.value for r in consume_all(bootstrap, topic, PARTITIONS, len(sent), timeout_s=60)]
     assert sorted(received) == sorted(sent)
 
     # An unclean stop: SIGKILL the JVM. Acked (acks=all) events are in the OS page cache, so they
@@ -80,13 +65,11 @@ def test_acked_events_survive_stack_restart(stack):
     assert pid is not None
     sent += _produce(bootstrap, topic, "crash", 5000)
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while group_members(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_group_gone(pid, timeout_s=10)
     assert not broker.healthy()
     started = time.monotonic()
     services.up(stack)
     print(f"broker healthy {time.monotonic() - started:.1f}s after a SIGKILL")
 
-    received = _consume_all(bootstrap, topic, PARTITIONS, len(sent))
+    received = [r.value for r in consume_all(bootstrap, topic, PARTITIONS, len(sent), timeout_s=60)]
     assert sorted(received) == sorted(sent)

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
+from support.processes import wait_group_gone
+from support.wait import wait_until
 
 from tidemark.stack.process import ManagedProcess, group_members, port_open, session_members
-
-pytestmark = pytest.mark.integration
 
 _BASE = {  # tests/conftest.py's defaults
     "TIDEMARK_KAFKA_PORT": 19192,
@@ -87,7 +88,7 @@ def test_up_status_down_leaves_no_process(home):
 
     # An unhealthy service makes `status` fail, and says which.
     os.kill(pids["redis"], signal.SIGKILL)
-    _wait_gone(pids["redis"])
+    wait_group_gone(pids["redis"])
     bad = _cli(env, "status", "--json")
     assert bad.returncode != 0
     by_name = {s["name"]: s for s in json.loads(bad.stdout)["services"]}
@@ -95,7 +96,7 @@ def test_up_status_down_leaves_no_process(home):
 
     # The broker down: `status` says so (health is a metadata request, so a stopped JVM is never "healthy").
     os.kill(pids["broker"], signal.SIGKILL)
-    _wait_gone(pids["broker"])
+    wait_group_gone(pids["broker"])
     bad = _cli(env, "status", "--json")
     assert bad.returncode != 0
     by_name = {s["name"]: s for s in json.loads(bad.stdout)["services"]}
@@ -171,7 +172,7 @@ def test_missing_kafka_jars_give_one_clear_error(home, tmp_path):
 # A process tree that resists: the leader and its child ignore SIGINT and SIGTERM, and a grandchild
 # leaves the process group (setpgid) so killpg alone would orphan it.
 _STUBBORN = textwrap.dedent("""
-    import os, signal, subprocess, sys, time
+    import os, signal, subprocess, sys
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if len(sys.argv) == 1:
@@ -179,7 +180,7 @@ _STUBBORN = textwrap.dedent("""
     elif sys.argv[1] == "child":
         subprocess.Popen([sys.executable, __file__, "escaped"], preexec_fn=lambda: os.setpgid(0, 0))
     while True:
-        time.sleep(1)
+        signal.pause()  # until a signal it does not ignore (SIGKILL) ends it
 """)
 
 
@@ -188,9 +189,7 @@ def test_stop_escalates_to_sigkill_and_leaves_no_orphan(tmp_path):
     script.write_text(_STUBBORN)
     proc = ManagedProcess("stubborn", tmp_path / "stubborn.pid", tmp_path / "stubborn.log", signature=str(script))
     pid = proc.start([sys.executable, str(script)])
-    deadline = time.monotonic() + 20
-    while len(session_members(pid)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: len(session_members(pid)) >= 3, 20, "the leader, its child and grandchild", interval_s=0.1)
     family = session_members(pid)
     assert len(family) == 3 and len(group_members(pid)) == 2  # one of them left the group
 
@@ -215,18 +214,16 @@ def test_stop_finds_the_children_of_a_dead_leader(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(
         textwrap.dedent("""
-        import subprocess, sys, time
+        import signal, subprocess, sys
         if len(sys.argv) == 1:
             subprocess.Popen([sys.executable, __file__, "child"])
         while True:
-            time.sleep(1)
+            signal.pause()  # until a signal ends it
     """)
     )
     proc = ManagedProcess("parent", tmp_path / "parent.pid", tmp_path / "parent.log", signature=str(script))
     pid = proc.start([sys.executable, str(script)])
-    deadline = time.monotonic() + 20
-    while len(session_members(pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: len(session_members(pid)) >= 2, 20, "the leader and its child", interval_s=0.1)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     assert proc.pid() is None
@@ -245,9 +242,9 @@ def test_airflow_stops_on_sigint_even_if_its_launcher_ignored_sigint(tmp_path, m
     from tidemark.stack.airflow import Airflow
 
     airflow_ports = {
-        "TIDEMARK_AIRFLOW_PORT": _free_port(),
-        "TIDEMARK_AIRFLOW_WORKER_LOG_PORT": _free_port(),
-        "TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT": _free_port(),
+        "TIDEMARK_AIRFLOW_PORT": free_port(),
+        "TIDEMARK_AIRFLOW_WORKER_LOG_PORT": free_port(),
+        "TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT": free_port(),
     }
     for name, port in airflow_ports.items():
         monkeypatch.setenv(name, str(port))
@@ -282,15 +279,3 @@ def _ignores(pid: int, sig: int) -> bool:
         if line.startswith("SigIgn:"):
             return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
     raise AssertionError(f"no SigIgn line for pid {pid}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_gone(pid: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and group_members(pid):
-        time.sleep(0.05)

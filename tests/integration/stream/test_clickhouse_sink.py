@@ -3,13 +3,9 @@
 import uuid
 from datetime import datetime, timezone
 
-import pytest
-
 from tidemark.io.clickhouse import insert_rows
 from tidemark.stream.sink import BatchMetrics, RollupSink, stream_version
 from tidemark.tables import ROLLUP_INPUT_COLUMNS
-
-pytestmark = pytest.mark.integration
 
 MINUTE = datetime(2026, 11, 20, 8, 15, tzinfo=timezone.utc)
 

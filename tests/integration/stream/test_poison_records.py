@@ -10,14 +10,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import deltalake
-import pytest
-from kafka_records import Sent, event, send
-from stream_harness import StreamRun, kill_group, wait_for
+from support.broker import Sent, event, send
+from support.processes import kill_group
+from support.stream import StreamRun
+from support.wait import wait_until
 
 from tidemark.io.clickhouse import client
 from tidemark.stream.identity import version_range
-
-pytestmark = pytest.mark.integration
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -52,12 +51,12 @@ def test_a_record_with_an_implausible_time_is_dead_lettered_and_ingestion_goes_o
 
     proc = run.start_stream("--max-offsets-per-trigger", "1000")
     try:
-        wait_for(lambda: run.identity.stream_id, 120, what="stream identity")
-        wait_for(
+        wait_until(lambda: run.identity.stream_id, 120, what="stream identity")
+        wait_until(
             lambda: _stream_events(run, tenant) == 40,
             300,
-            interval=2,
-            what=f"the 40 ordinary events sent after the poison record in ClickHouse (log: {run.log_tail(5)!r})",
+            interval_s=2,
+            what=lambda: f"the 40 ordinary events sent after the poison record in ClickHouse (log: {run.log_tail(5)})",
         )
     finally:
         kill_group(proc, signal.SIGTERM)

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta, timezone
 
 import deltalake
 import pyarrow.compute as pc
-import pytest
-from stream_harness import StreamRun, forget_rows, kill_group, wait_for
+from support.clickhouse import forget_rows
+from support.processes import kill_group
+from support.stream import StreamRun
+from support.wait import wait_until
 
 from tidemark.stream.options import STREAM_NAME
-
-pytestmark = pytest.mark.integration
 
 ROLLUP_TIME_COLUMNS = {"minute_rollups": "minute", "hour_rollups": "hour", "day_rollups": "hour"}
 NO_FAULTS = ("--late-fraction", "0", "--duplicate-fraction", "0", "--malformed-fraction", "0")
@@ -114,7 +114,9 @@ def test_a_second_checkpoint_on_the_topic_never_takes_over_the_serving_stream(st
     first = run.generate("--count", "1000", "--start-time", "2026-11-23T06:00:00Z", *gen, "51", *NO_FAULTS)
     main = run.start_stream("--max-offsets-per-trigger", "500")
     try:
-        wait_for(lambda: _served(run, start, [first]) == first["on_time_events"], 300, what="the main stream's rows")
+        wait_until(
+            lambda: _served(run, start, [first]) == first["on_time_events"], 300, "the main stream's rows", interval_s=1
+        )
         main_id = run.identity.stream_id
         assert _current(run) == main_id  # the first stream on a topic serves with no extra step
 
@@ -123,10 +125,11 @@ def test_a_second_checkpoint_on_the_topic_never_takes_over_the_serving_stream(st
         rc, log = _run_to_exit(run, "--checkpoint", str(stray), "--starting-offsets", "latest")
         second = run.generate("--count", "500", "--start-time", "2026-11-23T06:20:00Z", *gen, "52", *NO_FAULTS)
         expected = first["on_time_events"] + second["on_time_events"]
-        wait_for(
+        wait_until(
             lambda: _served(run, start, [first, second]) == expected,
             240,
             what="the main stream's new events to count (a second checkpoint took over the topic)",
+            interval_s=1,
         )
         assert _current(run) == main_id
         assert rc != 0 and "refused" in log and "--candidate" in log, log
@@ -135,14 +138,15 @@ def test_a_second_checkpoint_on_the_topic_never_takes_over_the_serving_stream(st
         run.run_available_now("--checkpoint", str(stray), "--starting-offsets", "latest", "--candidate")
         third = run.generate("--count", "300", "--start-time", "2026-11-23T06:40:00Z", *gen, "53", *NO_FAULTS)
         expected += third["on_time_events"]
-        wait_for(lambda: _served(run, start, [first, second, third]) == expected, 240, what="main's events")
+        wait_until(lambda: _served(run, start, [first, second, third]) == expected, 240, "main's events", interval_s=1)
         assert _current(run) == main_id
         # The hourly sensor follows the serving stream's offsets, not the candidate's. Its progress row
         # lands just after the batch's rows, so the sensor is waited on, not read once.
-        state = wait_for(
+        state = wait_until(
             lambda: (s := hour_complete(run.cfg, hour, hour + timedelta(hours=3), topic=run.topic)).ready and s,
             120,
             what="the sensor to see the serving stream's progress",
+            interval_s=1,
         )
         assert main_id in state.reason, state.reason
         later = datetime.now(timezone.utc) + identity.RETIRE_GRACE + timedelta(seconds=1)
@@ -161,10 +165,11 @@ def test_a_second_checkpoint_on_the_topic_never_takes_over_the_serving_stream(st
         new_id = identity.StreamIdentity.load_or_create(str(replacement)).stream_id
         assert _current(run) == new_id
         assert _served(run, start, [first, second, third]) == expected
-        state = wait_for(
+        state = wait_until(
             lambda: (s := hour_complete(run.cfg, hour, hour + timedelta(hours=3), topic=run.topic)).ready and s,
             120,
             what="the sensor to follow the promoted stream",
+            interval_s=1,
         )
         assert new_id in state.reason, state.reason
         # The replaced stream and the passed-over candidate are superseded: retired after the grace period.

@@ -5,16 +5,15 @@ against the manifest."""
 import glob
 import json
 import signal
-import time
 
 import deltalake
 import pyarrow.compute as pc
-import pytest
-from stream_harness import StreamRun, committed_batches, forget_rows, kill_group, wait_for
+from support.clickhouse import forget_rows
+from support.processes import kill_group
+from support.stream import StreamRun, committed_batches
+from support.wait import wait_until
 
 from tidemark.stack import services
-
-pytestmark = pytest.mark.integration
 
 START = "2026-11-24T10:00:00Z"
 
@@ -97,7 +96,9 @@ def _max_registered_batch(run: StreamRun, stream_id: str) -> int:
 
 def test_kill_dash_nine_twice_then_restart_is_exact(stack, tmp_path):
     """Kill 1 lands exactly between a batch's Delta commit and its ClickHouse commit (the replay window);
-    kill 2 lands wherever the clock says. A final restart drains the rest; totals stay exact."""
+    kill 2 lands as soon as the restarted stream has committed a batch past the replayed one to
+    ClickHouse (Spark may not have recorded it yet: another replay). A final restart drains the rest;
+    totals stay exact."""
     run = StreamRun.create(tmp_path, "crash")
     manifest = run.generate(
         "--count",
@@ -118,23 +119,27 @@ def test_kill_dash_nine_twice_then_restart_is_exact(stack, tmp_path):
 
     # Kill 1: poll until events_raw has a batch that ClickHouse has not registered yet, then kill -9.
     proc = run.start_stream("--max-offsets-per-trigger", "2000")
-    stream_id = wait_for(lambda: run.identity.stream_id, 120, what="stream identity")
+    stream_id = wait_until(lambda: run.identity.stream_id, 120, what="stream identity")
     app = f"tidemark-stream-{stream_id}"
-    wait_for(lambda: committed_batches(run.cfg, stream_id) >= 2, 240, what="two committed batches")
+    wait_until(lambda: committed_batches(run.cfg, stream_id) >= 2, 240, "two committed batches", interval_s=1)
 
     def in_replay_window():
         delta = committed_batch(run.cfg.lake.events_raw, app)
         return delta is not None and delta > _max_registered_batch(run, stream_id)
 
-    wait_for(in_replay_window, 240, interval=0.02, what="a batch committed to Delta but not yet to ClickHouse")
+    wait_until(in_replay_window, 240, interval_s=0.02, what="a batch committed to Delta but not yet to ClickHouse")
     kill_group(proc, signal.SIGKILL)
     mid_flight = committed_batch(run.cfg.lake.events_raw, app)
     assert mid_flight > _max_registered_batch(run, stream_id)
 
-    # Kill 2: anywhere, a little later.
+    # Kill 2: once the restart has replayed the batch of kill 1 and committed the next one to ClickHouse.
     proc = run.start_stream("--max-offsets-per-trigger", "2000")
-    wait_for(lambda: _max_registered_batch(run, stream_id) >= mid_flight + 1, 240, what="progress after restart")
-    time.sleep(0.7)
+    wait_until(
+        lambda: _max_registered_batch(run, stream_id) >= mid_flight + 1,
+        240,
+        "progress past the replayed batch after the restart",
+        interval_s=0.02,
+    )
     kill_group(proc, signal.SIGKILL)
 
     run.run_available_now("--max-offsets-per-trigger", "2000")
@@ -150,21 +155,28 @@ def test_clickhouse_outage_under_load_loses_nothing(stack, tmp_path):
     first = run.generate("--count", "6000", "--rate", "500", "--start-time", START, "--seed", "21")
     proc = run.start_stream("--max-offsets-per-trigger", "1500")
     try:
-        stream_id = wait_for(lambda: run.identity.stream_id, 120, what="stream identity")
-        wait_for(lambda: committed_batches(run.cfg, stream_id) >= 1, 240, what="first committed batch")
+        stream_id = wait_until(lambda: run.identity.stream_id, 120, what="stream identity")
+        wait_until(lambda: committed_batches(run.cfg, stream_id) >= 1, 240, "first committed batch", interval_s=1)
         clickhouse = next(s for s in services.services(stack) if s.name == "clickhouse")
         clickhouse.down()
         # Load keeps arriving while ClickHouse is away.
         second = run.generate(
             "--count", "6000", "--rate", "500", "--start-time", "2026-11-24T10:00:12Z", "--seed", "22"
         )
-        time.sleep(max(0.0, 30 - 5))
+        # ClickHouse stays away until the stream has met the outage and backed off to its longest
+        # retry delay (10 s, after ~15 s of failed attempts): a long outage, not a blip.
+        wait_until(
+            lambda: any(e.get("retry_in_s", 0) >= 10 for e in run.log_entries("clickhouse write failed; retrying")),
+            240,
+            lambda: f"the stream to back off to its longest retry delay; log: {run.log_tail(10)}",
+            interval_s=0.5,
+        )
         clickhouse.up()
         expected = second["on_time_events"] + first["on_time_events"]
-        wait_for(
+        wait_until(
             lambda: run.report(first).on_time_published == expected,
             300,
-            interval=2,
+            interval_s=2,
             what="the stream to catch up after the outage",
         )
     finally:
@@ -238,15 +250,17 @@ def test_a_stream_restarted_from_a_fresh_checkpoint_does_not_double_totals(stack
     assert first.stream_id not in stream_identities.retire(cfg)  # within the grace period: promotion can be undone
     later = datetime.now(timezone.utc) + stream_identities.RETIRE_GRACE + timedelta(seconds=1)
     assert first.stream_id in stream_identities.retire(cfg, now=later)
-    deadline = time.monotonic() + 60
-    while (
-        ch.execute(
-            f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'stream' "
-            f"AND tenant_id IN %(t)s AND minute >= %(s)s AND minute < %(e)s",
-            {"t": tuple(tenants), "s": start, "e": start + timedelta(hours=3)},
-        )[0][0]
-        != manifest["on_time_events"]
-    ):
-        assert time.monotonic() < deadline, "the retired identity's rows were not deleted"
-        time.sleep(0.5)
+    wait_until(
+        lambda: (
+            ch.execute(
+                f"SELECT sum(events) FROM {cfg.clickhouse.database}.minute_rollups WHERE layer = 'stream' "
+                f"AND tenant_id IN %(t)s AND minute >= %(s)s AND minute < %(e)s",
+                {"t": tuple(tenants), "s": start, "e": start + timedelta(hours=3)},
+            )[0][0]
+            == manifest["on_time_events"]
+        ),
+        60,
+        "the retired identity's rows to be deleted",
+        interval_s=0.5,
+    )
     assert served() == manifest["on_time_events"]

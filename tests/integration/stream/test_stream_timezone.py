@@ -8,12 +8,11 @@ late-event hours and newest event time are reconciled against the generator's ma
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from stream_harness import StreamRun, wait_for
+from support.stream import StreamRun
+from support.wait import wait_until
 
 from tidemark.io.clickhouse import client
 from tidemark.stream.identity import version_range
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("zone", ["Asia/Kolkata"])  # UTC+05:30: shifts minutes and hours alike
@@ -71,7 +70,7 @@ def _forget_stream(run: StreamRun) -> None:
             f"ALTER TABLE {cfg.clickhouse.database}.{t} DELETE WHERE version BETWEEN %(lo)s AND %(hi)s",
             {"lo": lo, "hi": hi},
         )
-    wait_for(
+    wait_until(
         lambda: (
             not any(
                 ch.execute(
@@ -82,6 +81,6 @@ def _forget_stream(run: StreamRun) -> None:
             )
         ),
         120,
-        interval=0.5,
+        interval_s=0.5,
         what="this stream's rows deleted",
     )

@@ -11,15 +11,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import deltalake
-import pytest
-from kafka_records import Sent, event, send
-from stream_harness import StreamRun, forget_rows
+from support.broker import Sent, event, send
+from support.clickhouse import forget_rows
+from support.stream import StreamRun
 
 from tidemark.batch.recompute import recompute
 from tidemark.io.clickhouse import client
 from tidemark.lambda_merge import minute_counts
-
-pytestmark = pytest.mark.integration
 
 
 def _served(run: StreamRun, hour: datetime, tenants: list[str]) -> dict[str, int]:

@@ -7,13 +7,11 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from tiering_data import INTERVAL_END, events, lake_counts, lake_keys, tiering_cfg, write_lake
+from support.tiering import INTERVAL_END, events, lake_counts, lake_keys, tiering_cfg, write_lake
 
 from tidemark.batch import lake
 from tidemark.tiering import cold
 from tidemark.tiering.options import RunOptions
-
-pytestmark = pytest.mark.integration
 
 LAKE_HOT_DAYS, RETENTION_DAYS = 3, 2
 COLD_DAYS = [INTERVAL_END - timedelta(days=d) for d in (5, 4)]  # before the lake boundary

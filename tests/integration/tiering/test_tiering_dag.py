@@ -5,8 +5,7 @@ import itertools
 import time
 from datetime import timedelta
 
-import pytest
-from tiering_data import (
+from support.tiering import (
     INTERVAL_END,
     all_hours,
     drop_database,
@@ -19,8 +18,6 @@ from tiering_data import (
 )
 
 from tidemark.config import PROJECT_ROOT
-
-pytestmark = pytest.mark.integration
 
 DAGS = PROJECT_ROOT / "dags"
 

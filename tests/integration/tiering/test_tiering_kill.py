@@ -9,14 +9,11 @@ import threading
 import time
 from datetime import date, timedelta
 
-import pytest
-from tiering_data import INTERVAL_END, events, lake_counts, lake_ids, tiering_cfg, write_lake
+from support.tiering import INTERVAL_END, events, lake_counts, lake_ids, tiering_cfg, write_lake
 
 from tidemark.config import PROJECT_ROOT
 from tidemark.tiering import cold
 from tidemark.tiering.options import RunOptions
-
-pytestmark = pytest.mark.integration
 
 DAYS = 6
 HOURS = [INTERVAL_END - timedelta(days=d) + timedelta(hours=h) for d in range(1, DAYS + 1) for h in (2, 14)]

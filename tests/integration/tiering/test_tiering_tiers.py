@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from tiering_data import (
+from support.tiering import (
     DAYS,
     FIRST_DAY,
     INTERVAL_END,
@@ -30,8 +30,6 @@ from tidemark.io.clickhouse import client
 from tidemark.tiering import delta_maintenance, inventory
 from tidemark.tiering.options import RunOptions
 from tidemark.tiering.run import run, spark_steps
-
-pytestmark = pytest.mark.integration
 
 START = datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=timezone.utc)
 HOT_FROM = (INTERVAL_END - timedelta(days=7)).date()

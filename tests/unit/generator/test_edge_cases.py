@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
+from support.traffic import validate
 
 from tidemark import contract
 from tidemark.generator import generate
@@ -25,16 +26,6 @@ from tidemark.generator.options import (
 UTC = timezone.utc
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 NEAR_HOUR_MS = int(datetime(2026, 3, 1, 11, 55, tzinfo=UTC).timestamp() * 1000)  # 5 min before 12:00
-
-
-def _validate(rec, opts: TrafficOptions):
-    return contract.validate(
-        rec.value,
-        datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC),
-        max_payload_bytes=opts.max_payload_bytes,
-        max_future_skew=timedelta(seconds=opts.max_future_skew_s),
-        retention=timedelta(days=opts.retention_days),
-    )
 
 
 def _event_ms(event) -> int:
@@ -87,7 +78,7 @@ def test_ontime_lateness_reaches_the_allowed_lateness(edgy):
     for rec in records:
         if rec.kind != "on_time":
             continue
-        ev_ms = _event_ms(_validate(rec, opts))
+        ev_ms = _event_ms(validate(rec, opts))
         lateness.append(rec.timestamp_ms - ev_ms)
         across_the_hour += rec.timestamp_ms >= hour and ev_ms < hour
     assert 0 <= min(lateness) and max(lateness) <= PIPELINE_ALLOWED_LATENESS_MS
@@ -103,7 +94,7 @@ def test_pipeline_rule_agrees_with_the_manifest_and_duplicates_stay_within_allow
     late = dup_late = 0
     for rec in records:
         try:
-            ev = _validate(rec, opts)
+            ev = validate(rec, opts)
         except (contract.InvalidEvent, RecursionError):
             continue
         is_late = rec.timestamp_ms - _event_ms(ev) > PIPELINE_ALLOWED_LATENESS_MS
@@ -122,7 +113,7 @@ def test_event_times_on_hour_boundaries(edgy):
     seen: dict[str, tuple[int, bool]] = {}
     for rec in records:
         if rec.kind in ("on_time", "late"):
-            ev = _validate(rec, opts)
+            ev = validate(rec, opts)
             seen[ev.event_id] = (_event_ms(ev), rec.kind == "late", json.loads(rec.value)["event_time"])
     ends = [v for v in seen.values() if v[0] % HOUR_MS == HOUR_MS - 1]
     starts = [v for v in seen.values() if v[0] % HOUR_MS == 0]
@@ -141,7 +132,7 @@ def test_event_times_on_hour_boundaries(edgy):
     # a boundary time keeps its event on the same side of the late/on-time line
     for rec in records:
         if rec.kind in ("on_time", "late"):
-            ev_ms = seen[_validate(rec, opts).event_id][0]
+            ev_ms = seen[validate(rec, opts).event_id][0]
             if ev_ms % HOUR_MS in (0, HOUR_MS - 1):
                 lat = rec.timestamp_ms - ev_ms
                 if rec.kind == "late":
@@ -163,7 +154,7 @@ def test_poison_records_nest_deeply_and_are_counted(edgy):
         # Today's contract lets RecursionError escape; once the validator maps deep nesting to a
         # reason, it must be the one the manifest expects.
         try:
-            _validate(rec, opts)
+            validate(rec, opts)
         except contract.InvalidEvent as exc:
             assert exc.reason == POISON_REASON
         except RecursionError:

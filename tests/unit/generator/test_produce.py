@@ -3,6 +3,7 @@ accounting (no manifest unless every record is acked) and a full local queue."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -40,13 +41,16 @@ class FakeProducer:
         self.produced: list[tuple] = []
         self.buffer_errors = 0
         self._calls = 0
+        self._event = threading.Condition()  # librdkafka's event queue: produce() adds to it
 
     def produce(self, topic, value=None, key=None, partition=-1, timestamp=0):
         self._calls += 1
         if self.buffer_full_every and self._calls % self.buffer_full_every == 0:
             self.buffer_errors += 1
             raise BufferError("Local: Queue full")
-        self.queue.append((topic, value, key, partition, timestamp))
+        with self._event:
+            self.queue.append((topic, value, key, partition, timestamp))
+            self._event.notify_all()
 
     def poll(self, timeout=None):
         served = 0
@@ -60,7 +64,9 @@ class FakeProducer:
                 self.acks.on_delivery(None, msg)
             served += 1
         if not served and timeout:
-            time.sleep(timeout)  # like librdkafka: block until an event or the timeout
+            # like librdkafka: block until an event (a record to deliver) or the timeout
+            with self._event:
+                self._event.wait_for(lambda: len(self.queue) > self.stuck, timeout)
         return served
 
     def flush(self, timeout=None):

@@ -6,9 +6,10 @@ import itertools
 import json
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import timezone
 
 import pytest
+from support.traffic import validate
 
 from tidemark import contract
 from tidemark.generator.catalog import uuid4_from_bits
@@ -24,16 +25,6 @@ from tidemark.generator.traffic import TrafficGenerator, generate
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 UTC = timezone.utc
-
-
-def _validate(rec, opts: TrafficOptions):
-    return contract.validate(
-        rec.value,
-        datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC),
-        max_payload_bytes=opts.max_payload_bytes,
-        max_future_skew=timedelta(seconds=opts.max_future_skew_s),
-        retention=timedelta(days=opts.retention_days),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +77,7 @@ def test_every_malformed_kind_is_rejected_with_exactly_its_reason():
     for rec in records:
         assert rec.kind in MALFORMED_KINDS
         with pytest.raises(contract.InvalidEvent) as info:
-            _validate(rec, opts)
+            validate(rec, opts)
         assert info.value.reason == rec.kind, (rec.kind, info.value, rec.value[:200])
         seen[rec.kind] += 1
     assert seen == Counter({kind: 25 for kind in MALFORMED_KINDS})
@@ -100,7 +91,7 @@ def test_valid_records_pass_and_match_the_manifest(faulty):
     valid_ids = set()
     for rec in records:
         try:
-            event = _validate(rec, opts)
+            event = validate(rec, opts)
         except contract.InvalidEvent as exc:
             assert exc.reason == rec.kind
             reasons[exc.reason] += 1
@@ -126,7 +117,7 @@ def test_late_events_lateness_and_per_hour_counts():
     for rec in records:
         if rec.kind != "late":
             continue
-        event = _validate(rec, opts)
+        event = validate(rec, opts)
         lateness = rec.timestamp_ms - int(event.event_time.timestamp() * 1000)
         assert opts.min_lateness_ms <= lateness <= opts.max_lateness_ms
         hour = event.event_time.strftime("%Y-%m-%dT%H")

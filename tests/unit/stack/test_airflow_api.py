@@ -10,8 +10,6 @@ import pytest
 from tidemark.config import load
 from tidemark.stack.airflow_api import AirflowAPIError, Run, run_hours
 
-pytestmark = pytest.mark.unit
-
 H1 = datetime(2026, 12, 1, 18, tzinfo=timezone.utc)
 H2 = datetime(2026, 12, 1, 19, tzinfo=timezone.utc)
 

@@ -4,11 +4,7 @@
 import ast
 from pathlib import Path
 
-import pytest
-
 from tidemark.config import PROJECT_ROOT
-
-pytestmark = pytest.mark.unit
 
 STACK = PROJECT_ROOT / "tidemark" / "stack"
 

@@ -1,5 +1,6 @@
-"""Helpers of the serving tests: fill rollups the way the pipeline does (INSERT into rollup_input),
-and publish an hour the way the batch layer does (one published_hours row)."""
+"""Helpers of the serving tests: the test API's settings (SERVER_ENV), rollups filled the way the
+pipeline fills them (INSERT into rollup_input), an hour published the way the batch layer publishes
+it (one published_hours row), and a TCP path to ClickHouse that can be cut."""
 
 from __future__ import annotations
 

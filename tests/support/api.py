@@ -1,13 +1,12 @@
 """A `tidemark serve` subprocess for the serving tests (`serve`), and the test's handle on it (`Api`).
 
-Its own module, not conftest.py: tests import ``serve`` to start an API with other settings, and
-``conftest`` is not a name a test can import (every test folder has one)."""
+Not in conftest.py: tests import ``serve`` to start an API with other settings, and ``conftest``
+is not a name a test can import (every test folder has one)."""
 
 from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from serving_helpers import SERVER_ENV
 
-ROOT = Path(__file__).resolve().parents[3]
+from support.ports import free_port
+from support.serving import SERVER_ENV
+from support.wait import wait_until
+from tidemark.config import PROJECT_ROOT
+
 _METRIC_LINE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -48,9 +44,11 @@ class Api:
         """Wait until a key refresh that started after ``since`` (epoch seconds) has landed; returns
         the seconds waited."""
         started = time.monotonic()
-        while self.metrics().get("tidemark_api_keys_loaded_through", 0.0) <= since:
-            assert time.monotonic() - started < timeout_s, f"the API loaded no keys within {timeout_s} s"
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.metrics().get("tidemark_api_keys_loaded_through", 0.0) > since,
+            timeout_s,
+            "the API to load its keys anew",
+        )
         return time.monotonic() - started
 
     def get(self, path: str, key: str | None = None, **params) -> httpx.Response:
@@ -70,10 +68,10 @@ class Api:
 def serve(cfg, extra_env: dict | None = None, healthy: bool = True):
     """A `tidemark serve` subprocess with SERVER_ENV (+ ``extra_env``) on a free port; waits until
     /health answers (200 unless ``healthy`` is False: then any answer will do)."""
-    port = _free_port()
+    port = free_port()
     log = cfg.home / "logs" / f"api-test-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **SERVER_ENV, **(extra_env or {}), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **SERVER_ENV, **(extra_env or {}), "PYTHONPATH": str(PROJECT_ROOT)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tidemark.cli", "serve", "--port", str(port)],
@@ -83,17 +81,21 @@ def serve(cfg, extra_env: dict | None = None, healthy: bool = True):
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+
+    def answering() -> bool:
+        assert proc.poll() is None, f"tidemark serve exited: {log.read_text()[-2000:]}"
+        try:
+            return httpx.get(url + "/health", timeout=5).status_code == 200 or not healthy
+        except httpx.HTTPError:
+            return False  # not listening yet
+
     try:
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200 or not healthy:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, f"tidemark serve exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"tidemark serve not healthy in 30 s: {log.read_text()[-2000:]}"
-            time.sleep(0.3)
+        wait_until(
+            answering,
+            30,
+            lambda: f"tidemark serve to answer /health; its log: {log.read_text()[-2000:]}",
+            interval_s=0.3,
+        )
         yield Api(url, cfg, log, proc.pid)
     finally:
         proc.terminate()

@@ -1,12 +1,16 @@
-"""Hand-made Kafka records for speed-layer tests: exact payloads and exact producer (CreateTime)
-timestamps, which the generator's simulated traffic does not make (a broken producer clock)."""
+"""Kafka for tests: hand-made records with exact payloads and exact producer (CreateTime)
+timestamps, which the generator's simulated traffic does not make (a broken producer clock); and
+reading a topic back from its beginning."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+
+from kafka import KafkaConsumer, TopicPartition
 
 from tidemark.config import Settings
 from tidemark.io.kafka_admin import ensure_topic, producer
@@ -51,3 +55,30 @@ def send(cfg: Settings, topic: str, records: list[Sent]) -> None:
 
 def _ms(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 90.0) -> list:
+    """Every record of ``topic`` (its ``partitions``) from the beginning: polls until ``expected``
+    records came or ``timeout_s`` passed (the caller's comparison then shows what is missing), then
+    polls once more, so a stray extra copy beyond ``expected`` shows up too."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    records = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=1000, max_records=10_000).values():
+                records.extend(batch)
+        for batch in consumer.poll(timeout_ms=1500).values():
+            records.extend(batch)
+    finally:
+        consumer.close()
+    return records

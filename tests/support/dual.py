@@ -24,8 +24,9 @@ import dataclasses
 import datetime as dt
 import re
 import sys
-import time
 from dataclasses import dataclass, field
+
+from support.clickhouse import wait_mutations
 
 _MUTATION = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+(?:ON\s+CLUSTER\s+\S+\s+)?(DELETE|UPDATE)\b", re.I)
 _ROLLUP_COUNT = re.compile(r"^\s*SELECT\s+count\(\)\s+FROM\s+\w+\.(minute|hour|day)_rollups\b", re.I)
@@ -146,17 +147,6 @@ class DualClient:
     def disconnect(self) -> None:
         self.embedded.disconnect()
         self.current.disconnect()
-
-
-def wait_mutations(ch, database: str, table: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while ch.execute(
-        "SELECT count() FROM system.mutations WHERE database = %(d)s AND table = %(t)s AND is_done = 0",
-        {"d": database, "t": table},
-    )[0][0]:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"mutations on {database}.{table} not done after {timeout_s}s")
-        time.sleep(0.05)
 
 
 def on_both(cfg, database: str):

@@ -1,5 +1,6 @@
-"""Helpers for speed-layer tests: run the real generator and the real stream job
-(through spark-submit, in its own process group) against the session stack."""
+"""The speed layer for tests: run the real generator and the real stream job (through
+spark-submit, in its own process group) against the session stack, and read what it did (its
+log, its Spark checkpoint, its committed batches)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tidemark.config import Settings, load
-from tidemark.stack.process import group_members
+from support.processes import kill_group
+from support.settings import settings_with
+from tidemark.config import Settings
 from tidemark.stream.identity import StreamIdentity
 from tidemark.stream.options import STREAM_NAME
 from tidemark.stream.reconcile import StreamReport, stream_report
@@ -39,18 +40,13 @@ class StreamRun:
             "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
             "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"),
             "TIDEMARK_LOG_LEVEL": "INFO",
+            "TIDEMARK_LOG_FORMAT": "json",  # log_entries() reads the log's JSON lines
             "TIDEMARK_TRIGGER_SECONDS": "1",
         }
 
     @property
     def cfg(self) -> Settings:
-        saved = dict(os.environ)
-        try:
-            os.environ.update(self.env)
-            return load()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        return settings_with(self.env)
 
     @property
     def identity(self) -> StreamIdentity:
@@ -104,32 +100,38 @@ class StreamRun:
         ident = self.identity
         return stream_report(self.cfg, manifest, ident.stream_id, ident.epoch)
 
+    def log_entries(self, msg: str) -> list[dict]:
+        """The stream's JSON log lines whose message is ``msg`` (Spark's own lines are not JSON)."""
+        path = self.workdir / "stream.log"
+        found = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            if line.startswith("{"):
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill
+                if entry.get("msg") == msg:
+                    found.append(entry)
+        return found
 
-def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Signal the job's whole process group (CLI, spark-submit JVM, Python driver and workers) and reap it."""
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while group_members(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    def spark_batches(self, checkpoint: Path | None = None) -> list[SparkBatch]:
+        """The micro-batches Spark committed in the checkpoint (``checkpoint``: the stream's
+        checkpoint directory, default this run's), oldest first, from its offset and commit logs."""
+        spark = (checkpoint or self.workdir / "checkpoints" / STREAM_NAME) / "spark"
+        committed = sorted(int(p.name) for p in (spark / "commits").glob("[0-9]*"))
+        batches = []
+        for batch in committed:
+            # offsets/<id>: a version line, then the batch's metadata (watermark and timestamp in ms)
+            meta = json.loads((spark / "offsets" / str(batch)).read_text().splitlines()[1])
+            batches.append(SparkBatch(batch, int(meta["batchWatermarkMs"]), int(meta["batchTimestampMs"])))
+        return batches
 
 
-def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+@dataclass(frozen=True)
+class SparkBatch:
+    batch_id: int
+    watermark_ms: int  # the event-time watermark the batch ran with (the dedup evicts state behind it)
+    timestamp_ms: int  # the batch's timestamp: the ingest_time of every row it read
 
 
 def committed_batches(cfg: Settings, stream_id: str) -> int:
@@ -138,22 +140,3 @@ def committed_batches(cfg: Settings, stream_id: str) -> int:
     return client(cfg.clickhouse).execute(
         f"SELECT count() FROM {cfg.clickhouse.database}.stream_batches WHERE stream_id = %(s)s", {"s": stream_id}
     )[0][0]
-
-
-def forget_rows(cfg: Settings, start, end, columns: dict[str, str]) -> None:
-    """Delete the rows of ``start <= column < end`` from each ``{table: column}`` and wait for the
-    mutations, so a re-run against a kept test database starts from the state a fresh one has."""
-    from tidemark.io.clickhouse import client
-
-    ch = client(cfg.clickhouse)
-    db = cfg.clickhouse.database
-    p = {"s": start, "e": end}
-    for table, column in columns.items():
-        ch.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {column} >= %(s)s AND {column} < %(e)s", p)
-    deadline = time.monotonic() + 120
-    while any(
-        ch.execute(f"SELECT count() FROM {db}.{t} WHERE {c} >= %(s)s AND {c} < %(e)s", p)[0][0]
-        for t, c in columns.items()
-    ):
-        assert time.monotonic() < deadline, "mutations did not finish"
-        time.sleep(0.2)
