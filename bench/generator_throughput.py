@@ -23,9 +23,8 @@ import sys
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import benchkit
 
 from tidemark.config import settings
 from tidemark.generator import TrafficGenerator, TrafficOptions
@@ -78,17 +77,6 @@ def end_to_end(args, bootstrap: str, topic: str, compression: str) -> dict:
     }
 
 
-def delete_topics(bootstrap: str, topics: list[str]) -> None:
-    try:
-        from kafka.admin import KafkaAdminClient
-
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.delete_topics(topics)
-        admin.close()
-    except Exception as exc:  # noqa: BLE001 - the result stands even if cleanup fails
-        logging.getLogger("bench").warning("could not delete topics %s: %s", topics, exc)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300_000)
@@ -103,6 +91,7 @@ def main() -> int:
     parser.add_argument("--keep-topic", action="store_true", help="do not delete the bench topics afterwards")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    benchkit.load_average()
 
     cfg = settings()
     bootstrap = args.bootstrap or cfg.kafka.bootstrap_servers
@@ -138,7 +127,7 @@ def main() -> int:
             runs[codec] = end_to_end(args, bootstrap, f"{args.topic_prefix}_{codec}_{run_id}", codec)
     finally:
         if not args.keep_topic and runs:
-            delete_topics(bootstrap, [r["topic"] for r in runs.values()])
+            benchkit.delete_topics(bootstrap, [r["topic"] for r in runs.values()])
 
     first = next(iter(runs.values()))
     print(

@@ -4,7 +4,8 @@
         [--seconds 60] [--workers N]
 
 Runs on its own ClickHouse + Redis (own TIDEMARK_HOME .tidemark/bench-serving, own ports and database
-tidemark_bench_serving), started and stopped here; the API runs as a `tidemark serve` subprocess.
+tidemark_bench_serving, forced: see ``benchkit.bench_env``), started and stopped here; the API runs as a
+`tidemark serve` subprocess.
 
 Data (INSERT ... SELECT from numbers(), nothing generated in Python):
 * 20 tenants of Zipf-distributed sizes totalling 100 M events/day, over --days days, into the hour grain
@@ -39,32 +40,29 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_ENV = {
-    "TIDEMARK_HOME": str(ROOT / ".tidemark" / "bench-serving"),
-    "CLICKHOUSE_PORT": "39200",
-    "CLICKHOUSE_HTTP_PORT": "38323",
-    "CLICKHOUSE_INTERSERVER_PORT": "39209",
-    "TIDEMARK_REDIS_PORT": "36579",
-    "CLICKHOUSE_DATABASE": "tidemark_bench_serving",
-    "TIDEMARK_SERVING_PORT": "38188",
+import benchkit
+import httpx
+
+from tidemark.config import settings
+from tidemark.io.clickhouse import client, insert_rows
+from tidemark.stack.process import ProcInfo, descendants
+
+ROOT = benchkit.ROOT
+PORTS = {
+    "CLICKHOUSE_PORT": 39200,
+    "CLICKHOUSE_HTTP_PORT": 38323,
+    "CLICKHOUSE_INTERSERVER_PORT": 39209,
+    "TIDEMARK_REDIS_PORT": 36579,
+    "TIDEMARK_SERVING_PORT": 38188,
+}
+SETTINGS = {
     "TIDEMARK_SERVING_RATE_PER_S": "1000000",
     "TIDEMARK_SERVING_BURST": "1000000",
     "TIDEMARK_SERVING_CLIENT_RATE_PER_S": "1000000",  # its 200 users all come from 127.0.0.1
     "TIDEMARK_SERVING_CLIENT_BURST": "1000000",
     "TIDEMARK_LOG_LEVEL": "WARNING",
 }
-# Forced, not defaults: the bench drops and rebuilds its database and stops the services it started,
-# so it must never pick up a shell's TIDEMARK_HOME / CLICKHOUSE_DATABASE meant for tests or the demo.
-os.environ.update(BENCH_ENV)
-sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-
-from tidemark.config import settings  # noqa: E402
-from tidemark.io.clickhouse import client, insert_rows  # noqa: E402
 
 TENANTS = 20
 EVENTS_PER_DAY = 100_000_000
@@ -307,23 +305,13 @@ async def load(url, keys, users: int, seconds: float) -> dict:
     }
 
 
-def api_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of the API process and its workers (from /proc; Linux)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            pass
-    return round(total, 1)
+def api_meter(pid: int) -> benchkit.CpuMeter:
+    """CPU seconds of the API process and its workers."""
+
+    def classify(table: dict[int, ProcInfo]) -> dict[int, str]:
+        return dict.fromkeys(descendants(pid, table), "api")
+
+    return benchkit.CpuMeter(classify, ["api"], every=1.0)
 
 
 def metrics(url) -> dict:
@@ -376,13 +364,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running")
     args = parser.parse_args()
+    benchkit.use_env(benchkit.bench_env("bench-serving", "tidemark_bench_serving", PORTS, **SETTINGS))
     # 1,000 concurrent connections need more than the common 1,024 descriptors (the API inherits this).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
     if args.workers:
         os.environ["TIDEMARK_SERVING_WORKERS"] = str(args.workers)
-    loadavg_before = [round(x, 2) for x in os.getloadavg()]
-    print(f"load average before: {loadavg_before} on {os.cpu_count()} cores", file=sys.stderr)
+    loadavg_before = benchkit.load_average("before")
 
     import redis as redis_lib
 
@@ -396,6 +384,7 @@ def main() -> int:
     for svc in services:
         svc.up()
     api = None
+    meter = None
     try:
         admin = client(cfg.clickhouse, database="default", send_receive_timeout=600)
         admin.execute(f"DROP DATABASE IF EXISTS {db}")
@@ -425,24 +414,25 @@ def main() -> int:
         red = redis_lib.Redis.from_url(cfg.redis.url)
         big = keys[:5]  # the biggest tenants: the worst dashboards
         asyncio.run(dashboard(httpx.AsyncClient(base_url=url, timeout=60), keys[0], "24h"))  # warm connections
-        cpu = {"start": api_cpu_s(api.pid)}
+        meter = api_meter(api.pid)
+        cpu = {"start": meter.start()}
         seven = asyncio.run(single_views(url, big, red, "7d", args.samples))
-        cpu["dashboard_7d"] = api_cpu_s(api.pid)
+        cpu["dashboard_7d"] = meter.look()
         ninety = asyncio.run(single_views(url, big, red, "90d", max(10, args.samples // 2)))
-        cpu["dashboard_90d"] = api_cpu_s(api.pid)
+        cpu["dashboard_90d"] = meter.look()
         raw = raw_vs_rollups(ch, db, args.raw_div)
-        cpu["raw_vs_rollups"] = api_cpu_s(api.pid)
+        cpu["raw_vs_rollups"] = meter.look()
         steps = {}
         for users in [args.users] + ([args.users_high] if args.users_high else []):
             step = asyncio.run(load(url, keys, users, args.seconds))
             after = metrics(url)
             step["max_clickhouse_inflight_one_worker"] = int(after.get("tidemark_clickhouse_inflight_max", 0))
             steps[users] = step
-            cpu[f"load_{users}_users"] = api_cpu_s(api.pid)
+            cpu[f"load_{users}_users"] = meter.look()
             print(f"load step: {json.dumps(step)}", file=sys.stderr)
         # CPU seconds the API processes spent in each phase (cumulative figures -> per phase)
         names = list(cpu)
-        api_cpu = {n: round(cpu[n] - cpu[names[i - 1]], 1) for i, n in enumerate(names) if i}
+        api_cpu = {n: meter.between(cpu[names[i - 1]], cpu[n])["api"] for i, n in enumerate(names) if i}
         concurrent = steps[args.users]
         high = steps.get(args.users_high)
         result = {
@@ -471,12 +461,9 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     finally:
-        if api is not None:
-            api.terminate()
-            try:
-                api.wait(15)
-            except subprocess.TimeoutExpired:
-                api.kill()
+        if meter is not None:
+            meter.stop()
+        benchkit.stop(api, 15, "API")
         if not args.keep:
             for svc in reversed(services):
                 svc.down()

@@ -1,7 +1,7 @@
 """Batch layer: time the hourly recompute of one busy hour, and ClickHouse doing the same work.
 
-One file of ~600 lines on purpose: a standalone script (`python bench/recompute_hour.py`) whose data
-builder, stream-shaped landing and CPU sampler exist only for this measurement.
+A standalone script (`python bench/recompute_hour.py`) whose data builder and stream-shaped landing
+exist only for this measurement; the CPU accounting is ``bench/benchkit.py``'s, shared with the other benches.
 
 1. Builds one event hour of N rows (default 4.2M) vectorised with numpy/pyarrow, with realistic
    shape: 5 tenants (skewed), ~200k users (heavy-tailed activity, country and device per user,
@@ -22,7 +22,7 @@ builder, stream-shaped landing and CPU sampler exist only for this measurement.
 3. Times ``tidemark.batch.recompute.recompute(spark, cfg, hour, publish_now=True)`` end to end
    (Spark session start excluded and reported apart; ``recompute_to_publish_s`` stops at the switch,
    before the Data Docs the run writes after it), with its phases, and CPU seconds per phase
-   and process kind (driver Python, Spark JVM, Spark's Python workers, ClickHouse), sampled.
+   and process kind (driver Python, Spark JVM, Spark's Python workers, ClickHouse), sampled from /proc.
 4. Loads the same raw hour into a ClickHouse MergeTree table (HTTP, CSV chunks) and times
    ClickHouse's own dedup + aggregate into ``rollup_input`` (the same materialized views the
    recompute stages through), under a throw-away version that is deleted afterwards. Loading is
@@ -54,7 +54,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import benchkit
+from benchkit import say
 
 # Contract constants shared with the traffic generator (one source for countries, devices, pages).
 from tidemark.generator.catalog import (
@@ -66,79 +67,32 @@ from tidemark.generator.catalog import (
     REFERRERS,
     TENANT_NAMES,
 )
+from tidemark.stack.process import ProcInfo, cmdline, descendants
 
 HOUR_US = 3_600_000_000
 TENANT_SHARES = (0.38, 0.24, 0.17, 0.12, 0.09)
 
 
-def cpu_by_kind(ch_pid: int | None) -> dict[str, float]:
-    """CPU seconds so far: this Python (driver side: collecting and inserting rollups, GE), the Spark
-    JVM, its Python workers, and the ClickHouse server (when its PID is known)."""
-    import psutil
+def cpu_meter(ch_pid: int | None) -> benchkit.CpuMeter:
+    """CPU seconds by kind: this Python (driver side: collecting and inserting rollups, GE), the Spark
+    JVM, its Python workers, and the ClickHouse server (when its PID is known); sampled every 0.5 s, so
+    phases reported only as wall-clock laps (RunSummary.seconds) can be given their CPU afterwards,
+    without instrumenting the recompute."""
+    me = os.getpid()
 
-    out = {"driver_py": time.process_time()}
-    me = psutil.Process()
-    for proc in me.children(recursive=True):
-        try:
-            kind = "spark_jvm" if proc.name() == "java" else "py_workers"
-            t = proc.cpu_times()
-            out[kind] = out.get(kind, 0.0) + t.user + t.system + t.children_user + t.children_system
-        except psutil.Error:
-            continue
-    if ch_pid:
-        try:
-            t = psutil.Process(ch_pid).cpu_times()
-            out["clickhouse"] = t.user + t.system
-        except psutil.Error:
-            pass
-    return out
+    def classify(table: dict[int, ProcInfo]) -> dict[int, str]:
+        kinds = {
+            pid: "spark_jvm" if cmdline(pid).split(" ", 1)[0].endswith("java") else "py_workers"
+            for pid in descendants(me, table)
+            if pid != me
+        }
+        kinds[me] = "driver_py"
+        if ch_pid in table:
+            kinds[ch_pid] = "clickhouse"
+        return kinds
 
-
-def cpu_diff(a: dict, b: dict) -> dict:
-    return {k: round(b.get(k, 0.0) - a.get(k, 0.0), 1) for k in sorted(set(a) | set(b))}
-
-
-class CpuSampler:
-    """Samples cpu_by_kind every ``every`` seconds in a thread, so phases reported only as wall-clock
-    laps (RunSummary.seconds) can be given their CPU afterwards, without instrumenting the recompute."""
-
-    def __init__(self, ch_pid: int | None, every: float = 0.5):
-        import threading
-
-        self.ch_pid, self.every = ch_pid, every
-        self.samples: list[tuple[float, dict]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while True:
-            self.samples.append((time.perf_counter(), cpu_by_kind(self.ch_pid)))
-            if self._stop.wait(self.every):
-                break
-
-    def __enter__(self) -> CpuSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.samples.append((time.perf_counter(), cpu_by_kind(self.ch_pid)))
-
-    def at(self, moment: float) -> dict:
-        """CPU counters at ``moment`` (the nearest sample at or after it)."""
-        return next((c for t, c in self.samples if t >= moment), self.samples[-1][1])
-
-    def per_phase(self, start: float, laps: dict[str, float]) -> dict[str, dict]:
-        out, t = {}, start
-        for name, seconds in laps.items():
-            out[name] = cpu_diff(self.at(t), self.at(t + seconds))
-            t += seconds
-        return out
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    kinds = sorted(["driver_py", "py_workers", "spark_jvm"] + (["clickhouse"] if ch_pid else []))
+    return benchkit.CpuMeter(classify, kinds, every=0.5)
 
 
 def rate(n: int, seconds: float) -> str:
@@ -608,14 +562,14 @@ def main() -> int:
         if not cfg.clickhouse.external and pid_file.exists():
             ch_pid = int(pid_file.read_text().split()[0])
         # The box may be shared: the load around the run says how far wall-clock times can be trusted.
-        result["loadavg_1m_before"] = round(os.getloadavg()[0], 2)
+        result["loadavg_1m_before"] = benchkit.load_average("before the recompute")[0]
         runs = []
         for i in range(args.runs):
-            with CpuSampler(ch_pid) as sampler:
+            with cpu_meter(ch_pid) as meter:
                 t0 = time.perf_counter()
                 summary = recompute(spark, cfg, hour, publish_now=True, force=i > 0)
                 total = time.perf_counter() - t0
-            cpu = cpu_diff(sampler.at(t0), sampler.samples[-1][1])
+            cpu = meter.between(meter.at(t0), meter.readings[-1])
             phases = dict(summary.seconds)
             # The recompute times its publish and its Data Docs (written after the switch) itself;
             # whatever is left (an older recompute: the whole publish) goes under the next name.
@@ -635,14 +589,14 @@ def main() -> int:
                     "passed": summary.passed,
                     "reason": summary.reason,
                     "cpu_s": cpu,
-                    "phase_cpu_s": sampler.per_phase(t0, phases),
+                    "phase_cpu_s": meter.per_phase(t0, phases),
                 }
             )
             say(
                 f"recompute run {i + 1}: {total:.1f}s ({rate(summary.raw_rows, total)}), status {summary.status}, "
                 f"dedup {summary.dedup_rows:,}, rollup rows {summary.rollup_rows:,}; phases {phases}; cpu s {cpu}"
             )
-        result["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+        result["loadavg_1m_after"] = benchkit.load_average("after the recompute")[0]
         spark.stop()
         spark = None
         first = runs[0]
@@ -664,9 +618,10 @@ def main() -> int:
             load_s = load_clickhouse(cfg, tbl, raw_table)
             ch_version = int.from_bytes(os.urandom(6), "big") | (1 << 62)  # never a publish version (< 2^60)
             say("ClickHouse: dedup (LIMIT 1 BY tenant_id, event_id) + minute rollups INSERT ... SELECT")
-            c0 = cpu_by_kind(ch_pid)
+            ch_meter = cpu_meter(ch_pid)
+            c0 = ch_meter.look()
             ch_s, ch_rows, ch_events = clickhouse_rollup(cfg, raw_table, ch_version)
-            result["clickhouse_cpu_s"] = cpu_diff(c0, cpu_by_kind(ch_pid)).get("clickhouse")
+            result["clickhouse_cpu_s"] = ch_meter.between(c0, ch_meter.look()).get("clickhouse")
             say(
                 f"ClickHouse: {ch_s:.1f}s ({rate(tbl.num_rows, ch_s)}), {ch_rows:,} rollup rows, {ch_events:,} events "
                 f"(Spark: {first['rollup_rows']:,} rows, {first['dedup_rows'] - first['dropped_rows']:,} events)"

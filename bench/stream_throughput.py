@@ -1,8 +1,9 @@
 """Speed-layer throughput and freshness: a rate ladder through the real stream job, measured.
 
-One file of ~1,000 lines on purpose: a bench is run and read as one standalone script (`python
-bench/stream_throughput.py`), and its parts (process-tree CPU accounting, the generator child, the
-ladder) exist only for this measurement; nothing in it is imported by tidemark or by other benches.
+What every bench shares (its own environment, CPU accounting over /proc, stopping a process tree,
+waiting until the stream has consumed the topic) is in ``bench/benchkit.py``, over the library's own
+code; this file keeps the measurement: the generator child, the ladder, and what it reads from the
+stream's log and tables.
 
 What runs
   Its own stack and state, never the demo's or the tests': TIDEMARK_HOME ``.tidemark/bench``, ClickHouse
@@ -48,8 +49,9 @@ What is measured, per step
     (stream_events.py: foreachBatch, ClickHouse writes), ``py_workers`` (pyspark.daemon/worker
     descendants of the stream), ``clickhouse`` (the bench's clickhouse-server), ``generator`` (its own
     getrusage at exit, librdkafka threads included), ``bench`` (this monitor), ``other`` (everything else
-    on the machine: the box is shared) and ``machine_busy`` (/proc/stat). Processes that exit between
-    two samples lose at most one sampling interval of CPU.
+    on the machine: the box is shared) and ``machine_busy`` (/proc/stat), from ``benchkit.CpuMeter``
+    sampling every ``--sample-seconds``: processes that exit between two samples lose at most one
+    sampling interval of CPU.
   * phases: mean ms per batch of read_validate_dedup / delta / rollups / clickhouse (the "batch
     committed" log lines) and Spark's own overhead (stream_progress triggerExecution minus foreachBatch),
     over the batches of the measurement window: with the CPU split, what bounds the stream.
@@ -89,34 +91,21 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT))
+import benchkit
+from benchkit import say
 
+from tidemark.stack.process import ProcInfo, cmdline, descendants
+
+PROJECT = benchkit.ROOT
 # The bench's own stack: distinct from the demo's (19092..) and the tests' (19192..).
-BENCH_ENV = {
-    "TIDEMARK_HOME": str(PROJECT / ".tidemark" / "bench"),
-    "CLICKHOUSE_DATABASE": "tidemark_bench",
-    "TIDEMARK_KAFKA_PORT": "19292",
-    "TIDEMARK_KAFKA_CONTROLLER_PORT": "19293",
-    "CLICKHOUSE_PORT": "19300",
-    "CLICKHOUSE_HTTP_PORT": "18423",
-    "CLICKHOUSE_INTERSERVER_PORT": "19309",
-    "TIDEMARK_REDIS_PORT": "16679",
+PORTS = {
+    "TIDEMARK_KAFKA_PORT": 19292,
+    "TIDEMARK_KAFKA_CONTROLLER_PORT": 19293,
+    "CLICKHOUSE_PORT": 19300,
+    "CLICKHOUSE_HTTP_PORT": 18423,
+    "CLICKHOUSE_INTERSERVER_PORT": 19309,
+    "TIDEMARK_REDIS_PORT": 16679,
 }
-# Never inherited: they would point the bench at someone else's services or state.
-STRIPPED_ENV = (
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "CLICKHOUSE_HOST",
-    "CLICKHOUSE_USER",
-    "CLICKHOUSE_PASSWORD",
-    "REDIS_URL",
-    "TIDEMARK_AIRFLOW",
-    "TIDEMARK_TOPIC",
-    "TIDEMARK_LAKE_ROOT",
-    "TIDEMARK_CHECKPOINT_ROOT",
-    "TIDEMARK_KAFKA_CLIENT_OPTIONS",
-    "TIDEMARK_STARTING_OFFSETS",
-)
 
 PHASES = ("read_validate_dedup_ms", "delta_ms", "rollups_ms", "clickhouse_ms")
 CPU_KINDS = (
@@ -130,11 +119,6 @@ CPU_KINDS = (
     "bench",
     "other",
 )
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def iso(epoch: float) -> str:
@@ -156,172 +140,15 @@ class Interrupted(BaseException):
     """SIGINT/SIGTERM: unwind to the cleanup."""
 
 
-# --------------------------------------------------------------------------------------------
-# /proc: process table, CPU ticks, process trees
-# --------------------------------------------------------------------------------------------
-
-
-def proc_table() -> dict[int, tuple[int, int, int, int, str]]:
-    """pid -> (ppid, pgid, start ticks, utime+stime ticks, state) for every process."""
-    out = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                f = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        out[int(name)] = (int(f[1]), int(f[2]), int(f[19]), int(f[11]) + int(f[12]), f[0].decode())
-    return out
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def tree(table: dict, root: int) -> list[int]:
-    """root and its descendants (by parent pid)."""
-    children: dict[int, list[int]] = {}
-    for pid, info in table.items():
-        children.setdefault(info[0], []).append(pid)
-    out, todo = [], [root] if root in table else []
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
-
-
-def machine_busy_ticks() -> int:
-    with open("/proc/stat") as fh:
-        vals = [int(v) for v in fh.readline().split()[1:]]
-    return sum(vals) - vals[3] - (vals[4] if len(vals) > 4 else 0)  # minus idle and iowait
-
-
-class CpuMeter:
-    """CPU seconds by process kind between ``begin()`` and ``end()``, from utime+stime in /proc.
-
-    Every ``sample()`` remembers each tracked process's latest ticks, so a process that exits
-    mid-step still counts up to its last sample; processes born during the step count from 0."""
-
-    def __init__(self, bench_home: Path):
-        self.broker_mark = str(bench_home / "kafka" / "server.properties")
-        self.clickhouse_mark = str(bench_home / "clickhouse" / "config.xml")
-        self.stream_pid: int | None = None
-        self._kind: dict[tuple[int, int], str | None] = {}  # (pid, start) -> kind of a service process
-        self.base: dict[tuple[int, int], tuple[str, int]] = {}
-        self.last: dict[tuple[int, int], tuple[str, int]] = {}
-        self.t0 = 0.0
-        self.machine0 = 0
-        self.self0 = 0.0
-
-    @staticmethod
-    def _stream_kind(cmd: str) -> str:
-        if "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
-            return "py_workers"
-        if "stream_events.py" in cmd and "java" not in cmd.split(" ", 1)[0]:
-            return "py_driver"
-        if cmd.split(" ", 1)[0].endswith("java"):
-            return "spark_jvm"
-        return "stream_other"
-
-    def snapshot(self) -> dict[tuple[int, int], tuple[str, int]]:
-        table = proc_table()
-        snap = {}
-        stream = set(tree(table, self.stream_pid)) if self.stream_pid else set()
-        for pid, (_ppid, _pgid, start, ticks, _state) in table.items():
-            key = (pid, start)
-            if pid in stream:
-                kind = self._kind.get(key)
-                if kind is None or kind == "stream_other":  # the launcher exec()s into java: look again
-                    kind = self._kind[key] = self._stream_kind(cmdline(pid))
-                snap[key] = (kind, ticks)
-                continue
-            if key not in self._kind:
-                cmd = cmdline(pid)
-                self._kind[key] = (
-                    "broker"
-                    if "kafka.Kafka" in cmd and self.broker_mark in cmd
-                    else "clickhouse"
-                    if "clickhouse" in cmd and self.clickhouse_mark in cmd
-                    else None
-                )
-            if self._kind[key]:
-                snap[key] = (self._kind[key], ticks)
-        return snap
-
-    def begin(self) -> None:
-        self.base = self.snapshot()
-        self.last = dict(self.base)
-        self.t0 = time.monotonic()
-        self.machine0 = machine_busy_ticks()
-        t = os.times()
-        self.self0 = t.user + t.system
-
-    def sample(self) -> None:
-        self.last.update(self.snapshot())
-
-    def end(self, generator_cpu_s: float | None = None) -> dict:
-        self.sample()
-        out = dict.fromkeys(CPU_KINDS, 0.0)
-        for key, (kind, ticks) in self.last.items():
-            out[kind] += max(0, ticks - self.base.get(key, (kind, 0))[1]) / CLK_TCK
-        t = os.times()
-        out["bench"] = t.user + t.system - self.self0
-        if generator_cpu_s is not None:
-            out["generator"] = generator_cpu_s
-        wall = time.monotonic() - self.t0
-        machine = (machine_busy_ticks() - self.machine0) / CLK_TCK
-        known = sum(v for k, v in out.items() if k != "other")
-        out["other"] = max(0.0, machine - known)
-        out = {k: round(v, 1) for k, v in out.items()}
-        out["machine_busy"] = round(machine, 1)
-        out["wall_s"] = round(wall, 1)
-        out["machine_busy_frac"] = round(machine / (wall * (os.cpu_count() or 1)), 3) if wall > 0 else None
-        return out
-
-
-def kill_tree(root: int | None, first: int, grace_s: float, what: str) -> None:
-    """Signal ``root``'s process group (and, first, its stream driver if any), wait ``grace_s``, then
-    SIGKILL the group and every process that was in its tree (pyspark daemons start their own groups),
-    identified by (pid, start time) so a recycled pid is never hit."""
-    if root is None:
-        return
-    table = proc_table()
-    members = {(p, table[p][2]) for p in tree(table, root)}
-    members |= {(p, info[2]) for p, info in table.items() if info[1] == root}
-
-    def alive() -> list[int]:
-        now = proc_table()
-        return [p for p, start in members if p in now and now[p][2] == start and now[p][4] not in ("Z", "X")]
-
-    try:
-        os.killpg(root, first)
-    except (ProcessLookupError, PermissionError):
-        pass
-    deadline = time.monotonic() + grace_s
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.3)
-    left = alive()
-    if left:
-        say(f"{what}: {len(left)} process(es) still alive after {grace_s:.0f}s; SIGKILL")
-        try:
-            os.killpg(root, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + 10
-        while alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
+def stream_kind(cmd: str) -> str:
+    """The kind of a process of the stream's tree, by its command line."""
+    if "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
+        return "py_workers"
+    if "stream_events.py" in cmd and "java" not in cmd.split(" ", 1)[0]:
+        return "py_driver"
+    if cmd.split(" ", 1)[0].endswith("java"):
+        return "spark_jvm"
+    return "stream_other"
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,27 +237,25 @@ class Bench:
         self.id = uuid.uuid4().hex[:8]
         self.topic = f"bench_stream_{self.id}"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"tidemark-bench-stream-{self.id}-"))
-        env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
-        env.update({k: os.environ.get(f"BENCH_{k}", v) for k, v in BENCH_ENV.items()})
-        env.update(
-            {
-                "TIDEMARK_TOPIC": self.topic,
-                "TIDEMARK_LAKE_ROOT": str(self.workdir / "lake"),
-                "TIDEMARK_CHECKPOINT_ROOT": str(self.workdir / "checkpoints"),
-                "TIDEMARK_STARTING_OFFSETS": "earliest",
-                "TIDEMARK_LOG_LEVEL": "INFO",
-                "TIDEMARK_LOG_FORMAT": "json",
-                "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-                "PYTHONUNBUFFERED": "1",
-            }
+        env = benchkit.bench_env(
+            "bench",
+            "tidemark_bench",
+            PORTS,
+            TIDEMARK_TOPIC=self.topic,
+            TIDEMARK_LAKE_ROOT=str(self.workdir / "lake"),
+            TIDEMARK_CHECKPOINT_ROOT=str(self.workdir / "checkpoints"),
+            TIDEMARK_STARTING_OFFSETS="earliest",
+            TIDEMARK_LOG_LEVEL="INFO",
+            TIDEMARK_LOG_FORMAT="json",
+            SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+            PYTHONUNBUFFERED="1",
         )
         if args.trigger_seconds:
             env["TIDEMARK_TRIGGER_SECONDS"] = str(args.trigger_seconds)
         if args.max_offsets_per_trigger:
             env["TIDEMARK_MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets_per_trigger)
         # This process runs in the bench's environment too: tidemark.config reads os.environ.
-        os.environ.clear()
-        os.environ.update(env)
+        benchkit.use_env(env)
         from tidemark.config import load
 
         self.cfg = load()
@@ -442,12 +267,13 @@ class Bench:
         self._log_tail = b""
         self.committed: dict[int, dict] = {}  # batch id -> its "batch committed" log line (+ "epoch")
         self._ch = None
-        self._consumer = None
-        self._tps = None
         self.started_services: list[str] = []
         self.stack_was_down = False
-        self.meter = CpuMeter(self.cfg.home)
         self.ident = None
+        self.broker_mark = str(self.cfg.home / "kafka" / "server.properties")
+        self.clickhouse_mark = str(self.cfg.home / "clickhouse" / "config.xml")
+        self._service_kind: dict[tuple[int, int], str | None] = {}  # (pid, start) -> kind, or None: not counted
+        self.meter = benchkit.CpuMeter(self.classify, CPU_KINDS, every=args.sample_seconds)
 
     # -- stack ------------------------------------------------------------------------------
     def _cli(self, *argv: str, timeout: float) -> subprocess.CompletedProcess:
@@ -520,34 +346,17 @@ class Bench:
                 if attempt == 2:
                     raise
 
+    # (imported here, not at the top: the generator child runs this file too, and its CPU is measured)
     def end_offsets(self) -> dict[int, int]:
-        from kafka import KafkaConsumer, TopicPartition
+        from tidemark.io.kafka_admin import end_offsets
 
-        if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.cfg.kafka.bootstrap_servers,
-                enable_auto_commit=False,
-                client_id="tidemark-bench-lag",
-                request_timeout_ms=20000,
-            )
-            deadline = time.monotonic() + 30
-            while not (parts := self._consumer.partitions_for_topic(self.topic)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no partitions for topic {self.topic} at {self.cfg.kafka.bootstrap_servers}")
-                time.sleep(0.5)
-            self._tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        return {tp.partition: int(off) for tp, off in self._consumer.end_offsets(self._tps).items()}
+        return end_offsets(self.cfg.kafka.bootstrap_servers, self.topic)
 
-    def committed_offsets(self) -> tuple[int, dict[int, int]]:
-        """(batch id, {partition: offset}) of the stream's last committed batch (stream_progress)."""
-        rows = self.query(
-            f"SELECT batch_id, end_offsets FROM {self.db}.stream_progress WHERE stream_id = %(s)s "
-            f"ORDER BY batch_id DESC LIMIT 1",
-            {"s": self.ident.stream_id},
-        )
-        if not rows or not rows[0][1]:
-            return -1, {}
-        return int(rows[0][0]), {int(p): int(o) for p, o in json.loads(rows[0][1]).items()}
+    def committed_offsets(self) -> dict[int, int]:
+        """{partition: offset} of the stream's last committed batch (stream_progress)."""
+        from tidemark.stream.identity import stream_offsets
+
+        return stream_offsets(self.cfg, self.ident.stream_id, self.topic)
 
     def last_batch_id(self) -> int:
         rows = self.query(
@@ -632,6 +441,38 @@ class Bench:
             return ""
 
     # -- processes ------------------------------------------------------------------------------
+    def classify(self, table: dict[int, ProcInfo]) -> dict[int, str]:
+        """The CPU kind of each process to count: the stream's tree by command line (read again each
+        time: its launcher exec()s into java), the bench's broker and ClickHouse, and this monitor."""
+        stream = self.stream  # cleanup may clear it while the meter's thread looks
+        kinds = {pid: stream_kind(cmdline(pid)) for pid in descendants(stream.pid, table)} if stream else {}
+        for pid, info in table.items():
+            if pid in kinds:
+                continue
+            key = (pid, info.start)
+            if key not in self._service_kind:
+                cmd = cmdline(pid)
+                self._service_kind[key] = (
+                    "broker"
+                    if "kafka.Kafka" in cmd and self.broker_mark in cmd
+                    else "clickhouse"
+                    if "clickhouse" in cmd and self.clickhouse_mark in cmd
+                    else "bench"
+                    if pid == os.getpid()
+                    else None
+                )
+            kind = self._service_kind[key]
+            if kind:
+                kinds[pid] = kind
+        return kinds
+
+    def cpu(self, a: benchkit.CpuReading, b: benchkit.CpuReading, generator_cpu_s: float | None = None) -> dict:
+        """CPU seconds by kind from ``a`` to ``b``, the generator's from its own getrusage."""
+        cpu = self.meter.between(a, b)
+        if generator_cpu_s is not None:
+            cpu["generator"] = round(generator_cpu_s, 1)
+        return self.meter.machine(a, b, cpu)
+
     def start_stream(self) -> None:
         from tidemark.io.kafka_admin import ensure_topic
         from tidemark.stream.identity import StreamIdentity
@@ -647,7 +488,7 @@ class Bench:
                 start_new_session=True,
                 cwd=str(PROJECT),
             )
-        self.meter.stream_pid = self.stream.pid
+        self.meter.start()
         say(
             f"stream started: pid {self.stream.pid}, topic {self.topic} ({self.cfg.kafka.partitions} partitions), "
             f"stream_id {self.ident.stream_id}, trigger {self.cfg.spark.trigger_seconds}s, "
@@ -694,26 +535,22 @@ class Bench:
         return doc
 
     # -- waiting --------------------------------------------------------------------------------
-    def wait_consumed(self, target: dict[int, int], timeout: float, what: str) -> tuple[bool, float | None]:
-        """Until the stream has committed every offset in ``target`` (wait_until_consumed's rule).
-        Returns (done, epoch when seen done)."""
-        deadline = time.monotonic() + timeout
+    def wait_consumed(self, timeout: float, what: str) -> tuple[bool, float | None]:
+        """Until the stream has committed every offset the topic holds now. Returns (done, epoch when
+        seen done)."""
         next_print = time.monotonic() + self.args.print_seconds
-        while True:
+
+        def on_poll(behind: int) -> None:
+            nonlocal next_print
             self.check_stream()
-            bid, done = self.committed_offsets()
-            behind = sum(max(0, off - done.get(p, 0)) for p, off in target.items())
-            self.meter.sample()
-            if not behind:
-                return True, time.time()
-            if time.monotonic() > deadline:
-                say(f"{what}: still {behind} records behind after {timeout:.0f}s")
-                return False, None
             if time.monotonic() >= next_print:
                 next_print += self.args.print_seconds
                 self.read_log()
-                say(f"  {what}: {behind:,} records behind (last batch {bid})")
-            time.sleep(0.5)
+                say(f"  {what}: {behind:,} records behind (last batch {max(self.committed, default='-')})")
+
+        self.check_stream()
+        waited = benchkit.wait_consumed(self.cfg, self.ident.stream_id, self.topic, timeout, on_poll)
+        return (True, time.time()) if waited is not None else (False, None)
 
     def data_batches(self) -> list[int]:
         self.read_log()
@@ -757,11 +594,9 @@ class Bench:
                     )
                 time.sleep(1)
         finally:
-            kill_tree(proc.pid, signal.SIGTERM, 10, "warm-up generator")
+            benchkit.stop(proc, 10, "warm-up generator")
             self.generator = None
-        time.sleep(0.5)
-        target = self.end_offsets()
-        ok, _ = self.wait_consumed(target, max(30.0, deadline - time.monotonic()), "warm-up drain")
+        ok, _ = self.wait_consumed(max(30.0, deadline - time.monotonic()), "warm-up drain")
         if not ok:
             raise RuntimeError(f"the stream did not catch up with the warm-up traffic; log tail:\n{self.log_tail()}")
         data = self.data_batches()
@@ -779,9 +614,8 @@ class Bench:
         self.read_log()
         base_ends = self.end_offsets()
         b0 = self.last_batch_id()
-        _, done0 = self.committed_offsets()
-        base_committed = sum(done0.values())
-        self.meter.begin()
+        base_committed = sum(self.committed_offsets().values())
+        c0 = self.meter.look()
         t0, e0 = time.monotonic(), time.time()
         proc, out = self.start_generator(rate, seconds, 1000 + index, f"step{index + 1}")
         lag_samples: list[tuple[float, int]] = []  # (epoch, lag)
@@ -793,10 +627,9 @@ class Bench:
             if tick > deadline:
                 raise RuntimeError(f"the generator ran {a.generator_grace:.0f}s past its {seconds:.0f}s")
             ends = self.end_offsets()
-            bid, done = self.committed_offsets()
+            done = self.committed_offsets()
             lag = sum(max(0, off - done.get(p, 0)) for p, off in ends.items())
             lag_samples.append((time.time(), lag))
-            self.meter.sample()
             if tick >= next_print:
                 next_print += a.print_seconds
                 self.read_log()
@@ -811,13 +644,14 @@ class Bench:
             time.sleep(max(0.0, a.sample_seconds - (time.monotonic() - tick)))
         t1 = time.monotonic()
         gen = self.finish_generator(proc, out)
-        cpu = self.meter.end(generator_cpu_s=gen.get("cpu_s"))
+        c1 = self.meter.look()
+        cpu = self.cpu(c0, c1, generator_cpu_s=gen.get("cpu_s"))
         b1 = self.last_batch_id()
         # drain: the stream commits everything the topic holds now (every record was acked)
         target = self.end_offsets()
-        self.meter.begin()
-        drained, caught_up = self.wait_consumed(target, a.drain_timeout, f"step {index + 1} drain")
-        cpu_drain = self.meter.end()
+        d0 = self.meter.look()
+        drained, caught_up = self.wait_consumed(a.drain_timeout, f"step {index + 1} drain")
+        cpu_drain = self.cpu(d0, self.meter.look())
         b2 = self.last_batch_id()
         self.read_log()
 
@@ -935,35 +769,14 @@ class Bench:
 
     # -- cleanup ----------------------------------------------------------------------------------
     def cleanup(self) -> None:
-        if self.generator is not None:
-            kill_tree(self.generator.pid, signal.SIGTERM, 5, "generator")
-            self.generator = None
+        self.meter.stop()
+        benchkit.stop(self.generator, 5, "generator")
+        self.generator = None
         if self.stream is not None:
             say("stopping the stream (SIGTERM to its process group; SIGKILL to what is left after 45s)")
-            kill_tree(self.stream.pid, signal.SIGTERM, 45, "stream")
-            self.stream.poll()
+            benchkit.stop(self.stream, 45, "stream")
             self.stream = None
-        if self._consumer is not None:
-            try:
-                self._consumer.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self._consumer = None
-        try:
-            from kafka.admin import KafkaAdminClient
-
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.cfg.kafka.bootstrap_servers,
-                client_id="tidemark-bench-admin",
-                request_timeout_ms=30000,
-            )
-            try:
-                admin.delete_topics([self.topic], timeout_ms=30000)
-                say(f"deleted topic {self.topic}")
-            finally:
-                admin.close()
-        except Exception as exc:  # noqa: BLE001
-            say(f"topic {self.topic}: delete failed: {type(exc).__name__}: {str(exc)[:200]}")
+        benchkit.delete_topics(self.cfg.kafka.bootstrap_servers, [self.topic])
         if self.args.clean:
             try:
                 self.query(f"DROP DATABASE IF EXISTS {self.db}")
@@ -1040,7 +853,7 @@ def versions(cfg) -> dict:
         "python": sys.version.split()[0],
         "cores": os.cpu_count(),
         "spark_master": cfg.spark.master,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_at_start": benchkit.load_average(),
     }
     try:
         java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=20)

@@ -11,7 +11,7 @@ Then times one tiering run (``tidemark.tiering.run.run`` with the Spark steps in
 session start is reported apart) and prints the tiers before and after.
 
 Own ClickHouse (own TIDEMARK_HOME .tidemark/bench-tiering, ports and database, forced: it drops
-and rebuilds them) and a lake under that home. Final JSON line:
+and rebuilds them; see ``benchkit.bench_env``) and a lake under that home. Final JSON line:
   {"bench":"tiering","events":..,"run_s":..,"tiers":{tier:{"before":{..},"after":{..}}},"steps":{..}}
 
     python bench/tiering.py [--days 40] [--events-per-hour 250] [--appends 4] [--keep]
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -29,25 +28,18 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BENCH_ENV = {
-    "TIDEMARK_HOME": str(ROOT / ".tidemark" / "bench-tiering"),
-    "CLICKHOUSE_PORT": "39400",
-    "CLICKHOUSE_HTTP_PORT": "38423",
-    "CLICKHOUSE_INTERSERVER_PORT": "39409",
-    "TIDEMARK_REDIS_PORT": "36779",
-    "CLICKHOUSE_DATABASE": "tidemark_bench_tiering",
-    "TIDEMARK_LAKE_ROOT": str(ROOT / ".tidemark" / "bench-tiering" / "lake"),
-    "TIDEMARK_COLD_ROOT": str(ROOT / ".tidemark" / "bench-tiering" / "lake"),
-    "TIDEMARK_LOG_LEVEL": "INFO",
-}
-# Forced, not defaults: the bench drops its database and lake, so it must never pick up a shell's
-# TIDEMARK_HOME / CLICKHOUSE_DATABASE meant for tests or the demo.
-os.environ.update(BENCH_ENV)
+import benchkit
+from benchkit import say
 
-from tidemark.config import settings  # noqa: E402
-from tidemark.io.clickhouse import client, insert_rows  # noqa: E402
+from tidemark.config import settings
+from tidemark.io.clickhouse import client, insert_rows
+
+PORTS = {
+    "CLICKHOUSE_PORT": 39400,
+    "CLICKHOUSE_HTTP_PORT": 38423,
+    "CLICKHOUSE_INTERSERVER_PORT": 39409,
+    "TIDEMARK_REDIS_PORT": 36779,
+}
 
 TENANTS = ("acme", "globex", "initech", "umbrella")
 COUNTRIES = ("US", "DE", "FR", "GB", "BR", "IN", "JP")
@@ -55,8 +47,11 @@ DEVICES = ("desktop", "mobile", "tablet")
 EPOCH = 777
 
 
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+def environment() -> dict[str, str]:
+    """The bench's own environment; the lake (hot and cold) under its home, dropped and rebuilt too."""
+    env = benchkit.bench_env("bench-tiering", "tidemark_bench_tiering", PORTS, TIDEMARK_LOG_LEVEL="INFO")
+    lake = str(Path(env["TIDEMARK_HOME"]) / "lake")
+    return {**env, "TIDEMARK_LAKE_ROOT": lake, "TIDEMARK_COLD_ROOT": lake}
 
 
 def build_lake(cfg, end: datetime, days: int, per_hour: int, appends: int):
@@ -147,6 +142,8 @@ def main() -> int:
     parser.add_argument("--appends", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="leave the bench ClickHouse running")
     args = parser.parse_args()
+    benchkit.use_env(environment())
+    benchkit.load_average()
 
     from tidemark import logs
     from tidemark.migrations import migrate

@@ -5,13 +5,14 @@ the whole group and leave no orphan behind. A PID file is trusted only while
 the PID is alive *and* its command line still names the expected binary, so a
 recycled PID is never killed.
 
-Stopping is a bounded, logged escalation (`ManagedProcess.stop`): a gentle
+Stopping is a bounded, logged escalation (`stop_tree`, which `ManagedProcess.stop`
+and the benches use): a gentle
 signal to the process group, a grace period, then harsher signals to every
 process that belongs to the service, ending with SIGKILL. "Belongs" means: in
 the leader's process group, in its session, or a descendant of any process
 already seen (so a child that moved to a group of its own, or was re-parented
 to init when its parent died, is still found). Every step is logged (logger
-``tidemark.stack.process``) and appended to the service's own log file.
+``tidemark.stack.process``); a service also appends it to its own log file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """The command line of ``pid``, arguments joined by spaces ("" if it is gone)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
@@ -77,6 +79,7 @@ class ProcInfo:
     sid: int
     start: int  # clock ticks after boot: (pid, start) identifies a process even if the PID is reused
     state: str
+    cpu_ticks: int = 0  # utime + stime so far, in clock ticks (os.sysconf("SC_CLK_TCK") a second)
 
 
 def process_table() -> dict[int, ProcInfo]:
@@ -92,8 +95,23 @@ def process_table() -> dict[int, ProcInfo]:
         if fields[0] in ("Z", "X"):
             continue
         pid = int(entry.name)
-        table[pid] = ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]), fields[0])
+        ticks = int(fields[11]) + int(fields[12])
+        table[pid] = ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]), fields[0], ticks)
     return table
+
+
+def descendants(root: int, table: dict[int, ProcInfo] | None = None) -> list[int]:
+    """``root`` and every live process below it by parent PID ([] if ``root`` is gone)."""
+    table = process_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for info in table.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    out, todo = [], [root] if root in table else []
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
 
 
 def group_members(pgid: int) -> list[int]:
@@ -188,9 +206,83 @@ def _reap(pid: int) -> None:
 
 
 def _describe(procs: dict, limit: int = 8) -> str:
-    parts = [f"{pid} ({(_cmdline(pid) or '?')[:60]})" for pid in sorted(procs)[:limit]]
+    parts = [f"{pid} ({(cmdline(pid) or '?')[:60]})" for pid in sorted(procs)[:limit]]
     more = len(procs) - limit
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+def stop_tree(
+    leader: int,
+    sig: int = signal.SIGTERM,
+    grace_s: float = 20.0,
+    escalate: Sequence[tuple[int, float]] = (),
+    *,
+    name: str = "",
+    note: Callable[..., None] | None = None,
+) -> StopReport:
+    """Stop ``leader`` (started with ``start_new_session=True``) and every process that belongs to
+    it (see the module doc); the steps `ManagedProcess.stop` takes, for any such process.
+
+    ``sig`` goes to the process group, which then has ``grace_s`` seconds to exit. Each
+    ``(signal, seconds)`` in ``escalate`` then goes to whatever is left, and finally SIGKILL. The worst
+    case is bounded by ``grace_s + sum(seconds) + KILL_WAIT_S``. Each step is told to ``note(level,
+    message, **fields)`` (default: this module's logger); the report says what was sent and what survived.
+    """
+    name = name or str(leader)
+
+    def logged(level: int, msg: str, **fields) -> None:
+        log.log(level, msg, extra={"service": name, **fields})
+
+    note = note or logged
+    started = time.monotonic()
+    tracker = _Tracker(leader)
+    tracker.refresh()
+    report = StopReport(name, leader)
+    steps = [(sig, grace_s, True), *((s, t, False) for s, t in escalate), (signal.SIGKILL, KILL_WAIT_S, False)]
+    left: dict[int, ProcInfo] = {}
+    for number, (step_sig, wait_s, group_only) in enumerate(steps):
+        signame = _signame(step_sig)
+        if number == 0:
+            note(
+                logging.INFO,
+                f"{signame} to process group {leader} ({len(tracker.known)} processes); waiting up to {wait_s:.0f}s",
+                pid=leader,
+                signal=signame,
+            )
+        else:
+            note(
+                logging.WARNING,
+                f"{len(left)} processes still alive {time.monotonic() - started:.1f}s after "
+                f"{report.signals[-1]}: {_describe(left)}; sending {signame}"
+                + ("" if step_sig == signal.SIGKILL else f", waiting up to {wait_s:.0f}s"),
+                pid=leader,
+                signal=signame,
+                survivors=sorted(left),
+            )
+        tracker.signal(step_sig, group_only=group_only)
+        report.signals.append(signame)
+        left = tracker.wait(wait_s)
+        if not left:
+            report.ended_by = signame
+            break
+    report.seconds = time.monotonic() - started
+    report.survivors = sorted(left)
+    if left:
+        note(
+            logging.ERROR,
+            f"{len(left)} processes survived SIGKILL after {report.seconds:.1f}s: {_describe(left)}",
+            pid=leader,
+            survivors=report.survivors,
+        )
+    else:
+        note(
+            logging.INFO,
+            f"stopped after {report.ended_by} in {report.seconds:.1f}s",
+            pid=leader,
+            seconds=round(report.seconds, 2),
+            signal=report.ended_by,
+        )
+    return report
 
 
 # Signals a service must see with their default action, whatever its launcher ignored. A
@@ -245,7 +337,7 @@ class ManagedProcess:
             return []
         members = [p.pid for p in process_table().values() if p.sid == pid or p.pgid == pid]
         marks = self.family or (self.signature,)
-        if not any(mark in _cmdline(m) for m in members for mark in marks):
+        if not any(mark in cmdline(m) for m in members for mark in marks):
             return []
         return sorted(members)
 
@@ -253,7 +345,7 @@ class ManagedProcess:
         pid = self._recorded_pid()
         if pid is None:
             return None
-        if _alive(pid) and self.signature in _cmdline(pid):
+        if _alive(pid) and self.signature in cmdline(pid):
             return pid
         return None
 
@@ -324,54 +416,6 @@ class ManagedProcess:
                 pid=pid,
                 orphans=orphans,
             )
-        started = time.monotonic()
-        tracker = _Tracker(pid)
-        tracker.refresh()
-        report = StopReport(self.name, pid)
-        self.last_stop = report
-        steps = [(sig, timeout, True), *((s, t, False) for s, t in escalate), (signal.SIGKILL, KILL_WAIT_S, False)]
-        left: dict[int, ProcInfo] = {}
-        for number, (step_sig, wait_s, group_only) in enumerate(steps):
-            name = _signame(step_sig)
-            if number == 0:
-                self._note(
-                    logging.INFO,
-                    f"{name} to process group {pid} ({len(tracker.known)} processes); waiting up to {wait_s:.0f}s",
-                    pid=pid,
-                    signal=name,
-                )
-            else:
-                self._note(
-                    logging.WARNING,
-                    f"{len(left)} processes still alive {time.monotonic() - started:.1f}s after "
-                    f"{report.signals[-1]}: {_describe(left)}; sending {name}"
-                    + ("" if step_sig == signal.SIGKILL else f", waiting up to {wait_s:.0f}s"),
-                    pid=pid,
-                    signal=name,
-                    survivors=sorted(left),
-                )
-            tracker.signal(step_sig, group_only=group_only)
-            report.signals.append(name)
-            left = tracker.wait(wait_s)
-            if not left:
-                report.ended_by = name
-                break
-        report.seconds = time.monotonic() - started
-        report.survivors = sorted(left)
-        if left:
-            self._note(
-                logging.ERROR,
-                f"{len(left)} processes survived SIGKILL after {report.seconds:.1f}s: {_describe(left)}",
-                pid=pid,
-                survivors=report.survivors,
-            )
-        else:
-            self._note(
-                logging.INFO,
-                f"stopped after {report.ended_by} in {report.seconds:.1f}s",
-                pid=pid,
-                seconds=round(report.seconds, 2),
-                signal=report.ended_by,
-            )
+        self.last_stop = stop_tree(pid, sig, timeout, escalate, name=self.name, note=self._note)
         self.pid_file.unlink(missing_ok=True)
         return True

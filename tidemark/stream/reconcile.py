@@ -7,6 +7,7 @@ writing to the same database never blur the comparison.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -126,9 +127,19 @@ class StreamReport:
         return f"{line} over {self.users_hours_compared} tenant-hours; {why}"
 
 
-def wait_until_consumed(cfg: Settings, stream_id: str, topic: str, timeout_s: float, interval_s: float = 0.5) -> float:
+def wait_until_consumed(
+    cfg: Settings,
+    stream_id: str,
+    topic: str,
+    timeout_s: float,
+    interval_s: float = 0.5,
+    *,
+    on_poll: Callable[[int], None] | None = None,
+) -> float:
     """Block until the stream has committed everything the topic holds *now* (every partition's
-    end offset), instead of sleeping and hoping. Returns the seconds waited; raises TimeoutError."""
+    end offset), instead of sleeping and hoping. Returns the seconds waited; raises TimeoutError.
+    ``on_poll(records_behind)`` runs after each look that found the stream behind (a bench prints
+    progress there, or raises to stop waiting on a stream that died)."""
     import time
 
     from tidemark.io.kafka_admin import end_offsets
@@ -146,6 +157,8 @@ def wait_until_consumed(cfg: Settings, stream_id: str, topic: str, timeout_s: fl
                 f"{topic} after {timeout_s:.0f}s (per partition: {behind}); is it running? "
                 f"see `tidemark status`"
             )
+        if on_poll is not None:
+            on_poll(sum(behind.values()))
         time.sleep(interval_s)
 
 
