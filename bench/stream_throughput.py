@@ -161,6 +161,7 @@ def generator_child(spec: dict) -> int:
     messages sent, the producer's send/ack timings, the send interval in epoch seconds and its CPU."""
     import logging
 
+    from tidemark.config import settings
     from tidemark.generator import produce
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -181,11 +182,11 @@ def generator_child(spec: dict) -> int:
     produce._Pacer = WallClockPacer
     stock_resolve = produce.resolve
 
-    def resolve_now(options, partitions):
+    def resolve_now(options, partitions, cfg):
         """Start the simulated clock when the plan is made, after the producer's setup (the stock
         default floors "now" to the second, a fixed 0-1 s offset between timestamps and sends)."""
         options.start_time = datetime.now(timezone.utc)
-        return stock_resolve(options, partitions)
+        return stock_resolve(options, partitions, cfg)
 
     produce.resolve = resolve_now
     timings: dict = {}
@@ -200,7 +201,7 @@ def generator_child(spec: dict) -> int:
         timings=timings,
         ontime_max_lateness_ms=spec["ontime_max_lateness_ms"],
     )
-    manifest = produce.run(options)
+    manifest = produce.run(options, settings())
     t = os.times()
     start = info.get("send_start_epoch")
     print(
