@@ -221,6 +221,8 @@ def stop(proc: subprocess.Popen | None, grace_s: float, what: str, sig: int = si
     the escalations are said."""
     if proc is None:
         return
+    if proc.poll() is not None and not any(p.pgid == proc.pid or p.sid == proc.pid for p in process_table().values()):
+        return  # it and its group are gone: its PID may be another process's by now
 
     def note(level: int, msg: str, **_fields) -> None:
         if level >= logging.WARNING:
