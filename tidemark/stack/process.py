@@ -5,14 +5,12 @@ the whole group and leave no orphan behind. A PID file is trusted only while
 the PID is alive *and* its command line still names the expected binary, so a
 recycled PID is never killed.
 
-Stopping is a bounded, logged escalation (`stop_tree`, which `ManagedProcess.stop`
-and the benches use): a gentle
-signal to the process group, a grace period, then harsher signals to every
-process that belongs to the service, ending with SIGKILL. "Belongs" means: in
-the leader's process group, in its session, or a descendant of any process
-already seen (so a child that moved to a group of its own, or was re-parented
-to init when its parent died, is still found). Every step is logged (logger
-``tidemark.stack.process``); a service also appends it to its own log file.
+Stopping is a bounded, logged escalation (`stop_tree`, which `ManagedProcess.stop` and the
+benches use): a gentle signal to the process group, a grace period, then harsher signals to every
+process that belongs to the service, ending with SIGKILL. "Belongs" means: in the leader's process
+group, in its session, or a descendant of any process already seen (so a child that moved to a
+group of its own, or was re-parented to init when its parent died, is still found). Every step is
+logged (logger ``tidemark.stack.process``); a service also appends it to its own log file.
 """
 
 from __future__ import annotations
