@@ -192,6 +192,17 @@ def _reconcile(args: argparse.Namespace) -> int:
         print(f"stream caught up with the topic in {waited:.1f}s")
     since = datetime.fromisoformat(args.since).astimezone(timezone.utc) if args.since else None
     report = stream_report(cfg, manifest, ident.stream_id, ident.epoch, since=since)
+    from tidemark.io.clickhouse import client
+    from tidemark.slo.status import record_reconciliation
+
+    # The ingest SLO's figure: produced (the manifest's on-time events) against counted.
+    record_reconciliation(
+        client(cfg.clickhouse),
+        cfg.clickhouse.database,
+        ident.stream_id,
+        report.on_time_expected,
+        report.on_time_published,
+    )
     if args.json:
         print(json.dumps({**report.__dict__, "exact": report.exact}, default=str))
     else:
@@ -321,6 +332,32 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     pid = server.start_detached(cfg, host, port)
     print(f"API and dashboard on http://{host}:{port}/ (docs /docs), pid {pid}; stop with `tidemark stack down`")
+    return 0
+
+
+def _slo(args: argparse.Namespace) -> int:
+    from tidemark.config import settings
+
+    cfg = settings()
+    if args.action == "probe":
+        from tidemark.slo.monitor import Monitor
+
+        url = args.url or f"http://{cfg.serving.host}:{cfg.serving.port}/health"
+        Monitor(cfg, url).run()
+        return 0
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from tidemark.io.clickhouse import client
+    from tidemark.slo.maths import parse_window
+    from tidemark.slo.report import report
+
+    window_s = parse_window(args.window)
+    png = Path(args.chart) if args.chart else cfg.home / "reports" / "slo.png"
+    shown, _figures = report(
+        client(cfg.clickhouse), cfg.clickhouse.database, datetime.now(timezone.utc), window_s, args.window, png
+    )
+    print("\n".join(shown))
     return 0
 
 
@@ -491,6 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default TIDEMARK_SERVING_PORT (8088)")
     serve.add_argument("--detach", action="store_true", help="run in the background; `tidemark stack down` stops it")
     serve.set_defaults(func=_serve)
+
+    slo = sub.add_parser("slo", help="the SLOs: report them over a window (and a chart), or run the probe")
+    slo.add_argument("action", choices=["report", "probe"])
+    slo.add_argument("--window", default="24h", help="report: how far back, e.g. 90m, 24h, 7d (default 24h)")
+    slo.add_argument("--chart", help="report: the PNG to write (default $TIDEMARK_HOME/reports/slo.png)")
+    slo.add_argument("--url", help="probe: the URL to probe (default the API's /health)")
+    slo.set_defaults(func=_slo)
 
     keys = sub.add_parser("keys", help="API keys of the serving API (one key = one tenant; stored hashed)")
     keys.add_argument("action", choices=["create", "list", "revoke"])

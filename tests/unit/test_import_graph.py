@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("contract", "tables", "logs", "spark", "clickhouse_ddl"),  # schemas, facts both layers share, engine conf
     ("io", "transforms", "quality"),  # clients; the transforms and quality rules both layers apply
     ("stream", "migrations", "generator"),  # the speed layer; ClickHouse's schema; the traffic generator
+    ("slo",),  # the SLOs: read the stream's figures; the API records its latency and serves them through it
     ("stack", "lambda_merge"),  # the embedded services and their processes; the one read rule over both layers
     ("batch", "serving"),  # the batch layer; the API
     ("tiering",),  # moves the data of both layers between tiers

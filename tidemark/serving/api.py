@@ -33,6 +33,7 @@ from tidemark.serving.core import Service
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import RangeError, resolve
 from tidemark.serving.reader import EXPORT, Overloaded, QueryTimeout, Unavailable
+from tidemark.serving.slo_feed import SloFeed, install
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,11 @@ def create_app(cfg: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = Service(cfg)
+        app.state.slo = SloFeed(cfg)
         await app.state.service.start()
+        app.state.slo.start()
         yield
+        app.state.slo.close()
         await app.state.service.close()
 
     app = FastAPI(
@@ -343,7 +347,7 @@ def create_app(cfg: Settings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request):
-        return PlainTextResponse(request.app.state.service.metrics.render())
+        return PlainTextResponse(request.app.state.service.metrics.render() + request.app.state.slo.prometheus())
 
     @app.get("/", include_in_schema=False)
     async def dashboard():
@@ -374,5 +378,6 @@ def create_app(cfg: Settings) -> FastAPI:
             swagger_favicon_url="/favicon.ico",
         )
 
+    install(app)  # API latency for the SLOs, and GET /slo
     app.mount("/static", StaticFiles(directory=STATIC / "app"), name="static")
     return app

@@ -11,7 +11,7 @@ import urllib.request
 
 from tidemark.config import Settings
 from tidemark.stack.process import StackError, port_open
-from tidemark.stack.workloads import api_process
+from tidemark.stack.workloads import api_process, start_probe
 
 START_TIMEOUT_S = 30.0
 
@@ -45,7 +45,14 @@ def run(cfg: Settings, host: str, port: int) -> None:
 
 
 def start_detached(cfg: Settings, host: str, port: int) -> int:
-    """Start `tidemark serve` in the background and wait until /health answers; returns its PID."""
+    """Start `tidemark serve` in the background and wait until /health answers; returns its PID.
+    The SLO monitor starts beside it: from the service's deployment on, a dead API is an outage."""
+    pid = _start_api(cfg, host, port)
+    start_probe(cfg, f"http://{host}:{port}/health")
+    return pid
+
+
+def _start_api(cfg: Settings, host: str, port: int) -> int:
     proc = api_process(cfg)
     running = proc.pid()
     if running is not None:

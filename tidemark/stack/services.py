@@ -19,7 +19,7 @@ from tidemark.stack.clickhouse import ClickHouse
 from tidemark.stack.kafka import Broker
 from tidemark.stack.redis import Redis
 from tidemark.stack.service_base import Service, Status
-from tidemark.stack.workloads import stop_api, stop_stream
+from tidemark.stack.workloads import stop_api, stop_probe, stop_stream
 
 __all__ = [
     "Airflow",
@@ -65,6 +65,8 @@ def down(cfg: Settings) -> list[str]:
         stopped.append("stream")
     if stop_api(cfg):  # the serving API (`tidemark serve --detach`) reads the services below
         stopped.append("api")
+    if stop_probe(cfg):  # the SLO monitor: after the API, so it records the API going down
+        stopped.append("slo-probe")
     running = services(cfg)
     if not any(isinstance(s, Airflow) for s in running):
         running.append(Airflow(cfg))  # stop an Airflow started earlier with TIDEMARK_AIRFLOW=1, whatever now

@@ -1,6 +1,7 @@
 """The long-running processes the CLI starts on top of the stack's services, tracked by PID file so
 `tidemark stack down` stops them: the stream job (launched through spark-submit, as on a cluster)
-and the serving API (`tidemark serve --detach`, started by tidemark/serving/server.py)."""
+the serving API (`tidemark serve --detach`, started by tidemark/serving/server.py) and, beside it,
+the SLO monitor that probes it (`tidemark slo probe`)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,25 @@ def api_process(cfg: Settings) -> ManagedProcess:
 
 def stop_api(cfg: Settings) -> bool:
     return api_process(cfg).stop(signal.SIGTERM, timeout=10)
+
+
+def probe_process(cfg: Settings) -> ManagedProcess:
+    # Its own process, not a thread of the API: it must see the API down when the API is down.
+    return ManagedProcess(
+        name="slo-probe",
+        pid_file=cfg.run_dir / "slo-probe.pid",
+        log_file=cfg.log_dir / "slo-probe.log",
+        signature="tidemark.cli slo probe",
+    )
+
+
+def start_probe(cfg: Settings, url: str) -> int:
+    proc = probe_process(cfg)
+    running = proc.pid()
+    if running is not None:
+        return running
+    return proc.start([sys.executable, "-m", "tidemark.cli", "slo", "probe", "--url", url])
+
+
+def stop_probe(cfg: Settings) -> bool:
+    return probe_process(cfg).stop(signal.SIGTERM, timeout=10)
