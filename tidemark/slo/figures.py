@@ -53,11 +53,12 @@ def freshness(ch, db: str, end: datetime, window_s: int) -> Figure:
 def latency_histograms(ch, db: str, end: datetime, window_s: int) -> dict[tuple[datetime, str], dict[float, float]]:
     """(hour, span) -> {seconds: requests} of the dashboard's query routes."""
     rng = {**_window(end, window_s), "routes": QUERY_ROUTES, "spans": tuple(SPANS)}
+    rng["lo"] = rng["lo"].replace(second=0)  # the rows' minute grain: the window's first minute counts whole
     out: dict[tuple[datetime, str], dict[float, float]] = defaultdict(dict)
     for hour, span, ms, n in ch.execute(
         f"SELECT toStartOfHour(minute) AS h, span, l, sum(n) FROM {db}.slo_api_latency "
         f"ARRAY JOIN latency_ms AS l, latency_requests AS n "
-        f"WHERE minute >= toStartOfMinute(%(lo)s) AND minute <= %(hi)s AND route IN %(routes)s AND span IN %(spans)s "
+        f"WHERE minute >= %(lo)s AND minute <= %(hi)s AND route IN %(routes)s AND span IN %(spans)s "
         f"GROUP BY h, span, l",
         rng,
     ):

@@ -117,13 +117,17 @@ class Monitor:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         next_eval = time.monotonic() + self.evaluate_s
         while not self.stop.is_set():
-            ok, status, ms = probe(self.url)
-            self.pending.append((datetime.now(timezone.utc).replace(microsecond=0), self.url, ok, status, ms))
+            self.probe_once()
             if time.monotonic() >= next_eval:
                 self.write()
                 next_eval = time.monotonic() + self.evaluate_s
             self.stop.wait(self.probe_s)
         self.write()
+
+    def probe_once(self) -> int:
+        ok, status, ms = probe(self.url)
+        self.pending.append((datetime.now(timezone.utc).replace(microsecond=0), self.url, ok, status, ms))
+        return ok
 
     def write(self) -> None:
         """Flush the probes, evaluate, record the status. ClickHouse down: keep the probes, retry."""

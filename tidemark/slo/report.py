@@ -3,7 +3,7 @@ and a PNG chart of freshness p95 and the API's query p99 per hour with the targe
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from tidemark.slo.figures import Hourly, evaluate, hourly
@@ -45,6 +45,7 @@ def chart(series: Hourly, path: Path, window: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
@@ -62,6 +63,9 @@ def chart(series: Hourly, path: Path, window: str) -> Path:
         )
     bottom.set_ylabel("seconds")
     bottom.set_xlabel("hour (UTC)")
+    if series.hours:  # the whole window, even where nothing was measured
+        bottom.set_xlim(series.hours[0], series.hours[-1] + timedelta(hours=1))
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:00"))
     bottom.legend(loc="upper left")
     fig.autofmt_xdate()
     fig.tight_layout()

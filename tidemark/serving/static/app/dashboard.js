@@ -116,6 +116,41 @@ async function loadLive() {
     `last published hour: ${fresh.last_published_hour ? fresh.last_published_hour.slice(0, 13).replace("T", " ") + "h" : "none"}`;
 }
 
+function sloValue(s) {
+  if (!s.measured) return "not measured";
+  return s.unit === "s" ? `${s.value.toFixed(2)} s` : `${(s.value * 100).toFixed(3)} %`;
+}
+
+// The service's SLOs (GET /slo: the SLO monitor's last evaluation; no key, no tenant in it).
+async function loadSlo() {
+  const response = await fetch("/slo");
+  if (!response.ok) return;
+  const answer = await response.json();
+  state.data.slo = answer;
+  if (!answer.slos.length) return;
+  const table = $("slo-table");
+  table.innerHTML = `<tr><th>SLO</th><th class="num">measured</th><th class="num">budget left</th><th class="num">burn rate 1 h</th><th>status</th></tr>`;
+  for (const s of answer.slos) {
+    const tr = document.createElement("tr");
+    tr.dataset.slo = s.slo;
+    const status = s.burning ? "burning" : s.measured ? "ok" : "none";
+    const cells = [s.title, sloValue(s), s.measured ? `${(s.budget_left * 100).toFixed(1)} %` : "–", s.burn_rate.toFixed(2),
+                   s.burning ? "BURNING" : s.measured ? "ok" : "no data"];
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (i > 0 && i < 4) td.className = "num";
+      if (i === 4) td.className = `slo-${status}`;
+      tr.appendChild(td);
+    });
+    table.appendChild(tr);
+  }
+  const burning = answer.slos.filter((s) => s.burning).map((s) => s.title);
+  $("slo-alert").textContent = burning.length ? `Burning its error budget: ${burning.join(", ")}` : "";
+  $("slo-alert").hidden = !burning.length;
+  $("slo-as-of").textContent = `evaluated ${new Date(answer.slos[0].evaluated_at * 1000).toISOString().slice(11, 19)} UTC over ${answer.slos[0].window_s / 3600} h`;
+}
+
 async function load() {
   if (!state.key) { askKey(); return; }
   document.body.dataset.state = "loading";
@@ -147,6 +182,7 @@ async function load() {
     drawTop("country", countries);
     drawTop("device", devices);
     await loadLive();
+    await loadSlo().catch(() => {});
     $("as-of").textContent = `range ${events.start} – ${events.end}, loaded ${new Date().toISOString().slice(11, 19)} UTC`;
     window.tidemark.loads += 1;
     document.body.dataset.state = "ready";
@@ -195,6 +231,6 @@ document.addEventListener("DOMContentLoaded", () => {
     b.addEventListener("click", () =>
       download("/api/v1/export/top.csv", { range: state.range, dimension: b.dataset.dimension, limit: 100 }, `top-${b.dataset.dimension}-${state.range}.csv`));
   }
-  setInterval(() => { if (state.key && document.body.dataset.state === "ready") loadLive().catch(() => {}); }, 15000);
+  setInterval(() => { if (state.key && document.body.dataset.state === "ready") { loadLive().catch(() => {}); loadSlo().catch(() => {}); } }, 15000);
   load();
 });
