@@ -37,6 +37,7 @@ _PACKAGES = (
     "tidemark.serving.",
     "tidemark.lambda_merge",
     "tidemark.stream.",
+    "tidemark.slo.",
     "tidemark.migrations",
 )
 

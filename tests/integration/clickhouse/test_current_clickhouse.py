@@ -136,6 +136,32 @@ def dashboards(cfg, tenant: str, hour) -> list:
 HOUR_S = 3600
 
 
+def slo_figures(cfg, ch) -> dict:
+    """Every SLO figure recorded the way the running system records it, then evaluated and read back."""
+    from datetime import datetime, timezone
+
+    from tidemark.slo import figures, latency, monitor, status
+    from tidemark.slo.maths import BURN_SHORT_S
+
+    db = cfg.clickhouse.database
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    rec = latency.LatencyRecorder(process="versions")
+    for seconds, span in ((0.02, "7d"), (0.04, "7d"), (4.0, "7d"), (0.5, "90d"), (12.0, "90d")):
+        rec.record("/api/v1/totals", span, seconds, at=now.timestamp() - 120)
+    assert rec.flush(ch, db) == 2
+    status.record_reconciliation(ch, db, "versions", 1000, 999)
+    mon = monitor.Monitor(cfg, "http://127.0.0.1:9/health")
+    mon.pending = [(now, mon.url, 1, 200, 3), (now, mon.url, 0, 0, 2000)]
+    mon.write()
+    assert not mon.pending
+    return {
+        "evaluated": [(f.objective.name, f.good, f.total, f.value) for f in figures.evaluate(ch, db, now, 3600)],
+        "hourly": figures.hourly(ch, db, now, 3 * 3600),
+        "latest": status.latest(ch, db),
+        "short": figures.evaluate(ch, db, now, BURN_SHORT_S),
+    }
+
+
 @pytest.fixture(scope="module")
 def world(stack, dual_log, tmp_path_factory):
     database = f"{stack.clickhouse.database}_versions"
@@ -199,6 +225,7 @@ def world(stack, dual_log, tmp_path_factory):
     ring.load(ch, cfg.clickhouse.database)
     assert ring.verify(token) is None
     queries.pipeline_freshness(ch, cfg.clickhouse.database)
+    out["slo"] = slo_figures(cfg, ch)
     out["dashboards_before"] = [dashboards(cfg, t, hour) for t in TENANTS]
 
     # tiering: warm check, inventory and its report, ClickHouse care, the hot tier
@@ -229,6 +256,10 @@ def test_the_scenario_exercised_real_work(world):
     assert world["care"]["versions_removed"] > 0 and world["care"]["stream_rows_deleted"] > 0
     assert world["hot"]["days_dropped"] > 0
     assert any(world["dashboards_before"][0][0])  # the minute series of the first tenant has points
+    slo = dict((name, (good, total)) for name, good, total, _value in world["slo"]["evaluated"])
+    assert slo["query_7d_p99"] == (2, 3) and slo["query_90d_p99"] == (1, 2)
+    assert slo["availability"] == (1, 2) and slo["events_ingested"] == (999, 1000)
+    assert [s["slo"] for s in world["slo"]["latest"]] == list(slo)
 
 
 def _senders(package: str) -> set[tuple[str, str]]:
@@ -273,7 +304,7 @@ def _senders(package: str) -> set[tuple[str, str]]:
 
 
 def test_every_sql_sending_function_of_batch_tiering_and_serving_ran_on_both(world, dual_log):
-    readers = ("batch", "tiering", "serving", "lambda_merge")
+    readers = ("batch", "tiering", "serving", "lambda_merge", "slo")
     wanted = set().union(*(_senders(p) for p in readers)) - NOT_RUN.keys()
     assert len(wanted) > 25, sorted(wanted)
     missing = wanted - dual_log.callers

@@ -1,6 +1,7 @@
 """The dashboard page in a real headless Chromium (Debian's chromium + chromedriver via Selenium; no
 browser is ever downloaded): enter a key once, check the charts are drawn from the API's numbers,
-switch the range, reload (the key is remembered), and keep a screenshot as a test artifact."""
+switch the range, reload (the key is remembered), see the SLO panel show the SLO monitor's status, and keep a
+screenshot as a test artifact."""
 
 import os
 import random
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from support.serving import insert_minutes, tenant_name
+from support.wait import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -60,6 +62,13 @@ def site(api, writer, serving_cfg):
             )
         )
     insert_minutes(writer, serving_cfg.clickhouse.database, rows)
+    # An SLO monitor's evaluation (it probes the API), picked up by the API's background refresh.
+    from tidemark.slo.monitor import Monitor
+
+    monitor = Monitor(serving_cfg, api.url + "/health")
+    monitor.probe_once()
+    monitor.write()
+    wait_until(lambda: api.get("/slo").json()["slos"], 60, "the API to serve the SLO status", interval_s=0.5)
     return t, api.key(t)
 
 
@@ -107,6 +116,22 @@ def _check_charts(driver, api, key, range_):
     return answer
 
 
+def _check_slo_panel(driver, api):
+    from selenium.webdriver.common.by import By
+
+    slos = api.get("/slo").json()["slos"]
+    rows = driver.find_elements(By.CSS_SELECTOR, "#slo-table tr[data-slo]")
+    assert [r.get_attribute("data-slo") for r in rows] == [s["slo"] for s in slos]
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [s["title"] for s in slos]
+    burning = [s["title"] for s in slos if s["burning"]]
+    alert = driver.find_element(By.ID, "slo-alert")
+    assert alert.is_displayed() == bool(burning)
+    if burning:
+        assert all(title in alert.text for title in burning)
+        shown = [r.find_elements(By.TAG_NAME, "td")[4].text for r in rows]
+        assert shown.count("BURNING") == len(burning)
+
+
 def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     from selenium.webdriver.common.by import By
 
@@ -138,6 +163,7 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     assert browser.find_element(By.ID, "realtime").text.replace(",", "").isdigit()
     assert abs(int(browser.find_element(By.ID, "realtime").text.replace(",", "")) - realtime["visitors"]) <= 20
     assert "newest minute" in browser.find_element(By.ID, "freshness").text
+    _check_slo_panel(browser, api)
     assert _console_errors(browser) == []
 
     loads = browser.execute_script("return window.tidemark.loads")
