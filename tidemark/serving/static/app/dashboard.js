@@ -133,9 +133,10 @@ async function loadSlo() {
   for (const s of answer.slos) {
     const tr = document.createElement("tr");
     tr.dataset.slo = s.slo;
-    const status = s.burning ? "burning" : s.measured ? "ok" : "none";
+    // burning: spent too fast now; missed: the window's budget is gone (whatever the last hour did)
+    const status = s.burning ? "burning" : !s.measured ? "none" : s.budget_left < 0 ? "missed" : "ok";
     const cells = [s.title, sloValue(s), s.measured ? `${(s.budget_left * 100).toFixed(1)} %` : "–", s.burn_rate.toFixed(2),
-                   s.burning ? "BURNING" : s.measured ? "ok" : "no data"];
+                   { burning: "BURNING", none: "no data", missed: "missed", ok: "ok" }[status]];
     cells.forEach((text, i) => {
       const td = document.createElement("td");
       td.textContent = text;
