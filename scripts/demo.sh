@@ -99,6 +99,19 @@ step "tiering: dry-run report (tidemark tiering run --dry-run)"
 $TM tiering run --dry-run || failed+=("tiering dry run")
 # --- end tiering ---------------------------------------------------------------------------------
 
+# --- SLOs (issue 20): a few dashboard questions, then the four SLOs over the demo's data -----------
+step "SLOs: tidemark slo report (freshness, query latency, availability, events ingested) and its chart"
+SERVE_URL="$SERVE_URL" DEMO_KEY="$DEMO_KEY" $PY - <<'PYEOF' || failed+=("dashboard queries for the SLOs")
+import os, urllib.request
+for range_ in ("24h", "7d", "90d"):
+    req = urllib.request.Request(f"{os.environ['SERVE_URL']}/api/v1/totals?range={range_}",
+                                 headers={"X-API-Key": os.environ["DEMO_KEY"]})
+    urllib.request.urlopen(req, timeout=30).read()
+PYEOF
+sleep 12  # each API process flushes its latency histograms every 10 s
+$TM slo report --window 24h || failed+=("SLO report")
+# --- end SLOs ------------------------------------------------------------------------------------
+
 step "status"
 $TM status || true
 

@@ -10,6 +10,7 @@ import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import QueryParams
 
 from tidemark.config import Settings
 from tidemark.serving.ranges import resolve
@@ -50,23 +51,39 @@ class SloFeed:
         return prometheus(self.status)
 
 
-def install(app: FastAPI) -> None:
-    """Time every /api request (by route template, never by URL: no tenant or value in a label) and
-    serve ``GET /slo``."""
+class Timing:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: it would add a task and a copy per request): times
+    every /api request into the app's SloFeed, by route template (never the URL: no tenant or value
+    in a label). The router fills ``scope["route"]`` in place, so it is known once the app returns."""
 
-    @app.middleware("http")
-    async def timed(request: Request, call_next):
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        failed = True
+        status = [500]  # an exception that escapes is a 500
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            failed = response.status_code >= 500
-            return response
+            await self.app(scope, receive, sending)
         finally:
-            route = getattr(request.scope.get("route"), "path", None)
-            feed: SloFeed | None = getattr(request.app.state, "slo", None)
-            if feed is not None and route and route.startswith("/api/"):
-                feed.recorder.record(route, span_of(route, request.query_params), time.perf_counter() - started, failed)
+            route = getattr(scope.get("route"), "path", None)
+            feed: SloFeed | None = getattr(scope["app"].state, "slo", None)
+            if feed is not None and route:
+                params = QueryParams(scope.get("query_string", b""))
+                feed.recorder.record(route, span_of(route, params), time.perf_counter() - started, status[0] >= 500)
+
+
+def install(app: FastAPI) -> None:
+    """Time every /api request, and serve ``GET /slo``."""
+    app.add_middleware(Timing)
 
     @app.get("/slo", include_in_schema=False)
     async def slo(request: Request):

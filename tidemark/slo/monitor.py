@@ -115,7 +115,7 @@ class Monitor:
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-        next_eval = time.monotonic() + self.evaluate_s
+        next_eval = time.monotonic()  # the first probe is written at once: measured from the start
         while not self.stop.is_set():
             self.probe_once()
             if time.monotonic() >= next_eval:
