@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("io", "transforms", "quality"),  # clients; the transforms and quality rules both layers apply
     ("stream", "migrations", "generator"),  # the speed layer; ClickHouse's schema; the traffic generator
     ("stack", "lambda_merge"),  # the embedded services and their processes; the one read rule over both layers
+    ("anomalies",),  # anomaly detection on the merged rollups
     ("batch", "serving"),  # the batch layer; the API
     ("tiering",),  # moves the data of both layers between tiers
     ("orchestration", "cli"),  # entry points: the DAG tasks, the command line
