@@ -522,7 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     anomalies = sub.add_parser("anomalies", help="anomaly detection on the rollups (seasonal baseline)")
     anomalies.add_argument("action", choices=["detect"])
     anomalies.add_argument(
-        "--hours", metavar="START..END", help="hours to score, end exclusive (e.g. 2026-11-25T00..2026-11-26T00), or one hour"
+        "--hours",
+        metavar="START..END",
+        help="hours to score, end exclusive (e.g. 2026-11-25T00..2026-11-26T00), or one hour",
     )
     anomalies.add_argument("--live-minutes", type=int, metavar="N", help="also score the last N complete minutes")
     anomalies.add_argument("--tenant", action="append", metavar="T", help="only this tenant (repeatable; default all)")

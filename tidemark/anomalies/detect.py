@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from tidemark.anomalies import store
-from tidemark.anomalies.scoring import HOUR, Params, history_hours, score_hours, score_minutes
+from tidemark.anomalies.scoring import DEFAULT_PARAMS, HOUR, Params, history_hours, score_hours, score_minutes
 from tidemark.config import Settings
 from tidemark.io.clickhouse import client
 
@@ -48,7 +48,7 @@ def detect_hours(
     end: datetime,
     *,
     tenants: list[str] | None = None,
-    params: Params = Params(),
+    params: Params = DEFAULT_PARAMS,
     run_id: str = "",
 ) -> Summary:
     """Score the hours of [start, end) against their seasonal baseline and store the anomalies."""
@@ -69,7 +69,7 @@ def detect_minutes(
     end: datetime,
     *,
     tenants: list[str] | None = None,
-    params: Params = Params(),
+    params: Params = DEFAULT_PARAMS,
     run_id: str = "",
 ) -> Summary:
     """Score the minutes of [start, end) (the live tail, events only) against 1/60 of their hour's

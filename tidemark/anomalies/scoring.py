@@ -52,6 +52,9 @@ class Params:
     rel_cap: float = 1.0
 
 
+DEFAULT_PARAMS = Params()
+
+
 def history_hours(targets: Sequence[int], weeks: int) -> list[int]:
     """Every hour a scoring of ``targets`` reads: each target and its same hour of week back."""
     return sorted({t - k * WEEK for t in targets for k in range(weeks + 1)})
@@ -152,7 +155,7 @@ def _anomalies(base: pd.DataFrame, at: np.ndarray, observed, expected, score, fl
     return out[OUTPUT].sort_values(["tenant_id", "at", "metric", "dimension", "value"]).reset_index(drop=True)
 
 
-def score_hours(frame: pd.DataFrame, targets: Sequence[int], params: Params = Params()) -> pd.DataFrame:
+def score_hours(frame: pd.DataFrame, targets: Sequence[int], params: Params = DEFAULT_PARAMS) -> pd.DataFrame:
     """The anomalous (series, hour) of ``targets`` (epoch seconds of hour starts).
 
     ``frame``: the merged hourly rollups (tenant_id, dimension, value, hour, events, users) of the
@@ -165,7 +168,7 @@ def score_hours(frame: pd.DataFrame, targets: Sequence[int], params: Params = Pa
 
 
 def score_minutes(
-    minutes: pd.DataFrame, hourly: pd.DataFrame, start: int, end: int, params: Params = Params()
+    minutes: pd.DataFrame, hourly: pd.DataFrame, start: int, end: int, params: Params = DEFAULT_PARAMS
 ) -> pd.DataFrame:
     """The anomalous (series, minute) of [start, end), events only: the live tail.
 

@@ -75,7 +75,6 @@ class TrafficOptions:
     injections: tuple[Injection, ...] = ()
     seasonality: float = 0.0
 
-
     def check(self) -> None:
         """Raise ValueError for inconsistent options."""
         if self.count < 0:
