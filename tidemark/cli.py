@@ -328,7 +328,7 @@ def _anomalies(args: argparse.Namespace) -> int:
             start = parse_hour(first)
             end = parse_hour(last) if last else start + HOUR
         except ValueError as exc:
-            args.parser.error(str(exc))
+            raise SystemExit(args.parser.error(str(exc))) from None
         if end <= start:
             args.parser.error(f"--hours {args.hours}: the end (exclusive) is not after the start")
         out.append(detect_hours(cfg, start, end, tenants=tenants, run_id=args.run_id))

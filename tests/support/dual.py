@@ -38,6 +38,7 @@ _PACKAGES = (
     "tidemark.lambda_merge",
     "tidemark.stream.",
     "tidemark.migrations",
+    "tidemark.anomalies.",
 )
 
 

@@ -74,6 +74,9 @@ class TrafficOptions:
     # Anomalies to inject and the daily/weekly traffic shape (tidemark/generator/injections.py).
     injections: tuple[Injection, ...] = ()
     seasonality: float = 0.0
+    # The tenants' sites (users, pages, home country) from this seed instead of ``seed``: runs of
+    # different seeds (e.g. one per simulated hour) then simulate the same sites.
+    catalog_seed: int | None = None
 
     def check(self) -> None:
         """Raise ValueError for inconsistent options."""

@@ -113,8 +113,10 @@ class TrafficGenerator:
         total = sum(weights)
         names = [TENANT_NAMES[i] if i < len(TENANT_NAMES) else f"tenant-{i:04d}" for i in range(options.tenants)]
         # Pools grow with a tenant's share of traffic but stay bounded.
+        # catalog_seed: the same sites (users, pages, home country) across separate runs.
+        sites = rng if options.catalog_seed is None else random.Random(f"catalog:{options.catalog_seed}")
         self.tenants = [
-            Tenant(names[i], max(200, int(40_000 * weights[i] / total)), rng, options.partitions)
+            Tenant(names[i], max(200, int(40_000 * weights[i] / total)), sites, options.partitions)
             for i in range(options.tenants)
         ]
         self._tenant_cdf = cdf(weights)
