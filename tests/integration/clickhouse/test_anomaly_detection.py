@@ -24,6 +24,8 @@ from tidemark.generator.rollups import RollupManifest
 from tidemark.generator.traffic import TrafficGenerator
 from tidemark.io.clickhouse import client, insert_rows
 from tidemark.migrations import migrate
+from tidemark.serving import queries
+from tidemark.serving.ranges import TimeRange
 from tidemark.tables import ROLLUP_INPUT_COLUMNS
 
 T1 = datetime(2026, 11, 23, 14, tzinfo=timezone.utc)  # a Monday afternoon
@@ -75,7 +77,10 @@ def detected(stack, dual_log):
     found = store.read_anomalies(ch, database, s, e)
     again = detect_hours(cfg, T1, T1 + 3 * HOUR, run_id="again")
     minutes = detect_minutes(cfg, T1, T1 + HOUR)
+    window = TimeRange(s, e, "hour")
+    api_rows = queries.execute(ch, database, queries.anomalies(database, "acme", window, "events"))
     return {
+        "api_rows": api_rows,
         "first": first,
         "again": again,
         "found": found,
@@ -97,6 +102,13 @@ def test_the_spike_and_the_dead_page_are_found_and_nothing_else(detected):
     assert detected["first"].anomalies == len(detected["found"])
 
 
+def test_the_api_query_reads_them_for_its_tenant(detected):
+    hour_rows = [r for r in detected["found"] if r[0] == "acme" and r[3] == "events"]
+    assert [(a["t"], a["dimension"], a["value"], a["kind"]) for a in detected["api_rows"] if a["grain"] == "hour"] == [
+        (r[2], r[4], r[5], r[6]) for r in hour_rows
+    ]
+
+
 def test_a_second_run_gives_the_same_rows(detected):
     assert detected["again"].anomalies == detected["first"].anomalies
     assert detected["found_again"] == detected["found"]
@@ -116,7 +128,7 @@ def _agree_but_for_hll(exchange) -> bool:
     """Rows of the same keys with equal event counts and distinct-user estimates within 2 %: the
     two versions' uniqCombined estimates differ a little once a state leaves its exact mode (about
     a thousand users: 1325 vs 1285 and 1288 here), so do the scores computed from them."""
-    key_len = {"read_hourly": 4, "read_anomalies": 7}.get(exchange.caller[1])
+    key_len = {"read_hourly": 4, "read_anomalies": 7, "execute": 6}.get(exchange.caller[1])
     if key_len is None or not isinstance(exchange.embedded, list):
         return False
     a = {tuple(r[:key_len]): r[key_len:] for r in exchange.embedded}
@@ -130,6 +142,10 @@ def _agree_but_for_hll(exchange) -> bool:
 
 def test_every_statement_agrees_on_both_versions(detected):
     log = detected["log"]
-    mine = [e for e in log.exchanges if e.caller[0].startswith(("tidemark.anomalies", "tidemark.lambda_merge"))]
+    mine = [
+        e
+        for e in log.exchanges
+        if e.caller[0].startswith(("tidemark.anomalies", "tidemark.lambda_merge", "tidemark.serving.queries"))
+    ]
     assert mine, "the detector's statements went through the dual client"
     assert not [e for e in mine if not e.equal and not _agree_but_for_hll(e)], log.report()
