@@ -161,6 +161,9 @@ def main() -> int:
     parser.add_argument("--seasonality", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="leave the bench ClickHouse running")
+    parser.add_argument(
+        "--reuse", action="store_true", help="score the month a previous run (same options) left in the bench database"
+    )
     args = parser.parse_args()
     benchkit.use_env(benchkit.bench_env("bench-anomalies", "tidemark_bench_anomalies", PORTS))
     load_start = benchkit.load_average()
@@ -177,8 +180,9 @@ def main() -> int:
     clickhouse = ClickHouse(cfg)
     clickhouse.up()
     try:
-        client(cfg.clickhouse, database="default").execute(f"DROP DATABASE IF EXISTS {cfg.clickhouse.database}")
-        migrate(cfg)
+        if not args.reuse:
+            client(cfg.clickhouse, database="default").execute(f"DROP DATABASE IF EXISTS {cfg.clickhouse.database}")
+            migrate(cfg)
         score_start = END - timedelta(days=args.score_days)
         scored, history = plan_injections(
             random.Random(args.seed),
@@ -187,7 +191,12 @@ def main() -> int:
             {"spike": 2, "drop": 2, "dead_page": 1},
         )
         started = time.monotonic()
-        events = simulate(cfg, args, scored + history)
+        if args.reuse:  # the same seed and options: the same month, already written by a previous run
+            (events,) = client(cfg.clickhouse).execute(
+                f"SELECT sum(events) FROM {cfg.clickhouse.database}.day_rollups WHERE dimension = 'all'"
+            )[0]
+        else:
+            events = simulate(cfg, args, scored + history)
         say(f"simulated {events} events over {args.days} days in {time.monotonic() - started:.1f}s")
 
         server_pid = clickhouse.proc.pid()

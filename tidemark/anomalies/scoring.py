@@ -6,7 +6,8 @@ in the history read). For an hour H its history is the same hour of week, 1..``w
 
 * expected = the median of the history (one anomalous week in four moves it little);
 * relative spread = 1.4826 x the median absolute deviation of history / expected - 1 (the MAD,
-  scaled to a standard deviation), kept within [rel_floor, rel_cap];
+  scaled to a standard deviation), less the counting noise it contains, kept within
+  [rel_floor, rel_cap];
 * variance = expected (counting noise: traffic is Poisson-like) + (spread x expected)^2, inflated by
   1 + 1.57 / n for the error of a median of n points; score = (observed - expected) / sqrt(variance).
 
@@ -129,9 +130,14 @@ def baseline(frame: pd.DataFrame, targets: Sequence[int], params: Params) -> pd.
 
 def _flag(base: pd.DataFrame, observed: np.ndarray, expected: np.ndarray, params: Params, min_delta: float):
     """(score, is anomaly) for observed counts against a baseline's expected counts."""
-    rel = np.clip(np.nan_to_num(base["rel"].to_numpy(float), nan=params.rel_cap), params.rel_floor, params.rel_cap)
     n = base["n"].to_numpy()
     expected = np.nan_to_num(expected)
+    # The weeks' spread holds their own counting noise (relative variance 1 / expected, added back
+    # below): only what exceeds it is the series' own variability.
+    rel = np.nan_to_num(base["rel"].to_numpy(float), nan=params.rel_cap)
+    with np.errstate(divide="ignore"):
+        extra = np.sqrt(np.maximum(rel**2 - 1.0 / np.maximum(base["expected"].to_numpy(float), 1e-9), 0.0))
+    rel = np.clip(np.nan_to_num(extra, nan=params.rel_cap), params.rel_floor, params.rel_cap)
     variance = (expected + (rel * expected) ** 2 + 1.0) * (1.0 + MEDIAN_ERROR / np.maximum(n, 1))
     score = (observed - expected) / np.sqrt(variance)
     delta = np.abs(observed - expected)

@@ -80,3 +80,10 @@ def test_minutes_are_scored_against_a_sixtieth_of_their_hour():
     )
     found = score_minutes(minutes, frame(), T0, T0 + HOUR)
     assert found[["at", "dimension", "kind"]].values.tolist() == [[T0 + 1800, "all", "spike"]]
+
+
+def test_nothing_read_scores_nothing():
+    empty = pd.DataFrame(columns=["tenant_id", "dimension", "value", "hour", "events", "users"])
+    assert score_hours(empty, [T0]).empty
+    no_minutes = pd.DataFrame(columns=["tenant_id", "dimension", "value", "minute", "events"])
+    assert score_minutes(no_minutes, empty, T0, T0 + 600).empty
