@@ -12,7 +12,8 @@ Scoring, per injection and per (tenant, hour):
 * recall: the share of scored-window injections found: a spike (drop) by an 'all' spike (drop) row
   of that tenant in one of its hours, a dead page by a drop row of that page;
 * precision: the share of flagged (tenant, hour) pairs that lie inside an injection of that tenant
-  (one pair however many series flagged it: what an operator looks at);
+  (one pair however many series flagged it: what an operator looks at); hour_recall: the share of
+  injected (tenant, hour) pairs flagged;
 * cost: CPU seconds per tenant-hour scored, of this process (the detector) and of the ClickHouse
   server, measured from /proc (under whatever else the machine runs: the load average is printed).
 
@@ -143,6 +144,9 @@ def evaluate(found: list[tuple], injections) -> dict:
             )
             for k in kinds
         },
+        # the share of injected (tenant, hour) pairs flagged: a 3-hour drop found in 2 of its hours is
+        # recalled above, 2/3 here
+        "hour_recall": round(len(flagged & truth_hours) / len(truth_hours), 3) if truth_hours else None,
         "flagged_tenant_hours": len(flagged),
         "false_tenant_hours": sorted(f"{t} {when(h)}" for t, h in flagged - truth_hours),
         "missed": [

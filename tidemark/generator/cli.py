@@ -236,7 +236,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="inject an anomaly (repeatable): kind=spike|drop|dead_page,tenant=T,start=ISO,hours=H"
         "[,factor=F][,page=/p]; spike: F x the events; drop: keep F of them; dead_page: no views of "
-        "the page (default /)",
+        "the page (default /); a spike's extra events come on top of --count, the others send fewer",
     )
     anomalies.add_argument(
         "--seasonality",
