@@ -136,9 +136,10 @@ def detect_anomalies(hour: str, run_id=None) -> dict:
 
 @task_group
 def recompute_hour(hour: str):
-    """The hourly DAG's three steps for one hour of the late-data DAG's list (mapped over it)."""
+    """The hourly DAG's steps for one hour of the late-data DAG's list (mapped over it): a republished
+    hour is scored again, so its stored anomalies follow its corrected rollups."""
     recompute = recompute_operator("recompute", hour, max_active_tis_per_dag=1)  # one Spark driver (2 cores)
-    recompute >> quality_gate(hour) >> publish(hour)
+    recompute >> quality_gate(hour) >> publish(hour) >> detect_anomalies(hour)
 
 
 # -- late data -----------------------------------------------------------------------------------

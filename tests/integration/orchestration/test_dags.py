@@ -123,6 +123,7 @@ def test_dagbag_imports_every_dag_with_its_policies(airflow_env_vars):
         "recompute_hour.recompute",
         "recompute_hour.quality_gate",
         "recompute_hour.publish",
+        "recompute_hour.detect_anomalies",
     }
     from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 
