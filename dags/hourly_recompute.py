@@ -1,6 +1,7 @@
 """Hourly batch recompute: once the stream has committed everything that arrived by hour H's
 end + the allowed lateness, recompute H from the Delta lake, gate it with Great Expectations
-and publish it (compare-and-set; see tidemark/batch/publication.py).
+and publish it (compare-and-set; see tidemark/batch/publication.py); then score H for anomalies
+against its seasonal baseline (tidemark/anomalies).
 
 H is the run's data_interval_start. The schedule is an explicit CronDataIntervalTimetable:
 Airflow 3's default for a cron string is CronTriggerTimetable, whose data interval is a
@@ -17,7 +18,14 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag
 
 from tidemark.orchestration.dag_tasks import INTERVAL_HOUR as HOUR
-from tidemark.orchestration.dag_tasks import publish, quality_gate, recompute_operator, settings, wait_for_stream
+from tidemark.orchestration.dag_tasks import (
+    detect_anomalies,
+    publish,
+    quality_gate,
+    recompute_operator,
+    settings,
+    wait_for_stream,
+)
 
 
 @dag(
@@ -36,7 +44,13 @@ from tidemark.orchestration.dag_tasks import publish, quality_gate, recompute_op
     doc_md=__doc__,
 )
 def hourly_recompute():
-    wait_for_stream() >> recompute_operator("recompute", HOUR) >> quality_gate(HOUR) >> publish(HOUR)
+    (
+        wait_for_stream()
+        >> recompute_operator("recompute", HOUR)
+        >> quality_gate(HOUR)
+        >> publish(HOUR)
+        >> detect_anomalies(HOUR)
+    )
 
 
 hourly_recompute()

@@ -5,7 +5,8 @@ whole acceptance window (TIDEMARK_RETENTION_DAYS):
 * hours with lake data that were never published (no hourly run, or it failed);
 * failed hours, once their back-off (15 min, doubling, at most daily) has passed.
 
-Each due hour runs the same three steps as the hourly DAG in a mapped task group. An hour that
+Each due hour runs the same steps as the hourly DAG (recompute, gate, publish, then anomaly
+detection of the republished hour) in a mapped task group. An hour that
 has failed FAILING_AFTER times in a row fails ``check_failing_hours`` with the reasons, so it
 shows in the UI instead of retrying silently. ``retire_superseded_streams`` deletes the rows of
 stream checkpoints that a newer one replaced (already invisible to readers).

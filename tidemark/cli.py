@@ -321,6 +321,39 @@ def _batch_report(args: argparse.Namespace) -> int:
     return 0 if report["exact"] else 1
 
 
+def _anomalies(args: argparse.Namespace) -> int:
+    """Score hours (an explicit range) or the live tail's minutes; replace their stored anomalies."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from tidemark.anomalies.detect import detect_hours, detect_minutes
+    from tidemark.config import settings
+    from tidemark.hours import HOUR, parse_hour
+
+    cfg = settings()
+    tenants = args.tenant or None
+    out = []
+    if args.hours:
+        first, _, last = args.hours.partition("..")
+        try:
+            start = parse_hour(first)
+            end = parse_hour(last) if last else start + HOUR
+        except ValueError as exc:
+            raise SystemExit(args.parser.error(str(exc))) from None
+        if end <= start:
+            args.parser.error(f"--hours {args.hours}: the end (exclusive) is not after the start")
+        out.append(detect_hours(cfg, start, end, tenants=tenants, run_id=args.run_id))
+    if args.live_minutes:
+        now = datetime.fromtimestamp(int(time.time()) // 60 * 60, timezone.utc)  # the current minute excluded
+        start = now - timedelta(minutes=args.live_minutes)
+        out.append(detect_minutes(cfg, start, now, tenants=tenants, run_id=args.run_id))
+    if not out:
+        args.parser.error("give --hours START..END and/or --live-minutes N")
+    for summary in out:
+        print(json.dumps(summary.as_dict()))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from tidemark.config import settings
     from tidemark.serving import server
@@ -522,6 +555,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=_reconcile)
+
+    anomalies = sub.add_parser("anomalies", help="anomaly detection on the rollups (seasonal baseline)")
+    anomalies.add_argument("action", choices=["detect"])
+    anomalies.add_argument(
+        "--hours",
+        metavar="START..END",
+        help="hours to score, end exclusive (e.g. 2026-11-25T00..2026-11-26T00), or one hour",
+    )
+    anomalies.add_argument("--live-minutes", type=int, metavar="N", help="also score the last N complete minutes")
+    anomalies.add_argument("--tenant", action="append", metavar="T", help="only this tenant (repeatable; default all)")
+    anomalies.add_argument("--run-id", default="", help="recorded with each row (Airflow passes its run id)")
+    anomalies.set_defaults(func=_anomalies, parser=anomalies)
 
     serve = sub.add_parser("serve", help="the dashboard query API and page (FastAPI on uvicorn)")
     serve.add_argument("--host", help="default TIDEMARK_SERVING_HOST (127.0.0.1)")

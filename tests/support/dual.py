@@ -39,6 +39,7 @@ _PACKAGES = (
     "tidemark.stream.",
     "tidemark.slo.",
     "tidemark.migrations",
+    "tidemark.anomalies.",
 )
 
 

@@ -32,8 +32,10 @@ def test_production_replicates_every_merge_tree_table_and_adds_a_distributed_rea
     db, read_db = cfg.clickhouse.database, cfg.cluster.read_database
     for name, table in _tables(cfg).items():
         if table.merge_tree:
+            own = f", {table.engine_args}" if table.engine_args else ""  # e.g. a ReplacingMergeTree's version
             assert (
-                f"ENGINE = Replicated{table.engine}('/clickhouse/tables/{{shard}}/{db}/{name}', '{{replica}}')" in text
+                f"ENGINE = Replicated{table.engine}('/clickhouse/tables/{{shard}}/{db}/{name}', '{{replica}}'{own})"
+                in text
             )
         key = "cityHash64(tenant_id)" if table.has_tenant else "rand()"
         assert f"ENGINE = Distributed('{cfg.cluster.name}', '{db}', '{name}', {key})" in text

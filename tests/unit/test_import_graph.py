@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("stream", "migrations", "generator"),  # the speed layer; ClickHouse's schema; the traffic generator
     ("slo",),  # the SLOs: read the stream's figures; the API records its latency and serves them through it
     ("stack", "lambda_merge"),  # the embedded services and their processes; the one read rule over both layers
+    ("anomalies",),  # anomaly detection on the merged rollups
     ("batch", "serving"),  # the batch layer; the API
     ("tiering",),  # moves the data of both layers between tiers
     ("orchestration", "cli"),  # entry points: the DAG tasks, the command line

@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - only --output works without it
 
 
 from tidemark.config import settings
+from tidemark.generator.injections import parse_injection
 from tidemark.generator.produce import DeliveryError, GenerateOptions, run
 from tidemark.io.kafka_admin import TopicPartitionsError
 
@@ -93,6 +94,13 @@ def _rate(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("rate must be > 0")
     return value
+
+
+def _injection(text: str):
+    try:
+        return parse_injection(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,6 +225,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="nesting depth of poison records (default 5000)",
     )
 
+    anomalies = parser.add_argument_group(
+        "anomalies", "Ground truth for the anomaly detector; recorded in the manifest under 'injections'."
+    )
+    anomalies.add_argument(
+        "--inject",
+        action="append",
+        type=_injection,
+        default=[],
+        metavar="SPEC",
+        help="inject an anomaly (repeatable): kind=spike|drop|dead_page,tenant=T,start=ISO,hours=H"
+        "[,factor=F][,page=/p]; spike: F x the events; drop: keep F of them; dead_page: no views of "
+        "the page (default /); a spike's extra events come on top of --count, the others send fewer",
+    )
+    anomalies.add_argument(
+        "--seasonality",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="daily/weekly traffic shape in [0, 0.9]: 1 - A of the peak at 03:00 UTC, weekends lower (default 0: flat)",
+    )
+
     out = parser.add_argument_group("destination")
     out.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default from settings)")
     out.add_argument("--topic", help="topic (default from settings)")
@@ -254,6 +283,8 @@ def options_from_args(args: argparse.Namespace) -> GenerateOptions:
         hour_boundary_fraction=args.hour_boundary_fraction,
         poison_fraction=args.poison_fraction,
         poison_depth=args.poison_depth,
+        injections=tuple(args.inject),
+        seasonality=args.seasonality,
         manifest=args.manifest,
         topic=args.topic,
         bootstrap=args.bootstrap,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from tidemark.generator.injections import Injection
+
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
@@ -69,11 +71,21 @@ class TrafficOptions:
     retention_days: int = 30
     max_future_skew_s: int = 300
     max_payload_bytes: int = 65536
+    # Anomalies to inject and the daily/weekly traffic shape (tidemark/generator/injections.py).
+    injections: tuple[Injection, ...] = ()
+    seasonality: float = 0.0
+    # The tenants' sites (users, pages, home country) from this seed instead of ``seed``: runs of
+    # different seeds (e.g. one per simulated hour) then simulate the same sites.
+    catalog_seed: int | None = None
 
     def check(self) -> None:
         """Raise ValueError for inconsistent options."""
         if self.count < 0:
             raise ValueError("count must be >= 0")
+        if not 0.0 <= self.seasonality <= 0.9:
+            raise ValueError(f"seasonality must be within [0, 0.9], got {self.seasonality}")
+        for injection in self.injections:
+            injection.check()
         if not self.rate > 0:
             raise ValueError("rate must be > 0")
         if not 1 <= self.tenants <= 10_000:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from tidemark.config import Settings
 from tidemark.errors import TidemarkError
+from tidemark.generator.injections import Injection
 from tidemark.generator.manifest import Manifest, iso_ms, write_manifest
 from tidemark.generator.options import (
     DEFAULT_POISON_DEPTH,
@@ -104,6 +105,8 @@ class GenerateOptions:
     hour_boundary_fraction: float = 0.0
     poison_fraction: float = 0.0
     poison_depth: int = DEFAULT_POISON_DEPTH
+    injections: tuple[Injection, ...] = ()  # anomalies to inject (recorded in the manifest)
+    seasonality: float = 0.0  # daily/weekly traffic shape (tidemark/generator/injections.py)
     manifest: Path | None = None
     topic: str | None = None
     bootstrap: str | None = None
@@ -166,6 +169,8 @@ def resolve(options: GenerateOptions, partitions: int, cfg: Settings) -> Plan:
         hour_boundary_fraction=options.hour_boundary_fraction,
         poison_fraction=options.poison_fraction,
         poison_depth=options.poison_depth,
+        injections=options.injections,
+        seasonality=options.seasonality,
         partitions=partitions,
         retention_days=cfg.retention_days,
         max_future_skew_s=cfg.max_future_skew_s,
@@ -274,7 +279,10 @@ def _manifest_doc(
             "hour_boundary_fraction": t.hour_boundary_fraction,
             "poison_fraction": t.poison_fraction,
             "poison_depth": t.poison_depth,
+            "seasonality": t.seasonality,
         },
+        # the ground truth of the anomaly detector (bench/anomalies.py)
+        injections=[i.to_dict() for i in t.injections],
     )
 
 

@@ -66,6 +66,7 @@ from tidemark.generator.catalog import (
     cdf,
     uuid4_from_bits,
 )
+from tidemark.generator.injections import Shaper
 from tidemark.generator.manifest import Manifest
 from tidemark.generator.options import (
     DAY_MS,
@@ -112,13 +113,17 @@ class TrafficGenerator:
         total = sum(weights)
         names = [TENANT_NAMES[i] if i < len(TENANT_NAMES) else f"tenant-{i:04d}" for i in range(options.tenants)]
         # Pools grow with a tenant's share of traffic but stay bounded.
+        # catalog_seed: the same sites (users, pages, home country) across separate runs.
+        sites = rng if options.catalog_seed is None else random.Random(f"catalog:{options.catalog_seed}")
         self.tenants = [
-            Tenant(names[i], max(200, int(40_000 * weights[i] / total)), rng, options.partitions)
+            Tenant(names[i], max(200, int(40_000 * weights[i] / total)), sites, options.partitions)
             for i in range(options.tenants)
         ]
         self._tenant_cdf = cdf(weights)
         self._kind_offset = rng.randrange(len(MALFORMED_KINDS))
         self._n_malformed = 0
+        # Injected anomalies and the traffic shape draw from their own generator (injections.py).
+        self._shaper = Shaper(options.injections, options.seasonality, options.seed)
 
     # -- formatting ---------------------------------------------------------------
     def iso_ms(self, ms: int) -> str:
@@ -196,6 +201,7 @@ class TrafficGenerator:
         pending: dict[int, tuple[bytes, bytes, int]] = {}  # slot -> (key, value, partition)
         add_valid = m.add_valid
         template = _TEMPLATE
+        shaper = self._shaper if self._shaper.on else None
         last_ms = start_ms + int((count - 1) * ms_per_record)
 
         for i in range(count):
@@ -239,8 +245,10 @@ class TrafficGenerator:
                 elif top >= lo:
                     lateness = ts - top
             event_ms = ts - lateness
+            # 0: the event is not sent (shape, drop, dead page); > 1: a spike's extra events follow it.
+            copies = shaper.copies(tenant.name, event_ms, page) if shaper else 1
             on_boundary = event_ms % HOUR_MS
-            if on_boundary == 0 or on_boundary == HOUR_MS - 1:  # placed there, or by chance
+            if copies and (on_boundary == 0 or on_boundary == HOUR_MS - 1):  # placed there, or by chance
                 m.add_hour_boundary(on_boundary != 0, late)
             user = tenant.users[u]
             h = "%032x" % id_bits(128)  # noqa: UP031 - uuid4_from_bits, inlined; %-format is the faster one
@@ -262,7 +270,8 @@ class TrafficGenerator:
             partition = tenant.user_partitions[u]
             if partition < 0:
                 partition = tenant.partition(u)
-            add_valid(tenant.name, event_ms, country, device, page, user, late)
+            if copies:
+                add_valid(tenant.name, event_ms, country, device, page, user, late)
 
             if not late and dup_f and rnd() < dup_f:
                 # Near the end, draw from the time left so short runs keep their duplicate rate; a
@@ -277,9 +286,39 @@ class TrafficGenerator:
                     while slot in pending:
                         slot += 1
                     other = rnd() < 0.5 and partitions > 1
-                    if slot < count and start_ms + int(slot * ms_per_record) - event_ms <= allowed:
+                    if copies and slot < count and start_ms + int(slot * ms_per_record) - event_ms <= allowed:
                         pending[slot] = (key, value, (partition + 1) % partitions if other else partition)
-            yield Record(key, value, ts, partition, "late" if late else "on_time")
+            if copies:
+                yield Record(key, value, ts, partition, "late" if late else "on_time")
+                for _ in range(copies - 1):
+                    yield self._spike_event(ts, tenant)
+
+    def _spike_event(self, ts: int, tenant) -> Record:
+        """An extra on-time event of ``tenant`` at ``ts`` (a spike), drawn from the injections'
+        own generator so the main stream keeps its draws."""
+        rnd = self._shaper.rng.random
+        u = min(int(len(tenant.users) * rnd() ** 1.5), len(tenant.users) - 1)
+        country = tenant.country_codes[bisect(tenant.country_cdf, rnd())]
+        r = rnd()
+        device = next(d for threshold, d in DEVICE_CUM if r < threshold)
+        page = tenant.pages[bisect(tenant.page_cdf, rnd())]
+        event_ms = ts - int(rnd() * MAX_ON_TIME_JITTER_MS)
+        value = (
+            _TEMPLATE
+            % (
+                uuid4_from_bits(self._shaper.rng.getrandbits(128)),
+                tenant.name,
+                self._event_time_json(event_ms),
+                tenant.users[u],
+                f"s-spike-{self._shaper.rng.getrandbits(64):016x}",
+                country,
+                device,
+                page,
+                "",
+            )
+        ).encode()
+        self.manifest.add_valid(tenant.name, event_ms, country, device, page, tenant.users[u], False)
+        return Record(tenant.user_keys[u], value, ts, tenant.partition(u), "on_time")
 
     # -- poison payloads ----------------------------------------------------------
     def poison(self, ts: int) -> tuple[bytes, bytes, int]:

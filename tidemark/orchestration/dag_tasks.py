@@ -5,7 +5,8 @@ when they run, so parsing a DAG file stays cheap, needs no JVM jars and opens no
 (tests/integration/orchestration/test_dags.py parses the folder under an audit hook to hold that).
 
 Sections: assets; the Spark operator and its two uses (recompute one hour, lake maintenance); the
-three steps of an hour (recompute, gate, publish) shared by the hourly and late-data DAGs; the
+three steps of an hour (recompute, gate, publish) shared by the hourly and late-data DAGs, and the
+anomaly detection the hourly DAG runs after its publish; the
 late-data planning tasks; the tiering tasks.
 """
 
@@ -122,11 +123,23 @@ def publish(hour: str, run_id=None, outlet_events=None) -> dict:
     return {"hour": hour, "status": summary.status, "version": summary.version}
 
 
+@task(retries=2, retry_delay=timedelta(minutes=1))
+def detect_anomalies(hour: str, run_id=None) -> dict:
+    """Score the hour just published against its seasonal baseline (tidemark/anomalies) and replace
+    its stored anomalies: idempotent, so a retry or a republish gives the same rows."""
+    from tidemark.anomalies.detect import detect_hours
+    from tidemark.hours import HOUR, parse_hour
+
+    start = parse_hour(hour)
+    return detect_hours(settings(), start, start + HOUR, run_id=run_id or "").as_dict()
+
+
 @task_group
 def recompute_hour(hour: str):
-    """The hourly DAG's three steps for one hour of the late-data DAG's list (mapped over it)."""
+    """The hourly DAG's steps for one hour of the late-data DAG's list (mapped over it): a republished
+    hour is scored again, so its stored anomalies follow its corrected rollups."""
     recompute = recompute_operator("recompute", hour, max_active_tis_per_dag=1)  # one Spark driver (2 cores)
-    recompute >> quality_gate(hour) >> publish(hour)
+    recompute >> quality_gate(hour) >> publish(hour) >> detect_anomalies(hour)
 
 
 # -- late data -----------------------------------------------------------------------------------

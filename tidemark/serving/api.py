@@ -265,6 +265,20 @@ def create_app(cfg: Settings) -> FastAPI:
         )
         return served(body, how)
 
+    @app.get("/api/v1/anomalies", dependencies=[Depends(allowed_params(RANGE_PARAMS, "metric"))])
+    async def anomalies(
+        request: Request,
+        adm: Admission = Depends(tenant_key),
+        metric: Metric | None = None,
+        range_: str | None = range_q,
+        start: str | None = start_q,
+        end: str | None = end_q,
+    ):
+        """Hours (and live minutes) whose events or distinct users left their seasonal baseline, overall
+        or for a top country, device or page: kind (spike or drop), observed, expected and score."""
+        body, how = await request.app.state.service.anomalies(adm, the_range(range_, start, end), metric)
+        return served(body, how)
+
     @app.get("/api/v1/realtime", dependencies=[Depends(allowed_params())])
     async def realtime(request: Request, adm: Admission = Depends(tenant_key)):
         """Distinct users in the last 5 minutes (the current one included), from the minute grain."""

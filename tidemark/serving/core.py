@@ -226,6 +226,7 @@ class Service:
         parts: dict,
         plan: queries.Plan,
         klass: str,
+        ttl_s: float | None = None,
     ):
         snap = self._registry_snapshot()
         if snap is None:
@@ -252,7 +253,8 @@ class Service:
         async def compute():
             return await self.gate.run(klass, lambda ch: queries.execute(ch, self.db, plan, self.gate.count, snap))
 
-        return await self.cache.get_or_compute(key, self._ttl(read, published, time.time()), compute, first)
+        ttl = self._ttl(read, published, time.time()) if ttl_s is None else ttl_s
+        return await self.cache.get_or_compute(key, ttl, compute, first)
 
     # -- the questions ------------------------------------------------------------------------
     async def time_series(
@@ -342,6 +344,15 @@ class Service:
         else:
             value, how = await self._cached(adm, "totals", rng, read, parts, plan, DASHBOARD)
         return {"tenant": tenant, **rng.as_dict(), "grain": plan.grain.name, "filters": filters.as_dict(), **value}, how
+
+    async def anomalies(self, adm: Admission, rng: TimeRange, metric: str | None):
+        tenant = adm.tenant_id  # checked (with the cache read) before anything runs
+        plan = queries.anomalies(self.db, tenant, rng, metric)
+        # A detection run rewrites a range after its hours were published: the recent TTL, never the
+        # closed one, so what it found shows within a minute.
+        ttl = self.cfg.serving.recent_ttl_s
+        rows, how = await self._cached(adm, "anomalies", rng, rng, {"metric": metric}, plan, DASHBOARD, ttl)
+        return {"tenant": tenant, **rng.as_dict(), "anomalies": rows}, how
 
     async def realtime(self, adm: Admission):
         tenant = adm.tenant_id  # checked (with the cache read) before anything runs

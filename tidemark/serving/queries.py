@@ -311,6 +311,37 @@ def newest_minute(db: str, tenant: str, now: float, lookback_s: int = 2 * 86400)
     return Plan(sql, params, private, MINUTE_GRAIN, start, end, shape)
 
 
+ANOMALY_LIMIT = 500
+
+
+def anomalies(db: str, tenant: str, rng: TimeRange, metric: str | None = None) -> Plan:
+    """The tenant's stored anomalies in the range (written by tidemark/anomalies, 024_anomalies.sql),
+    oldest first, at most ANOMALY_LIMIT. Not a rollup: no lambda merge here (the detector read
+    through it); FINAL because two detection runs of one range may not be merged yet."""
+    params: dict = {"s": rng.start, "e": rng.end}
+    metric_filter = ""
+    if metric is not None:
+        _metric(HOURLY_GRAIN, metric)  # whitelisted
+        metric_filter, params["m"] = "AND metric = %(m)s", metric
+    sql = (
+        f"SELECT toUInt32(at), toString(grain), toString(metric), dimension, value, toString(kind), "
+        f"observed, expected, score FROM {db}.anomalies FINAL "
+        f"WHERE tenant_id = {_private('tenant')} AND at >= toDateTime(%(s)s) AND at < toDateTime(%(e)s) "
+        f"{metric_filter} ORDER BY at, grain, metric, dimension, value LIMIT {ANOMALY_LIMIT}"
+    )
+    names = ("t", "grain", "metric", "dimension", "value", "kind", "observed", "expected", "score")
+
+    def shape(rows: list) -> list[dict]:
+        out = [dict(zip(names, row, strict=True)) for row in rows]
+        for a in out:
+            a["t"] = int(a["t"])
+            for k in ("observed", "expected", "score"):
+                a[k] = round(float(a[k]), 3)
+        return out
+
+    return Plan(sql, params, {"tenant": tenant}, HOURLY_GRAIN, rng.start, rng.end, shape)
+
+
 def pipeline_freshness(ch, db: str) -> dict:
     """Tenant-free pipeline state a tenant may see: the last published hour and the stream's last
     commit. Nothing derived from other tenants' events (their newest event time, the consumer lag,

@@ -100,8 +100,8 @@ def test_dagbag_imports_every_dag_with_its_policies(airflow_env_vars):
     assert hourly.catchup is True and hourly.max_active_runs == 2
     assert hourly.start_date == datetime(2026, 11, 1, tzinfo=timezone.utc)
     tasks = {t.task_id: t for t in hourly.tasks}
-    assert set(tasks) == {"wait_for_stream", "recompute", "quality_gate", "publish"}
-    chain = ["wait_for_stream", "recompute", "quality_gate", "publish"]
+    assert set(tasks) == {"wait_for_stream", "recompute", "quality_gate", "publish", "detect_anomalies"}
+    chain = ["wait_for_stream", "recompute", "quality_gate", "publish", "detect_anomalies"]
     for up, down in itertools.pairwise(chain):
         assert tasks[up].downstream_task_ids == {down}
     assert tasks["recompute"].retries >= 2 and tasks["recompute"].retry_exponential_backoff
@@ -123,6 +123,7 @@ def test_dagbag_imports_every_dag_with_its_policies(airflow_env_vars):
         "recompute_hour.recompute",
         "recompute_hour.quality_gate",
         "recompute_hour.publish",
+        "recompute_hour.detect_anomalies",
     }
     from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 

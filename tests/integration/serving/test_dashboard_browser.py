@@ -69,6 +69,15 @@ def site(api, writer, serving_cfg):
     monitor.probe_once()
     monitor.write()
     wait_until(lambda: api.get("/slo").json()["slos"], 60, "the API to serve the SLO status", interval_s=0.5)
+    # one stored anomaly (events, 5 hours ago): the events chart marks its hour, the users chart nothing
+    import pandas as pd
+
+    from tidemark.anomalies import store
+    from tidemark.anomalies.scoring import OUTPUT
+
+    hour = int(now.timestamp()) // 3600 * 3600 - 5 * 3600
+    found = pd.DataFrame([(t, hour, "events", "all", "", "spike", 900.0, 300.0, 12.0, 4)], columns=OUTPUT)
+    store.replace(writer, serving_cfg.clickhouse.database, "hour", hour, hour + 3600, [t], found, "browser")
     return t, api.key(t)
 
 
@@ -156,6 +165,14 @@ def test_dashboard_in_headless_chromium(api, site, browser, serving_cfg):
     assert browser.find_element(By.ID, "tenant").text == tenant
     answer = _check_charts(browser, api, key, "24h")
     assert answer["bucket"] == "hour" and len(answer["points"]) == 24
+    marks = browser.execute_script(
+        "return ['events', 'users'].map((n) => window.tidemark.charts[n].data.datasets[2].data);"
+    )
+    (anomaly,) = api.get("/api/v1/anomalies", key, range="24h").json()["anomalies"]
+    events = api.get("/api/v1/timeseries", key, range="24h", metric="events").json()["points"]
+    marked = [i for i, v in enumerate(marks[0]) if v is not None]
+    assert [events[i]["t"] for i in marked] == [anomaly["t"]], "the events chart marks the anomaly's hour"
+    assert all(v is None for v in marks[1]), "no users anomaly, no users marker"
     totals = api.get("/api/v1/totals", key, range="24h", compare="true").json()
     assert browser.find_element(By.ID, "total-events").text == f"{totals['events']:,}"
     assert browser.find_element(By.ID, "total-users").text == f"{totals['users']:,}"

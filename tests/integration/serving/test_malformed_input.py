@@ -14,6 +14,7 @@ RANGED = [
     "/api/v1/totals",
     "/api/v1/export/timeseries.csv",
     "/api/v1/export/top.csv",
+    "/api/v1/anomalies",
 ]
 ROUTES = [*RANGED, "/api/v1/realtime", "/api/v1/freshness", "/api/v1/me"]
 BAD_INSTANTS = [
@@ -62,6 +63,7 @@ ROUTE_PARAMS = {
     "/api/v1/top": {"range", "start", "end", "dimension", "limit", "country", "device", "page"},
     "/api/v1/export/top.csv": {"range", "start", "end", "dimension", "limit", "country", "device", "page"},
     "/api/v1/totals": {"range", "start", "end", "compare", "country", "device", "page"},
+    "/api/v1/anomalies": {"range", "start", "end", "metric"},
 }
 
 

@@ -103,3 +103,23 @@ def test_compared_totals_split_at_the_current_period_keep_each_periods_group():
     assert previous.params["cur"] == current.params["cur"] == r.start  # the group flag is unchanged
     rows = previous.shape([(0, 5, 2)]) + current.shape([(1, 7, 3)])
     assert plan.shape(rows) == {"events": 7, "users": 3, "previous": {"events": 5, "users": 2}}
+
+
+def test_anomalies_are_tenant_bound_and_private():
+    for metric in (None, "events", "users"):
+        plan = queries.anomalies("db", "acme", resolve(NOW, "7d"), metric)
+        assert "tenant_id = (SELECT tenant FROM _req)" in plan.sql and plan.private == {"tenant": "acme"}
+        assert "acme" not in plan.sql + repr(plan.params) and "FINAL" in plan.sql
+    rows = [(NOW // 3600 * 3600, "hour", "events", "page", "/", "drop", 0.0, 80.123456, -7.0)]
+    (shaped,) = queries.anomalies("db", "acme", resolve(NOW, "7d")).shape(rows)
+    assert shaped == {
+        "t": NOW // 3600 * 3600,
+        "grain": "hour",
+        "metric": "events",
+        "dimension": "page",
+        "value": "/",
+        "kind": "drop",
+        "observed": 0.0,
+        "expected": 80.123,
+        "score": -7.0,
+    }

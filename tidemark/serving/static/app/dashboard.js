@@ -54,6 +54,7 @@ function lineChart(canvasId, title) {
     data: { labels: [], datasets: [
       { label: title, data: [], borderColor: "#2563eb", backgroundColor: "rgba(37,99,235,.08)", fill: true, pointRadius: 0, tension: 0.2, borderWidth: 2 },
       { label: "previous period", data: [], borderColor: "#9aa5b4", borderDash: [5, 4], pointRadius: 0, tension: 0.2, borderWidth: 1.5 },
+      { label: "anomaly", data: [], showLine: false, pointRadius: 6, pointStyle: "triangle", borderColor: "#dc2626", backgroundColor: "#dc2626" },
     ] },
     options: { animation: false, responsive: true, interaction: { mode: "index", intersect: false },
                scales: { y: { beginAtZero: true, ticks: { precision: 0 } }, x: { ticks: { maxTicksLimit: 12, autoSkip: true } } },
@@ -61,11 +62,24 @@ function lineChart(canvasId, title) {
   });
 }
 
-function drawSeries(chart, series, title) {
+// A marker on each bucket holding an anomaly of this metric (any grain, overall or per value).
+function anomalyMarks(series, anomalies, metric) {
+  const starts = series.points.map((p) => p.t);
+  const marked = new Set();
+  for (const a of anomalies.filter((x) => x.metric === metric)) {
+    let i = starts.length - 1;
+    while (i >= 0 && starts[i] > a.t) i -= 1;
+    if (i >= 0) marked.add(i);
+  }
+  return series.points.map((p, i) => (marked.has(i) ? p.value : null));
+}
+
+function drawSeries(chart, series, title, anomalies = [], metric = "events") {
   chart.data.labels = series.points.map((p) => label(p.t, series.bucket));
   chart.data.datasets[0].label = title;
   chart.data.datasets[0].data = series.points.map((p) => p.value);
   chart.data.datasets[1].data = series.points.map((p) => p.previous);
+  chart.data.datasets[2].data = anomalyMarks(series, anomalies, metric);
   chart.update();
 }
 
@@ -162,19 +176,20 @@ async function load() {
     $("tenant").textContent = me.tenant;
     state.tenant = me.tenant;
     const r = { range: state.range };
-    const [events, users, totals, pages, countries, devices] = await Promise.all([
+    const [events, users, totals, pages, countries, devices, anomalies] = await Promise.all([
       api("/api/v1/timeseries", { ...r, metric: "events", compare: "true" }),
       api("/api/v1/timeseries", { ...r, metric: "users", compare: "true" }),
       api("/api/v1/totals", { ...r, compare: "true" }),
       api("/api/v1/top", { ...r, dimension: "page", limit: 10 }),
       api("/api/v1/top", { ...r, dimension: "country", limit: 8 }),
       api("/api/v1/top", { ...r, dimension: "device", limit: 5 }),
+      api("/api/v1/anomalies", r),
     ]);
-    Object.assign(state.data, { events, users, totals, pages, countries, devices });
+    Object.assign(state.data, { events, users, totals, pages, countries, devices, anomalies });
     $("events-title").textContent = `Events per ${events.bucket}`;
     $("users-title").textContent = `Unique users per ${users.bucket}`;
-    drawSeries(charts.events, events, `events per ${events.bucket}`);
-    drawSeries(charts.users, users, `unique users per ${users.bucket}`);
+    drawSeries(charts.events, events, `events per ${events.bucket}`, anomalies.anomalies, "events");
+    drawSeries(charts.users, users, `unique users per ${users.bucket}`, anomalies.anomalies, "users");
     $("total-events").textContent = fmt.format(totals.events);
     $("total-users").textContent = fmt.format(totals.users);
     $("total-events-prev").innerHTML = change(totals.events, totals.previous.events);
