@@ -6,8 +6,8 @@ timed and the totals reconciled exactly (nothing lost, nothing doubled).
 
 Drills (``--drills``, default all, in this order):
   kill9            kill -9 the stream's process group 5 times (``--kills``) at seeded random moments,
-                   restarting it each time; recovery = kill -> the stream has committed every offset
-                   the topic held at the kill (one figure per kill).
+                   restarting it each time; recovery = kill -> the stream runs again and has
+                   committed every offset the topic held then (one figure per kill).
   clickhouse_down  ClickHouse stopped for ``--clickhouse-down-s`` then started; recovery = start ->
                    caught up with the topic as it was then. The stream must survive (its sink retries).
   broker_restart   the Kafka broker stopped and started; recovery as above. The generator's producer
@@ -23,8 +23,9 @@ Drills (``--drills``, default all, in this order):
                    then schema_version 2 (dead-lettered: unsupported_version), then user_id of the
                    wrong type (dead-lettered: wrong_type); the stream must never stop.
   disk_full        the stream's lake and checkpoints live on a ``--disk-mb`` tmpfs (root needed),
-                   filled to its last 1 % for ``--disk-full-s``: the stream must fail loudly (an error
-                   in its log, or it exits) and, space back (restarted if it exited), resume cleanly.
+                   filled to its last 1 % until the stream fails (at most ``--disk-full-s``): it must fail
+                   loudly (ENOSPC in its log, or it exits) and, space back (restarted if it exited),
+                   resume cleanly; recovery = space back -> caught up.
 
 Every drill has its own topic, lake, checkpoint and ClickHouse database (``tidemark_drill_<name>``,
 dropped first), runs the generator (`tidemark generate`, manifest kept) at ``--rate`` and ends with
@@ -249,6 +250,13 @@ class Run:
             return None
         return round(time.monotonic() - since, 1)
 
+    def starts(self) -> int:
+        """How many times the stream has logged "stream started" (its query running) so far."""
+        try:
+            return self.log_path.read_text(errors="replace").count('"msg": "stream started"')
+        except OSError:
+            return 0
+
     def check_stream(self) -> None:
         if self.stream is not None and self.stream.poll() is not None:
             raise DrillFailed(f"the stream exited with {self.stream.returncode}:\n{self.log_tail()}")
@@ -325,9 +333,15 @@ def kill9(run: Run) -> dict:
     for i in range(run.args.kills):
         time.sleep(rnd.uniform(2.0, 20.0))  # a seeded random moment: mid-batch or between batches
         under_load = run.generator_running()
+        starts = run.starts()
         t0 = time.monotonic()
         run.kill_stream()
         run.start_stream()
+        while run.starts() == starts:  # up again (its query running), then caught up
+            run.check_stream()
+            if time.monotonic() - t0 > run.args.startup_timeout:
+                raise DrillFailed(f"the stream did not start again after kill {i + 1}:\n{run.log_tail()}")
+            time.sleep(1)
         recovery = run.caught_up(t0, run.args.drain_timeout)
         say(f"kill9: kill {i + 1} under load={under_load}, recovered in {recovery}s")
         kills.append({"kill": i + 1, "under_load": under_load, "recovery_s": recovery})
@@ -411,20 +425,25 @@ def disk_full(run: Run) -> dict:
     free = stat.f_bavail * stat.f_frsize
     keep = stat.f_blocks * stat.f_frsize // 100  # the last 1 %
     filler = run.workdir / "filler"
-    with open(filler, "wb") as fh:
-        fh.truncate(0)
     subprocess.run(["fallocate", "-l", str(max(0, free - keep)), str(filler)], check=True)
-    say(f"disk_full: {run.workdir} filled to its last 1 % ({keep // 1024} KiB free) for {run.args.disk_full_s:.0f}s")
-    time.sleep(run.args.disk_full_s)
-    log = run.log_path.read_text(errors="replace")
-    loud = "No space left on device" in log or "ENOSPC" in log
+    say(f"disk_full: {run.workdir} filled to its last 1 % ({keep // 1024} KiB free) until the stream fails "
+        f"(at most {run.args.disk_full_s:.0f}s)")  # fmt: skip
+    full_at = time.monotonic()
+    loud = exited = False
+    while time.monotonic() - full_at < run.args.disk_full_s and not (loud or exited):
+        time.sleep(2)
+        log = run.log_path.read_text(errors="replace")
+        loud = "No space left on device" in log or "ENOSPC" in log or "os error 28" in log
+        exited = not run.stream_alive()
+    failed_after = round(time.monotonic() - full_at, 1)
+    time.sleep(5)  # let the failure play out (exit, or retries) before space returns
     exited = not run.stream_alive()
     t0 = time.monotonic()
     filler.unlink()
     if exited:
         run.start_stream()
         run.restarts += 1
-    return {"disk_mb": run.args.disk_mb, "full_for_s": run.args.disk_full_s, "failed_loudly": loud or exited,
+    return {"disk_mb": run.args.disk_mb, "failed_after_s": failed_after, "failed_loudly": loud or exited,
             "error_in_log": loud, "stream_exited": exited, "recovery_s": run.caught_up(t0)}  # fmt: skip
 
 
@@ -439,7 +458,14 @@ def api_load(run: Run) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
     db = run.cfg.clickhouse.database
-    tenants = [t for (t,) in client(run.cfg.clickhouse).execute(f"SELECT DISTINCT tenant_id FROM {db}.minute_rollups")]
+    tenants: list[str] = []
+    deadline = time.monotonic() + run.args.startup_timeout
+    while not tenants:  # the dashboards' tenants: those whose traffic the stream has published
+        if time.monotonic() > deadline:
+            raise DrillFailed("no tenant's rollups published: nothing for the users to ask")
+        time.sleep(2)
+        rows = client(run.cfg.clickhouse).execute(f"SELECT DISTINCT tenant_id FROM {db}.minute_rollups")
+        tenants = [t for (t,) in rows]
     keys = [create(run.cfg, t, "drill")[1] for t in tenants]
     url = f"http://{run.cfg.serving.host}:{run.cfg.serving.port}"
     api = subprocess.Popen(
@@ -545,13 +571,26 @@ def recompute_kill(run: Run, manifest: dict) -> dict:
     }
 
 
+def checks(name: str, out: dict) -> dict[str, bool]:
+    """What a drill must show besides exact totals; status "ok" only if all hold."""
+    found = {"totals_exact": bool(out["totals"]["exact"])}
+    if name != "api_load":
+        found["recovered"] = out.get("recovery_s") is not None
+    for key in ("stream_never_stopped", "failed_loudly", "inflight_bounded"):
+        if key in out:
+            found[key] = bool(out[key])
+    if "reads_partial" in out:
+        found["no_partial_reads"] = out["reads_partial"] == 0
+    return found
+
+
 def run_drill(name: str, args, base_env: dict[str, str]) -> dict:
     run = Run(name, args, base_env, mount_mb=args.disk_mb if name == "disk_full" else 0)
     t0 = time.monotonic()
     try:
         say(f"drill {name}: topic {run.topic}, database {run.cfg.clickhouse.database}, workdir {run.workdir}")
         if name == "kill9":
-            out = drive(run, args.load_seconds + args.kills * 60, kill9)
+            out = drive(run, args.load_seconds + args.kills * 120, kill9)
         elif name == "clickhouse_down":
             out = drive(run, args.load_seconds + args.clickhouse_down_s, clickhouse_down)
         elif name == "broker_restart":
@@ -565,7 +604,8 @@ def run_drill(name: str, args, base_env: dict[str, str]) -> dict:
         else:  # recompute_kill: the load first, then the fault
             out = drive(run, args.load_seconds, lambda r: {})
             out.update(recompute_kill(run, json.loads(run.manifest_path.read_text())))
-        status = "ok" if out["totals"]["exact"] else "mismatch"
+        out["checks"] = checks(name, out)
+        status = "ok" if all(out["checks"].values()) else "finding"
     except Exception as exc:  # noqa: BLE001 - one drill's failure is its line; the next drill runs
         out, status = {"error": f"{type(exc).__name__}: {str(exc)[-3000:]}"}, "failed"
     finally:
@@ -583,8 +623,8 @@ def main() -> int:
     p.add_argument("--settle-s", type=float, default=15.0, help="load before the fault")
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--clickhouse-down-s", type=float, default=120.0)
-    p.add_argument("--disk-mb", type=int, default=512)
-    p.add_argument("--disk-full-s", type=float, default=30.0)
+    p.add_argument("--disk-mb", type=int, default=128)
+    p.add_argument("--disk-full-s", type=float, default=600.0, help="full until the stream fails, at most this")
     p.add_argument("--drift-records", type=int, default=200)
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--api-seconds", type=float, default=60.0)
