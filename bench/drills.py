@@ -372,9 +372,9 @@ def clickhouse_down(run: Run) -> dict:
 
 
 def broker_restart(run: Run) -> dict:
-    from tidemark.stack.services import Kafka
+    from tidemark.stack.services import Broker
 
-    kafka = Kafka(run.cfg)
+    kafka = Broker(run.cfg)
     t0 = time.monotonic()
     kafka.down()
     down_s = round(time.monotonic() - t0, 1)
