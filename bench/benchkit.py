@@ -11,10 +11,13 @@ benchkit``; importing it puts the project root there too, so ``tidemark`` import
 * Process and Kafka helpers over the library's own code: `stop` (``tidemark.stack.process.stop_tree``,
   what ``tidemark stack down`` uses), `wait_consumed` (``tidemark.stream.reconcile.wait_until_consumed``),
   `delete_topics`.
+* `Stack`: the bench's embedded services, started if down and stopped at the end (only what it
+  started); `start_stream`: the stream job in its own process group; `cli`: ``tidemark ...``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -261,3 +264,93 @@ def delete_topics(bootstrap: str, topics: list[str]) -> None:
             admin.close()
     except Exception as exc:  # noqa: BLE001 - cleanup: the bench's results stand without it
         say(f"topic {names}: delete failed: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+# --------------------------------------------------------------------------------------------
+# the bench's own stack, and the stream job
+# --------------------------------------------------------------------------------------------
+
+
+def cli(*argv: str, timeout: float) -> subprocess.CompletedProcess:
+    """``tidemark ARGV`` in this process's environment, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tidemark.cli", *argv], capture_output=True, text=True, timeout=timeout, cwd=str(ROOT)
+    )
+
+
+class Stack:
+    """The bench's embedded services: `up` starts (``tidemark stack up``) those that do not answer, or
+    only migrates when all do; `down` stops, at the end, exactly what `up` started."""
+
+    def __init__(self, cfg, timeout_s: float = 300.0):
+        self.cfg = cfg
+        self.timeout_s = timeout_s
+        self.started: list[str] = []
+        self.was_down = False
+
+    def status(self) -> dict[str, bool]:
+        done = cli("stack", "status", "--json", timeout=120)
+        try:
+            doc = json.loads(done.stdout.strip().splitlines()[-1])
+            return {s["name"]: bool(s["healthy"]) for s in doc["services"]}
+        except (IndexError, ValueError, KeyError):
+            raise RuntimeError(f"`tidemark stack status` answered: {(done.stdout + done.stderr)[-1500:]}") from None
+
+    def up(self) -> None:
+        before = self.status()
+        down = [name for name, ok in before.items() if not ok]
+        if down:
+            say(f"bench stack ({self.cfg.home}): {', '.join(down)} not answering; `tidemark stack up`")
+            self.was_down = len(down) == len(before)
+            self.started = down
+            started = time.monotonic()
+            done = cli("stack", "up", timeout=self.timeout_s)
+            if done.returncode != 0:
+                raise RuntimeError(f"`tidemark stack up` failed:\n{(done.stdout + done.stderr)[-3000:]}")
+            say(f"bench stack up in {time.monotonic() - started:.0f}s (will stop {', '.join(down)} at the end)")
+        else:
+            done = cli("db", "migrate", timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError(f"`tidemark db migrate` failed:\n{(done.stdout + done.stderr)[-3000:]}")
+            say(f"bench stack ({self.cfg.home}) already running; left running at the end")
+
+    def down(self) -> None:
+        if not self.started:
+            return
+        try:
+            if self.was_down:
+                say("stopping the bench stack (`tidemark stack down`)")
+                done = cli("stack", "down", timeout=240)
+            else:  # only some were down: stop just those, leave the others as found
+                say(f"stopping {', '.join(self.started)} (started by the bench)")
+                code = (
+                    "import sys; from tidemark.stack import services as s; "
+                    f"[v.down() for v in s.services() if v.name in {self.started!r}]"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=str(ROOT)
+                )
+            if done.returncode != 0:
+                say(f"stack down answered {done.returncode}: {(done.stdout + done.stderr)[-800:]}")
+        except subprocess.TimeoutExpired:
+            say("stack down did not finish within 240s")
+
+
+def start_stream(cfg, log_path: Path):
+    """``tidemark stream`` in its own process group (output appended to ``log_path``) on the topic
+    ``cfg`` names, created first; returns (the process, its StreamIdentity)."""
+    from tidemark.io.kafka_admin import ensure_topic
+    from tidemark.stream.identity import StreamIdentity
+    from tidemark.stream.options import STREAM_NAME
+
+    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions)
+    ident = StreamIdentity.load_or_create(f"{cfg.spark.checkpoint_root}/{STREAM_NAME}")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tidemark.cli", "stream"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(ROOT),
+        )
+    return proc, ident

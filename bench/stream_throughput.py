@@ -268,70 +268,12 @@ class Bench:
         self._log_tail = b""
         self.committed: dict[int, dict] = {}  # batch id -> its "batch committed" log line (+ "epoch")
         self._ch = None
-        self.started_services: list[str] = []
-        self.stack_was_down = False
+        self.stack = benchkit.Stack(self.cfg, args.stack_timeout)
         self.ident = None
         self.broker_mark = str(self.cfg.home / "kafka" / "server.properties")
         self.clickhouse_mark = str(self.cfg.home / "clickhouse" / "config.xml")
         self._service_kind: dict[tuple[int, int], str | None] = {}  # (pid, start) -> kind, or None: not counted
         self.meter = benchkit.CpuMeter(self.classify, CPU_KINDS, every=args.sample_seconds)
-
-    # -- stack ------------------------------------------------------------------------------
-    def _cli(self, *argv: str, timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "tidemark.cli", *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=str(PROJECT),
-        )
-
-    def stack_status(self) -> dict[str, bool]:
-        done = self._cli("stack", "status", "--json", timeout=120)
-        try:
-            doc = json.loads(done.stdout.strip().splitlines()[-1])
-            return {s["name"]: bool(s["healthy"]) for s in doc["services"]}
-        except (IndexError, ValueError, KeyError):
-            raise RuntimeError(f"`tidemark stack status` answered: {(done.stdout + done.stderr)[-1500:]}") from None
-
-    def stack_up(self) -> None:
-        before = self.stack_status()
-        down = [name for name, ok in before.items() if not ok]
-        if down:
-            say(f"bench stack ({self.cfg.home}): {', '.join(down)} not answering; `tidemark stack up`")
-            self.stack_was_down = len(down) == len(before)
-            self.started_services = down
-            started = time.monotonic()
-            done = self._cli("stack", "up", timeout=self.args.stack_timeout)
-            if done.returncode != 0:
-                raise RuntimeError(f"`tidemark stack up` failed:\n{(done.stdout + done.stderr)[-3000:]}")
-            say(f"bench stack up in {time.monotonic() - started:.0f}s (will stop {', '.join(down)} at the end)")
-        else:
-            done = self._cli("db", "migrate", timeout=120)
-            if done.returncode != 0:
-                raise RuntimeError(f"`tidemark db migrate` failed:\n{(done.stdout + done.stderr)[-3000:]}")
-            say(f"bench stack ({self.cfg.home}) already running; left running at the end")
-
-    def stack_down(self) -> None:
-        if not self.started_services:
-            return
-        try:
-            if self.stack_was_down:
-                say("stopping the bench stack (`tidemark stack down`)")
-                done = self._cli("stack", "down", timeout=240)
-            else:  # only some were down: stop just those, leave the others as found
-                say(f"stopping {', '.join(self.started_services)} (started by the bench)")
-                code = (
-                    "import sys; from tidemark.stack import services as s; "
-                    f"[v.down() for v in s.services() if v.name in {self.started_services!r}]"
-                )
-                done = subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=str(PROJECT)
-                )
-            if done.returncode != 0:
-                say(f"stack down answered {done.returncode}: {(done.stdout + done.stderr)[-800:]}")
-        except subprocess.TimeoutExpired:
-            say("stack down did not finish within 240s")
 
     # -- ClickHouse / Kafka -------------------------------------------------------------------
     def query(self, sql: str, params: dict | None = None):
@@ -475,20 +417,7 @@ class Bench:
         return self.meter.machine(a, b, cpu)
 
     def start_stream(self) -> None:
-        from tidemark.io.kafka_admin import ensure_topic
-        from tidemark.stream.identity import StreamIdentity
-        from tidemark.stream.options import STREAM_NAME
-
-        ensure_topic(self.cfg.kafka.bootstrap_servers, self.topic, self.cfg.kafka.partitions)
-        self.ident = StreamIdentity.load_or_create(f"{self.cfg.spark.checkpoint_root}/{STREAM_NAME}")
-        with open(self.log_path, "ab") as log:
-            self.stream = subprocess.Popen(
-                [sys.executable, "-m", "tidemark.cli", "stream"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=str(PROJECT),
-            )
+        self.stream, self.ident = benchkit.start_stream(self.cfg, self.log_path)
         self.meter.start()
         say(
             f"stream started: pid {self.stream.pid}, topic {self.topic} ({self.cfg.kafka.partitions} partitions), "
@@ -801,7 +730,7 @@ class Bench:
             say(f"kept {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        self.stack_down()
+        self.stack.down()
 
 
 def describe_bound(step: dict) -> str:
@@ -952,7 +881,7 @@ def main() -> int:
     status, failure = "ok", None
     env = {}
     try:
-        bench.stack_up()
+        bench.stack.up()
         env = versions(bench.cfg)
         try:
             env["clickhouse"] = bench.query("SELECT version()")[0][0]
@@ -1029,7 +958,7 @@ def main() -> int:
                     "kafka": bench.cfg.kafka.bootstrap_servers,
                     "topic": bench.topic,
                     "stream_id": bench.ident.stream_id if bench.ident else None,
-                    "stack_started_by_bench": bench.started_services,
+                    "stack_started_by_bench": bench.stack.started,
                 },
                 "env": env,
                 "wall_s": round(time.monotonic() - started, 1),

@@ -127,6 +127,101 @@ class StreamReport:
         return f"{line} over {self.users_hours_compared} tenant-hours; {why}"
 
 
+@dataclass(frozen=True)
+class LakeReport:
+    """The stream's Delta lake against a manifest: every valid event landed once (late ones
+    included), no Kafka record landed twice, every rejected record is in the dead-letter table."""
+
+    valid_expected: int
+    valid_in_lake: int  # distinct (tenant_id, event_id) in events_raw
+    raw_rows: int
+    raw_records: int  # distinct (kafka_partition, kafka_offset) in events_raw
+    rejected_expected: int
+    rejected_in_lake: int
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.valid_expected - self.valid_in_lake) + max(0, self.rejected_expected - self.rejected_in_lake)
+
+    @property
+    def doubled(self) -> int:
+        """Rows beyond one per event: a record landed twice, or a duplicate the dedup let through."""
+        return (self.raw_rows - min(self.raw_records, self.valid_in_lake)) + max(
+            0, self.rejected_in_lake - self.rejected_expected
+        )
+
+    @property
+    def exact(self) -> bool:
+        return (
+            self.valid_in_lake == self.valid_expected
+            and self.raw_rows == self.raw_records == self.valid_in_lake
+            and self.rejected_in_lake == self.rejected_expected
+        )
+
+
+def expected_rejections(manifest: dict) -> dict[str, int]:
+    """Records the contract must dead-letter, by reason: the malformed kinds plus poison payloads."""
+    return {k: v for k, v in manifest.get("rejected_by_reason", manifest["malformed"]).items() if v}
+
+
+def lake_report(cfg: Settings, manifest: dict) -> LakeReport:
+    """Count the stream's lake tables (``cfg.lake``) with delta-rs, an engine other than the
+    stream's own, against ``manifest``."""
+    import deltalake
+
+    raw = deltalake.DeltaTable(cfg.lake.events_raw).to_pyarrow_table(
+        columns=["tenant_id", "event_id", "kafka_partition", "kafka_offset"]
+    )
+    events = raw.group_by(["tenant_id", "event_id"]).aggregate([]).num_rows
+    records = raw.group_by(["kafka_partition", "kafka_offset"]).aggregate([]).num_rows
+    try:
+        dead = deltalake.DeltaTable(cfg.lake.events_rejected).to_pyarrow_table(columns=["reason"]).num_rows
+    except deltalake.exceptions.TableNotFoundError:
+        dead = 0  # no batch has rejected anything yet
+    return LakeReport(
+        valid_expected=int(manifest["valid_events"]),
+        valid_in_lake=events,
+        raw_rows=raw.num_rows,
+        raw_records=records,
+        rejected_expected=sum(expected_rejections(manifest).values()),
+        rejected_in_lake=dead,
+    )
+
+
+def drill_totals(stream: StreamReport, lake: LakeReport) -> dict:
+    """Produced vs counted, in ClickHouse's minute rollups and in the lake: what a failure drill
+    reports. ``exact`` only if both match the manifest; ``lost``/``doubled`` say by how much not."""
+    on_time_lost = max(0, stream.on_time_expected - stream.on_time_published)
+    on_time_doubled = max(0, stream.on_time_published - stream.on_time_expected)
+    return {
+        "exact": stream.exact and lake.exact,
+        "clickhouse": {
+            "on_time_produced": stream.on_time_expected,
+            "on_time_counted": stream.on_time_published,
+            "minute_keys_differing": len(stream.minute_keys_mismatched),
+            "late_produced": sum(stream.late_expected.values()),
+            "late_counted": sum(stream.late_published.values()),
+            "rejected_produced": sum(stream.rejected_expected.values()),
+            "rejected_counted": sum(stream.rejected_published.values()),
+            "duplicates_sent": stream.duplicates_sent,
+            "duplicates_dropped": stream.duplicates_dropped,
+            "lost": on_time_lost,
+            "doubled": on_time_doubled,
+            "exact": stream.exact,
+        },
+        "lake": {
+            "valid_produced": lake.valid_expected,
+            "valid_in_lake": lake.valid_in_lake,
+            "rows": lake.raw_rows,
+            "rejected_produced": lake.rejected_expected,
+            "rejected_in_lake": lake.rejected_in_lake,
+            "lost": lake.lost,
+            "doubled": lake.doubled,
+            "exact": lake.exact,
+        },
+    }
+
+
 def wait_until_consumed(
     cfg: Settings,
     stream_id: str,
@@ -269,7 +364,7 @@ def stream_report(
         late_expected=late_expected,
         late_published=late_published,
         # rejected_by_reason: the malformed kinds plus poison payloads, under the reason each gets
-        rejected_expected={k: v for k, v in manifest.get("rejected_by_reason", manifest["malformed"]).items() if v},
+        rejected_expected=expected_rejections(manifest),
         rejected_published=rejected,
         duplicates_sent=manifest["duplicates_sent"],
         duplicates_dropped=int(dups or 0),
