@@ -29,6 +29,7 @@ from tidemark.config import ObjectStoreSettings, Settings
 from tidemark.errors import TidemarkError
 
 S3A = "s3a://"
+_FS_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 
 
 class ObjectStoreError(TidemarkError, RuntimeError):
@@ -75,16 +76,31 @@ def is_delta_table(store: ObjectStoreSettings | None, path: str) -> bool:
 
 
 def filesystem(store: ObjectStoreSettings | None, path: str) -> tuple[Any, str]:
-    """(pyarrow FileSystem, path inside it) for ``path``: s3a://b/k -> (S3FileSystem, "b/k")."""
+    """(pyarrow FileSystem, path inside it) for ``path``: s3a://b/k -> (b's file system, "k").
+
+    On S3 this is delta-rs's own client (object_store, through ``DeltaStorageHandler``), the one that
+    reads the tables: pyarrow's AWS SDK asks for response checksums (``x-amz-checksum-mode``) and
+    sends trailing request checksums, which S3-compatible servers such as S3Proxy 2.6 refuse."""
     from pyarrow import fs
 
     if is_s3(path):
-        if store is None:
-            raise ObjectStoreError(f"{path} is on an object store, but no object-store settings were passed")
-        return s3_filesystem(store), path[len(S3A) :].rstrip("/")
+        return fs.PyFileSystem(_handler(store, path)), _split(path)[1]
     if path.startswith("file://"):
         path = path[len("file://") :]
     return fs.LocalFileSystem(), path.rstrip("/")
+
+
+def _split(path: str) -> tuple[str, str]:
+    """s3a://bucket/key/ -> ("bucket", "key")."""
+    bucket, _, key = path[len(S3A) :].partition("/")
+    return bucket, key.rstrip("/")
+
+
+def _handler(store: ObjectStoreSettings | None, path: str):
+    from deltalake.fs import DeltaStorageHandler
+
+    bucket, _key = _split(path)
+    return DeltaStorageHandler(f"s3://{bucket}", storage_options(store, path))
 
 
 def s3_filesystem(store: ObjectStoreSettings, *, allow_bucket_creation: bool = False):
@@ -126,9 +142,11 @@ def write_text(store: ObjectStoreSettings | None, path: str, text: str) -> None:
         tmp.write_text(text)
         tmp.replace(p)
         return
-    filesystem_, key = filesystem(store, path)
-    with filesystem_.open_output_stream(key) as stream:
-        stream.write(text.encode())
+    # The handler's own stream: pyarrow's wrapper around it (PyFileSystem.open_output_stream) hands
+    # it pyarrow Buffers, which deltalake 1.6's writer refuses (it takes bytes).
+    stream = _handler(store, path)._handler.open_output_stream(_split(path)[1], None)
+    stream.write(text.encode())
+    stream.close()
 
 
 def list_names(store: ObjectStoreSettings | None, directory: str) -> list[str]:
@@ -204,6 +222,10 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
         # Hadoop's default is a 60 s wait per retry class; a local store that restarts should be
         # noticed in seconds, and a real one keeps the SDK's own retries.
         "spark.hadoop.fs.s3a.attempts.maximum": "5",
+        # The streaming checkpoint (offsets, commits, state) through Hadoop's FileSystem API: the default
+        # FileContext-based manager refuses to create a file whose parent directory it cannot see, and
+        # an empty directory on S3 is only a marker object that some S3 servers (S3Proxy) never list.
+        "spark.sql.streaming.checkpointFileManagerClass": _FS_CHECKPOINT_MANAGER,
     }
     if store.access_key:
         conf |= {

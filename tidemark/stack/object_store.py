@@ -84,6 +84,10 @@ class ObjectStore(Service):
                     f"s3proxy.identity={store.access_key}",
                     f"s3proxy.credential={store.secret_key}",
                     # jclouds' blob store on a local directory: a bucket is a directory, an object a file.
+                    # Not its successor "filesystem-nio2": that one answers a HEAD of a directory as a
+                    # 0-byte object, so S3A takes every directory for a file. This one never lists an
+                    # empty directory's marker (S3A sees no empty directories): the checkpoint uses
+                    # the FileSystem-based manager, which never asks whether a parent exists.
                     "jclouds.provider=filesystem",
                     f"jclouds.filesystem.basedir={self.dir / 'data'}",
                     "",
