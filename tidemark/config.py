@@ -146,6 +146,9 @@ class ObjectStoreSettings:
     region: str
     path_style: bool  # bucket in the path (S3Proxy, MinIO) rather than in the host name (AWS)
     heap: str  # the embedded S3Proxy's JVM heap
+    # delta-spark's LogStore for s3a://: S3SingleDriverLogStore (one writing driver per table) unless a
+    # multi-driver one is configured (io.delta.storage.S3DynamoDBLogStore; docs/production.md)
+    log_store: str
     jars_dir: str  # S3Proxy's jars (jvm/s3proxy/pom.xml)
     s3a_jars_dir: str  # hadoop-aws and the AWS SDK bundle for Spark (jvm/s3a/pom.xml)
 
@@ -377,6 +380,7 @@ def _object_store(roots: tuple[str, ...]) -> ObjectStoreSettings:
         region=_env("TIDEMARK_S3_REGION", "us-east-1"),
         path_style=_env("TIDEMARK_S3_PATH_STYLE", "true").lower() == "true",
         heap=_env("TIDEMARK_S3PROXY_HEAP", "256m"),
+        log_store=_env("TIDEMARK_S3_LOG_STORE", "io.delta.storage.S3SingleDriverLogStore"),
         jars_dir=_env("TIDEMARK_S3PROXY_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "s3proxy")),
         s3a_jars_dir=_env("TIDEMARK_S3A_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "s3a")),
     )

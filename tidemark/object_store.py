@@ -216,9 +216,9 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.endpoint.region": store.region,
         "spark.hadoop.fs.s3a.path.style.access": str(store.path_style).lower(),
         "spark.hadoop.fs.s3a.connection.ssl.enabled": str(store.endpoint.startswith("https://")).lower(),
-        # Delta's log store for s3a (also its default): mutual exclusion of commits within this
-        # driver only. One writer per table: see the module docstring.
-        "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
+        # Delta's log store for s3a (by default S3SingleDriverLogStore: commits are mutually exclusive
+        # within this driver only; one writer per table, see the module docstring).
+        "spark.delta.logStore.s3a.impl": store.log_store,
         # Hadoop's default is a 60 s wait per retry class; a local store that restarts should be
         # noticed in seconds, and a real one keeps the SDK's own retries.
         "spark.hadoop.fs.s3a.attempts.maximum": "5",
