@@ -31,7 +31,7 @@ from tidemark.stack.object_store import ObjectStore
 
 pytestmark = pytest.mark.objectstore
 
-HOUR_9 = datetime(2026, 11, 14, 9, tzinfo=timezone.utc)  # a day no other test uses
+HOUR_9 = datetime(2026, 11, 17, 9, tzinfo=timezone.utc)  # a day no other test uses (the cluster tests: 11-14)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def s3_stream(stack, tmp_path_factory):
     store.up()  # what `tidemark stack up` does when a root is s3a://: S3Proxy, then the roots' buckets
     try:
         manifest = run.generate(
-            "--count", "2000", "--rate", "2", "--start-time", "2026-11-14T09:00:10Z", "--seed", "11",
+            "--count", "2000", "--rate", "2", "--start-time", "2026-11-17T09:00:10Z", "--seed", "11",
             "--late-fraction", "0", "--duplicate-fraction", "0.02", "--malformed-fraction", "0.01",
         )  # fmt: skip
         run.run_available_now("--max-offsets-per-trigger", "1200")  # two micro-batches
