@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,7 @@ from datetime import datetime, timezone
 import pytest
 from support.clickhouse import forget_rows
 from support.object_store import S3StreamRun, stored_files
+from support.processes import kill_group
 
 from tidemark import object_store
 from tidemark.batch import lake_log, planning, registry
@@ -78,16 +80,23 @@ def _served(cfg, hour):
     return {(t, m.strftime("%Y-%m-%dT%H:%M"), c, d, p): n for t, m, c, d, p, n in rows}
 
 
-def _cli(run, *args, extra_env=None, timeout=600, ok=(0,)) -> subprocess.CompletedProcess:
-    done = subprocess.run(
+def _cli(run, *args, extra_env=None, timeout=900, ok=(0,)) -> tuple[int, str, str]:
+    """Run `tidemark ARGS` in its own process group; on a timeout the whole group (spark-submit's
+    JVM included) is killed, so no job outlives the test."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "tidemark.cli", *args],
         env={**run.env, "TIDEMARK_LOG_LEVEL": "WARNING", **(extra_env or {})},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,
     )
-    assert done.returncode in ok, f"tidemark {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
-    return done
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_group(proc, signal.SIGKILL)
+    assert proc.returncode in ok, f"tidemark {' '.join(args)} exited {proc.returncode}:\n{err[-4000:]}"
+    return proc.returncode, out, err
 
 
 def test_the_stream_lands_events_and_checkpoints_on_s3a_and_reconciles(s3_stream):
@@ -155,8 +164,8 @@ def test_tiering_moves_the_day_to_a_cold_table_on_s3a_and_vacuums(s3_stream):
     # alerts (e.g. small files elsewhere in the test database), not a failed step.
     short = {"TIDEMARK_RETENTION_DAYS": "10", "TIDEMARK_LAKE_HOT_DAYS": "11"}
     args = ("tiering", "run", "--steps", "cold,delta", "--json", "--run-id", "s3-tiering")
-    done = _cli(run, *args, extra_env=short, ok=(0, 1))
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    _rc, out, _err = _cli(run, *args, extra_env=short, ok=(0, 1))
+    report = json.loads(out.strip().splitlines()[-1])
     assert report["steps"]["cold"]["days_moved"] >= 1, report
     assert cfg.tiering.cold_path.startswith("s3a://")
     cold_rows = _day_rows(delta_files(cfg.tiering.cold_path, cfg.object_store), day)
