@@ -226,6 +226,9 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
         # FileContext-based manager refuses to create a file whose parent directory it cannot see, and
         # an empty directory on S3 is only a marker object that some S3 servers (S3Proxy) never list.
         "spark.sql.streaming.checkpointFileManagerClass": _FS_CHECKPOINT_MANAGER,
+        # VACUUM lists the table in up to this many tasks (Spark's default 10000): on S3 every one of
+        # them is a round of LIST requests, and a tiering run here spent >10 min in 10k-task stages.
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(max(16, 4 * cfg.spark.shuffle_partitions)),
     }
     if store.access_key:
         conf |= {
