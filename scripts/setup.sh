@@ -94,7 +94,7 @@ jvm_jars() {
 mkdir -p jvm/lib
 mvn_started=$(date +%s.%N)
 mvn_ran=0
-for x in spark kafka; do
+for x in spark kafka s3a s3proxy; do
   before=$(cat "jvm/lib/$x/.pom.sha256" 2>/dev/null || true)
   jvm_jars "$x"
   [ "$before" = "$(cat "jvm/lib/$x/.pom.sha256")" ] || mvn_ran=1

@@ -17,6 +17,7 @@ _TEST_ENV = {
     "CLICKHOUSE_HTTP_PORT": "18223",
     "CLICKHOUSE_INTERSERVER_PORT": "19109",
     "TIDEMARK_REDIS_PORT": "16479",
+    "TIDEMARK_S3_PORT": "19170",  # the embedded S3Proxy, when a test puts the lake on s3a://
     "CLICKHOUSE_DATABASE": "tidemark_test",
     "SPARK_LOCAL_IP": "127.0.0.1",
     "TIDEMARK_LOG_LEVEL": "WARNING",

@@ -130,6 +130,38 @@ class LakeSettings:
 
 
 @dataclass(frozen=True)
+class ObjectStoreSettings:
+    """The S3 API behind ``s3a://`` lake, checkpoint and cold roots (tidemark/object_store.py).
+
+    Embedded: when a root is s3a:// and TIDEMARK_S3_ENDPOINT is not set, `tidemark stack up` runs
+    S3Proxy (filesystem backend, under TIDEMARK_HOME) on 127.0.0.1:``port`` and creates the roots'
+    buckets. With TIDEMARK_S3_ENDPOINT set (MinIO, AWS, ...) the store is external: only checked."""
+
+    roots: tuple[str, ...]  # the s3a:// roots in use (lake, checkpoints, cold); empty: no object store
+    endpoint: str  # S3 API URL, e.g. http://127.0.0.1:19070 or https://s3.eu-west-1.amazonaws.com
+    external: bool
+    port: int  # the embedded S3Proxy's port
+    access_key: str  # "" with secret_key "": the AWS default credential chain (env, profile, instance role)
+    secret_key: str
+    region: str
+    path_style: bool  # bucket in the path (S3Proxy, MinIO) rather than in the host name (AWS)
+    heap: str  # the embedded S3Proxy's JVM heap
+    # delta-spark's LogStore for s3a://: S3SingleDriverLogStore (one writing driver per table) unless a
+    # multi-driver one is configured (io.delta.storage.S3DynamoDBLogStore; docs/production.md)
+    log_store: str
+    jars_dir: str  # S3Proxy's jars (jvm/s3proxy/pom.xml)
+    s3a_jars_dir: str  # hadoop-aws and the AWS SDK bundle for Spark (jvm/s3a/pom.xml)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.roots)
+
+    @property
+    def buckets(self) -> list[str]:
+        return sorted({r.split("://", 1)[1].split("/", 1)[0] for r in self.roots})
+
+
+@dataclass(frozen=True)
 class SparkSettings:
     master: str
     shuffle_partitions: int
@@ -218,6 +250,7 @@ class Settings:
     airflow: AirflowSettings
     serving: ServingSettings
     tiering: TieringSettings
+    object_store: ObjectStoreSettings
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
@@ -296,6 +329,7 @@ def load() -> Settings:
     )
 
     retention_days = _int("TIDEMARK_RETENTION_DAYS", 30)
+    tiering = _tiering(lake, retention_days)
     return Settings(
         home=home,
         log_level=_env("TIDEMARK_LOG_LEVEL", "WARNING"),
@@ -313,7 +347,8 @@ def load() -> Settings:
             batch_start=_env("TIDEMARK_BATCH_START", "2026-11-01T00:00:00+00:00"),
         ),
         serving=_serving(clickhouse),
-        tiering=_tiering(lake, retention_days),
+        tiering=tiering,
+        object_store=_object_store((lake.root, spark.checkpoint_root, tiering.cold_root)),
         retention_days=retention_days,
         max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
         max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),
@@ -326,6 +361,28 @@ def load() -> Settings:
             tenant_setting=_env("CLICKHOUSE_TENANT_SETTING", "SQL_tidemark_tenant"),
         ),
         max_record_age_days=_max_record_age_days(),
+    )
+
+
+def _object_store(roots: tuple[str, ...]) -> ObjectStoreSettings:
+    s3_roots = tuple(dict.fromkeys(r for r in roots if r.startswith("s3a://")))
+    port = _int("TIDEMARK_S3_PORT", 19070)
+    external = _is_set("TIDEMARK_S3_ENDPOINT")
+    # The embedded store's fixed keys; an external one without keys uses the AWS default chain.
+    key, secret = ("", "") if external else ("tidemark", "tidemark-secret")
+    return ObjectStoreSettings(
+        roots=s3_roots,
+        endpoint=_env("TIDEMARK_S3_ENDPOINT", f"http://127.0.0.1:{port}"),
+        external=external,
+        port=port,
+        access_key=_env("TIDEMARK_S3_ACCESS_KEY", key),
+        secret_key=_env("TIDEMARK_S3_SECRET_KEY", secret),
+        region=_env("TIDEMARK_S3_REGION", "us-east-1"),
+        path_style=_env("TIDEMARK_S3_PATH_STYLE", "true").lower() == "true",
+        heap=_env("TIDEMARK_S3PROXY_HEAP", "256m"),
+        log_store=_env("TIDEMARK_S3_LOG_STORE", "io.delta.storage.S3SingleDriverLogStore"),
+        jars_dir=_env("TIDEMARK_S3PROXY_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "s3proxy")),
+        s3a_jars_dir=_env("TIDEMARK_S3A_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "s3a")),
     )
 
 

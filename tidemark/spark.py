@@ -20,6 +20,7 @@ import os
 import sys
 from pathlib import Path
 
+from tidemark import object_store
 from tidemark.config import Settings
 from tidemark.errors import TidemarkError
 
@@ -68,6 +69,15 @@ def jars(cfg: Settings) -> list[str]:
 
 def engine_conf(cfg: Settings) -> dict[str, str]:
     """Spark settings that every Tidemark Spark process runs with."""
+    conf = _base_conf(cfg)
+    s3a = object_store.spark_conf(cfg)  # {} unless a storage root is s3a://
+    if s3a and not cfg.spark.master.startswith("local"):
+        # Executors on other hosts get hadoop-aws the normal way (the driver has it on its class path).
+        conf["spark.jars"] += "," + ",".join(object_store.s3a_jars(cfg.object_store))
+    return conf | s3a
+
+
+def _base_conf(cfg: Settings) -> dict[str, str]:
     return {
         "spark.jars": ",".join(jars(cfg)),
         # Python workers run the venv's interpreter (or they lack pyarrow & co.), under spark-submit too.

@@ -34,6 +34,7 @@ PACKAGE = "tidemark"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),  # the base of every error, raised in every layer
     ("config", "hours", "timing", "clickhouse_dialect"),  # settings and pure helpers
+    ("object_store",),  # where the lake lives (local or s3a://): its clients' settings
     ("contract", "tables", "logs", "spark", "clickhouse_ddl"),  # schemas, facts both layers share, engine conf
     ("io", "transforms", "quality"),  # clients; the transforms and quality rules both layers apply
     ("stream", "migrations", "generator"),  # the speed layer; ClickHouse's schema; the traffic generator

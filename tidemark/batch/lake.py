@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from tidemark.config import Settings
+from tidemark.config import ObjectStoreSettings, Settings
 from tidemark.errors import TidemarkError
+from tidemark.object_store import delta_table, is_delta_table, object_key
 
 
 class ColdHourRefused(TidemarkError, RuntimeError):
@@ -37,13 +38,13 @@ class HourSnapshot:
     events: Any  # the hour's rows as of ``version`` (a Spark DataFrame), None without a table
 
 
-def hour_snapshot(spark, path: str, hour: datetime) -> HourSnapshot:
-    """Version, files and data of one event hour, all from the table's latest snapshot."""
-    from deltalake import DeltaTable
+def hour_snapshot(spark, path: str, hour: datetime, store: ObjectStoreSettings | None = None) -> HourSnapshot:
+    """Version, files and data of one event hour, all from the table's latest snapshot (``store``:
+    how to reach an s3a:// path)."""
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        table = DeltaTable(path)
+        table = delta_table(store, path)
     except TableNotFoundError:
         return HourSnapshot(None, [], None)
     hour = hour.astimezone(timezone.utc)
@@ -83,29 +84,27 @@ def relative_files(df, table_root: str) -> list[str]:
 
 def relative(uris, table_root: str) -> list[str]:
     """File URIs or absolute paths relative to the table root, sorted."""
-    root = table_root.rstrip("/") + "/"
+    root = object_key(table_root).rstrip("/") + "/"
     out = []
     for uri in uris:
-        path = uri.split(":", 1)[1] if uri.startswith("file:") else uri
-        path = "/" + path.lstrip("/")
+        path = object_key(uri)
         out.append(path[len(root) :] if path.startswith(root) else path)
     return sorted(out)
 
 
-def delta_files(path: str):
+def delta_files(path: str, store: ObjectStoreSettings | None = None):
     """The live data files of a Delta table as a pyarrow Table (None when there is no table)."""
     import pyarrow as pa
-    from deltalake import DeltaTable
 
-    if not DeltaTable.is_deltatable(path):
+    if not is_delta_table(store, path):
         return None
-    return pa.table(DeltaTable(path).get_add_actions(flatten=True))
+    return pa.table(delta_table(store, path).get_add_actions(flatten=True))
 
 
 def refuse_cold_hour(cfg: Settings, hour: datetime) -> None:
     """Raise ColdHourRefused when ``hour``'s day is in the cold table (called by the recompute when the
     hot lake has no files for the hour)."""
-    files = delta_files(cfg.tiering.cold_path)
+    files = delta_files(cfg.tiering.cold_path, cfg.object_store)
     if files is None or files.num_rows == 0:
         return
     days = {

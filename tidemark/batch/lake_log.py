@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from tidemark.config import Settings
+from tidemark.config import ObjectStoreSettings, Settings
 from tidemark.io.clickhouse import client, insert_rows
+from tidemark.object_store import delta_table, filesystem
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,6 @@ class HourAdds:
     files: int
     records: int
     commit_time: datetime
-
-
-def _filesystem(table_path: str):
-    """pyarrow's filesystem for the table (local paths, file://, s3://, ...)."""
-    from pyarrow import fs
-
-    if "://" not in table_path:
-        return fs.LocalFileSystem(), table_path.rstrip("/")
-    return fs.FileSystem.from_uri(table_path.rstrip("/"))
 
 
 def _hour_of(partition: dict) -> datetime | None:
@@ -97,13 +89,13 @@ def parse_commit(version: int, text: str) -> list[HourAdds]:
     return [HourAdds(version, h, f, r, when) for h, (f, r) in sorted(hours.items())]
 
 
-def commit_versions(table_path: str) -> list[int]:
-    """Versions that still have a commit file, ascending."""
+def commit_versions(table_path: str, store: ObjectStoreSettings | None = None) -> list[int]:
+    """Versions that still have a commit file, ascending (``store``: how to reach an s3a:// table)."""
     from pyarrow import fs
 
-    filesystem, root = _filesystem(table_path)
+    files, root = filesystem(store, table_path)
     try:
-        infos = filesystem.get_file_info(fs.FileSelector(f"{root}/_delta_log", allow_not_found=True))
+        infos = files.get_file_info(fs.FileSelector(f"{root}/_delta_log", allow_not_found=True))
     except FileNotFoundError:
         return []
     versions = []
@@ -114,17 +106,15 @@ def commit_versions(table_path: str) -> list[int]:
     return sorted(versions)
 
 
-def _read_commit(table_path: str, version: int) -> str:
-    filesystem, root = _filesystem(table_path)
-    with filesystem.open_input_stream(f"{root}/_delta_log/{version:020d}.json") as stream:
+def _read_commit(table_path: str, version: int, store: ObjectStoreSettings | None) -> str:
+    files, root = filesystem(store, table_path)
+    with files.open_input_stream(f"{root}/_delta_log/{version:020d}.json") as stream:
         return stream.read().decode()
 
 
-def _snapshot_hours(table_path: str, version: int) -> list[HourAdds]:
+def _snapshot_hours(table_path: str, version: int, store: ObjectStoreSettings | None) -> list[HourAdds]:
     """Every event hour in the table at ``version`` (the fallback when commit files are gone)."""
-    from deltalake import DeltaTable
-
-    table = DeltaTable(table_path, version=version)
+    table = delta_table(store, table_path, version=version)
     import pyarrow as pa
 
     actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()  # arro3 -> pyarrow (Arrow C stream)
@@ -159,7 +149,7 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
     question asked of the index is "is there any row", never a sum."""
     path = cfg.lake.table(table)
     done = indexed_version(cfg, table)
-    versions = [v for v in commit_versions(path) if done is None or v > done]
+    versions = [v for v in commit_versions(path, cfg.object_store) if done is None or v > done]
     if not versions:
         return 0
     ch = client(cfg.clickhouse)
@@ -173,7 +163,7 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
             "delta commit files missing; indexing a whole snapshot instead",
             extra={"table": table, "missing_from": expected_first, "first_available": versions[0]},
         )
-        rows = _snapshot_hours(path, versions[0])
+        rows = _snapshot_hours(path, versions[0], cfg.object_store)
         insert_rows(
             ch,
             target,
@@ -190,7 +180,7 @@ def index(cfg: Settings, table: str = "events_raw") -> int:
         for v in chunk:
             batch.extend(
                 (path, a.version, a.event_hour, a.files, a.records, a.commit_time)
-                for a in parse_commit(v, _read_commit(path, v))
+                for a in parse_commit(v, _read_commit(path, v, cfg.object_store))
             )
         batch.append((path, chunk[-1], EPOCH, 0, 0, EPOCH))  # the watermark, even if no hour was touched
         insert_rows(ch, target, COLUMNS, batch)

@@ -115,7 +115,7 @@ def recompute(
     timer = LapTimer()
     # read: one snapshot for the whole run (the stream keeps committing meanwhile): its version, the
     # hour's files and the pinned read all come from it
-    snap = lake.hour_snapshot(spark, cfg.lake.events_raw, hour)
+    snap = lake.hour_snapshot(spark, cfg.lake.events_raw, hour, cfg.object_store)
     delta_version, raw, files = snap.version, snap.events, snap.files
     if on_snapshot is not None:
         on_snapshot(-1 if delta_version is None else delta_version)

@@ -1,4 +1,5 @@
-"""The embedded stack's composition root: Apache Kafka (KRaft), ClickHouse and Redis (and, opt-in, Airflow).
+"""The embedded stack's composition root: Apache Kafka (KRaft), ClickHouse and Redis (and, opt-in, Airflow;
+S3Proxy when a storage root is s3a://).
 
 ``up`` starts what is not running (skipping services configured as external),
 waits until each answers, creates the topics and applies the ClickHouse
@@ -17,6 +18,7 @@ from tidemark.stack.airflow import Airflow
 from tidemark.stack.airflow import enabled as airflow_enabled
 from tidemark.stack.clickhouse import ClickHouse
 from tidemark.stack.kafka import Broker
+from tidemark.stack.object_store import ObjectStore
 from tidemark.stack.redis import Redis
 from tidemark.stack.service_base import Service, Status
 from tidemark.stack.workloads import stop_api, stop_probe, stop_stream
@@ -25,6 +27,7 @@ __all__ = [
     "Airflow",
     "Broker",
     "ClickHouse",
+    "ObjectStore",
     "Redis",
     "SERVICE_TYPES",
     "Service",
@@ -40,6 +43,8 @@ SERVICE_TYPES: tuple[type[Service], ...] = (Broker, ClickHouse, Redis)
 
 def services(cfg: Settings) -> list[Service]:
     found = [cls(cfg) for cls in SERVICE_TYPES]
+    if cfg.object_store.enabled:  # a storage root is s3a:// (embedded S3Proxy, or a check of the external store)
+        found.append(ObjectStore(cfg))
     if airflow_enabled(cfg):  # opt-in (TIDEMARK_AIRFLOW=1): 15-30 s and ~1 GB that most tests don't need
         found.append(Airflow(cfg))
     return found
@@ -68,6 +73,8 @@ def down(cfg: Settings) -> list[str]:
     if stop_probe(cfg):  # the SLO monitor: after the API, so it records the API going down
         stopped.append("slo-probe")
     running = services(cfg)
+    if not any(isinstance(s, ObjectStore) for s in running):
+        running.append(ObjectStore(cfg))  # stop an S3Proxy started earlier with an s3a:// root, whatever now
     if not any(isinstance(s, Airflow) for s in running):
         running.append(Airflow(cfg))  # stop an Airflow started earlier with TIDEMARK_AIRFLOW=1, whatever now
     for svc in reversed(running):

@@ -27,7 +27,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from tidemark.config import Settings
+from tidemark import object_store
+from tidemark.config import ObjectStoreSettings, Settings
 from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client
 from tidemark.stream import identity
@@ -49,11 +50,10 @@ class Admission:
     role: str  # SERVING | CANDIDATE
 
 
-def spark_last_batch(checkpoint: str) -> int | None:
+def spark_last_batch(checkpoint: str, store: ObjectStoreSettings | None = None) -> int | None:
     """The newest micro-batch Spark planned in ``checkpoint`` (its offsets log, one file per batch id;
     Spark purges old entries, never the newest), or None when there is no Spark state."""
-    offsets = Path(checkpoint) / "spark" / "offsets"
-    ids = [int(p.name) for p in offsets.iterdir() if p.name.isdigit()] if offsets.is_dir() else []
+    ids = [int(n) for n in object_store.list_names(store, f"{checkpoint.rstrip('/')}/spark/offsets") if n.isdigit()]
     return max(ids) if ids else None
 
 
@@ -100,11 +100,11 @@ def last_committed_batch(cfg: Settings, stream_id: str) -> int | None:
 def admit(cfg: Settings, opts: StreamOptions) -> Admission:
     """Check the checkpoint, register its identity, and decide its role. Raises StreamRefused."""
     ckpt = opts.checkpoint
-    spark_last = spark_last_batch(ckpt)
-    problem = orphan_state_problem(ckpt, StreamIdentity.load(ckpt) is not None, spark_last)
+    spark_last = spark_last_batch(ckpt, cfg.object_store)
+    problem = orphan_state_problem(ckpt, StreamIdentity.load(ckpt, cfg.object_store) is not None, spark_last)
     if problem:
         raise StreamRefused(problem)
-    ident = StreamIdentity.load_or_create(ckpt)
+    ident = StreamIdentity.load_or_create(ckpt, cfg.object_store)
     problem = stale_state_problem(ckpt, ident.stream_id, last_committed_batch(cfg, ident.stream_id), spark_last)
     if problem:
         raise StreamRefused(problem)

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tidemark.config import Settings
+from tidemark import object_store
+from tidemark.config import ObjectStoreSettings, Settings
 from tidemark.errors import TidemarkError
 from tidemark.io.clickhouse import client, insert_rows
 
@@ -68,29 +69,27 @@ class StreamIdentity:
     created_at: datetime
 
     @classmethod
-    def load(cls, checkpoint: str) -> StreamIdentity | None:
-        """The identity stored in ``checkpoint``, or None (never creates one)."""
-        path = Path(checkpoint) / IDENTITY_FILE
-        if not path.exists():
+    def load(cls, checkpoint: str, store: ObjectStoreSettings | None = None) -> StreamIdentity | None:
+        """The identity stored in ``checkpoint``, or None (never creates one). ``store``: how to reach an
+        s3a:// checkpoint."""
+        path = f"{checkpoint.rstrip('/')}/{IDENTITY_FILE}"
+        text = object_store.read_text(store, path)
+        if text is None:
             return None
-        doc = json.loads(path.read_text())
-        created = doc.get("created_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+        doc = json.loads(text)
+        created = doc.get("created_at")
+        if not created:  # files written before created_at was recorded (always local then)
+            created = datetime.fromtimestamp(Path(path).stat().st_mtime, timezone.utc).isoformat()
         return cls(doc["stream_id"], int(doc["epoch"]), datetime.fromisoformat(created))
 
     @classmethod
-    def load_or_create(cls, checkpoint: str) -> StreamIdentity:
-        path = Path(checkpoint) / IDENTITY_FILE
-        if path.exists():
-            doc = json.loads(path.read_text())
-            created = doc.get("created_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
-            return cls(doc["stream_id"], int(doc["epoch"]), datetime.fromisoformat(created))
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def load_or_create(cls, checkpoint: str, store: ObjectStoreSettings | None = None) -> StreamIdentity:
+        found = cls.load(checkpoint, store)
+        if found is not None:
+            return found
         ident = cls(uuid.uuid4().hex, secrets.randbelow(9_000_000_000) + 1, datetime.now(timezone.utc))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"stream_id": ident.stream_id, "epoch": ident.epoch, "created_at": ident.created_at.isoformat()})
-        )
-        tmp.replace(path)
+        doc = {"stream_id": ident.stream_id, "epoch": ident.epoch, "created_at": ident.created_at.isoformat()}
+        object_store.write_text(store, f"{checkpoint.rstrip('/')}/{IDENTITY_FILE}", json.dumps(doc))
         return ident
 
 

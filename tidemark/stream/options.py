@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tidemark.config import Settings
+from tidemark.config import ObjectStoreSettings, Settings
 
 if TYPE_CHECKING:
     from tidemark.stream.identity import StreamIdentity
@@ -29,6 +29,7 @@ class StreamOptions:
     fail_on_data_loss: bool = True
     # May run although another stream serves the topic (its rows count only once promoted).
     candidate: bool = False
+    store: ObjectStoreSettings | None = None  # how to reach an s3a:// checkpoint
 
     @classmethod
     def from_settings(cls, cfg: Settings, **overrides) -> StreamOptions:
@@ -41,6 +42,7 @@ class StreamOptions:
             trigger_seconds=cfg.spark.trigger_seconds,
             dedup_window=cfg.spark.dedup_window,
             allowed_lateness_s=cfg.spark.allowed_lateness_s,
+            store=cfg.object_store,
         )
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -48,7 +50,7 @@ class StreamOptions:
     def identity(self) -> StreamIdentity:
         from tidemark.stream.identity import StreamIdentity
 
-        return StreamIdentity.load_or_create(self.checkpoint)
+        return StreamIdentity.load_or_create(self.checkpoint, self.store)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

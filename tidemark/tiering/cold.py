@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from tidemark.batch.lake import delta_files, snapshot_version
-from tidemark.config import Settings
+from tidemark.config import ObjectStoreSettings, Settings
 from tidemark.tables import TableSchema, create_delta_table, table
 from tidemark.tiering.options import Boundaries
 from tidemark.transforms.dedup import DEDUP_KEY
@@ -76,7 +76,7 @@ def cold_schema() -> TableSchema:
 
 def hot_days_to_move(cfg: Settings, bounds: Boundaries) -> dict[date, tuple[int, int, int]]:
     """Days of events_raw before the lake boundary -> (rows, bytes, files), from the Delta log."""
-    files = delta_files(cfg.lake.events_raw)
+    files = delta_files(cfg.lake.events_raw, cfg.object_store)
     out: dict[date, list[int]] = {}
     if files is None or files.num_rows == 0:
         return {}
@@ -129,7 +129,9 @@ def move_day(
         .execute(),
         "num_inserted_rows",
     )
-    if cfg.tiering.cold_zorder and (inserted or _files(cold, day) > math.ceil(hot_bytes / TARGET_FILE_BYTES)):
+    if cfg.tiering.cold_zorder and (
+        inserted or _files(cold, day, cfg.object_store) > math.ceil(hot_bytes / TARGET_FILE_BYTES)
+    ):
         spark.sql(f"OPTIMIZE delta.`{cold}` WHERE {where} ZORDER BY (tenant_id)")
     cold_day = spark.read.format("delta").load(cold).where(where)
     log.info(
@@ -179,9 +181,9 @@ def move_day(
     return result
 
 
-def _files(path: str, day: date) -> int:
+def _files(path: str, day: date, store: ObjectStoreSettings | None) -> int:
     """Live files of one day of the cold table (a day killed between its merge and OPTIMIZE has many)."""
-    files = delta_files(path)
+    files = delta_files(path, store)
     if files is None:
         return 0
     return sum(1 for d in files.column("partition.event_date").to_pylist() if str(d) == day.isoformat())

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from tidemark.batch.lake import delta_files
 from tidemark.config import Settings
+from tidemark.object_store import delta_table
 from tidemark.tiering.options import Boundaries
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,10 @@ def run(spark, cfg: Settings, bounds: Boundaries) -> list[TableMaintenance]:
 def plan(cfg: Settings, bounds: Boundaries) -> dict:
     """What a run would do, from the Delta logs alone (delta-rs; no Spark): closed partitions with
     more than one small file, and the files VACUUM would delete."""
-    from deltalake import DeltaTable
-
     out = {}
     small = cfg.tiering.small_file_bytes
     for name, (path, predicate) in closed_predicates(cfg, bounds).items():
-        files = delta_files(path)
+        files = delta_files(path, cfg.object_store)
         if files is None:
             continue
         cols = [c for c in files.column_names if c.startswith("partition.")]
@@ -120,7 +119,7 @@ def plan(cfg: Settings, bounds: Boundaries) -> dict:
             if size < small and predicate and _closed(name, key, bounds):
                 per_partition[key] = per_partition.get(key, 0) + 1
         compactable = {k: n for k, n in per_partition.items() if n > 1}
-        doomed = DeltaTable(path).vacuum(
+        doomed = delta_table(cfg.object_store, path).vacuum(
             retention_hours=cfg.tiering.vacuum_retention_hours, dry_run=True, full=True, enforce_retention_duration=True
         )
         out[name] = {

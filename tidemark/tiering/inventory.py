@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 from tidemark.batch.lake import delta_files
-from tidemark.config import Settings
+from tidemark.config import ObjectStoreSettings, Settings
 from tidemark.io.clickhouse import client
 
 # tier -> ClickHouse tables in it
@@ -42,8 +42,10 @@ def delta_tables(cfg: Settings) -> dict[str, tuple[str, str]]:
     }
 
 
-def delta_partitions(path: str, tier: str, table: str, small_bytes: int) -> list[PartitionStats]:
-    files = delta_files(path)
+def delta_partitions(
+    path: str, tier: str, table: str, small_bytes: int, store: ObjectStoreSettings | None = None
+) -> list[PartitionStats]:
+    files = delta_files(path, store)
     if files is None or files.num_rows == 0:
         return []
     cols = files.column_names
@@ -76,7 +78,7 @@ def take(cfg: Settings) -> list[PartitionStats]:
     small = cfg.tiering.small_file_bytes
     stats = clickhouse_partitions(cfg, small)
     for tier, (table, path) in delta_tables(cfg).items():
-        stats += delta_partitions(path, tier, table, small)
+        stats += delta_partitions(path, tier, table, small, cfg.object_store)
     return stats
 
 
