@@ -16,6 +16,8 @@ need=()
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v redis-server      >/dev/null || need+=(redis-server)
+# Airflow's metadata database in the celery mode (TIDEMARK_AIRFLOW_MODE=celery): Debian's server, 15 on bookworm.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # Kafka 4 brokers need Java 17+.
 jv=$(command -v java >/dev/null && java_major || true)
 if [ -z "$jv" ] || [ "$jv" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi

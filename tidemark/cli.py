@@ -276,12 +276,12 @@ def _airflow(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tidemark.config import settings
-    from tidemark.stack.airflow import airflow_env
+    from tidemark.stack.airflow_celery import process_env
 
     binary = Path(sys.executable).parent / "airflow"
     return subprocess.call(
         [str(binary) if binary.exists() else shutil.which("airflow") or "airflow", *args.rest],
-        env={**os.environ, **airflow_env(settings())},
+        env={**os.environ, **process_env(settings())},
     )
 
 
