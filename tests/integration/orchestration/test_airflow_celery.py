@@ -5,7 +5,8 @@ code (tidemark.stack.services.airflow_services).
 
 hourly_recompute publishes an hour through it (backfill through the REST client the demo uses, the
 sensor, spark-submit on the worker, the gate, the publication); late_data_recompute, unpaused, runs its
-latest interval once, finds the late events that arrived in that hour meanwhile and republishes it.
+latest interval once over the whole acceptance window and finds nothing due (the hour is published and
+clean; its republishing of dirty hours is test_dags' business: one Spark job less here).
 The hour is the last complete one and the batch starts there: unpausing the hourly DAG (catchup=True)
 then has nothing else to catch up (an older hour would make the scheduler recompute every hour since).
 
@@ -118,8 +119,6 @@ def test_hourly_and_late_data_dags_run_on_celery_workers_against_postgres(stack,
         status, first_version, dedup_rows, run_id = latest_registry_row(cfg, hour)
         assert (status, dedup_rows, run_id) == ("published", 10, hourly[0].run_id)
 
-        # Three late events of the hour reach the lake: the late-data DAG finds it dirty and republishes it.
-        write_hour(spark, cfg, raw_rows(hour, 3, late=True, start_minute=30))
         asked = datetime.now(timezone.utc)
         unpause(["late_data_recompute"], cfg=cfg, api=api, say=lines.append)  # catchup=False: one run
         window = (asked - HOUR, asked + HOUR)
@@ -132,20 +131,18 @@ def test_hourly_and_late_data_dags_run_on_celery_workers_against_postgres(stack,
         api.set_paused("late_data_recompute", True)
         assert [r.state for r in late] == ["success"]
         status, version, dedup_rows, run_id = latest_registry_row(cfg, hour)
-        assert (status, dedup_rows, run_id) == ("published", 13, late[0].run_id) and version != first_version
+        assert (status, version, dedup_rows, run_id) == ("published", first_version, 10, hourly[0].run_id)
         print(f"both DAGs done after {time.monotonic() - started:.1f}s")
 
-        host = socket.getfqdn()
+        hosts = {socket.gethostname(), socket.getfqdn()}  # Airflow's hostname_callable: getfqdn, its way
         ran, executors = _celery_record(cfg, "hourly_recompute")
         assert {r[0] for r in ran} == {"wait_for_stream", "recompute", "quality_gate", "publish"}, ran
         late_ran, _ = _celery_record(cfg, "late_data_recompute")
-        assert {"find_due_hours", "recompute_hour.recompute", "recompute_hour.publish"} <= {r[0] for r in late_ran}
+        assert {r[0] for r in late_ran} == {"find_due_hours", "check_failing_hours", "retire_superseded_streams"}
         for task_id, map_index, state, queue, hostname, celery_status in ran + late_ran:
             # Run through Celery: its task id is on the Airflow row and its result in Celery's table.
-            assert (state, queue, hostname, celery_status) == ("success", "default", host, "SUCCESS"), (
-                task_id,
-                map_index,
-            )
+            assert (state, queue, celery_status) == ("success", "default", "SUCCESS"), (task_id, map_index)
+            assert hostname in hosts, (task_id, hostname, hosts)
         assert executors == {"CeleryExecutor"}
         worker = next(p for p in parts if isinstance(p, AirflowCeleryWorker))
         assert worker.healthy()  # still answering its broker after the work
