@@ -37,6 +37,10 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active --quiet clickhouse-server 2>/dev/null; then
   $SUDO systemctl stop clickhouse-server || true
 fi
+# Likewise Debian's postgresql starts a cluster on 5432; Tidemark's own (celery mode) lives under TIDEMARK_HOME.
+if command -v systemctl >/dev/null && systemctl is-active --quiet postgresql 2>/dev/null; then
+  $SUDO systemctl stop postgresql || true
+fi
 
 # --- Python venv ------------------------------------------------------------------
 PY=${PYTHON:-python3}
