@@ -35,6 +35,7 @@ pytestmark = pytest.mark.cluster
 
 HOUR = timedelta(hours=1)
 DATABASE = "tidemark_test_airflow_celery"
+DAGS = ("hourly_recompute", "late_data_recompute")
 
 
 def _celery_record(cfg, dag_id):
@@ -133,6 +134,14 @@ def test_hourly_and_late_data_dags_run_on_celery_workers_against_postgres(stack,
         print(f"both DAGs done after {time.monotonic() - started:.1f}s")
 
         hosts = {socket.gethostname(), socket.getfqdn()}  # Airflow's hostname_callable: getfqdn, its way
+        # Airflow hears of a task's end from the task itself (execution API); Celery's row turns SUCCESS
+        # when the worker's task returns, a moment later.
+        wait_until(
+            lambda: all(r[5] == "SUCCESS" for d in DAGS for r in _celery_record(cfg, d)),
+            60,
+            lambda: f"Celery results of every task: {[_celery_record(cfg, d) for d in DAGS]}",
+            interval_s=0.5,
+        )
         ran = _celery_record(cfg, "hourly_recompute")
         assert {r[0] for r in ran} == {"wait_for_stream", "recompute", "quality_gate", "publish"}, ran
         late_ran = _celery_record(cfg, "late_data_recompute")
