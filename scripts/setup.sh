@@ -16,6 +16,8 @@ need=()
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v redis-server      >/dev/null || need+=(redis-server)
+# Airflow's metadata database in the celery mode (TIDEMARK_AIRFLOW_MODE=celery): Debian's server, 15 on bookworm.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # Kafka 4 brokers need Java 17+.
 jv=$(command -v java >/dev/null && java_major || true)
 if [ -z "$jv" ] || [ "$jv" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi
@@ -34,6 +36,10 @@ fi
 # The Debian package starts a system-wide server on the default ports; Tidemark runs its own.
 if command -v systemctl >/dev/null && systemctl is-active --quiet clickhouse-server 2>/dev/null; then
   $SUDO systemctl stop clickhouse-server || true
+fi
+# Likewise Debian's postgresql starts a cluster on 5432; Tidemark's own (celery mode) lives under TIDEMARK_HOME.
+if command -v systemctl >/dev/null && systemctl is-active --quiet postgresql 2>/dev/null; then
+  $SUDO systemctl stop postgresql || true
 fi
 
 # --- Python venv ------------------------------------------------------------------

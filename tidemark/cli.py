@@ -39,10 +39,11 @@ def _stack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"healthy": healthy, "services": [s.as_dict() for s in statuses]}))
     else:
+        width = max((len(s.name) for s in statuses), default=11)  # celery mode's names are longer
         for s in statuses:
             state = "healthy" if s.healthy else f"UNHEALTHY ({s.detail})"
             owner = "external" if s.external else f"pid {s.pid}"
-            print(f"{s.name:<11} {s.address:<32} {owner:<12} {state}")
+            print(f"{s.name:<{width}} {s.address:<32} {owner:<12} {state}")
     return 0 if healthy else 1
 
 
@@ -287,12 +288,12 @@ def _airflow(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tidemark.config import settings
-    from tidemark.stack.airflow import airflow_env
+    from tidemark.stack.airflow_celery import process_env
 
     binary = Path(sys.executable).parent / "airflow"
     return subprocess.call(
         [str(binary) if binary.exists() else shutil.which("airflow") or "airflow", *args.rest],
-        env={**os.environ, **airflow_env(settings())},
+        env={**os.environ, **process_env(settings())},
     )
 
 

@@ -26,7 +26,7 @@ import re
 
 from tidemark.errors import TidemarkError
 
-# The release docker/docker-compose.yml runs; everything the production DDL uses exists there.
+# The oldest release the production DDL supports (docker/compose.yaml runs 26.9); everything it uses exists there.
 PRODUCTION_MIN_VERSION = (24, 8)
 EMBEDDED_VERSION = (18, 16)
 

@@ -184,6 +184,28 @@ class AirflowSettings:
     worker_log_port: int  # log servers bind 0.0.0.0; only their ports can move
     trigger_log_port: int
     batch_start: str  # hourly_recompute's start_date (catchup backfills from here)
+    # "standalone": `airflow standalone` on SQLite (LocalExecutor). "celery": Postgres + the CeleryExecutor,
+    # each component a process of its own (tidemark/stack/airflow_celery.py); the default under
+    # TIDEMARK_STACK=cluster. See docs/production.md.
+    mode: str = "standalone"
+    postgres_port: int = 15432  # the embedded Postgres (celery mode) on 127.0.0.1
+    # SQLAlchemy URL of Airflow's metadata database in celery mode; set explicitly, Postgres is external
+    # (`stack up` starts no server, only checks it). Empty: the embedded one.
+    database_url: str = ""
+    celery_concurrency: int = 2  # task slots of the Celery worker (each task may start a Spark driver)
+    celery_broker_db: int = 1  # Redis database of the Celery broker (the serving cache lives in its own)
+
+    @property
+    def celery(self) -> bool:
+        return self.mode == "celery"
+
+    @property
+    def postgres_external(self) -> bool:
+        return bool(self.database_url)
+
+    @property
+    def metadata_url(self) -> str:
+        return self.database_url or f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{self.postgres_port}/airflow"
 
 
 @dataclass(frozen=True)
@@ -345,6 +367,11 @@ def load() -> Settings:
             worker_log_port=_int("TIDEMARK_AIRFLOW_WORKER_LOG_PORT", 8793),
             trigger_log_port=_int("TIDEMARK_AIRFLOW_TRIGGER_LOG_PORT", 8794),
             batch_start=_env("TIDEMARK_BATCH_START", "2026-11-01T00:00:00+00:00"),
+            mode=_airflow_mode(),
+            postgres_port=_int("TIDEMARK_POSTGRES_PORT", 15432),
+            database_url=_env("TIDEMARK_AIRFLOW_DATABASE_URL", ""),
+            celery_concurrency=_int("TIDEMARK_AIRFLOW_CELERY_CONCURRENCY", 2),
+            celery_broker_db=_int("TIDEMARK_AIRFLOW_CELERY_REDIS_DB", 1),
         ),
         serving=_serving(clickhouse),
         tiering=tiering,
@@ -480,6 +507,14 @@ def check_tiering(tiering: TieringSettings, retention_days: int) -> None:
             "TIDEMARK_STREAM_ROWS_GRACE_S must be at least 600 (readers that resolved the registry "
             "before a publish still read streaming rows)"
         )
+
+
+def _airflow_mode() -> str:
+    """TIDEMARK_AIRFLOW_MODE, else "celery" under the cluster profile (TIDEMARK_STACK=cluster)."""
+    mode = _env("TIDEMARK_AIRFLOW_MODE", "celery" if _env("TIDEMARK_STACK", "") == "cluster" else "standalone")
+    if mode not in ("standalone", "celery"):
+        raise ValueError(f"environment variable TIDEMARK_AIRFLOW_MODE={mode!r} is not 'standalone' or 'celery'")
+    return mode
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
-"""The embedded stack's composition root: Apache Kafka (KRaft), ClickHouse and Redis (and, opt-in, Airflow;
+"""The embedded stack's composition root: Apache Kafka (KRaft), ClickHouse and Redis (and, opt-in, Airflow:
+`airflow standalone` on SQLite, or in celery mode Postgres + its components, tidemark.stack.airflow_celery;
 S3Proxy when a storage root is s3a://).
 
 ``up`` starts what is not running (skipping services configured as external),
@@ -16,9 +17,11 @@ from __future__ import annotations
 from tidemark.config import Settings
 from tidemark.stack.airflow import Airflow
 from tidemark.stack.airflow import enabled as airflow_enabled
+from tidemark.stack.airflow_celery import COMPONENT_TYPES as AIRFLOW_CELERY_TYPES
 from tidemark.stack.clickhouse import ClickHouse
 from tidemark.stack.kafka import Broker
 from tidemark.stack.object_store import ObjectStore
+from tidemark.stack.postgres import Postgres
 from tidemark.stack.redis import Redis
 from tidemark.stack.service_base import Service, Status
 from tidemark.stack.workloads import stop_api, stop_probe, stop_stream
@@ -28,6 +31,7 @@ __all__ = [
     "Broker",
     "ClickHouse",
     "ObjectStore",
+    "Postgres",
     "Redis",
     "SERVICE_TYPES",
     "Service",
@@ -41,12 +45,19 @@ __all__ = [
 SERVICE_TYPES: tuple[type[Service], ...] = (Broker, ClickHouse, Redis)
 
 
+def airflow_services(cfg: Settings, *, celery: bool) -> list[Service]:
+    """Airflow's processes in start order: standalone, or Postgres then each celery-mode component."""
+    if not celery:
+        return [Airflow(cfg)]
+    return [Postgres(cfg), *(cls(cfg) for cls in AIRFLOW_CELERY_TYPES)]
+
+
 def services(cfg: Settings) -> list[Service]:
     found = [cls(cfg) for cls in SERVICE_TYPES]
     if cfg.object_store.enabled:  # a storage root is s3a:// (embedded S3Proxy, or a check of the external store)
         found.append(ObjectStore(cfg))
     if airflow_enabled(cfg):  # opt-in (TIDEMARK_AIRFLOW=1): 15-30 s and ~1 GB that most tests don't need
-        found.append(Airflow(cfg))
+        found += airflow_services(cfg, celery=cfg.airflow.celery)  # after Redis: the Celery broker
     return found
 
 
@@ -75,8 +86,10 @@ def down(cfg: Settings) -> list[str]:
     running = services(cfg)
     if not any(isinstance(s, ObjectStore) for s in running):
         running.append(ObjectStore(cfg))  # stop an S3Proxy started earlier with an s3a:// root, whatever now
-    if not any(isinstance(s, Airflow) for s in running):
-        running.append(Airflow(cfg))  # stop an Airflow started earlier with TIDEMARK_AIRFLOW=1, whatever now
+    # Stop an Airflow started earlier (TIDEMARK_AIRFLOW=1, either mode), whatever the settings say now.
+    names = {s.name for s in running}
+    running += [s for s in airflow_services(cfg, celery=False) if s.name not in names]
+    running += [s for s in airflow_services(cfg, celery=True) if s.name not in names]
     for svc in reversed(running):
         if svc.down():
             stopped.append(svc.name)
