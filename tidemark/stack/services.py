@@ -1,4 +1,6 @@
 """The embedded stack's composition root: Apache Kafka (KRaft), ClickHouse and Redis (and, opt-in, Airflow).
+Under TIDEMARK_STACK=cluster: three Kafka nodes instead of one, and a Spark standalone cluster
+(stack/kafka_cluster.py, stack/spark_cluster.py).
 
 ``up`` starts what is not running (skipping services configured as external),
 waits until each answers, creates the topics and applies the ClickHouse
@@ -17,17 +19,24 @@ from tidemark.stack.airflow import Airflow
 from tidemark.stack.airflow import enabled as airflow_enabled
 from tidemark.stack.clickhouse import ClickHouse
 from tidemark.stack.kafka import Broker
+from tidemark.stack.kafka_cluster import KafkaNode
+from tidemark.stack.kafka_cluster import nodes as kafka_nodes
 from tidemark.stack.redis import Redis
 from tidemark.stack.service_base import Service, Status
+from tidemark.stack.spark_cluster import SparkMaster, SparkWorker
+from tidemark.stack.spark_cluster import daemons as spark_daemons
 from tidemark.stack.workloads import stop_api, stop_stream
 
 __all__ = [
     "Airflow",
     "Broker",
     "ClickHouse",
+    "KafkaNode",
     "Redis",
     "SERVICE_TYPES",
     "Service",
+    "SparkMaster",
+    "SparkWorker",
     "Status",
     "down",
     "services",
@@ -40,17 +49,24 @@ SERVICE_TYPES: tuple[type[Service], ...] = (Broker, ClickHouse, Redis)
 
 def services(cfg: Settings) -> list[Service]:
     found = [cls(cfg) for cls in SERVICE_TYPES]
+    if cfg.stack.cluster:  # the Kafka nodes replace the single broker; the Spark cluster comes after them
+        found = [*kafka_nodes(cfg), *spark_daemons(cfg), *(s for s in found if not isinstance(s, Broker))]
     if airflow_enabled(cfg):  # opt-in (TIDEMARK_AIRFLOW=1): 15-30 s and ~1 GB that most tests don't need
         found.append(Airflow(cfg))
     return found
 
 
 def up(cfg: Settings, *, migrate: bool = True) -> list[Status]:
-    statuses = [svc.up() for svc in services(cfg)]
+    running = services(cfg)
+    for node in running:  # a node of a 3-voter quorum is healthy only once a second one runs
+        if isinstance(node, KafkaNode):
+            node.launch()
+    statuses = [svc.up() for svc in running]
     from tidemark.io.kafka_admin import ensure_topic
 
-    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions)
-    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.dead_letter_topic, 1)
+    replication = {"replication_factor": cfg.kafka.replication_factor, "min_insync": cfg.kafka.min_insync_replicas}
+    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions, **replication)
+    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.dead_letter_topic, 1, **replication)
     if migrate:
         from tidemark.migrations import migrate as apply_migrations
 
@@ -68,10 +84,21 @@ def down(cfg: Settings) -> list[str]:
     running = services(cfg)
     if not any(isinstance(s, Airflow) for s in running):
         running.append(Airflow(cfg))  # stop an Airflow started earlier with TIDEMARK_AIRFLOW=1, whatever now
+    # ...and whatever the other profile (TIDEMARK_STACK) started: nodes and daemons it has, this one not.
+    names = {s.name for s in running}
+    other = [Broker(cfg)] if cfg.stack.cluster else [*kafka_nodes(_cluster(cfg)), *spark_daemons(_cluster(cfg))]
+    running = [s for s in other if s.name not in names] + running
     for svc in reversed(running):
         if svc.down():
             stopped.append(svc.name)
     return stopped
+
+
+def _cluster(cfg: Settings) -> Settings:
+    """``cfg`` as the cluster profile sees it (its nodes' and daemons' names, ports and files)."""
+    from dataclasses import replace
+
+    return replace(cfg, stack=replace(cfg.stack, profile="cluster"), kafka=replace(cfg.kafka, nodes=3))
 
 
 def status(cfg: Settings) -> list[Status]:
