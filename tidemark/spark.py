@@ -130,7 +130,7 @@ def session(app_name: str, cfg: Settings, extra_conf: dict[str, str] | None = No
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     _check_engine(spark)
-    if not spark.sparkContext.master.startswith("local"):
+    if not (spark.sparkContext.master or "local").startswith("local"):
         ship_package(spark.sparkContext)
     return spark
 

@@ -146,8 +146,9 @@ def ensure_topic(
         if existing is None:
             try:
                 configs = {**TOPIC_CONFIGS, **({"min.insync.replicas": str(min_insync)} if min_insync else {})}
+                spec = {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
                 admin.create_topics(
-                    {topic: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}},
+                    {topic: spec},
                     timeout_ms=int(timeout_s * 1000),
                 )
                 log.info("created topic %s with %d partitions", topic, partitions)

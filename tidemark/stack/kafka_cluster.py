@@ -60,9 +60,7 @@ class KafkaNode(Broker):
 
     def properties(self) -> dict[str, str]:
         client, controller = node_ports(self.cfg, self.index)
-        voters = ",".join(
-            f"{i + 1}@127.0.0.1:{node_ports(self.cfg, i)[1]}" for i in range(self.cfg.kafka.nodes)
-        )
+        voters = ",".join(f"{i + 1}@127.0.0.1:{node_ports(self.cfg, i)[1]}" for i in range(self.cfg.kafka.nodes))
         replicas = str(self.cfg.kafka.nodes)
         min_isr = str(self.cfg.kafka.min_insync_replicas or 1)
         return {

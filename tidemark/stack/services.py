@@ -14,6 +14,9 @@ are re-exported here for callers that name them through ``services``.
 
 from __future__ import annotations
 
+import os
+import signal
+
 from tidemark.config import Settings
 from tidemark.stack.airflow import Airflow
 from tidemark.stack.airflow import enabled as airflow_enabled
@@ -64,9 +67,15 @@ def up(cfg: Settings, *, migrate: bool = True) -> list[Status]:
     statuses = [svc.up() for svc in running]
     from tidemark.io.kafka_admin import ensure_topic
 
-    replication = {"replication_factor": cfg.kafka.replication_factor, "min_insync": cfg.kafka.min_insync_replicas}
-    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions, **replication)
-    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.dead_letter_topic, 1, **replication)
+    k = cfg.kafka
+    for topic, partitions in ((k.topic, k.partitions), (k.dead_letter_topic, 1)):
+        ensure_topic(
+            k.bootstrap_servers,
+            topic,
+            partitions,
+            replication_factor=k.replication_factor,
+            min_insync=k.min_insync_replicas,
+        )
     if migrate:
         from tidemark.migrations import migrate as apply_migrations
 
@@ -88,8 +97,15 @@ def down(cfg: Settings) -> list[str]:
     names = {s.name for s in running}
     other = [Broker(cfg)] if cfg.stack.cluster else [*kafka_nodes(_cluster(cfg)), *spark_daemons(_cluster(cfg))]
     running = [s for s in other if s.name not in names] + running
+    # All Kafka nodes are told to stop at once: one by one, the last ones wait out their controlled
+    # shutdown against a quorum that is gone (30 s each, then SIGKILL).
+    signalled = set()
+    for node in running:
+        if isinstance(node, KafkaNode) and (pid := node.proc.pid()) is not None:
+            os.killpg(pid, signal.SIGTERM)
+            signalled.add(node.name)
     for svc in reversed(running):
-        if svc.down():
+        if svc.down() or svc.name in signalled:
             stopped.append(svc.name)
     return stopped
 
