@@ -44,6 +44,7 @@ __all__ = [
     "down",
     "services",
     "status",
+    "stop",
     "up",
 ]
 
@@ -97,17 +98,19 @@ def down(cfg: Settings) -> list[str]:
     names = {s.name for s in running}
     other = [Broker(cfg)] if cfg.stack.cluster else [*kafka_nodes(_cluster(cfg)), *spark_daemons(_cluster(cfg))]
     running = [s for s in other if s.name not in names] + running
-    # All Kafka nodes are told to stop at once: one by one, the last ones wait out their controlled
-    # shutdown against a quorum that is gone (30 s each, then SIGKILL).
+    return stopped + stop(running)
+
+
+def stop(running: list[Service]) -> list[str]:
+    """Stop ``running`` in reverse order; the names of those that were running. All Kafka nodes are
+    told to stop at once: one by one, the last ones would wait out a controlled shutdown against a
+    quorum that is gone (30 s each, then SIGKILL)."""
     signalled = set()
     for node in running:
         if isinstance(node, KafkaNode) and (pid := node.proc.pid()) is not None:
             os.killpg(pid, signal.SIGTERM)
             signalled.add(node.name)
-    for svc in reversed(running):
-        if svc.down() or svc.name in signalled:
-            stopped.append(svc.name)
-    return stopped
+    return [svc.name for svc in reversed(running) if svc.down() or svc.name in signalled]
 
 
 def _cluster(cfg: Settings) -> Settings:

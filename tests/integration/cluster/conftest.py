@@ -42,8 +42,7 @@ def cluster(stack) -> Iterator[Settings]:
             yield cfg
         finally:
             if os.environ.get("TIDEMARK_KEEP_STACK") != "1":
-                for svc in reversed(own):  # workers before the master; the session's services stay
-                    svc.down()
+                services.stop(own)  # workers before the master; the session's ClickHouse and Redis stay
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from support.wait import wait_until
 
 from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
-from tidemark.io.kafka_admin import end_offsets
+from tidemark.io.kafka_admin import end_offsets, ensure_topic
 from tidemark.lambda_merge import minute_counts
 from tidemark.stack import services
 from tidemark.stream.identity import StreamIdentity
@@ -127,18 +127,22 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
     zips_before = _executor_zips(cfg)
 
     # The stream first (its first batch on a fresh cluster takes a while), then paced traffic: ~30 s of sends.
+    k = cfg.kafka
+    assert (k.replication_factor, k.min_insync_replicas) == (3, 2)
+    ensure_topic(k.bootstrap_servers, run.topic, k.partitions, replication_factor=3, min_insync=2)
     stream = run.start_stream("--max-offsets-per-trigger", "3000")
+    generator = None
     manifest_path = tmp_path / "manifest.json"
     try:
-        stream_id = wait_until(lambda: run.identity.stream_id, 180, what="stream identity")
+        stream_id = wait_until(lambda: run.identity.stream_id, 300, what="stream identity")
         generator = run.start_generator(
             manifest_path,
             *("--count", "12000", "--rate", "400", "--realtime", "--start-time", START, "--seed", "31"),
             *("--late-fraction", "0.03", "--duplicate-fraction", "0.03", "--malformed-fraction", "0.02"),
         )
         # SIGKILL the leader of partition 0 once traffic flows and the stream has committed a batch.
-        wait_until(lambda: sum(end_offsets(cfg.kafka.bootstrap_servers, run.topic).values()) > 2000, 180, "traffic")
-        wait_until(lambda: committed_batches(run.cfg, stream_id) >= 1, 240, "a first committed batch", interval_s=1)
+        wait_until(lambda: sum(end_offsets(cfg.kafka.bootstrap_servers, run.topic).values()) > 2000, 180, "traffic", ignoring=(RuntimeError,))
+        wait_until(lambda: committed_batches(run.cfg, stream_id) >= 1, 600, "a first committed batch", interval_s=1)
         victim_id = _partition_leaders(cfg, run.topic)[0]
         victim = next(s for s in services.services(cfg) if s.name == f"broker-{victim_id}")
         pid = victim.proc.pid()
@@ -151,23 +155,26 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
         assert generator.wait(timeout=300) == 0, (run.workdir / "generate.log").read_text()[-2000:]
         wait_until(
             lambda: committed_batches(run.cfg, stream_id) > batches_at_kill,
-            240,
+            600,
             "a batch committed while a broker is down",
             interval_s=1,
         )
         assert stream.poll() is None, run.log_tail()
         victim.up()  # log recovery, then it catches up as a follower
-        wait_until(lambda: _in_sync(cfg, run.topic) == 3, 180, "the restarted broker back in sync", interval_s=1)
+        wait_until(lambda: _in_sync(cfg, run.topic) == 3, 300, "the restarted broker back in sync", interval_s=1)
 
         manifest = json.loads(manifest_path.read_text())
         wait_until(
             lambda: run.report(manifest).on_time_published == manifest["on_time_events"],
-            300,
+            600,
             lambda: f"the stream to publish every on-time event; log: {run.log_tail(10)}",
             interval_s=2,
         )
         assert stream.poll() is None, run.log_tail()  # it never stopped
     finally:
+        if generator is not None and generator.poll() is None:
+            generator.kill()
+            generator.wait()
         kill_group(stream, signal.SIGTERM)
 
     # Kafka: every acknowledged record once (the idempotent producer's retries wrote no copy).
