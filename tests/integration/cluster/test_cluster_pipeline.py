@@ -141,7 +141,8 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
             *("--late-fraction", "0.03", "--duplicate-fraction", "0.03", "--malformed-fraction", "0.02"),
         )
         # SIGKILL the leader of partition 0 once traffic flows and the stream has committed a batch.
-        wait_until(lambda: sum(end_offsets(cfg.kafka.bootstrap_servers, run.topic).values()) > 2000, 180, "traffic", ignoring=(RuntimeError,))
+        sent = lambda: sum(end_offsets(k.bootstrap_servers, run.topic).values())  # noqa: E731
+        wait_until(lambda: sent() > 2000, 180, "traffic", ignoring=(RuntimeError,))
         wait_until(lambda: committed_batches(run.cfg, stream_id) >= 1, 600, "a first committed batch", interval_s=1)
         victim_id = _partition_leaders(cfg, run.topic)[0]
         victim = next(s for s in services.services(cfg) if s.name == f"broker-{victim_id}")
