@@ -42,7 +42,7 @@ def _stack(args: argparse.Namespace) -> int:
         for s in statuses:
             state = "healthy" if s.healthy else f"UNHEALTHY ({s.detail})"
             owner = "external" if s.external else f"pid {s.pid}"
-            print(f"{s.name:<11} {s.address:<32} {owner:<12} {state}")
+            print(f"{s.name:<15} {s.address:<32} {owner:<12} {state}")
     return 0 if healthy else 1
 
 
