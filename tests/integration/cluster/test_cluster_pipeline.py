@@ -179,8 +179,8 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
         kill_group(stream, signal.SIGTERM)
 
     # Kafka: every acknowledged record once (the idempotent producer's retries wrote no copy).
-    records = consume_all(cfg.kafka.bootstrap_servers, run.topic, cfg.kafka.partitions, manifest["records"])
-    assert len(records) == manifest["records"]
+    records = consume_all(cfg.kafka.bootstrap_servers, run.topic, cfg.kafka.partitions, manifest["messages_sent"])
+    assert len(records) == manifest["messages_sent"]
 
     # The speed layer: exact, as test_stream_pipeline checks it on the embedded stack.
     report = run.report(manifest)
