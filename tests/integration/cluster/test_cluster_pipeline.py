@@ -2,7 +2,7 @@
 cluster (spark://, two workers), reading a 3-broker Kafka cluster (replication 3, min.insync.replicas 2),
 reconciled exactly, as on the embedded stack. One traffic run serves both checks: while the generator
 sends (acks=all), one broker is SIGKILLed and later restarted; no acknowledged event is lost, none is
-doubled, and the stream never stops."""
+doubled, and the stream never stops. A second run loses a Spark worker mid-stream and stays exact."""
 
 from __future__ import annotations
 
