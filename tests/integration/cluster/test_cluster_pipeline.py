@@ -200,15 +200,20 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
     # The batch layer: recompute the traffic's hours on the cluster, then every minute key is exact.
     hours = sorted({datetime.fromisoformat(f"{m[1][:13]}:00+00:00") for m in manifest["minute_counts"]})
     label = lambda h: h.strftime("%Y-%m-%dT%H")  # noqa: E731
-    done = subprocess.run(
+    out = tmp_path / "recompute.out"
+    recompute = subprocess.Popen(
         [sys.executable, "-m", "tidemark.cli", "recompute", "--from", label(hours[0]), "--to", label(hours[-1] + HOUR)],
         env=run.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        stdout=open(out, "wb"),
+        stderr=open(tmp_path / "recompute.log", "wb"),
+        start_new_session=True,  # its group (CLI, spark-submit JVM, Python driver) is killed whatever happens
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    try:
+        rc = recompute.wait(timeout=1200)
+    finally:
+        kill_group(recompute, signal.SIGKILL)
+    assert rc == 0, out.read_text()[-2000:] + (tmp_path / "recompute.log").read_text()[-3000:]
+    results = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
     assert {r["status"] for r in results if r["dedup_rows"]} == {"published"}, results
     for hour in hours:
         assert _served_minutes(cfg, hour) == _expected_minutes(manifest, hour), label(hour)
