@@ -67,11 +67,54 @@ class KafkaSettings:
     controller_port: int  # its KRaft controller listener
     heap: str  # its JVM heap (-Xmx/-Xms), e.g. "512m": it shares the box with Spark
     jars_dir: str  # its jars, fetched by `make setup` (jvm/kafka/pom.xml)
+    # Replication of the topics Tidemark creates (io.kafka_admin.ensure_topic): -1 takes the broker's
+    # default (1 on the embedded broker); the cluster profile asks for 3, acked by at least 2.
+    replication_factor: int = -1
+    min_insync_replicas: int | None = None
+    # Embedded KRaft nodes: 1, or 3 under TIDEMARK_STACK=cluster (stack/kafka_cluster.py); node i (from 0)
+    # listens on port + 10*i and controller_port + 10*i, so the test and worktree port schemes move them too.
+    nodes: int = 1
     # Extra consumer settings (security, timeouts) for the stream, from
     # TIDEMARK_KAFKA_CLIENT_OPTIONS="security.protocol=SASL_SSL,sasl.mechanism=PLAIN";
     # passed to Spark's kafka source as kafka.* options. (The generator and the admin
     # helpers talk to the embedded or a plaintext broker only.)
     client_options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """TIDEMARK_STACK: which embedded topology `tidemark stack up` runs. ``embedded`` (the default): one
+    KRaft broker, Spark in-process (local[2]). ``cluster``: three KRaft brokers (replication 3,
+    min.insync.replicas 2) and a Spark standalone cluster (a master and two 1-core workers on 127.0.0.1,
+    from pyspark's own spark-class) that the jobs reach as SPARK_MASTER=spark://127.0.0.1:<master port>."""
+
+    profile: str
+    # The Spark cluster's six ports in a row from here (default TIDEMARK_KAFKA_PORT + 78, so whatever
+    # moves Kafka moves them too): master, master UI, then each worker's port and UI.
+    spark_port_base: int
+    spark_workers: int
+    spark_worker_cores: int
+    spark_worker_memory: str  # what a worker offers; one executor of spark.executor.memory (1g) fits
+
+    @property
+    def cluster(self) -> bool:
+        return self.profile == "cluster"
+
+    @property
+    def spark_master_port(self) -> int:
+        return self.spark_port_base
+
+    @property
+    def spark_master_ui_port(self) -> int:
+        return self.spark_port_base + 1
+
+    @property
+    def spark_master_url(self) -> str:
+        return f"spark://127.0.0.1:{self.spark_master_port}"
+
+    def spark_worker_ports(self, index: int) -> tuple[int, int]:
+        """(port, UI port) of worker ``index`` (from 0)."""
+        return self.spark_port_base + 2 + 2 * index, self.spark_port_base + 3 + 2 * index
 
 
 @dataclass(frozen=True)
@@ -273,6 +316,7 @@ class Settings:
     serving: ServingSettings
     tiering: TieringSettings
     object_store: ObjectStoreSettings
+    stack: StackSettings = field(default_factory=lambda: StackSettings("embedded", 19170, 2, 1, "1g"))
     retention_days: int = field(default=30)
     max_future_skew_s: int = field(default=300)
     max_payload_bytes: int = field(default=65536)
@@ -294,8 +338,12 @@ def load() -> Settings:
     home = Path(_env("TIDEMARK_HOME", str(PROJECT_ROOT / ".tidemark"))).resolve()
 
     kafka_port = _int("TIDEMARK_KAFKA_PORT", 19092)
+    stack = _stack(kafka_port)
+    nodes = 3 if stack.cluster else 1
     kafka = KafkaSettings(
-        bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{kafka_port}"),
+        bootstrap_servers=_env(
+            "KAFKA_BOOTSTRAP_SERVERS", ",".join(f"127.0.0.1:{kafka_port + 10 * i}" for i in range(nodes))
+        ),
         external=_is_set("KAFKA_BOOTSTRAP_SERVERS"),
         port=kafka_port,
         topic=_env("TIDEMARK_TOPIC", "page_views"),
@@ -305,6 +353,9 @@ def load() -> Settings:
         heap=_env("TIDEMARK_KAFKA_HEAP", "512m"),
         jars_dir=_env("TIDEMARK_KAFKA_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "kafka")),
         client_options=_pairs("TIDEMARK_KAFKA_CLIENT_OPTIONS"),
+        replication_factor=_int("TIDEMARK_TOPIC_REPLICATION", 3 if stack.cluster else -1),
+        min_insync_replicas=_int("TIDEMARK_TOPIC_MIN_INSYNC", 2) if stack.cluster else None,
+        nodes=nodes,
     )
 
     ch_external = _is_set("CLICKHOUSE_HOST")
@@ -332,7 +383,7 @@ def load() -> Settings:
     lake = LakeSettings(root=_env("TIDEMARK_LAKE_ROOT", str(home / "lake")))
 
     spark = SparkSettings(
-        master=_env("SPARK_MASTER", "local[2]"),
+        master=_env("SPARK_MASTER", stack.spark_master_url if stack.cluster else "local[2]"),
         shuffle_partitions=_int("TIDEMARK_SPARK_SHUFFLE_PARTITIONS", 4),
         driver_memory=_env("TIDEMARK_SPARK_DRIVER_MEMORY", "2g"),
         checkpoint_root=_env("TIDEMARK_CHECKPOINT_ROOT", str(home / "checkpoints")),
@@ -376,6 +427,7 @@ def load() -> Settings:
         serving=_serving(clickhouse),
         tiering=tiering,
         object_store=_object_store((lake.root, spark.checkpoint_root, tiering.cold_root)),
+        stack=stack,
         retention_days=retention_days,
         max_future_skew_s=_int("TIDEMARK_MAX_FUTURE_SKEW_S", 300),
         max_payload_bytes=_int("TIDEMARK_MAX_PAYLOAD_BYTES", 65536),
@@ -410,6 +462,19 @@ def _object_store(roots: tuple[str, ...]) -> ObjectStoreSettings:
         log_store=_env("TIDEMARK_S3_LOG_STORE", "io.delta.storage.S3SingleDriverLogStore"),
         jars_dir=_env("TIDEMARK_S3PROXY_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "s3proxy")),
         s3a_jars_dir=_env("TIDEMARK_S3A_JARS_DIR", str(PROJECT_ROOT / "jvm" / "lib" / "s3a")),
+    )
+
+
+def _stack(kafka_port: int) -> StackSettings:
+    profile = _env("TIDEMARK_STACK", "embedded")
+    if profile not in ("embedded", "cluster"):
+        raise ValueError(f"TIDEMARK_STACK={profile!r} must be 'embedded' or 'cluster'")
+    return StackSettings(
+        profile=profile,
+        spark_port_base=_int("TIDEMARK_SPARK_PORT_BASE", kafka_port + 78),
+        spark_workers=_int("TIDEMARK_SPARK_WORKERS", 2),
+        spark_worker_cores=_int("TIDEMARK_SPARK_WORKER_CORES", 1),
+        spark_worker_memory=_env("TIDEMARK_SPARK_WORKER_MEMORY", "1g"),
     )
 
 

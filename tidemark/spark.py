@@ -1,7 +1,9 @@
 """SparkSession construction and the engine configuration shared by every job and test.
 
 Runs local[2] on the embedded stack and on a cluster in production
-(``SPARK_MASTER`` / spark-submit's ``--master`` win). Spark's own ``kafka``
+(``SPARK_MASTER`` / spark-submit's ``--master`` win; TIDEMARK_STACK=cluster runs a standalone one
+here). On a cluster the executors get the jars through ``spark.jars`` and the package as a zip
+(``ship_package``), never from the driver's file system. Spark's own ``kafka``
 source and ``delta-spark`` come as jars that ``make setup`` fetched with Maven
 into ``jvm/lib/spark`` (never Ivy's ``--packages`` at run time).
 
@@ -138,7 +140,43 @@ def session(app_name: str, cfg: Settings, extra_conf: dict[str, str] | None = No
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     _check_engine(spark)
+    if not (spark.sparkContext.master or "local").startswith("local"):
+        ship_package(spark.sparkContext)
     return spark
+
+
+def package_zip(target_dir: Path) -> Path:
+    """A zip of the installed ``tidemark`` package's Python files (what executors import), in ``target_dir``."""
+    import zipfile
+
+    import tidemark
+
+    root = Path(tidemark.__file__).resolve().parent
+    path = target_dir / "tidemark.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(root.rglob("*.py")):
+            if "node_modules" not in file.parts:
+                zf.write(file, file.relative_to(root.parent))
+    return path
+
+
+def ship_package(sc) -> None:
+    """Give a cluster's executors this driver's Tidemark, the way Spark ships Python code (``addPyFile``,
+    what ``--py-files`` does): their Python workers import it from the zip, whatever is (or is not)
+    installed on the worker machines. UDFs, ``mapInArrow`` functions (batch staging) and pickled
+    settings need it there. Built at every session start from the installed package, so it is the
+    driver's code, never a stale wheel. The driver itself keeps importing the installed package (the
+    zip holds Python files only): addPyFile also puts the zip on the driver's sys.path, taken off here."""
+    import atexit
+    import shutil
+    import tempfile
+
+    where = tempfile.mkdtemp(prefix="tidemark-pyfiles-")
+    atexit.register(shutil.rmtree, where, True)  # served to executors until the driver exits
+    path = package_zip(Path(where))
+    before = list(sys.path)
+    sc.addPyFile(str(path))
+    sys.path[:] = before
 
 
 def _check_engine(spark) -> None:

@@ -29,6 +29,10 @@ SKIP = {
     '.venv/bin/tidemark stream-promote /data/ckpt-2 --reason "reset after the broker move"': (
         "changes which stream serves the session's topic, and needs the candidate above"
     ),
+    "TIDEMARK_STACK=cluster .venv/bin/tidemark stack up": "starts the cluster profile (tests/integration/cluster)",
+    "TIDEMARK_STACK=cluster .venv/bin/tidemark stream --detach": "needs the cluster profile",
+    "TIDEMARK_STACK=cluster .venv/bin/tidemark recompute --hour 2026-11-25T03": "needs the cluster profile",
+    "TIDEMARK_STACK=cluster .venv/bin/tidemark stack down": "would stop the session's ClickHouse and Redis too",
     "curl -H \"X-API-Key: $KEY\" 'http://127.0.0.1:8088/api/v1/timeseries?range=7d&metric=users&compare=true'": (
         "needs `tidemark serve` on the default port (the serving tests run the API)"
     ),

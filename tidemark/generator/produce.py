@@ -444,7 +444,14 @@ def run(options: GenerateOptions, cfg: Settings) -> dict[str, Any]:
         if not broker_reachable(bootstrap):
             raise KafkaConnectionError(f"no broker answers at {bootstrap}")
         topic = options.topic or cfg.kafka.topic
-        ensure_topic(bootstrap, topic, options.partitions or cfg.kafka.partitions)
+        k = cfg.kafka  # replicated as the stack's own topics (3 copies, 2 in sync under TIDEMARK_STACK=cluster)
+        ensure_topic(
+            bootstrap,
+            topic,
+            options.partitions or k.partitions,
+            replication_factor=k.replication_factor,
+            min_insync=k.min_insync_replicas,
+        )
         kafka_producer, only_errors = _make_producer(bootstrap, acks, options.producer_overrides)
         partitions = _partition_count(kafka_producer, topic)
 

@@ -1,7 +1,8 @@
 """Kafka plumbing shared by the stack, the generator and the jobs: a health probe, topic
 creation and a producer factory.
 
-Works against the embedded Apache Kafka (one KRaft node) and an external cluster alike.
+Works against the embedded Apache Kafka (one KRaft node, or three under TIDEMARK_STACK=cluster) and an
+external cluster alike.
 A topic that exists with too few partitions is an error the operator must resolve, never
 something we "fix" in place: adding partitions would move keys to other partitions (and
 so break per-key order) behind the running stream's back.
@@ -117,14 +118,23 @@ def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
     return None if parts is None else len(parts)
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: float = 30.0) -> int:
+def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    *,
+    timeout_s: float = 30.0,
+    replication_factor: int = -1,
+    min_insync: int | None = None,
+) -> int:
     """Create ``topic`` with ``partitions`` partitions unless it exists; return its partition count.
 
     Idempotent and safe against a concurrent creator. A new topic is returned only once
     every partition has a leader, so producing to it right away works. The replication
-    factor is the cluster's default (1 on the embedded broker); the timestamp settings are
-    ``TOPIC_CONFIGS``. An existing topic with
-    more partitions is accepted; one with fewer raises TopicPartitionsError.
+    factor is ``replication_factor`` (-1: the cluster's default, 1 on the embedded broker), with
+    ``min.insync.replicas`` = ``min_insync`` if given (what an ``acks=all`` write waits for); the
+    timestamp settings are ``TOPIC_CONFIGS``. An existing topic with more partitions is accepted;
+    one with fewer, or fewer replicas than asked, raises TopicPartitionsError.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
@@ -135,8 +145,10 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: floa
         existing = _partition_count(admin, topic)
         if existing is None:
             try:
+                configs = {**TOPIC_CONFIGS, **({"min.insync.replicas": str(min_insync)} if min_insync else {})}
+                spec = {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
                 admin.create_topics(
-                    {topic: {"num_partitions": partitions, "replication_factor": -1, "configs": dict(TOPIC_CONFIGS)}},
+                    {topic: spec},
                     timeout_ms=int(timeout_s * 1000),
                 )
                 log.info("created topic %s with %d partitions", topic, partitions)
@@ -159,6 +171,13 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout_s: floa
                 "Tidemark does not add partitions in place (that would move keys between partitions "
                 "under the running stream): delete and recreate the topic, add them deliberately "
                 f"(kafka-topics --alter), or run with TIDEMARK_TOPIC_PARTITIONS={existing}"
+            )
+        replicas = min(len(p.get("replica_nodes") or ()) for p in _partitions(admin, topic) or [{}])
+        if replication_factor > 0 and replicas < replication_factor:
+            raise TopicPartitionsError(
+                f"topic {topic!r} exists with {replicas} replicas per partition but {replication_factor} are "
+                "required (TIDEMARK_TOPIC_REPLICATION): reassign its partitions (kafka-reassign-partitions) "
+                "or delete and recreate it"
             )
         if existing > partitions:
             log.info("topic %s has %d partitions (>= %d required)", topic, existing, partitions)

@@ -106,8 +106,11 @@ class Broker(Service):
         return [binary, *self.jvm_options(), "-cp", self.classpath(), self.main_class, str(self.properties_file)]
 
     def server_properties(self) -> str:
+        return "".join(f"{key}={value}\n" for key, value in self.properties().items())
+
+    def properties(self) -> dict[str, str]:
         k = self.cfg.kafka
-        lines = {
+        return {
             # One node, both roles; the controller quorum is this node alone (static voters).
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -156,7 +159,6 @@ class Broker(Service):
             "log.message.timestamp.type": "CreateTime",
             "log.message.timestamp.after.max.ms": str(_AFTER_MAX_MS),
         }
-        return "".join(f"{key}={value}\n" for key, value in lines.items())
 
     def log4j2_properties(self) -> str:
         log_file = self.dir / "server.log"
@@ -200,6 +202,10 @@ class Broker(Service):
         if not (self.data_dir / "meta.properties").exists():
             self._format()
 
+    def cluster_id(self) -> str:
+        """The KRaft cluster id its log directory is formatted with (a fresh one for the single node)."""
+        return _kafka_cluster_id()
+
     def _format(self) -> None:
         """Format the log directory once (`kafka-storage.sh format`): cluster id, node id, bootstrap metadata."""
         java = self.binary() or "java"
@@ -216,7 +222,7 @@ class Broker(Service):
             self.format_class,
             "format",
             "--cluster-id",
-            _kafka_cluster_id(),
+            self.cluster_id(),
             "--config",
             str(self.properties_file),
         ]

@@ -123,9 +123,19 @@ class Service:
                     f"check it is running or unset its address variable to use the embedded one"
                 )
             return self.status()
-        if self.proc.pid() is not None:
+        started = time.monotonic()
+        if self.launch():
             self._wait_healthy()
-            return self.status()
+            log.info("healthy", extra={"service": self.name, "seconds": round(time.monotonic() - started, 2)})
+        else:
+            self._wait_healthy()
+        return self.status()
+
+    def launch(self) -> bool:
+        """Start the process unless it runs (or the service is external), without waiting for it to
+        answer; True if it was started. `up` is launch + wait; nodes of a quorum launch together."""
+        if self.external or self.proc.pid() is not None:
+            return False
         if self.proc.orphans():  # its leader died but children live on (and may hold its ports)
             self.down()
         for port, variable in self.ports():
@@ -138,11 +148,8 @@ class Service:
         if not binary:
             raise StackError(f"{self.name}: its binary was not found; {self.binary_hint}")
         self.prepare()
-        started = time.monotonic()
         self.proc.start(self.argv(binary), env=self.env())
-        self._wait_healthy()
-        log.info("healthy", extra={"service": self.name, "seconds": round(time.monotonic() - started, 2)})
-        return self.status()
+        return True
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
