@@ -4,9 +4,10 @@ Spark standalone cluster (a master, two 1-core workers), started once per module
 second copy). The session's single broker keeps running: the cluster's brokers take its ports + 4
 (+ 14, + 24), the Spark daemons follow from those (config.StackSettings).
 
-Where the runs keep their lake and checkpoints is the `storage_roots` fixture: local directories, or
-under TIDEMARK_TEST_CLUSTER_STORAGE (for instance s3a://bucket/prefix, once the lake may live on an
-object store) so the cluster + object-store test is one environment change.
+The lake and checkpoints live on the object store (s3a:// in the embedded S3Proxy, which the profile's
+`stack up` starts because the roots are s3a://): the production shape, Spark cluster + 3 brokers + an
+S3 lake. Each test gets its own prefix (`storage_roots`); TIDEMARK_TEST_CLUSTER_STORAGE=local puts
+them in local directories instead, to tell a cluster fault from an object-store one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from collections.abc import Iterator
 import pytest
 
 from tidemark.config import Settings, load
+
+BUCKET = "s3a://tidemark-cluster"
+
+
+def _local() -> bool:
+    return os.environ.get("TIDEMARK_TEST_CLUSTER_STORAGE") == "local"
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +38,13 @@ def cluster(stack) -> Iterator[Settings]:
         "TIDEMARK_KAFKA_PORT": str(stack.kafka.port + 4),
         "TIDEMARK_KAFKA_CONTROLLER_PORT": str(stack.kafka.controller_port + 4),
     }
+    if not _local():  # s3a roots: `stack up` starts S3Proxy and creates the bucket
+        env |= {"TIDEMARK_LAKE_ROOT": f"{BUCKET}/lake", "TIDEMARK_CHECKPOINT_ROOT": f"{BUCKET}/checkpoints"}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
         cfg = load()
-        mine = services.KafkaNode | services.SparkMaster | services.SparkWorker
+        mine = services.KafkaNode | services.SparkMaster | services.SparkWorker | services.ObjectStore
         own = [s for s in services.services(cfg) if isinstance(s, mine)]
         try:
             services.up(cfg)
@@ -48,8 +57,7 @@ def cluster(stack) -> Iterator[Settings]:
 @pytest.fixture
 def storage_roots(tmp_path) -> tuple[str, str]:
     """(lake root, checkpoint root) of one test's run."""
-    base = os.environ.get("TIDEMARK_TEST_CLUSTER_STORAGE")
-    if base:
-        root = f"{base.rstrip('/')}/{uuid.uuid4().hex[:8]}"
-        return f"{root}/lake", f"{root}/checkpoints"
-    return str(tmp_path / "lake"), str(tmp_path / "checkpoints")
+    if _local():
+        return str(tmp_path / "lake"), str(tmp_path / "checkpoints")
+    root = f"{BUCKET}/{uuid.uuid4().hex[:8]}"
+    return f"{root}/lake", f"{root}/checkpoints"

@@ -1,8 +1,9 @@
 """The real jobs on the cluster profile: `tidemark stream` and `tidemark recompute` on a Spark standalone
 cluster (spark://, two workers), reading a 3-broker Kafka cluster (replication 3, min.insync.replicas 2),
-reconciled exactly, as on the embedded stack. One traffic run serves both checks: while the generator
-sends (acks=all), one broker is SIGKILLed and later restarted; no acknowledged event is lost, none is
-doubled, and the stream never stops."""
+with the lake and checkpoints on s3a:// (the embedded S3Proxy; see conftest), reconciled exactly, as on
+the embedded stack. One traffic run serves both checks: while the generator sends (acks=all), one broker
+is SIGKILLed and later restarted; no acknowledged event is lost, none is doubled, and the stream never
+stops."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import deltalake
 import pyarrow.compute as pc
 import pytest
 from kafka.admin import KafkaAdminClient
@@ -28,6 +28,7 @@ from support.processes import kill_group, wait_group_gone
 from support.stream import StreamRun, committed_batches
 from support.wait import wait_until
 
+from tidemark import object_store
 from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
 from tidemark.io.kafka_admin import end_offsets, ensure_topic
@@ -57,7 +58,7 @@ class ClusterRun(StreamRun):
 
     @property
     def identity(self) -> StreamIdentity:
-        return StreamIdentity.load_or_create(f"{self.checkpoint_root}/{STREAM_NAME}")
+        return StreamIdentity.load_or_create(f"{self.checkpoint_root}/{STREAM_NAME}", self.cfg.object_store)
 
     def start_generator(self, manifest: Path, *args: str) -> subprocess.Popen:
         argv = [sys.executable, "-m", "tidemark.cli", "generate", "--topic", self.topic, "--no-progress"]
@@ -190,7 +191,7 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
     assert report.minute_keys_mismatched == [], report.minute_keys_mismatched[:10]
     assert report.rejected_published == report.rejected_expected
     assert report.late_published == report.late_expected
-    raw = deltalake.DeltaTable(run.cfg.lake.events_raw).to_pyarrow_table(
+    raw = object_store.delta_table(run.cfg.object_store, run.cfg.lake.events_raw).to_pyarrow_table(
         columns=["event_id", "kafka_partition", "kafka_offset"]
     )
     assert len(pc.unique(raw.column("event_id"))) == manifest["valid_events"]
