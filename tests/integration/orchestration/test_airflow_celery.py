@@ -143,7 +143,8 @@ def test_hourly_and_late_data_dags_run_on_celery_workers_against_postgres(stack,
             interval_s=0.5,
         )
         ran = _celery_record(cfg, "hourly_recompute")
-        assert {r[0] for r in ran} == {"wait_for_stream", "recompute", "quality_gate", "publish"}, ran
+        hourly_tasks = {"wait_for_stream", "recompute", "quality_gate", "publish", "detect_anomalies"}
+        assert {r[0] for r in ran} == hourly_tasks, ran
         late_ran = _celery_record(cfg, "late_data_recompute")
         assert {r[0] for r in late_ran} == {"find_due_hours", "check_failing_hours", "retire_superseded_streams"}
         for task_id, map_index, state, queue, hostname, celery_status in ran + late_ran:
