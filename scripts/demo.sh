@@ -102,13 +102,37 @@ $TM tiering run --dry-run || failed+=("tiering dry run")
 # --- SLOs (issue 20): a few dashboard questions, then the four SLOs over the demo's data -----------
 step "SLOs: tidemark slo report (freshness, query latency, availability, events ingested) and its chart"
 SERVE_URL="$SERVE_URL" DEMO_KEY="$DEMO_KEY" $PY - <<'PYEOF' || failed+=("dashboard queries for the SLOs")
-import os, urllib.request
-for range_ in ("24h", "7d", "90d"):
+# Waits on facts: the API accepts a new key within its background key refresh (a 401 until then), and
+# each API process flushes its latency histograms to ClickHouse every 10 s.
+import os, time, urllib.error, urllib.request
+from tidemark.config import settings
+from tidemark.io.clickhouse import client
+
+def ask(range_: str) -> None:
     req = urllib.request.Request(f"{os.environ['SERVE_URL']}/api/v1/totals?range={range_}",
                                  headers={"X-API-Key": os.environ["DEMO_KEY"]})
-    urllib.request.urlopen(req, timeout=30).read()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(req, timeout=30).read()
+            return
+        except urllib.error.HTTPError as e:
+            if e.code != 401 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+started = int(time.time()) // 60 * 60
+for range_ in ("24h", "7d", "90d"):
+    ask(range_)
+cfg = settings()
+ch, db = client(cfg.clickhouse), cfg.clickhouse.database
+deadline = time.monotonic() + 60
+while not ch.execute(f"SELECT count() FROM {db}.slo_api_latency WHERE route = '/api/v1/totals' "
+                     f"AND minute >= toDateTime({started})")[0][0]:
+    if time.monotonic() > deadline:
+        raise SystemExit("the API's latency histograms never reached ClickHouse (slo_api_latency) in 60 s")
+    time.sleep(1)
 PYEOF
-sleep 12  # each API process flushes its latency histograms every 10 s
 $TM slo report --window 24h || failed+=("SLO report")
 # --- end SLOs ------------------------------------------------------------------------------------
 
