@@ -3,7 +3,7 @@ cluster (spark://, two workers), reading a 3-broker Kafka cluster (replication 3
 with the lake and checkpoints on s3a:// (the embedded S3Proxy; see conftest), reconciled exactly, as on
 the embedded stack. One traffic run serves both checks: while the generator sends (acks=all), one broker
 is SIGKILLed and later restarted; no acknowledged event is lost, none is doubled, and the stream never
-stops."""
+stops. A second run loses a Spark worker mid-stream and stays exact."""
 
 from __future__ import annotations
 
@@ -223,3 +223,38 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
 
     # Both applications' executors fetched the package zip from the driver (addPyFile), none read the checkout.
     assert len(_executor_zips(cfg) - zips_before) >= 2
+
+
+def test_a_spark_worker_killed_mid_stream_costs_nothing(cluster, storage_roots, tmp_path):
+    """SIGKILL one Spark worker (its JVM, its executor and their Python workers) while the stream works
+    through a backlog: the lost tasks run again on the other worker, the stream goes on, totals stay exact."""
+    cfg = cluster
+    lake_root, checkpoint_root = storage_roots
+    run = ClusterRun(tmp_path, f"worker_{uuid.uuid4().hex[:8]}", lake_root, checkpoint_root)
+    manifest = run.generate(
+        *("--count", "8000", "--rate", "200", "--start-time", "2026-11-14T14:00:00Z", "--seed", "43"),
+        *("--late-fraction", "0.02", "--duplicate-fraction", "0.02", "--malformed-fraction", "0.01"),
+    )
+    stream = run.start_stream("--max-offsets-per-trigger", "1000")  # ~8 batches: the kill lands inside one
+    try:
+        stream_id = wait_until(lambda: run.identity.stream_id, 300, what="stream identity")
+        wait_until(lambda: committed_batches(run.cfg, stream_id) >= 1, 600, "a first committed batch", interval_s=1)
+        worker = next(s for s in services.services(cfg) if s.name == "spark-worker-1")
+        pid = worker.proc.pid()
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)  # the worker, its executor and their Python workers: one process group
+        wait_group_gone(pid, timeout_s=30)
+        wait_until(
+            lambda: run.report(manifest).on_time_published == manifest["on_time_events"],
+            600,
+            lambda: f"the stream to publish every on-time event on the remaining worker; log: {run.log_tail(10)}",
+            interval_s=2,
+        )
+        assert stream.poll() is None, run.log_tail()
+    finally:
+        kill_group(stream, signal.SIGTERM)
+        next(s for s in services.services(cfg) if s.name == "spark-worker-1").up()  # back for what runs next
+    report = run.report(manifest)
+    assert report.minute_keys_mismatched == [], report.minute_keys_mismatched[:10]
+    assert report.rejected_published == report.rejected_expected
+    assert report.late_published == report.late_expected
