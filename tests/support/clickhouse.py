@@ -36,3 +36,27 @@ def wait_mutations(ch, database: str, table: str, timeout_s: float = 120) -> Non
         )[0][0]
 
     wait_until(lambda: not pending(), timeout_s, f"the mutations on {database}.{table} to finish")
+
+
+def expected_minute_counts(manifests: list[dict], hour) -> dict:
+    """Distinct valid events (late ones included) per minute key of one hour, over the generator's
+    manifests: what the batch layer serves once the hour is published."""
+    from collections import Counter
+
+    prefix = hour.strftime("%Y-%m-%dT%H")
+    total: Counter = Counter()
+    for m in manifests:
+        for tenant, minute, country, device, page, n_all, _on_time in m["minute_counts"]:
+            if minute.startswith(prefix):
+                total[(tenant, minute, country, device, page)] += n_all
+    return dict(total)
+
+
+def served_minute_counts(cfg: Settings, hour) -> dict:
+    """The minute keys of one hour as the lambda merge serves them, keyed like `expected_minute_counts`."""
+    from tidemark.hours import HOUR
+    from tidemark.io.clickhouse import client
+    from tidemark.lambda_merge import minute_counts
+
+    rows = minute_counts(client(cfg.clickhouse), cfg.clickhouse.database, hour, hour + HOUR)
+    return {(t, m.strftime("%Y-%m-%dT%H:%M"), c, d, p): n for t, m, c, d, p, n in rows}

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from support.clickhouse import forget_rows
+from support.clickhouse import expected_minute_counts, forget_rows, served_minute_counts
 from support.lake import append_raw
 from support.stream import StreamRun
 from support.wait import wait_until
@@ -19,7 +19,7 @@ from tidemark.batch import planning, registry
 from tidemark.batch.recompute import QualityGateFailed, conclude, recompute
 from tidemark.hours import HOUR
 from tidemark.io.clickhouse import client
-from tidemark.lambda_merge import hour_totals, minute_counts
+from tidemark.lambda_merge import hour_totals
 
 H = lambda hh: datetime(2026, 11, 10, hh, tzinfo=timezone.utc)  # noqa: E731
 IDEMPOTENT, BAD, ATOMIC, LATE = H(9), H(10), H(11), H(12)
@@ -63,22 +63,6 @@ def pipeline(stack, tmp_path_factory):
     )
     run.run_available_now("--max-offsets-per-trigger", "10000")
     return run, manifest
-
-
-def _expected(manifests, hour):
-    """Distinct valid events per minute key of one hour, over one or more manifests."""
-    prefix = hour.strftime("%Y-%m-%dT%H")
-    total = Counter()
-    for m in manifests:
-        for tenant, minute, country, device, page, n_all, _on_time in m["minute_counts"]:
-            if minute.startswith(prefix):
-                total[(tenant, minute, country, device, page)] += n_all
-    return dict(total)
-
-
-def _served(cfg, hour):
-    rows = minute_counts(client(cfg.clickhouse), cfg.clickhouse.database, hour, hour + HOUR)
-    return {(t, m.strftime("%Y-%m-%dT%H:%M"), c, d, p): n for t, m, c, d, p, n in rows}
 
 
 def _stream_only(cfg, hour):
@@ -132,9 +116,9 @@ def test_recompute_is_exact_and_three_runs_are_identical(spark, pipeline):
     cfg = run.cfg
     first = recompute(spark, cfg, IDEMPOTENT, run_id="r1")
     assert first.status == "published", first.reason
-    assert first.dedup_rows == sum(_expected([manifest], IDEMPOTENT).values())
+    assert first.dedup_rows == sum(expected_minute_counts([manifest], IDEMPOTENT).values())
     assert first.raw_rows >= first.dedup_rows
-    assert _served(cfg, IDEMPOTENT) == _expected([manifest], IDEMPOTENT)
+    assert served_minute_counts(cfg, IDEMPOTENT) == expected_minute_counts([manifest], IDEMPOTENT)
     content = _batch_rows(cfg, IDEMPOTENT)
 
     second = recompute(spark, cfg, IDEMPOTENT, run_id="r2")
@@ -146,7 +130,7 @@ def test_recompute_is_exact_and_three_runs_are_identical(spark, pipeline):
     assert third.status == "published" and third.version != first.version
     assert registry.current(cfg, [IDEMPOTENT])[IDEMPOTENT].version == third.version
     assert _content(cfg, IDEMPOTENT, third.version) == _content(cfg, IDEMPOTENT, first.version)
-    assert _served(cfg, IDEMPOTENT) == _expected([manifest], IDEMPOTENT)
+    assert served_minute_counts(cfg, IDEMPOTENT) == expected_minute_counts([manifest], IDEMPOTENT)
     assert IDEMPOTENT not in planning.dirty_hours(cfg, IDEMPOTENT, IDEMPOTENT + HOUR)
 
 
@@ -157,7 +141,7 @@ def _content(cfg, hour, version):
 def test_bad_hour_fails_the_gate_and_streaming_rows_stay(spark, pipeline):
     run, _ = pipeline
     cfg = run.cfg
-    before = _served(cfg, BAD)
+    before = served_minute_counts(cfg, BAD)
     assert before and before == _stream_only(cfg, BAD)
     # A corrupt writer put an event of 08:00 into the 10:00 partition.
     append_raw(spark, cfg, [_raw_row(BAD - timedelta(hours=2), BAD, partition_hour=BAD)])
@@ -176,7 +160,7 @@ def test_bad_hour_fails_the_gate_and_streaming_rows_stay(spark, pipeline):
     )
     assert status == "failed_quality" and "event_time" in reason
     assert _batch_rows(cfg, BAD) == []  # the staged version was removed
-    assert _served(cfg, BAD) == before  # readers still see the streaming rows
+    assert served_minute_counts(cfg, BAD) == before  # readers still see the streaming rows
 
 
 def test_publish_is_atomic_for_a_polling_reader(spark, pipeline):
@@ -232,7 +216,7 @@ def test_late_events_for_a_published_hour_are_folded_in(spark, pipeline):
     run, manifest = pipeline
     cfg = run.cfg
     assert recompute(spark, cfg, LATE, run_id="late-1").status == "published"
-    assert _served(cfg, LATE) == _expected([manifest], LATE)
+    assert served_minute_counts(cfg, LATE) == expected_minute_counts([manifest], LATE)
 
     # Mobile clients come back online: events of 12:xx arrive from 13:30 on.
     late = run.generate(
@@ -263,7 +247,7 @@ def test_late_events_for_a_published_hour_are_folded_in(spark, pipeline):
     assert LATE in dirty
     summary = recompute(spark, cfg, LATE, run_id="late-2")
     assert summary.status == "published"
-    assert _served(cfg, LATE) == _expected([manifest, late], LATE)
+    assert served_minute_counts(cfg, LATE) == expected_minute_counts([manifest, late], LATE)
 
 
 def test_duplicates_past_the_watermark_count_once_after_recompute(spark, stack, tmp_path):
@@ -324,7 +308,7 @@ def test_duplicates_past_the_watermark_count_once_after_recompute(spark, stack, 
 
     summary = recompute(spark, cfg, hour, run_id="dups")
     assert summary.dedup_rows == manifest["valid_events"] and summary.raw_rows == 2 * manifest["valid_events"]
-    assert _served(cfg, hour) == _expected([manifest], hour)
+    assert served_minute_counts(cfg, hour) == expected_minute_counts([manifest], hour)
 
 
 def test_on_time_events_that_arrive_after_the_publish_are_folded_in(spark, pipeline):
@@ -378,5 +362,5 @@ def test_on_time_events_that_arrive_after_the_publish_are_folded_in(spark, pipel
     due = planning.due_hours(cfg, hour + timedelta(hours=3), window=timedelta(hours=4))
     assert hour in due.dirty
     assert recompute(spark, cfg, hour, run_id="ontime-2").status == "published"
-    assert _served(cfg, hour) == _expected([first, stragglers], hour)
+    assert served_minute_counts(cfg, hour) == expected_minute_counts([first, stragglers], hour)
     assert hour not in planning.dirty_hours(cfg, hour, hour + HOUR)

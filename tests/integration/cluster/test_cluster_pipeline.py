@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,16 +22,14 @@ import pyarrow.compute as pc
 import pytest
 from kafka.admin import KafkaAdminClient
 from support.broker import consume_all
-from support.clickhouse import forget_rows
+from support.clickhouse import expected_minute_counts, forget_rows, served_minute_counts
 from support.processes import kill_group, wait_group_gone
 from support.stream import StreamRun, committed_batches
 from support.wait import wait_until
 
 from tidemark import object_store
 from tidemark.hours import HOUR
-from tidemark.io.clickhouse import client
 from tidemark.io.kafka_admin import end_offsets, ensure_topic
-from tidemark.lambda_merge import minute_counts
 from tidemark.stack import services
 from tidemark.stream.identity import StreamIdentity
 from tidemark.stream.options import STREAM_NAME
@@ -87,21 +84,6 @@ def _in_sync(cfg, topic: str) -> int:
         return min(len(p["isr_nodes"]) for p in desc["partitions"])
     finally:
         admin.close()
-
-
-def _expected_minutes(manifest: dict, hour: datetime) -> dict:
-    """Distinct valid events (late ones included) per minute key of one hour: what the batch layer serves."""
-    prefix = hour.strftime("%Y-%m-%dT%H")
-    total: Counter = Counter()
-    for tenant, minute, country, device, page, n_all, _on_time in manifest["minute_counts"]:
-        if minute.startswith(prefix):
-            total[(tenant, minute, country, device, page)] += n_all
-    return dict(total)
-
-
-def _served_minutes(cfg, hour: datetime) -> dict:
-    rows = minute_counts(client(cfg.clickhouse), cfg.clickhouse.database, hour, hour + HOUR)
-    return {(t, m.strftime("%Y-%m-%dT%H:%M"), c, d, p): n for t, m, c, d, p, n in rows}
 
 
 def _executor_zips(cfg) -> set[str]:
@@ -219,7 +201,7 @@ def test_stream_and_recompute_on_the_cluster_survive_a_broker_kill(cluster, stor
     results = [r for r in results if "progress" in r]
     assert len(results) == len(hours) and {r["status"] for r in results} == {"published"}, results
     for hour in hours:
-        assert _served_minutes(cfg, hour) == _expected_minutes(manifest, hour), label(hour)
+        assert served_minute_counts(cfg, hour) == expected_minute_counts([manifest], hour), label(hour)
 
     # Both applications' executors fetched the package zip from the driver (addPyFile), none read the checkout.
     assert len(_executor_zips(cfg) - zips_before) >= 2

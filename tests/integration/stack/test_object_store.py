@@ -15,11 +15,10 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections import Counter
 from datetime import datetime, timezone
 
 import pytest
-from support.clickhouse import forget_rows
+from support.clickhouse import expected_minute_counts, forget_rows, served_minute_counts
 from support.object_store import S3StreamRun, stored_files
 from support.processes import kill_group
 
@@ -27,8 +26,6 @@ from tidemark import object_store
 from tidemark.batch import lake_log, planning, registry
 from tidemark.batch.lake import delta_files
 from tidemark.hours import HOUR
-from tidemark.io.clickhouse import client
-from tidemark.lambda_merge import minute_counts
 from tidemark.stack.object_store import ObjectStore
 
 pytestmark = pytest.mark.objectstore
@@ -64,20 +61,6 @@ def s3_stream(stack, tmp_path_factory):
     finally:
         if os.environ.get("TIDEMARK_KEEP_STACK") != "1":
             store.down()
-
-
-def _expected(manifest, hour):
-    prefix = hour.strftime("%Y-%m-%dT%H")
-    total: Counter = Counter()
-    for tenant, minute, country, device, page, n_all, _on_time in manifest["minute_counts"]:
-        if minute.startswith(prefix):
-            total[(tenant, minute, country, device, page)] += n_all
-    return dict(total)
-
-
-def _served(cfg, hour):
-    rows = minute_counts(client(cfg.clickhouse), cfg.clickhouse.database, hour, hour + HOUR)
-    return {(t, m.strftime("%Y-%m-%dT%H:%M"), c, d, p): n for t, m, c, d, p, n in rows}
 
 
 def _cli(run, *args, extra_env=None, timeout=900, ok=(0,)) -> tuple[int, str, str]:
@@ -122,7 +105,7 @@ def test_the_delta_log_reader_indexes_the_s3a_table(s3_stream):
     hours = lake_log.hours_with_data(cfg, HOUR_9 - 9 * HOUR, HOUR_9 + 15 * HOUR)
     assert HOUR_9 in hours
     files = delta_files(cfg.lake.events_raw, cfg.object_store)
-    assert sum(files.column("num_records").to_pylist()) >= sum(_expected(manifest, HOUR_9).values())
+    assert sum(files.column("num_records").to_pylist()) >= sum(expected_minute_counts([manifest], HOUR_9).values())
 
 
 def test_a_recompute_reads_s3a_publishes_and_a_late_commit_makes_the_hour_dirty(s3_stream):
@@ -130,7 +113,7 @@ def test_a_recompute_reads_s3a_publishes_and_a_late_commit_makes_the_hour_dirty(
     cfg = run.cfg
     _cli(run, "recompute", "--hour", HOUR_9.strftime("%Y-%m-%dT%H"), "--run-id", f"s3-{uuid.uuid4().hex[:6]}")
     published = registry.current(cfg, [HOUR_9])[HOUR_9]
-    assert _served(cfg, HOUR_9) == _expected(manifest, HOUR_9)
+    assert served_minute_counts(cfg, HOUR_9) == expected_minute_counts([manifest], HOUR_9)
     assert HOUR_9 not in planning.dirty_hours(cfg, HOUR_9, HOUR_9 + HOUR)
 
     # A late commit to the hour (delta-rs, as any writer): the s3a log reader sees the hour dirty.
