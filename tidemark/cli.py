@@ -113,6 +113,7 @@ def _status(args: argparse.Namespace) -> int:
                     "last_commit",
                     "freshness_p50_s",
                     "freshness_p95_s",
+                    "backfill_events",
                     "consumer_lag",
                     "input_rows_per_s",
                     "detail",
@@ -389,7 +390,13 @@ def _slo(args: argparse.Namespace) -> int:
     window_s = parse_window(args.window)
     png = Path(args.chart) if args.chart else cfg.home / "reports" / "slo.png"
     shown, _figures = report(
-        client(cfg.clickhouse), cfg.clickhouse.database, datetime.now(timezone.utc), window_s, args.window, png
+        client(cfg.clickhouse),
+        cfg.clickhouse.database,
+        datetime.now(timezone.utc),
+        window_s,
+        args.window,
+        png,
+        live_within_s=cfg.spark.allowed_lateness_s,
     )
     print("\n".join(shown))
     return 0

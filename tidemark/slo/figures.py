@@ -1,7 +1,9 @@
 """The four SLOs measured over a window from what the running system recorded in ClickHouse.
 
 - freshness: the stream's committed batches' per-event histograms (stream_batches, read through
-  tidemark.stream.reconcile.measured_freshness_s for the p95, plus the share within 60 s);
+  tidemark.stream.reconcile.measured_freshness_s for the p95, plus the share within 60 s), over live
+  events: those queryable within the allowed lateness of their event time; replayed or backfilled
+  events (older at commit) are counted apart (``backfill``), never in the SLO;
 - query latency: the API processes' per-minute histograms (slo_api_latency) of the dashboard's query
   routes, by range span (7 days, 90 days);
 - availability: the health probe's rows (slo_probes);
@@ -25,7 +27,7 @@ from tidemark.slo.maths import (
     quantile,
     within,
 )
-from tidemark.stream.reconcile import measured_freshness_s
+from tidemark.stream.reconcile import Backfill, backfill, measured_freshness_s
 
 # The dashboard's query routes (the exports have their own, longer limit and no SLO).
 QUERY_ROUTES = ("/api/v1/timeseries", "/api/v1/top", "/api/v1/totals")
@@ -37,17 +39,25 @@ def _window(end: datetime, window_s: int) -> dict:
     return {"lo": end - timedelta(seconds=window_s), "hi": end}
 
 
-def freshness(ch, db: str, end: datetime, window_s: int) -> Figure:
+_COMMITTED_IN = "committed_at > %(lo)s AND committed_at <= %(hi)s"
+
+
+def freshness(ch, db: str, end: datetime, window_s: int, live_within_s: int) -> Figure:
     rng = _window(end, window_s)
-    where = "committed_at > %(lo)s AND committed_at <= %(hi)s"
-    (p95,) = measured_freshness_s(ch, db, where, rng, (FRESHNESS.objective,))
+    (p95,) = measured_freshness_s(ch, db, _COMMITTED_IN, rng, (FRESHNESS.objective,), live_within_s=live_within_s)
     limit_ms = int((FRESHNESS.threshold or 0) * 1000)
     good, total = ch.execute(
         f"SELECT sumIf(n, f <= {limit_ms}), sum(n) FROM {db}.stream_batches "
-        f"ARRAY JOIN freshness_ms AS f, freshness_events AS n WHERE {where}",
+        f"ARRAY JOIN freshness_ms AS f, freshness_events AS n "
+        f"WHERE ({_COMMITTED_IN}) AND f <= {int(live_within_s) * 1000}",
         rng,
     )[0]
     return Figure(FRESHNESS, float(good or 0), float(total or 0), p95)
+
+
+def backfilled(ch, db: str, end: datetime, window_s: int, live_within_s: int) -> Backfill:
+    """The on-time events the freshness SLO leaves out over the window (see ``freshness``)."""
+    return backfill(ch, db, _COMMITTED_IN, _window(end, window_s), live_within_s)
 
 
 def latency_histograms(ch, db: str, end: datetime, window_s: int) -> dict[tuple[datetime, str], dict[float, float]]:
@@ -101,10 +111,11 @@ def ingest(ch, db: str, end: datetime, window_s: int) -> Figure:
     return Figure(INGEST, good, total, good / total if total else None)
 
 
-def evaluate(ch, db: str, end: datetime, window_s: int) -> list[Figure]:
-    """All five figures (the query SLO has two) over the ``window_s`` seconds up to ``end``."""
+def evaluate(ch, db: str, end: datetime, window_s: int, live_within_s: int) -> list[Figure]:
+    """All five figures (the query SLO has two) over the ``window_s`` seconds up to ``end``;
+    freshness over events queryable within ``live_within_s`` of their event time."""
     return [
-        freshness(ch, db, end, window_s),
+        freshness(ch, db, end, window_s, live_within_s),
         *queries(ch, db, end, window_s),
         availability(ch, db, end, window_s),
         ingest(ch, db, end, window_s),
@@ -120,7 +131,7 @@ class Hourly:
     query_p99: dict[str, list[float | None]] = field(default_factory=dict)
 
 
-def hourly(ch, db: str, end: datetime, window_s: int) -> Hourly:
+def hourly(ch, db: str, end: datetime, window_s: int, live_within_s: int) -> Hourly:
     end = end.astimezone(timezone.utc).replace(microsecond=0)
     first = (end - timedelta(seconds=window_s)).replace(minute=0, second=0)
     out = Hourly(query_p99={span: [] for span in SPANS})
@@ -130,7 +141,12 @@ def hourly(ch, db: str, end: datetime, window_s: int) -> Hourly:
         out.hours.append(hour)
         rng = {"lo": hour, "hi": hour + timedelta(hours=1)}
         (p95,) = measured_freshness_s(
-            ch, db, "committed_at >= %(lo)s AND committed_at < %(hi)s", rng, (FRESHNESS.objective,)
+            ch,
+            db,
+            "committed_at >= %(lo)s AND committed_at < %(hi)s",
+            rng,
+            (FRESHNESS.objective,),
+            live_within_s=live_within_s,
         )
         out.freshness_p95.append(p95)
         for span, objective in SPANS.items():

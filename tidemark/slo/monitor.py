@@ -140,12 +140,13 @@ class Monitor:
             insert_rows(self._ch, f"{db}.slo_probes", PROBE_COLUMNS, self.pending)
             self.pending = []
             at = datetime.now(timezone.utc).replace(microsecond=0)
+            live = self.cfg.spark.allowed_lateness_s
             rows = status_rows(
                 at,
                 STATUS_WINDOW_S,
-                evaluate(self._ch, db, at, STATUS_WINDOW_S),
-                evaluate(self._ch, db, at, BURN_LONG_S),
-                evaluate(self._ch, db, at, BURN_SHORT_S),
+                evaluate(self._ch, db, at, STATUS_WINDOW_S, live),
+                evaluate(self._ch, db, at, BURN_LONG_S, live),
+                evaluate(self._ch, db, at, BURN_SHORT_S, live),
             )
             insert_rows(self._ch, f"{db}.slo_status", STATUS_COLUMNS, rows)
             self.alerts.update(rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from tidemark.slo.figures import Hourly, evaluate, hourly
+from tidemark.slo.figures import Hourly, backfilled, evaluate, hourly
 from tidemark.slo.maths import BURN_LONG_S, FRESHNESS, QUERY_7D, QUERY_90D, Figure
 
 
@@ -75,8 +75,20 @@ def chart(series: Hourly, path: Path, window: str) -> Path:
     return path
 
 
-def report(ch, db: str, end: datetime, window_s: int, window: str, png: Path) -> tuple[list[str], list[Figure]]:
-    figures = evaluate(ch, db, end, window_s)
-    burn = evaluate(ch, db, end, min(window_s, BURN_LONG_S))
-    chart(hourly(ch, db, end, window_s), png, window)
-    return [*lines(figures, burn, window), f"chart: {png}"], figures
+def report(
+    ch, db: str, end: datetime, window_s: int, window: str, png: Path, live_within_s: int
+) -> tuple[list[str], list[Figure]]:
+    """``live_within_s``: the allowed lateness; an on-time event queryable later than that after its event
+    time was replayed or backfilled, and is shown on its own line instead of in the freshness SLO."""
+    figures = evaluate(ch, db, end, window_s, live_within_s)
+    burn = evaluate(ch, db, end, min(window_s, BURN_LONG_S), live_within_s)
+    chart(hourly(ch, db, end, window_s, live_within_s), png, window)
+    shown = lines(figures, burn, window)
+    replayed = backfilled(ch, db, end, window_s, live_within_s)
+    if replayed.events:
+        shown.append(
+            f"freshness counts live events only (queryable within {live_within_s} s of their event time); "
+            f"{replayed.events} backfilled or replayed events, age p50 {replayed.age_p50_s} s, "
+            f"max {replayed.age_max_s} s, are left out"
+        )
+    return [*shown, f"chart: {png}"], figures

@@ -134,6 +134,7 @@ def dashboards(cfg, tenant: str, hour) -> list:
 
 
 HOUR_S = 3600
+LIVE_S = 600  # the allowed lateness: older on-time events count as backfill, not in freshness
 
 
 def slo_figures(cfg, ch) -> dict:
@@ -155,10 +156,12 @@ def slo_figures(cfg, ch) -> dict:
     mon.write()
     assert not mon.pending
     return {
-        "evaluated": [(f.objective.name, f.good, f.total, f.value) for f in figures.evaluate(ch, db, now, 3600)],
-        "hourly": figures.hourly(ch, db, now, 3 * 3600),
+        "evaluated": [
+            (f.objective.name, f.good, f.total, f.value) for f in figures.evaluate(ch, db, now, 3600, LIVE_S)
+        ],
+        "hourly": figures.hourly(ch, db, now, 3 * 3600, LIVE_S),
         "latest": status.latest(ch, db),
-        "short": figures.evaluate(ch, db, now, BURN_SHORT_S),
+        "short": figures.evaluate(ch, db, now, BURN_SHORT_S, LIVE_S),
     }
 
 

@@ -21,6 +21,7 @@ from tidemark.io.clickhouse import client, insert_rows
 from tidemark.slo.maths import OBJECTIVES
 from tidemark.slo.monitor import Monitor
 from tidemark.slo.status import record_reconciliation
+from tidemark.stream.metrics import health
 from tidemark.stream.sink import BATCH_COLUMNS
 
 
@@ -49,10 +50,15 @@ def test_slo_report_prints_the_four_slos_and_draws_the_chart(api, serving_cfg, t
         interval_s=0.5,
     )
 
-    # freshness: a committed batch of the serving tests' loader (conftest.py), with its histogram
+    # freshness: a committed batch of the serving tests' loader (conftest.py), with its histogram: 100
+    # live events and 400 replayed two hours after their event time, which the SLO must leave out
     now = datetime.now(timezone.utc)
-    batch = ("serving-tests", 999_999_999, 999_999_999, now, 0, 0, 0, [], [], 0, 0, now, 1.0, 2.0, 70.0)
-    insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS, [(*batch, [1000, 2000, 70000], [60, 39, 1])])
+    batch = ("serving-tests", 999_999_999, 999_999_999, now, 0, 0, 0, [], [], 0, 0, now, 1.0, 7200.0, 7200.0)
+    histogram = ([1000, 2000, 70000, 7_200_000], [60, 39, 1, 400])
+    insert_rows(ch, f"{db}.stream_batches", BATCH_COLUMNS, [(*batch, *histogram)])
+    recent = health(cfg)  # `tidemark status`: live freshness over the last 15 minutes, the replay apart
+    assert recent["stream_id"] == "serving-tests" and recent["freshness_p95_s"] == 2.0, recent
+    assert recent["backfill_events"] >= 400 and recent["backfill_age_max_s"] == 7200.0, recent
     # ingest accuracy: what `tidemark reconcile` records
     record_reconciliation(ch, db, f"slo-test-{os.getpid()}", 10_000, 10_000)
 
@@ -82,6 +88,9 @@ def test_slo_report_prints_the_four_slos_and_draws_the_chart(api, serving_cfg, t
         assert objective.name in lines, f"{objective.name} missing from the report:\n{done.stdout}"
         assert "NO DATA" not in lines[objective.name], lines[objective.name]
     assert "%" in lines["availability"] and "MISSED" in lines["availability"]
+    assert "7200" not in lines["freshness_p95"], "the replayed events are not in the freshness SLO"
+    replayed = next(line for line in done.stdout.splitlines() if "backfilled or replayed" in line)
+    assert int(replayed.split(";")[1].split()[0]) >= 400, replayed
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
 
     # /slo and /metrics: the monitor's status, once the API's background thread has read it
