@@ -31,7 +31,9 @@ Every drill has its own topic, lake, checkpoint and ClickHouse database (``tidem
 dropped first), runs the generator (`tidemark generate`, manifest kept) at ``--rate`` and ends with
 exact totals: the manifest against the ClickHouse minute rollups (tidemark.stream.reconcile's
 stream_report) and against the Delta lake read with delta-rs (lake_report). One JSON line per drill on
-stdout; progress on stderr. The stack is the bench's own (TIDEMARK_HOME .tidemark/drills, its own
+stdout; progress on stderr. Each line ends with the SLO report over the drill's own window and database
+(``slo``: freshness of live events, events ingested, and for api_load query latency and availability from
+an SLO monitor probing the API), its chart under .tidemark/drills/reports. The stack is the bench's own (TIDEMARK_HOME .tidemark/drills, its own
 ports, each movable with ``BENCH_<VARIABLE>``), started if down and stopped at the end.
 On a shared machine recovery times are inflated; the totals must hold regardless.
 """
@@ -273,9 +275,19 @@ class Run:
     # -- the end ---------------------------------------------------------------------------------
     def totals(self, manifest: dict) -> dict:
         """Produced vs counted: ClickHouse minute rollups (stream layer) and the Delta lake."""
+        from tidemark.io.clickhouse import client
+        from tidemark.slo.status import record_reconciliation
         from tidemark.stream.reconcile import drill_totals, lake_report, stream_report
 
         report = stream_report(self.cfg, manifest, self.ident.stream_id, self.ident.epoch)
+        # the ingest SLO's figure, as `tidemark reconcile` records it
+        record_reconciliation(
+            client(self.cfg.clickhouse),
+            self.cfg.clickhouse.database,
+            self.ident.stream_id,
+            report.on_time_expected,
+            report.on_time_published,
+        )
         out = drill_totals(report, lake_report(self.cfg, manifest))
         out["clickhouse"].update(self.duplicates_dropped(out["clickhouse"].pop("duplicates_dropped")))
         return out
@@ -300,6 +312,38 @@ class Run:
             "duplicates_dropped": consumed - int(rows or 0),
             "duplicates_dropped_in_spark_progress": from_progress,
         }
+
+    def slo_report(self, started: datetime) -> dict:
+        """`tidemark slo report` over the drill's own window and database: the fault's effect on each
+        SLO (freshness from the stream's batches, ingest from the reconciliation, query latency and
+        availability where the drill ran the API and its probe)."""
+        from tidemark.io.clickhouse import client
+        from tidemark.slo.report import report
+
+        end = datetime.now(timezone.utc)
+        window_s = int((end - started).total_seconds()) + 60
+        png = ROOT / ".tidemark" / "drills" / "reports" / f"slo-{self.name}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        shown, figures = report(
+            client(self.cfg.clickhouse),
+            self.cfg.clickhouse.database,
+            end,
+            window_s,
+            f"{window_s // 60} min",
+            png,
+            live_within_s=self.cfg.spark.allowed_lateness_s,
+        )
+        say("\n".join(shown))
+        return {
+            f.objective.name: {
+                "value": None if f.value is None else round(f.value, 4),
+                "good": f.good,
+                "total": f.total,
+                "met": f.met if f.measured else None,
+                "budget_left": round(f.budget_left, 4) if f.measured else None,
+            }
+            for f in figures
+        } | {"chart": str(png)}
 
     def close(self) -> None:
         benchkit.stop(self.generator, 5, "generator")
@@ -523,7 +567,21 @@ def api_load(run: Run) -> dict:
             if time.monotonic() > deadline or api.poll() is not None:
                 raise DrillFailed(f"the API did not start; see {run.log_path.with_suffix('.api.log')}")
             time.sleep(0.5)
+        from tidemark.slo.monitor import Monitor
+
+        monitor = Monitor(run.cfg, url + "/health")  # availability under the load, as `serve --detach` probes
+        probing = threading.Event()
+
+        def probe() -> None:
+            while not probing.wait(1.0):
+                monitor.probe_once()
+
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
         step = asyncio.run(query_latency.load(url, keys, run.args.users, run.args.api_seconds))
+        probing.set()
+        prober.join(10)
+        monitor.write()
         inflight = int(query_latency.metrics(url).get("tidemark_clickhouse_inflight_max", 0))
     finally:
         benchkit.stop(api, 15, "API")
@@ -625,7 +683,7 @@ def checks(name: str, out: dict) -> dict[str, bool]:
 
 def run_drill(name: str, args, base_env: dict[str, str]) -> dict:
     run = Run(name, args, base_env, mount_mb=args.disk_mb if name == "disk_full" else 0)
-    t0 = time.monotonic()
+    t0, started_at = time.monotonic(), datetime.now(timezone.utc)
     try:
         say(f"drill {name}: topic {run.topic}, database {run.cfg.clickhouse.database}, workdir {run.workdir}")
         if name == "kill9":
@@ -645,6 +703,10 @@ def run_drill(name: str, args, base_env: dict[str, str]) -> dict:
             out.update(recompute_kill(run, json.loads(run.manifest_path.read_text())))
         out["checks"] = checks(name, out)
         status = "ok" if all(out["checks"].values()) else "finding"
+        try:
+            out["slo"] = run.slo_report(started_at)
+        except Exception as exc:  # noqa: BLE001 - the drill's result stands without its SLO view
+            out["slo"] = {"error": f"{type(exc).__name__}: {str(exc)[-500:]}"}
     except Exception as exc:  # noqa: BLE001 - one drill's failure is its line; the next drill runs
         out, status = {"error": f"{type(exc).__name__}: {str(exc)[-3000:]}"}, "failed"
     finally:
