@@ -206,7 +206,9 @@ def _reconcile(args: argparse.Namespace) -> int:
         report.on_time_published,
     )
     if args.json:
-        print(json.dumps({**report.__dict__, "exact": report.exact}, default=str))
+        from dataclasses import asdict
+
+        print(json.dumps({**asdict(report), "exact": report.exact}, default=str))
     else:
         print("\n".join(report.lines()))
     return 0 if report.exact else 1
