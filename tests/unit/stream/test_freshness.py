@@ -56,3 +56,14 @@ def test_row_carries_quantiles_and_the_histogram():
     p50, p95, mx, lags, counts = row[-5:]
     assert (p50, p95, mx) == (0.9, 0.9, 29.9)  # 19 of 20 events are 0.9 s old: p95 is 0.9, the max 29.9
     assert lags == [900, 29900] and counts == [19, 1]
+
+
+def test_report_shows_backfill_apart_from_live_freshness():
+    from tidemark.stream.reconcile import Backfill, StreamReport
+
+    report = StreamReport(10, 10, 1, [], 0.0, 1, [], freshness_p95_s=2.5, freshness_live_within_s=600)
+    assert not any(line.startswith("backfill") for line in report.lines())
+    report.backfill = Backfill(400, 7200.0, 7300.0)
+    shown = report.lines()
+    assert "queryable within 600 s" in next(line for line in shown if line.startswith("freshness"))
+    assert "400 on-time events" in next(line for line in shown if line.startswith("backfill"))
