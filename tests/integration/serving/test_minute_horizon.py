@@ -3,6 +3,9 @@ a question only the minute grain answers (two filters combined, a range off hour
 buckets) over that day is refused with a 400 that says why, never answered partially; a question
 the hour grain answers the same (whole hours, at most one filter) is still answered, exactly.
 
+The hot step records the horizon before it drops anything, and waits (TieringSettings.
+horizon_grace_s) until every API process has read it or refuses to answer.
+
 The day dropped is ~120 days old: older than any range the other tests of the session ask (the
 horizon is database-wide), and its row is deleted afterwards so a kept database forgets it."""
 
@@ -42,12 +45,24 @@ def test_dropped_minute_day_refuses_minute_only_questions_and_hour_grain_still_a
     bounds = dataclasses.replace(
         boundaries(serving_cfg, datetime.now(timezone.utc)), hot_from=(day + timedelta(days=1)).date()
     )
+    # The hot step waits this long between recording the horizon and dropping: a few of the test
+    # API's 1 s refreshes (the default, ~40 s, also covers an API whose refreshes keep failing).
+    cfg = dataclasses.replace(serving_cfg, tiering=dataclasses.replace(serving_cfg.tiering, horizon_grace_s=3.0))
     try:
-        results = {r.day: r for r in hot.run(serving_cfg, bounds)}
+        results = {r.day: r for r in hot.run(cfg, bounds, run_id="horizon-test")}
         assert results[day.date().isoformat()].dropped, results[day.date().isoformat()]
         through = int((day + timedelta(days=1)).timestamp())
-        (recorded,) = writer.execute(f"SELECT toUInt32(max(dropped_through)) FROM {db}.minute_horizon")[0]
-        assert recorded >= through
+        (recorded, recorded_at, rows) = writer.execute(
+            f"SELECT toUInt32(max(dropped_through)), toUInt32(min(recorded_at)), count() FROM {db}.minute_horizon "
+            f"WHERE dropped_through >= toDateTime(%(t)s)",
+            {"t": through},
+        )[0]
+        assert recorded == through and rows == 1
+        # recorded before the drop, and recording again (a rerun after a crash) writes nothing new
+        assert hot.record_horizon(writer, db, day + timedelta(days=1), "again") == recorded_at
+        assert writer.execute(
+            f"SELECT count() FROM {db}.minute_horizon WHERE dropped_through >= toDateTime(%(t)s)", {"t": through}
+        ) == [(1,)]
         # the API reads the horizon with each registry refresh (1 s here)
         wait_until(
             lambda: api.metrics().get("tidemark_minute_horizon", 0) >= through,
