@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from tidemark.config import Settings
 from tidemark.lambda_merge import Snapshot, minute_horizon, snapshot
-from tidemark.serving import keys, queries
+from tidemark.serving import grains, keys, queries
 from tidemark.serving.admission import Admission
 from tidemark.serving.cache import QueryCache, cache_key
 from tidemark.serving.limits import Decision, RateLimiter
@@ -242,7 +242,7 @@ class Service:
                 "class": klass,
                 # A minute-grain answer is keyed by the minute horizon it was computed under: once the
                 # API learns of a drop, no answer computed before it is served for the dropped days.
-                "minute_from": self._horizon if plan.grain is queries.MINUTE_GRAIN else 0,
+                "minute_from": self._horizon if plan.grain in grains.HORIZON_GRAINS else 0,
                 **parts,
             }
         )
