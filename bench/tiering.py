@@ -51,7 +51,8 @@ def environment() -> dict[str, str]:
     """The bench's own environment; the lake (hot and cold) under its home, dropped and rebuilt too."""
     env = benchkit.bench_env("bench-tiering", "tidemark_bench_tiering", PORTS, TIDEMARK_LOG_LEVEL="INFO")
     lake = str(Path(env["TIDEMARK_HOME"]) / "lake")
-    return {**env, "TIDEMARK_LAKE_ROOT": lake, "TIDEMARK_COLD_ROOT": lake}
+    # No API reads the bench's database: the hot step drops without waiting for one to read the horizon.
+    return {**env, "TIDEMARK_LAKE_ROOT": lake, "TIDEMARK_COLD_ROOT": lake, "TIDEMARK_HOT_HORIZON_GRACE_S": "0"}
 
 
 def build_lake(cfg, end: datetime, days: int, per_hour: int, appends: int):

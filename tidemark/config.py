@@ -281,6 +281,20 @@ class ServingSettings:
     key_max_stale_s: float  # if refreshes keep failing this long, keys are refused (503) rather than trusted stale
     workers: int  # API processes `tidemark serve` starts (each with its own event loop and query slots)
 
+    @property
+    def registry_max_stale_s(self) -> float:
+        """An API process answers from a registry snapshot (and minute horizon) at most this old,
+        else 503: max(30 s, 15 refresh intervals). The hot tier waits this long between recording
+        the minute horizon and dropping minute rows (horizon_grace_s below)."""
+        return max(30.0, 15 * self.registry_refresh_s)
+
+    @property
+    def horizon_grace_s(self) -> float:
+        """How long after the minute horizon is recorded no API process can still read minute rows
+        under the old one: a snapshot is trusted registry_max_stale_s, and a query checked against
+        it may then wait queue_wait_s for a slot before ClickHouse picks the parts it reads."""
+        return self.registry_max_stale_s + self.queue_wait_s + 5.0
+
 
 @dataclass(frozen=True)
 class TieringSettings:
@@ -296,6 +310,9 @@ class TieringSettings:
     parts_alert: int  # active parts in one ClickHouse partition above this -> alert
     stream_rows_grace_s: int  # streaming rows of an hour are deleted this long after it was first published
     day_users_tolerance: float  # day_rollups (uniqCombined(15)) vs minute states (17): allowed relative gap
+    # Between recording the minute horizon and dropping minute rows, the hot step waits this long, so
+    # every API process has read the new horizon or refuses to answer (ServingSettings.horizon_grace_s)
+    horizon_grace_s: float
 
     @property
     def cold_path(self) -> str:
@@ -402,7 +419,8 @@ def load() -> Settings:
     )
 
     retention_days = _int("TIDEMARK_RETENTION_DAYS", 30)
-    tiering = _tiering(lake, retention_days)
+    serving = _serving(clickhouse)
+    tiering = _tiering(lake, retention_days, serving.horizon_grace_s)
     return Settings(
         home=home,
         log_level=_env("TIDEMARK_LOG_LEVEL", "WARNING"),
@@ -424,7 +442,7 @@ def load() -> Settings:
             celery_concurrency=_int("TIDEMARK_AIRFLOW_CELERY_CONCURRENCY", 2),
             celery_broker_db=_int("TIDEMARK_AIRFLOW_CELERY_REDIS_DB", 1),
         ),
-        serving=_serving(clickhouse),
+        serving=serving,
         tiering=tiering,
         object_store=_object_store((lake.root, spark.checkpoint_root, tiering.cold_root)),
         stack=stack,
@@ -530,7 +548,7 @@ def _workers() -> int:
     return workers
 
 
-def _tiering(lake: LakeSettings, retention_days: int) -> TieringSettings:
+def _tiering(lake: LakeSettings, retention_days: int, api_horizon_grace_s: float) -> TieringSettings:
     tiering = TieringSettings(
         hot_days=_int("TIDEMARK_HOT_DAYS", 7),
         # The contract accepts events up to retention_days old (older ones are dead letters), so a
@@ -545,6 +563,7 @@ def _tiering(lake: LakeSettings, retention_days: int) -> TieringSettings:
         parts_alert=_int("TIDEMARK_PARTS_ALERT", 100),
         stream_rows_grace_s=_int("TIDEMARK_STREAM_ROWS_GRACE_S", 3600),
         day_users_tolerance=_float("TIDEMARK_DAY_USERS_TOLERANCE", 0.02),
+        horizon_grace_s=_float("TIDEMARK_HOT_HORIZON_GRACE_S", api_horizon_grace_s),
     )
     check_tiering(tiering, retention_days)
     return tiering
@@ -554,6 +573,8 @@ def check_tiering(tiering: TieringSettings, retention_days: int) -> None:
     """Refuse settings that would lose data or time travel (raised at load, naming the variable)."""
     if tiering.hot_days < 1:
         raise ValueError("TIDEMARK_HOT_DAYS must be at least 1")
+    if tiering.horizon_grace_s < 0:
+        raise ValueError("TIDEMARK_HOT_HORIZON_GRACE_S must be 0 or more (seconds)")
     if tiering.lake_hot_days <= retention_days:
         raise ValueError(
             f"TIDEMARK_LAKE_HOT_DAYS={tiering.lake_hot_days} must exceed TIDEMARK_RETENTION_DAYS="

@@ -33,7 +33,11 @@ STREAM_EPOCH = 4242
 
 def tiering_cfg(stack, lake_root, database: str, *, hot_days=7, lake_hot_days=10, retention_days=9):
     tiering = dataclasses.replace(
-        stack.tiering, hot_days=hot_days, lake_hot_days=lake_hot_days, cold_root=str(lake_root)
+        stack.tiering,
+        hot_days=hot_days,
+        lake_hot_days=lake_hot_days,
+        cold_root=str(lake_root),
+        horizon_grace_s=0.0,  # no API reads these databases: the hot step need not wait before dropping
     )
     check_tiering(tiering, retention_days)
     return dataclasses.replace(

@@ -55,3 +55,22 @@ def test_embedded_kafka_settings(monkeypatch, tmp_path):
     cfg = load()
     assert (cfg.kafka.bootstrap_servers, cfg.kafka.controller_port, cfg.kafka.heap) == ("127.0.0.1:29092", 29093, "1g")
     assert not cfg.kafka.external
+
+
+def test_hot_step_waits_as_long_as_an_api_may_answer_from_an_old_minute_horizon(monkeypatch):
+    import pytest
+
+    for var in ("TIDEMARK_HOT_HORIZON_GRACE_S", "TIDEMARK_SERVING_QUEUE_WAIT_S"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TIDEMARK_SERVING_REGISTRY_REFRESH_S", "4")
+    cfg = load()
+    # a snapshot is trusted max(30 s, 15 refreshes) = 60 s, then a query may queue 2 s for a slot
+    assert cfg.serving.registry_max_stale_s == 60.0
+    assert cfg.tiering.horizon_grace_s == 60.0 + 2.0 + 5.0 == cfg.serving.horizon_grace_s
+    monkeypatch.setenv("TIDEMARK_SERVING_REGISTRY_REFRESH_S", "1")
+    assert load().serving.registry_max_stale_s == 30.0
+    monkeypatch.setenv("TIDEMARK_HOT_HORIZON_GRACE_S", "0")
+    assert load().tiering.horizon_grace_s == 0.0
+    monkeypatch.setenv("TIDEMARK_HOT_HORIZON_GRACE_S", "-1")
+    with pytest.raises(ValueError, match="TIDEMARK_HOT_HORIZON_GRACE_S"):
+        load()

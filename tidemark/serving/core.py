@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from tidemark.config import Settings
 from tidemark.lambda_merge import Snapshot, minute_horizon, snapshot
-from tidemark.serving import keys, queries
+from tidemark.serving import grains, keys, queries
 from tidemark.serving.admission import Admission
 from tidemark.serving.cache import QueryCache, cache_key
 from tidemark.serving.limits import Decision, RateLimiter
@@ -37,12 +37,11 @@ log = logging.getLogger(__name__)
 # The registry fingerprint covers every hour a query may read: 90 days and the 90 before them.
 REGISTRY_WINDOW = timedelta(days=181)
 LIVE_TTL_FACTOR = {"minute": 1, "hour": 3, "day": 6}
-# A registry snapshot older than max(30 s, 15 refresh intervals) is not answered from (503): the
-# refresh has been failing, and a republished hour must not stay hidden behind it.
-REGISTRY_MAX_STALE_MIN_S = 30.0
+# A registry snapshot older than cfg.serving.registry_max_stale_s (max(30 s, 15 refresh intervals))
+# is not answered from (503): the refresh has been failing, and a republished hour (or a newly
+# recorded minute horizon: the hot tier waits that long before dropping) must not stay hidden.
 FINGERPRINT_MEMO = 4096  # fingerprints of ranges memoized per snapshot
 SETTLED_WALK_HOURS = 72  # a live series' unpublished tail is looked for this far back
-REGISTRY_MAX_STALE_FACTOR = 15
 REDIS_CONNECTIONS = 128
 FIRST_KEYS_WAIT_S = 5.0  # startup waits this long for the first key load (then requests get 503 until it lands)
 HEALTH_CACHE_S = 1.0  # /health is unauthenticated: it checks the backends at most once a second
@@ -188,8 +187,7 @@ class Service:
     def _registry_snapshot(self) -> Snapshot | None:
         """The current snapshot, or None if there is none recent enough to answer from: a
         snapshot older than registry_max_stale_s could hide a republished hour too long."""
-        sv = self.cfg.serving
-        max_stale = max(REGISTRY_MAX_STALE_MIN_S, REGISTRY_MAX_STALE_FACTOR * sv.registry_refresh_s)
+        max_stale = self.cfg.serving.registry_max_stale_s
         if self._registry is None or time.monotonic() - self._registry_at > max_stale:
             return None
         return self._registry
@@ -244,7 +242,7 @@ class Service:
                 "class": klass,
                 # A minute-grain answer is keyed by the minute horizon it was computed under: once the
                 # API learns of a drop, no answer computed before it is served for the dropped days.
-                "minute_from": self._horizon if plan.grain is queries.MINUTE_GRAIN else 0,
+                "minute_from": self._horizon if plan.grain in grains.HORIZON_GRAINS else 0,
                 **parts,
             }
         )

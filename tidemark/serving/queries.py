@@ -18,11 +18,8 @@ Every query here:
   ``system.processes`` (it always allows ``system``): so neither serving user sees which tenant
   the other is serving, or what it filters on.
 
-Grain: the coarsest table that answers the question. Ranges of up to 6 hours (minute buckets) and
-ranges not aligned to hours read minute_rollups; everything else reads day_rollups, whose rows are
-per (hour, dimension value) with the hour kept for the lambda merge (010_day_rollups.sql). That
-table holds one dimension per row, so a question that combines two dimensions (two filters, or a
-filter on one dimension and a top list of another) reads the minute grain, which has all of them.
+Grain: the coarsest table that answers the question, and before the minute tier's horizon the one
+that still holds the rows (tidemark/serving/grains.py).
 """
 
 from __future__ import annotations
@@ -33,7 +30,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tidemark.lambda_merge import Snapshot, merged_filter, snapshot
-from tidemark.serving.ranges import HOUR, RangeError, TimeRange
+from tidemark.serving.grains import (
+    HOUR_ROLLUPS_GRAIN,
+    HOURLY_GRAIN,
+    MINUTE_GRAIN,
+    STRADDLE_GRAIN,
+    Grain,
+    choose_grain,
+)
+from tidemark.serving.ranges import TimeRange
 
 DIMENSIONS = ("country", "device", "page")
 METRICS = ("events", "users")
@@ -42,42 +47,6 @@ REQUEST_TABLE = "_req"  # the external table of the request's private values (te
 
 def _private(name: str) -> str:
     return f"(SELECT {name} FROM {REQUEST_TABLE})"
-
-
-@dataclass(frozen=True)
-class Grain:
-    name: str
-    table: str
-    time_col: str  # the row's time column (range conditions)
-    merge_time: str  # the row's hour as epoch seconds, for merged_filter
-    bucket_exprs: dict  # bucket name -> expression of the bucket start
-    users: str  # distinct-user merge (state precision differs per table)
-    per_dimension: bool  # rows carry (dimension, value) instead of all dimension columns
-
-    def bucket(self, name: str) -> str:
-        return self.bucket_exprs[name]
-
-
-MINUTE_GRAIN = Grain(
-    "minute",
-    "minute_rollups",
-    "minute",
-    "toUInt32(toStartOfHour(minute))",
-    {"minute": "minute", "hour": "toStartOfHour(minute)", "day": "toStartOfDay(minute)"},
-    "uniqCombinedMerge(users)",
-    per_dimension=False,
-)
-# day_rollups keeps the hour (the lambda-merge unit) in its key, so it answers hour and day buckets;
-# it is read instead of hour_rollups for its fine index granularity (see 010_day_rollups.sql).
-HOURLY_GRAIN = Grain(
-    "hourly",
-    "day_rollups",
-    "hour",
-    "toUInt32(hour)",
-    {"hour": "hour", "day": "toStartOfDay(hour)"},
-    "uniqCombinedMerge(15)(users)",
-    per_dimension=True,
-)
 
 
 @dataclass(frozen=True)
@@ -91,50 +60,6 @@ class Filters:
 
     def as_dict(self) -> dict:
         return dict(self.items())
-
-
-class MinuteDetailDropped(RangeError):
-    """The question needs the minute grain for a time the hot tier no longer keeps (answered 400)."""
-
-    code = "minute_detail_dropped"
-
-
-def _iso(t: int) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def choose_grain(
-    rng: TimeRange, dims: set[str], *, read_start: int | None = None, minute_from: int = 0, buckets: bool = True
-) -> Grain:
-    """The coarsest grain answering a question over ``rng`` that involves the dimensions ``dims``.
-
-    ``minute_from``: minute rows before it were dropped by the hot tier; a minute-grain question
-    reading from ``read_start`` (default ``rng.start``) before it would come back partial. Such a
-    question is answered from the hour grain when that gives the same answer (whole hours, at most
-    one dimension, and no minute buckets asked: ``buckets`` is False for totals and top lists),
-    else refused with the reason (MinuteDetailDropped)."""
-    hour_aligned = rng.start % HOUR == 0 and rng.end % HOUR == 0
-    minute_buckets = buckets and rng.bucket == "minute"
-    if not (minute_buckets or not hour_aligned or len(dims) > 1):
-        return HOURLY_GRAIN
-    start = rng.start if read_start is None else read_start
-    if start >= minute_from:
-        return MINUTE_GRAIN
-    if hour_aligned and len(dims) <= 1 and not minute_buckets:
-        return HOURLY_GRAIN
-    why = (
-        "combines filters on two dimensions"
-        if len(dims) > 1
-        else "is not made of whole hours"
-        if not hour_aligned
-        else "asks minute buckets (ranges up to 6 h)"
-    )
-    raise MinuteDetailDropped(
-        f"this question {why}, which only the minute grain answers, and minute rows before "
-        f"{_iso(minute_from)} are no longer kept (the hot tier keeps recent days only): the answer "
-        f"would be partial. Ask whole hours with at most one filter (answered from the hour grain), "
-        f"or a range starting at {_iso(minute_from)} or later"
-    )
 
 
 @dataclass
@@ -186,6 +111,28 @@ def _where(
     return " AND ".join(clauses), params, private
 
 
+def _source(
+    db: str, grain: Grain, tenant: str, start: int, end: int, filters: Filters, dimension: str | None, minute_from: int
+) -> tuple[str, str, dict, dict[str, str]]:
+    """FROM and WHERE of a rollup query: (table or subquery, SQL, bound parameters, private values).
+    STRADDLE_GRAIN: the two tables' rows as one subquery, each side with its own tenant, range,
+    filter and merge conditions (18.16 does not push an outer WHERE into a UNION ALL)."""
+    if grain is not STRADDLE_GRAIN:
+        where, params, private = _where(grain, tenant, start, end, filters, dimension)
+        return f"{db}.{grain.table}", where, params, private
+    hours, params, private = _where(HOUR_ROLLUPS_GRAIN, tenant, start, end, filters, dimension)
+    minutes, _, minute_private = _where(MINUTE_GRAIN, tenant, start, end, filters, None)
+    params["h"] = minute_from
+    value = dimension if dimension in DIMENSIONS else "materialize('')"  # whitelisted names only
+    source = (
+        f"(SELECT hour AS t, value, events, users FROM {db}.hour_rollups "
+        f"WHERE {hours} AND hour < toDateTime(%(h)s) "
+        f"UNION ALL SELECT minute AS t, {value} AS value, events, users FROM {db}.minute_rollups "
+        f"WHERE {minutes} AND minute >= toDateTime(%(h)s))"
+    )
+    return source, "1", params, {**private, **minute_private}
+
+
 def _metric(grain: Grain, metric: str) -> str:
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}")
@@ -199,10 +146,12 @@ def time_series(
     read = rng.with_previous() if compare else rng
     dims = {d for d, _ in filters.items()}
     grain = choose_grain(rng, dims, read_start=read.start, minute_from=minute_from)
-    where, params, private = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
+    source, where, params, private = _source(
+        db, grain, tenant, read.start, read.end, filters, next(iter(dims), None), minute_from
+    )
     sql = (
         f"SELECT toUInt32({grain.bucket(rng.bucket)}) AS b, {_metric(grain, metric)} "
-        f"FROM {db}.{grain.table} WHERE {where} GROUP BY b ORDER BY b"
+        f"FROM {source} WHERE {where} GROUP BY b ORDER BY b"
     )
 
     def shape(rows: list) -> list[dict]:
@@ -248,11 +197,11 @@ def top(
     limit = int(limit)
     dims = {d for d, _ in filters.items()} | {dimension}
     grain = choose_grain(rng, dims, minute_from=minute_from, buckets=False)
-    where, params, private = _where(grain, tenant, rng.start, rng.end, filters, dimension)
+    source, where, params, private = _source(db, grain, tenant, rng.start, rng.end, filters, dimension, minute_from)
     value = "value" if grain.per_dimension else dimension
     sql = (
-        f"SELECT {value} AS v, sum(events) AS ev, {grain.users} AS us FROM {db}.{grain.table} "
-        f"WHERE {where} AND {value} IN (SELECT {value} FROM {db}.{grain.table} WHERE {where} "
+        f"SELECT {value} AS v, sum(events) AS ev, {grain.users} AS us FROM {source} "
+        f"WHERE {where} AND {value} IN (SELECT {value} FROM {source} WHERE {where} "
         f"GROUP BY {value} ORDER BY sum(events) DESC, {value} LIMIT {limit}) "
         f"GROUP BY v ORDER BY ev DESC, v"
     )
@@ -267,11 +216,13 @@ def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool
     read = rng.with_previous() if compare else rng
     dims = {d for d, _ in filters.items()}
     grain = choose_grain(rng, dims, read_start=read.start, minute_from=minute_from, buckets=False)
-    where, params, private = _where(grain, tenant, read.start, read.end, filters, next(iter(dims), None))
+    source, where, params, private = _source(
+        db, grain, tenant, read.start, read.end, filters, next(iter(dims), None), minute_from
+    )
     params["cur"] = rng.start
     sql = (
         f"SELECT toUInt8({grain.time_col} >= toDateTime(%(cur)s)) AS current, sum(events), {grain.users} "
-        f"FROM {db}.{grain.table} WHERE {where} GROUP BY current"
+        f"FROM {source} WHERE {where} GROUP BY current"
     )
 
     def shape(rows: list) -> dict:

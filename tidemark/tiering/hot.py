@@ -11,9 +11,11 @@ inserted meanwhile, the day waits for the next run. (Should an insert land in th
 that comparison, its rows reach the warm tables through the same INSERT's materialized views, so
 nothing readers count is lost.) Idempotent: a dropped day is simply no longer a candidate.
 
-Before a day is dropped, the end of that day is recorded as the minute tier's horizon
-(``minute_horizon``, 022_minute_horizon.sql): the serving API reads it and never answers a
-minute-only question over dropped days with a partial number.
+Before any day is dropped, the end of the newest day to drop is recorded as the minute tier's
+horizon (``minute_horizon``, 022_minute_horizon.sql; idempotent), then the step waits
+``TIDEMARK_HOT_HORIZON_GRACE_S`` (default: how long an API process may answer from an old registry
+snapshot, plus its queue wait): by the drop, every API process has read the horizon or refuses to
+answer, so none answers a minute-only question over dropped days with a partial number.
 """
 
 from __future__ import annotations
@@ -74,21 +76,36 @@ def _parts(ch, db: str, partition: str) -> tuple[str, ...]:
     return tuple(r[0] for r in rows)
 
 
-def record_horizon(ch, db: str, day: date, run_id: str = "") -> None:
-    """Minute rows before the end of ``day`` are (about to be) dropped: written before the drop."""
-    through = datetime.combine(day + timedelta(days=1), day_time(0), tzinfo=timezone.utc)
-    insert_rows(
-        ch,
-        f"{db}.minute_horizon",
-        ("dropped_through", "recorded_at", "run_id"),
-        [(through, datetime.now(timezone.utc), run_id)],
+def record_horizon(ch, db: str, through: datetime, run_id: str = "") -> float:
+    """Record that minute rows before ``through`` are (about to be) dropped; written before any drop.
+    Idempotent: if a row already covers ``through`` (an earlier run, or one that crashed after
+    recording), nothing is written. Returns when the horizon covering ``through`` was first recorded
+    (epoch seconds): API processes have been reading it since then."""
+    at = int(through.timestamp())
+    ((first, n),) = ch.execute(
+        f"SELECT toUInt32(min(recorded_at)), count() FROM {db}.minute_horizon "
+        f"WHERE dropped_through >= toDateTime(%(t)s)",
+        {"t": at},
     )
+    if n:
+        return float(first)
+    now = datetime.now(timezone.utc)
+    insert_rows(ch, f"{db}.minute_horizon", ("dropped_through", "recorded_at", "run_id"), [(through, now, run_id)])
+    return now.timestamp()
 
 
-def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> list[DayResult]:
+def _day_end(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), day_time(0), tzinfo=timezone.utc)
+
+
+def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False, run_id: str = "") -> list[DayResult]:
+    """Verify every candidate day, record the horizon once (through the newest verified day), wait
+    ``horizon_grace_s`` after it was first recorded (every API process has read it by then, or
+    refuses to answer), then drop each verified day whose parts did not change since its check."""
     ch = client(cfg.clickhouse, send_receive_timeout=600)
     db = cfg.clickhouse.database
     results = []
+    verified: list[tuple[DayResult, str, tuple[str, ...]]] = []
     for day, partition in candidate_days(cfg, bounds):
         started = time.monotonic()
         result = DayResult(day.isoformat())
@@ -111,20 +128,37 @@ def run(cfg: Settings, bounds: Boundaries, *, dry_run: bool = False) -> list[Day
         elif dry_run:
             result.reason = "verified; would drop"
         else:
-            record_horizon(ch, db, day)
-            ch.execute(f"ALTER TABLE {db}.{TABLE} DROP PARTITION {partition}")
-            result.dropped, result.reason = True, "verified and dropped"
+            verified.append((result, partition, parts))
         log.info(
-            "hot tier day",
+            "hot tier day checked",
             extra={
                 "day": result.day,
                 "groups": result.groups_checked,
-                "dropped": result.dropped,
-                "reason": result.reason,
+                "verified": not bad,
                 "seconds": round(time.monotonic() - started, 2),
             },
         )
         results.append(result)
+    if verified:
+        # The horizon goes out before any row does (a crash in between leaves a recorded, not yet
+        # dropped day: read from the hour grain or refused, never partial). A day verified but kept
+        # below is covered too: conservative, and the next run drops it.
+        through = _day_end(date.fromisoformat(verified[-1][0].day))
+        first_recorded = record_horizon(ch, db, through, run_id)
+        wait_s = first_recorded + cfg.tiering.horizon_grace_s - time.time()
+        if wait_s > 0:
+            log.info(
+                "minute horizon recorded; waiting for the API processes to read it before dropping",
+                extra={"through": through.isoformat(), "seconds": round(wait_s, 1)},
+            )
+            time.sleep(wait_s)  # a time bound: API snapshots older than the grace are refused (503)
+    for result, partition, parts in verified:
+        if _parts(ch, db, partition) != parts:
+            result.reason = "rows were inserted since the check; kept until the next run"
+        else:
+            ch.execute(f"ALTER TABLE {db}.{TABLE} DROP PARTITION {partition}")
+            result.dropped, result.reason = True, "verified and dropped"
+        log.info("hot tier day", extra={"day": result.day, "dropped": result.dropped, "reason": result.reason})
     return results
 
 

@@ -31,7 +31,7 @@ def clickhouse_step(cfg: Settings, opts: RunOptions) -> dict:
 
 
 def hot_step(cfg: Settings, opts: RunOptions) -> dict:
-    results = hot.run(cfg, opts.boundaries(cfg), dry_run=opts.dry_run)
+    results = hot.run(cfg, opts.boundaries(cfg), dry_run=opts.dry_run, run_id=opts.run_id)
     return {
         **hot.summary(results),
         "hot_from": opts.boundaries(cfg).hot_from.isoformat(),

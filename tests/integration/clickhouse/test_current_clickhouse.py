@@ -111,6 +111,7 @@ def dashboards(cfg, tenant: str, hour) -> list:
     minute6 = TimeRange(h - 3 * HOUR_S, h + 3 * HOUR_S, "minute")
     day = TimeRange(int(START.timestamp()), int(INTERVAL_END.timestamp()), "day")
     hourly = TimeRange(h - 24 * HOUR_S + HOUR_S, h + HOUR_S, "hour")
+    straddle = TimeRange(h - 2 * HOUR_S, h + 90 * 60, "minute")
     plans = [
         queries.time_series(db, tenant, minute6, "events", Filters(), compare=False),
         queries.time_series(db, tenant, minute6, "users", Filters(country="US"), compare=True),
@@ -123,6 +124,9 @@ def dashboards(cfg, tenant: str, hour) -> list:
         queries.top(db, tenant, minute6, "page", 5, Filters()),
         queries.totals(db, tenant, day, Filters(), compare=True),
         queries.totals(db, tenant, hourly, Filters(page="/b"), compare=False),
+        # minute rows before ``h`` as if dropped: whole hours from hour_rollups, minutes after (a UNION ALL)
+        queries.totals(db, tenant, straddle, Filters(country="US"), compare=False, minute_from=h),
+        queries.top(db, tenant, straddle, "page", 5, Filters(), minute_from=h),
         queries.realtime(db, tenant, TimeRange(h + 5 * 60, h + 10 * 60, "minute")),
         queries.newest_minute(db, tenant, now=INTERVAL_END.timestamp()),
     ]

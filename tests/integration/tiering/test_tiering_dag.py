@@ -57,6 +57,7 @@ def test_tiering_dag_runs_end_to_end(airflow_env_vars, stack, spark, tmp_path, m
         "TIDEMARK_HOT_DAYS": "7",
         "TIDEMARK_LAKE_HOT_DAYS": "12",
         "TIDEMARK_RETENTION_DAYS": "11",
+        "TIDEMARK_HOT_HORIZON_GRACE_S": "0",  # no API reads this database: drop without waiting
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

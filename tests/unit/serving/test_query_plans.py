@@ -1,7 +1,7 @@
 """Query plans: the coarsest grain that answers, the tenant constraint and the lambda merge in every
 query, and user text only as bound parameters."""
 
-from tidemark.serving import queries
+from tidemark.serving import grains, queries
 from tidemark.serving.queries import Filters
 from tidemark.serving.ranges import resolve
 
@@ -76,11 +76,48 @@ def test_minute_horizon_hour_grain_where_it_answers_the_same_else_a_reasoned_ref
         (lambda: queries.top("db", "t", TimeRange(h + 60, h + 3600, "minute"), "page", 5, Filters(), horizon), "whole"),
         (lambda: queries.time_series("db", "t", hours, "events", Filters(), False, horizon), "minute buckets"),
     ):
-        with pytest.raises(queries.MinuteDetailDropped, match=why):
+        with pytest.raises(grains.MinuteDetailDropped, match=why):
             plan()
     # after the horizon, the minute grain as before
     later = TimeRange(horizon, horizon + 3600, "minute")
     assert queries.totals("db", "t", later, Filters(country="US", device="d"), False, horizon).grain.name == "minute"
+
+
+def test_a_range_from_whole_hours_before_the_horizon_to_minutes_after_it_reads_both_tiers():
+    import pytest
+
+    from tidemark.serving.ranges import TimeRange
+
+    horizon = NOW // 86400 * 86400 - 30 * 86400  # a day boundary: minute rows before it were dropped
+    straddle = TimeRange(horizon - 2 * 3600, horizon + 90 * 60, "minute")  # 22:00 .. 01:30
+    for plan in (
+        queries.totals("db", "acme", straddle, Filters(country=EVIL), False, horizon),
+        queries.totals("db", "acme", straddle, Filters(), False, horizon),
+        queries.top("db", "acme", straddle, "page", 5, Filters(page=EVIL), minute_from=horizon),
+    ):
+        assert plan.grain is grains.STRADDLE_GRAIN and plan.params["h"] == horizon
+        assert "db.hour_rollups" in plan.sql and "db.minute_rollups" in plan.sql
+        # each side is tenant-bound, merged and ranged on its own (18.16 pushes nothing into a UNION ALL)
+        assert plan.sql.count("tenant_id = (SELECT tenant FROM _req)") == plan.sql.count("FROM db.") >= 2
+        assert plan.sql.count("layer = 'batch'") == plan.sql.count("FROM db.")
+        assert "hour < toDateTime(%(h)s)" in plan.sql and "minute >= toDateTime(%(h)s)" in plan.sql
+        assert EVIL not in plan.sql and "acme" not in plan.sql
+    # minutes before the horizon, two dimensions, or minute buckets: still refused
+    for ask, why in (
+        (
+            lambda: queries.totals(
+                "db", "t", TimeRange(horizon - 30 * 60, horizon + 60, "minute"), Filters(), False, horizon
+            ),
+            "whole hours",
+        ),
+        (
+            lambda: queries.totals("db", "t", straddle, Filters(country="US", device="d"), False, horizon),
+            "two dimensions",
+        ),
+        (lambda: queries.time_series("db", "t", straddle, "events", Filters(), False, horizon), "minute buckets"),
+    ):
+        with pytest.raises(grains.MinuteDetailDropped, match=why):
+            ask()
 
 
 def test_split_at_a_bucket_boundary_reads_two_disjoint_ranges():
