@@ -33,8 +33,9 @@ exact totals: the manifest against the ClickHouse minute rollups (tidemark.strea
 stream_report) and against the Delta lake read with delta-rs (lake_report). One JSON line per drill on
 stdout; progress on stderr. Each line ends with the SLO report over the drill's own window and database
 (``slo``: freshness of live events, events ingested, and for api_load query latency and availability from
-an SLO monitor probing the API), its chart under .tidemark/drills/reports. The stack is the bench's own (TIDEMARK_HOME .tidemark/drills, its own
-ports, each movable with ``BENCH_<VARIABLE>``), started if down and stopped at the end.
+an SLO monitor probing the API), its chart under .tidemark/drills/reports. The stack is the bench's own
+(TIDEMARK_HOME .tidemark/drills, its own ports, each movable with ``BENCH_<VARIABLE>``), started if down
+and stopped at the end.
 On a shared machine recovery times are inflated; the totals must hold regardless.
 """
 
