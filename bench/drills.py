@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -125,7 +126,7 @@ class Run:
     """One drill: its own topic, lake, checkpoint and database; its stream and generator."""
 
     def __init__(self, name: str, args, base_env: dict[str, str], mount_mb: int = 0):
-        self.name, self.args = name, args
+        self.name, self.args, self.base_env = name, args, base_env
         self.workdir = Path(tempfile.mkdtemp(prefix=f"tidemark-drill-{name}-"))
         self.mounted = False
         if mount_mb:
@@ -424,7 +425,10 @@ def kill9(run: Run) -> dict:
 def clickhouse_down(run: Run) -> dict:
     from tidemark.stack.services import ClickHouse
 
-    ch = ClickHouse(run.cfg)
+    # Restarted as the stack's own ClickHouse: its users.xml lets the API's readonly users read the stack's
+    # database only (allow_databases), which a drill database in its place would lock the api_load drill out of.
+    stack_db = dataclasses.replace(run.cfg.clickhouse, database=run.base_env["CLICKHOUSE_DATABASE"])
+    ch = ClickHouse(dataclasses.replace(run.cfg, clickhouse=stack_db))
     ch.down()
     say(f"clickhouse_down: ClickHouse stopped for {run.args.clickhouse_down_s:.0f}s")
     time.sleep(run.args.clickhouse_down_s)
