@@ -37,7 +37,13 @@ def cfg(stack, tmp_path_factory):
         stack,
         H(0),
         H(23),
-        {"minute_rollups": "minute", "hour_rollups": "hour", "published_hours": "hour", "lake_commits": "event_hour"},
+        {
+            "minute_rollups": "minute",
+            "hour_rollups": "hour",
+            "day_rollups": "hour",
+            "published_hours": "hour",
+            "lake_commits": "event_hour",
+        },
     )
     return dataclasses.replace(stack, lake=LakeSettings(root=str(lake)))
 

@@ -4,6 +4,7 @@ the hour rows answer. A republished hour of the day is never hidden: until the d
 digest no longer matches the registry and readers fall back to the hour rows, through the API too."""
 
 import dataclasses
+import secrets
 from datetime import datetime, timedelta, timezone
 
 from support.serving import insert_minutes, publish, tenant_name
@@ -38,13 +39,17 @@ def _answers(ch, db, tenant, snap):
 def test_settled_day_answers_as_the_hours_do_and_a_republish_is_never_hidden(api, writer, serving_cfg):
     cfg, db, ch = serving_cfg, serving_cfg.clickhouse.database, writer
     t = tenant_name("settled")
-    day = (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Publishing hides every tenant's streaming rows of those hours (the registry is per hour): a day 60 days
+    # back, which no other test of the session reads exactly, with versions of this run only (a version's rows
+    # never change once published, as in the batch layer).
+    day = (datetime.now(timezone.utc) - timedelta(days=60)).replace(hour=0, minute=0, second=0, microsecond=0)
+    base = 10**12 + secrets.randbelow(10**9) * 100
     users = [f"u{i}" for i in range(1, 6)]
     for h in range(24):
         hour = day + timedelta(hours=h)
-        insert_minutes(ch, db, _hour_rows(t, hour, 10, users), layer="batch", version=7_000 + h)
+        insert_minutes(ch, db, _hour_rows(t, hour, 10, users), layer="batch", version=base + h)
         assert settled.build_day(cfg, day.date()) is None, "not wholly published yet: no build"
-        publish(ch, db, hour, 7_000 + h)
+        publish(ch, db, hour, base + h)
 
     def reader_snapshot():
         start, end = day - timedelta(days=100), datetime.now(timezone.utc) + timedelta(hours=2)
@@ -69,8 +74,8 @@ def test_settled_day_answers_as_the_hours_do_and_a_republish_is_never_hidden(api
 
     # Republish 05:00 with other figures: the day's digest changes, the old build is not taken.
     five = day + timedelta(hours=5)
-    insert_minutes(ch, db, _hour_rows(t, five, 20, [*users, "u7"]), layer="batch", version=9_005)
-    publish(ch, db, five, 9_005)
+    insert_minutes(ch, db, _hour_rows(t, five, 20, [*users, "u7"]), layer="batch", version=base + 99)
+    publish(ch, db, five, base + 99)
     stale = reader_snapshot()
     assert int(day.timestamp()) not in stale.settled
     republished = _answers(ch, db, t, stale)
