@@ -49,8 +49,7 @@ def test_ttl_follows_the_tiering_settings(cfg):
     text = ddl_text(Rendering("production", dataclasses.replace(cfg, tiering=tiering)), discover())
     assert "TTL minute + INTERVAL 3 DAY TO VOLUME 'cold', minute + INTERVAL 40 DAY DELETE" in text
     assert text.count("TTL hour + INTERVAL 40 DAY TO VOLUME 'cold'") == 2  # hour_rollups, day_rollups
-    assert "TTL day_start + INTERVAL 40 DAY TO VOLUME 'cold'" in text  # settled_day_rollups
-    assert text.count(f"storage_policy = '{cfg.cluster.storage_policy}'") == 4
+    assert text.count(f"storage_policy = '{cfg.cluster.storage_policy}'") == 3
 
 
 def test_every_table_with_tenant_rows_gets_the_tenant_policy_in_both_databases(cfg):
