@@ -363,11 +363,6 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0, help="API processes (0: the server's default)")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running")
-    parser.add_argument(
-        "--no-settled-days",
-        action="store_true",
-        help="skip building settled-day states (what the batch layer builds after each publish): the hour rows only",
-    )
     args = parser.parse_args()
     benchkit.use_env(benchkit.bench_env("bench-serving", "tidemark_bench_serving", PORTS, **SETTINGS))
     # 1,000 concurrent connections need more than the common 1,024 descriptors (the API inherits this).
@@ -396,16 +391,6 @@ def main() -> int:
         migrate(cfg)
         ch = client(cfg.clickhouse, send_receive_timeout=600)
         scale = build(ch, db, args.days, args.sketch_cap, args.raw_div)
-        if not args.no_settled_days:
-            from datetime import datetime, timedelta, timezone
-
-            from tidemark.batch.settled import build_days
-
-            t0 = time.monotonic()
-            today = datetime.now(timezone.utc).date()
-            built = build_days(cfg, today - timedelta(days=args.days), today)
-            scale["settled_days"] = sum(1 for b in built.values() if b)
-            scale["settled_build_s"] = round(time.monotonic() - t0, 1)
         print(f"built: {json.dumps(scale)}", file=sys.stderr)
         keys = [create(cfg, f"t{k:02d}", "bench")[1] for k in range(TENANTS)]
         url = f"http://{cfg.serving.host}:{cfg.serving.port}"

@@ -325,27 +325,6 @@ def _batch_report(args: argparse.Namespace) -> int:
     return 0 if report["exact"] else 1
 
 
-def _settle(args: argparse.Namespace) -> int:
-    """Build settled-day states for the wholly published days of a range (after a backfill, or a
-    failed build after a publish); days already built from their current versions are skipped."""
-    from datetime import date
-
-    from tidemark.batch.settled import build_days
-    from tidemark.config import settings
-
-    try:
-        first = date.fromisoformat(args.first)
-        last = date.fromisoformat(args.last or args.first)
-    except ValueError as exc:
-        raise SystemExit(args.parser.error(str(exc))) from None
-    if last < first:
-        args.parser.error(f"--to {last} is before --from {first}")
-    built = build_days(settings(), first, last)
-    print(json.dumps({"settled": {d: b for d, b in built.items() if b}, "not_wholly_published": [
-        d for d, b in built.items() if not b]}))  # fmt: skip
-    return 0
-
-
 def _anomalies(args: argparse.Namespace) -> int:
     """Score hours (an explicit range) or the live tail's minutes; replace their stored anomalies."""
     import time
@@ -586,11 +565,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=_reconcile)
-
-    settle = sub.add_parser("settle", help="build settled-day states (one row per value and day) for published days")
-    settle.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD", help="first day (UTC)")
-    settle.add_argument("--to", dest="last", metavar="YYYY-MM-DD", help="last day, inclusive (default: --from)")
-    settle.set_defaults(func=_settle, parser=settle)
 
     anomalies = sub.add_parser("anomalies", help="anomaly detection on the rollups (seasonal baseline)")
     anomalies.add_argument("action", choices=["detect"])

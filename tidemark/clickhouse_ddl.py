@@ -50,7 +50,6 @@ TTL_RULES = {
     "minute_rollups": ("minute", "hot_days", "lake_hot_days"),
     "hour_rollups": ("hour", "lake_hot_days", None),
     "day_rollups": ("hour", "lake_hot_days", None),
-    "settled_day_rollups": ("day_start", "lake_hot_days", None),
 }
 
 

@@ -23,8 +23,7 @@ so this is resolved here rather than in a view.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from tidemark.stream.identity import counted_version_ranges
@@ -35,30 +34,19 @@ def _epoch(moment: datetime) -> int:
     return int(moment.astimezone(timezone.utc).timestamp())
 
 
-DAY_S = 86400
-
-
 @dataclass(frozen=True)
 class Snapshot:
-    """Published batch version per hour (epoch seconds -> version), the streaming version ranges
-    that count ([(lowest, highest)]), and the settled days a reader may take whole: day (epoch
-    seconds) -> the settled-day build made from exactly the versions in ``versions`` (``settled_days``)."""
+    """Published batch version per hour (epoch seconds -> version), and the streaming version
+    ranges that count ([(lowest, highest)])."""
 
     versions: dict[int, int]
     stream_ranges: tuple[tuple[int, int], ...] = ()
-    settled: dict[int, int] = field(default_factory=dict)
 
-    def within(self, start: int, end: int, cut: int | None = None) -> Snapshot:
-        """The same snapshot narrowed to the hours of [start, end) and to the settled days wholly
-        inside it, none straddling ``cut`` (a boundary the query groups by, e.g. the previous period's
-        end): a query inlines only what it can read (one snapshot, taken once per refresh, serves every query)."""
+    def within(self, start: int, end: int) -> Snapshot:
+        """The same snapshot narrowed to the hours of [start, end): a query inlines only the
+        versions it can read (one snapshot, taken once per refresh, serves every query)."""
         first = start // 3600 * 3600
-        days = {
-            d: b
-            for d, b in self.settled.items()
-            if start <= d and d + DAY_S <= end and not (cut is not None and d < cut < d + DAY_S)
-        }
-        return Snapshot({h: v for h, v in self.versions.items() if first <= h < end}, self.stream_ranges, days)
+        return Snapshot({h: v for h, v in self.versions.items() if first <= h < end}, self.stream_ranges)
 
     def params(self) -> dict:
         # Tuples, not lists: clickhouse-driver renders a list as an Array, which IN rejects.
@@ -67,34 +55,7 @@ class Snapshot:
             "pub": tuple(sorted(self.versions.items())) or ((0, 0),),
             "pub_hours": tuple(sorted(self.versions)) or (0,),
             "stream_ranges": list(self.stream_ranges) or [(1, 0)],
-            "settled": tuple(sorted(self.settled.items())) or ((0, 0),),
-            "settled_days": tuple(sorted(self.settled)) or (0,),
         }
-
-
-def day_digest(versions: dict[int, int], day: int) -> str | None:
-    """The published versions of the 24 hours of ``day`` (epoch seconds, 00:00 UTC) as one digest,
-    None unless every hour is published: what a settled-day build was made from, and what a reader
-    compares against its own snapshot before taking the build instead of the hour rows."""
-    pairs = [(h, versions.get(h)) for h in range(day, day + DAY_S, 3600)]
-    if any(v is None for _h, v in pairs):
-        return None
-    return hashlib.sha256(repr(pairs).encode()).hexdigest()[:16]
-
-
-def settled_days(ch, db: str, snap: Snapshot, start: datetime, end: datetime) -> dict[int, int]:
-    """Day (epoch seconds) -> settled-day build, for the days in [start, end) whose build was made
-    from exactly the versions ``snap`` holds for all their 24 hours (the newest such build). A day
-    republished since its build has another digest now, so its hour rows are read instead."""
-    found: dict[int, int] = {}
-    for day, build, digest in ch.execute(
-        f"SELECT toUInt32(day_start), build, digest FROM {db}.settled_days "
-        f"WHERE day_start >= toDateTime(%(s)s) AND day_start < toDateTime(%(e)s) ORDER BY build",
-        {"s": _epoch(start) // DAY_S * DAY_S, "e": _epoch(end)},
-    ):
-        if digest == day_digest(snap.versions, int(day)):
-            found[int(day)] = int(build)
-    return found
 
 
 def snapshot(ch, db: str, start: datetime, end: datetime) -> Snapshot:

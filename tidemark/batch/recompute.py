@@ -275,10 +275,6 @@ def conclude(cfg: Settings, summary: RunSummary, *, data_docs: bool = True) -> R
     summary.status = "published" if switched else "superseded"
     publication.cleanup(cfg, plan.hour)
     # After the switch: work that must neither delay nor undo a publish goes below (it cannot fail it).
-    if switched:
-        from tidemark.batch import settled
-
-        settled.after_publish(cfg, plan.hour)
     if data_docs:
         record_data_docs(cfg, summary)
     return summary

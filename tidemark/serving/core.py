@@ -16,14 +16,13 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from tidemark.config import Settings
-from tidemark.lambda_merge import Snapshot, minute_horizon, settled_days, snapshot
+from tidemark.lambda_merge import Snapshot, minute_horizon, snapshot
 from tidemark.serving import grains, keys, queries
 from tidemark.serving.admission import Admission
 from tidemark.serving.cache import QueryCache, cache_key
@@ -164,7 +163,6 @@ class Service:
                 self._registry, self._registry_at, self._horizon = snap, started, horizon
                 self.metrics.set("tidemark_registry_loaded_at", time.time())
                 self.metrics.set("tidemark_minute_horizon", horizon)
-                self.metrics.set("tidemark_settled_days", len(snap.settled))
                 if failures:
                     log.warning("publication registry read again", extra={"after_failures": failures})
                 failures = 0
@@ -179,13 +177,11 @@ class Service:
             await asyncio.sleep(self.cfg.serving.registry_refresh_s)
 
     def _read_registry(self, ch) -> tuple[Snapshot, int]:
-        """Registry, counted stream batches, settled days, minute horizon: four queries (kept apart
-        from the request-path query counters: no request causes them)."""
-        self.metrics.inc("tidemark_clickhouse_background_queries_total", 4, kind="registry")
+        """Registry, counted stream batches, minute horizon: three queries (kept apart from the
+        request-path query counters: no request causes them)."""
+        self.metrics.inc("tidemark_clickhouse_background_queries_total", 3, kind="registry")
         now = datetime.now(timezone.utc)
-        start, end = now - REGISTRY_WINDOW, now + timedelta(hours=2)
-        snap = snapshot(ch, self.db, start, end)
-        snap = replace(snap, settled=settled_days(ch, self.db, snap, start, end))
+        snap = snapshot(ch, self.db, now - REGISTRY_WINDOW, now + timedelta(hours=2))
         return snap, minute_horizon(ch, self.db)
 
     def _registry_snapshot(self) -> Snapshot | None:

@@ -74,7 +74,6 @@ class Plan:
     start: int
     end: int
     shape: Callable[[list], object] = field(default=lambda rows: rows)
-    cut: int | None = None  # a boundary the query groups by: no settled day may straddle it
 
     def external_tables(self) -> list[dict]:
         names = sorted(self.private)
@@ -113,24 +112,11 @@ def _where(
 
 
 def _source(
-    db: str,
-    grain: Grain,
-    tenant: str,
-    start: int,
-    end: int,
-    filters: Filters,
-    dimension: str | None,
-    minute_from: int,
-    whole_days: bool = False,
+    db: str, grain: Grain, tenant: str, start: int, end: int, filters: Filters, dimension: str | None, minute_from: int
 ) -> tuple[str, str, dict, dict[str, str]]:
     """FROM and WHERE of a rollup query: (table or subquery, SQL, bound parameters, private values).
     STRADDLE_GRAIN: the two tables' rows as one subquery, each side with its own tenant, range,
-    filter and merge conditions (18.16 does not push an outer WHERE into a UNION ALL).
-    ``whole_days`` (the hour grain, for questions that group by day or not by time): the settled days
-    of the registry snapshot come from settled_day_rollups, one row per value and day, and every other
-    hour from day_rollups (``settled_source``)."""
-    if grain is HOURLY_GRAIN and whole_days:
-        return settled_source(db, tenant, start, end, filters, dimension)
+    filter and merge conditions (18.16 does not push an outer WHERE into a UNION ALL)."""
     if grain is not STRADDLE_GRAIN:
         where, params, private = _where(grain, tenant, start, end, filters, dimension)
         return f"{db}.{grain.table}", where, params, private
@@ -147,32 +133,6 @@ def _source(
     return source, "1", params, {**private, **minute_private}
 
 
-def settled_source(
-    db: str, tenant: str, start: int, end: int, filters: Filters, dimension: str | None
-) -> tuple[str, str, dict, dict[str, str]]:
-    """The hour grain with settled days taken whole (tidemark/batch/settled.py, 025_settled_days.sql):
-    the snapshot's settled days (``%(settled)s``: (day, build) pairs, narrowed by ``lambda_merge.Snapshot.
-    within`` to days wholly inside the range) from settled_day_rollups, the other hours lambda-merged from
-    day_rollups. Same columns, same state precision: one source for the outer query."""
-    hours, params, private = _where(HOURLY_GRAIN, tenant, start, end, filters, dimension)
-    days = [
-        f"tenant_id = {_private('tenant')}",
-        "dimension = %(dim)s",
-        "day_start >= toDateTime(%(s)s)",
-        "day_start < toDateTime(%(e)s)",
-        "(toUInt32(day_start), build) IN %(settled)s",
-    ]
-    if filters.items():
-        days.append(f"value = {_private('f_value')}")
-    source = (
-        f"(SELECT hour, value, events, users FROM {db}.day_rollups "
-        f"WHERE {hours} AND intDiv(toUInt32(hour), 86400) * 86400 NOT IN %(settled_days)s "
-        f"UNION ALL SELECT day_start AS hour, value, events, users FROM {db}.settled_day_rollups "
-        f"WHERE {' AND '.join(days)})"
-    )
-    return source, "1", params, private
-
-
 def _metric(grain: Grain, metric: str) -> str:
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}")
@@ -187,7 +147,7 @@ def time_series(
     dims = {d for d, _ in filters.items()}
     grain = choose_grain(rng, dims, read_start=read.start, minute_from=minute_from)
     source, where, params, private = _source(
-        db, grain, tenant, read.start, read.end, filters, next(iter(dims), None), minute_from, rng.bucket == "day"
+        db, grain, tenant, read.start, read.end, filters, next(iter(dims), None), minute_from
     )
     sql = (
         f"SELECT toUInt32({grain.bucket(rng.bucket)}) AS b, {_metric(grain, metric)} "
@@ -237,9 +197,7 @@ def top(
     limit = int(limit)
     dims = {d for d, _ in filters.items()} | {dimension}
     grain = choose_grain(rng, dims, minute_from=minute_from, buckets=False)
-    source, where, params, private = _source(
-        db, grain, tenant, rng.start, rng.end, filters, dimension, minute_from, whole_days=True
-    )
+    source, where, params, private = _source(db, grain, tenant, rng.start, rng.end, filters, dimension, minute_from)
     value = "value" if grain.per_dimension else dimension
     sql = (
         f"SELECT {value} AS v, sum(events) AS ev, {grain.users} AS us FROM {source} "
@@ -259,7 +217,7 @@ def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool
     dims = {d for d, _ in filters.items()}
     grain = choose_grain(rng, dims, read_start=read.start, minute_from=minute_from, buckets=False)
     source, where, params, private = _source(
-        db, grain, tenant, read.start, read.end, filters, next(iter(dims), None), minute_from, whole_days=True
+        db, grain, tenant, read.start, read.end, filters, next(iter(dims), None), minute_from
     )
     params["cur"] = rng.start
     sql = (
@@ -275,7 +233,7 @@ def totals(db: str, tenant: str, rng: TimeRange, filters: Filters, compare: bool
             out["previous"] = found.get(0, zero)
         return out
 
-    return Plan(sql, params, private, grain, read.start, read.end, shape, cut=rng.start)
+    return Plan(sql, params, private, grain, read.start, read.end, shape)
 
 
 def realtime(db: str, tenant: str, window: TimeRange) -> Plan:
@@ -357,7 +315,7 @@ def execute(ch, db: str, plan: Plan, count: Callable[[str], None] = lambda kind:
         snap = snapshot(ch, db, _dt(plan.start), _dt(plan.end) + timedelta(seconds=0))
         count("registry")
     else:
-        snap = snap.within(plan.start, plan.end, plan.cut)
+        snap = snap.within(plan.start, plan.end)
     rows = ch.execute(plan.sql, {**plan.params, **snap.params()}, external_tables=plan.external_tables())
     count("rollup")
     return plan.shape(rows)

@@ -18,14 +18,12 @@ client (an AST scan finds them), so a new query joins this test or fails it.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import os
 from collections import defaultdict
 from datetime import timedelta
 
 import pytest
 from support.dual import on_both
-from support.serving import publish
 from support.tiering import (
     FIRST_DAY,
     INTERVAL_END,
@@ -38,7 +36,7 @@ from support.tiering import (
 )
 
 from tidemark import lambda_merge
-from tidemark.batch import lake_log, planning, publication, registry, report, settled, staging
+from tidemark.batch import lake_log, planning, publication, registry, report, staging
 from tidemark.config import PROJECT_ROOT
 from tidemark.hours import HOUR, label
 from tidemark.io.clickhouse import client
@@ -171,34 +169,6 @@ def slo_figures(cfg, ch) -> dict:
     }
 
 
-def settled_world(cfg, ch) -> dict:
-    """Last, so no step above sees it: a day made wholly published (its hours without a batch version get
-    an empty one), built into settled-day states, then read whole by the long-range dashboard queries."""
-    db = cfg.clickhouse.database
-    day = (INTERVAL_END - timedelta(days=2)).replace(hour=0)
-    versions = lambda_merge.snapshot(ch, db, day, day + timedelta(days=1)).versions
-    for h in range(24):
-        hour = day + timedelta(hours=h)
-        if int(hour.timestamp()) not in versions:
-            publish(ch, db, hour, 880_000 + h)
-    build = settled.build_day(cfg, day.date())
-    snap = lambda_merge.snapshot(ch, db, START, INTERVAL_END)
-    snap = dataclasses.replace(snap, settled=lambda_merge.settled_days(ch, db, snap, START, INTERVAL_END))
-    whole = TimeRange(int(START.timestamp()), int(INTERVAL_END.timestamp()), "day")
-    plans = [
-        queries.time_series(db, TENANTS[0], whole, "users", Filters(page="/a"), compare=False),
-        queries.top(db, TENANTS[0], whole, "page", 5, Filters()),
-        queries.totals(db, TENANTS[1], whole, Filters(country="US"), compare=True),
-    ]
-    return {
-        "settled_build": build,
-        "settled": snap.settled,
-        "settled_rows": ch.execute(f"SELECT count() FROM {db}.settled_day_rollups WHERE build = %(b)s", {"b": build}),
-        "dashboards_settled": [queries.execute(ch, db, p, snap=snap) for p in plans],
-        "dashboards_hours": [queries.execute(ch, db, p) for p in plans],
-    }
-
-
 @pytest.fixture(scope="module")
 def world(stack, dual_log, tmp_path_factory):
     database = f"{stack.clickhouse.database}_versions"
@@ -275,7 +245,6 @@ def world(stack, dual_log, tmp_path_factory):
     out["hot"] = hot.summary(hot.run(cfg, bounds))
     out["minute_horizon"] = lambda_merge.minute_horizon(ch, cfg.clickhouse.database)
     out["dashboards_after"] = [dashboards(cfg, t, hour) for t in TENANTS]
-    out.update(settled_world(cfg, ch))
     yield out
     if os.environ.get("TIDEMARK_KEEP_STACK") != "1":
         client(cfg.clickhouse, database="default").execute(f"DROP DATABASE IF EXISTS {database}")
@@ -298,9 +267,6 @@ def test_the_scenario_exercised_real_work(world):
     assert slo["query_7d_p99"] == (2, 3) and slo["query_90d_p99"] == (1, 2)
     assert slo["availability"] == (1, 2) and slo["events_ingested"] == (999, 1000)
     assert [s["slo"] for s in world["slo"]["latest"]] == list(slo)
-    day = int((INTERVAL_END - timedelta(days=2)).timestamp())
-    assert world["settled"] == {day: world["settled_build"]} and world["settled_rows"][0][0] > 0
-    assert world["dashboards_settled"] == world["dashboards_hours"] and any(world["dashboards_settled"][1])
 
 
 def _senders(package: str) -> set[tuple[str, str]]:

@@ -160,23 +160,3 @@ def test_anomalies_are_tenant_bound_and_private():
         "expected": 80.123,
         "score": -7.0,
     }
-
-
-def test_settled_days_read_whole_only_where_the_question_groups_by_day_or_not_by_time():
-    r90, r7 = resolve(NOW, "90d"), resolve(NOW, "7d")
-    whole = [
-        queries.time_series("db", "t", r90, "users", Filters(page="/p"), False),
-        queries.top("db", "t", r7, "page", 5, Filters()),
-        queries.totals("db", "t", r90, Filters(country="US"), True),
-    ]
-    for plan in whole:
-        assert "settled_day_rollups" in plan.sql and "%(settled)s" in plan.sql and "%(settled_days)s" in plan.sql
-        # the settled side is tenant-bound and filtered like the hour side, through the private table
-        settled_side = plan.sql.split("FROM db.settled_day_rollups", 1)[1]
-        assert "tenant_id = (SELECT tenant FROM _req)" in settled_side
-        assert ("f_value" in settled_side) == bool(plan.private.keys() - {"tenant"})
-    assert whole[2].cut == r90.start  # compared totals: no settled day may straddle the periods' boundary
-    # hour buckets cannot take a day whole; the minute grain has no settled days
-    assert "settled_day_rollups" not in queries.time_series("db", "t", r7, "events", Filters(), False).sql
-    r1 = resolve(NOW, "1h")
-    assert "settled_day_rollups" not in queries.time_series("db", "t", r1, "events", Filters(), False).sql
