@@ -324,7 +324,7 @@ class Run:
 
         end = datetime.now(timezone.utc)
         window_s = int((end - started).total_seconds()) + 60
-        png = ROOT / ".tidemark" / "drills" / "reports" / f"slo-{self.name}.png"
+        png = self.cfg.home / "reports" / f"slo-{self.name}.png"  # beside `tidemark slo report`'s own chart
         png.parent.mkdir(parents=True, exist_ok=True)
         shown, figures = report(
             client(self.cfg.clickhouse),

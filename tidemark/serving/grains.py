@@ -13,7 +13,7 @@ never a silent partial answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from tidemark.serving.ranges import HOUR, RangeError, TimeRange
@@ -57,15 +57,7 @@ HOURLY_GRAIN = Grain(
 
 # hour_rollups: per (hour, dimension value) like day_rollups, but with the minute grain's distinct-user
 # states (uniqCombined, precision 17): its states merge with minute_rollups' into the same answer.
-HOUR_ROLLUPS_GRAIN = Grain(
-    "hourly",
-    "hour_rollups",
-    "hour",
-    "toUInt32(hour)",
-    {"hour": "hour", "day": "toStartOfDay(hour)"},
-    "uniqCombinedMerge(users)",
-    per_dimension=True,
-)
+HOUR_ROLLUPS_GRAIN = replace(HOURLY_GRAIN, table="hour_rollups", users="uniqCombinedMerge(users)")
 # A range reaching before the minute horizon from a whole hour: hour_rollups before the horizon,
 # minute_rollups from it on, read as one source (``_source``: rows of (t, value, events, users)).
 # Exactly the minute grain's answer for at most one dimension and no minute buckets.
