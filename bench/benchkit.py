@@ -99,6 +99,28 @@ def use_env(env: Mapping[str, str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")  # HotSpot's compiler threads (comm is cut at 15)
+
+
+def thread_cpu_s(pid: int, names: tuple[str, ...]) -> float:
+    """CPU seconds so far of ``pid``'s threads whose name starts with one of ``names`` (0 if it is gone).
+    A JVM's JIT threads are how its warm-up shows: they compile its hot code for minutes after a start."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            if not (task / "comm").read_text().startswith(names):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
 def machine_busy_ticks() -> int:
     """Busy clock ticks of every core since boot (/proc/stat, minus idle and iowait)."""
     with open("/proc/stat") as fh:

@@ -16,9 +16,12 @@ What runs
   The stream is ``tidemark stream`` (spark-submit, Spark's ``kafka`` source, delta-spark) in its own
   process group with TIDEMARK_LOG_LEVEL=INFO. A warm-up sends ``--warmup-rate`` until
   ``--warmup-batches`` data batches have committed after the first one (Spark start, first Delta and
-  ClickHouse writes, JIT) and lets the stream catch up. Then each step of the ladder runs the generator
-  (tidemark.generator on librdkafka) paced in real time at the step's rate for ``--step-seconds``, and
-  waits until the stream has committed everything in the topic (the drain) before the next step.
+  ClickHouse writes), then goes on until the stream JVM's JIT threads use under ``--warmup-jit-cores``
+  (0.35) over ``--warmup-jit-window`` seconds, at most ``--warmup-jit-seconds`` (480; HotSpot compiles
+  Spark's hot code for minutes after a start, a cost a long-running stream does not pay; what the
+  warm-up reached is in ``config.warmup``), and lets the stream catch up. Then each step of the ladder
+  runs the generator (tidemark.generator on librdkafka) paced in real time at the step's rate for
+  ``--step-seconds``, and waits until the stream has committed everything in the topic (the drain) before the next step.
 
 What is measured, per step
   * sent: events the broker acked / the generator's own send wall time (first record handed to the
@@ -51,8 +54,10 @@ What is measured, per step
     getrusage at exit, librdkafka threads included), ``bench`` (this monitor), ``other`` (everything else
     on the machine: the box is shared) and ``machine_busy`` (/proc/stat), from ``benchkit.CpuMeter``
     sampling every ``--sample-seconds``: processes that exit between two samples lose at most one
-    sampling interval of CPU.
-  * phases: mean ms per batch of read_validate_dedup / delta / rollups / clickhouse (the "batch
+    sampling interval of CPU. ``spark_jit`` is the part of ``spark_jvm`` its JIT compiler threads used
+    (/proc/<pid>/task/*/comm "C1/C2 CompilerThre"): HotSpot compiling, not Spark working.
+  * phases: mean ms per batch of read_validate_dedup / delta / rollups / clickhouse, and ``codegen`` /
+    ``codegen_classes``: Janino's compile time and classes generated during the batch (the "batch
     committed" log lines) and Spark's own overhead (stream_progress triggerExecution minus foreachBatch),
     over the batches of the measurement window: with the CPU split, what bounds the stream.
 
@@ -107,7 +112,7 @@ PORTS = {
     "TIDEMARK_REDIS_PORT": 16679,
 }
 
-PHASES = ("read_validate_dedup_ms", "delta_ms", "rollups_ms", "clickhouse_ms")
+PHASES = ("read_validate_dedup_ms", "delta_ms", "rollups_ms", "clickhouse_ms", "codegen_ms", "codegen_classes")
 CPU_KINDS = (
     "broker",
     "spark_jvm",
@@ -384,6 +389,14 @@ class Bench:
             return ""
 
     # -- processes ------------------------------------------------------------------------------
+    def jit_s(self) -> float:
+        """CPU seconds so far of the stream JVM's JIT compiler threads (a part of ``spark_jvm``)."""
+        stream = self.stream
+        if stream is None:
+            return 0.0
+        jvms = [pid for pid in descendants(stream.pid) if stream_kind(cmdline(pid)) == "spark_jvm"]
+        return sum(benchkit.thread_cpu_s(pid, benchkit.JIT_THREADS) for pid in jvms)
+
     def classify(self, table: dict[int, ProcInfo]) -> dict[int, str]:
         """The CPU kind of each process to count: the stream's tree by command line (read again each
         time: its launcher exec()s into java), the bench's broker and ClickHouse, and this monitor."""
@@ -496,7 +509,7 @@ class Bench:
         )
         started = time.monotonic()
         deadline = started + a.startup_timeout
-        proc, _out = self.start_generator(a.warmup_rate, a.startup_timeout + 60, 7, "warmup")
+        proc, _out = self.start_generator(a.warmup_rate, a.startup_timeout + a.warmup_jit_seconds + 60, 7, "warmup")
         next_print = started + a.print_seconds
         try:
             while len(self.data_batches()) < a.warmup_batches + 1:
@@ -523,6 +536,7 @@ class Bench:
                         )
                     )
                 time.sleep(1)
+            self.warm_jit(started, proc)
         finally:
             benchkit.stop(proc, 10, "warm-up generator")
             self.generator = None
@@ -536,6 +550,33 @@ class Bench:
             + " for the last ones), caught up"
         )
 
+    def warm_jit(self, started: float, generator: subprocess.Popen) -> None:
+        """Keep the warm-up traffic on until HotSpot has compiled what the stream runs. Its JIT threads
+        use 0.6 cores at minute 3 after a start at 1,000 ev/s on 2 cores, 0.5 at minute 5 and level off
+        at 0.3-0.4 from minute 8 (measured here): the fall is start-up cost, which a stream running for
+        days does not pay; the level is paid for good (Spark generates new code for every micro-batch:
+        the batch timestamp and version are literals in it; see ``codegen_ms`` in the batch log line).
+        Waits until they use under --warmup-jit-cores over --warmup-jit-window seconds, at most
+        --warmup-jit-seconds; the figures reached are kept in the result either way, and every step
+        reports its own ``spark_jit``."""
+        a = self.args
+        until = time.monotonic() + a.warmup_jit_seconds
+        self.jit_warmup = {"settled": False, "windows": []}
+        while time.monotonic() < until:
+            before, t = self.jit_s(), time.monotonic()
+            while time.monotonic() - t < a.warmup_jit_window:
+                self.check_stream()
+                if generator.poll() is not None:
+                    raise RuntimeError(f"the warm-up generator exited ({generator.returncode}) before the JIT settled")
+                time.sleep(1)
+            cores = (self.jit_s() - before) / (time.monotonic() - t)
+            self.jit_warmup["windows"].append(round(cores, 2))
+            say(f"  warm-up t+{time.monotonic() - started:4.0f}s: JIT threads at {cores:.2f} cores")
+            if cores < a.warmup_jit_cores:
+                self.jit_warmup["settled"] = True
+                break
+        self.jit_warmup["seconds"] = round(time.monotonic() - started, 1)
+
     # -- one step -------------------------------------------------------------------------------
     def step(self, index: int, rate: float) -> dict:
         a = self.args
@@ -545,7 +586,7 @@ class Bench:
         base_ends = self.end_offsets()
         b0 = self.last_batch_id()
         base_committed = sum(self.committed_offsets().values())
-        c0 = self.meter.look()
+        c0, jit0 = self.meter.look(), self.jit_s()
         t0, e0 = time.monotonic(), time.time()
         proc, out = self.start_generator(rate, seconds, 1000 + index, f"step{index + 1}")
         lag_samples: list[tuple[float, int]] = []  # (epoch, lag)
@@ -574,8 +615,9 @@ class Bench:
             time.sleep(max(0.0, a.sample_seconds - (time.monotonic() - tick)))
         t1 = time.monotonic()
         gen = self.finish_generator(proc, out)
-        c1 = self.meter.look()
+        c1, jit1 = self.meter.look(), self.jit_s()
         cpu = self.cpu(c0, c1, generator_cpu_s=gen.get("cpu_s"))
+        cpu["spark_jit"] = round(jit1 - jit0, 1)  # of spark_jvm: HotSpot compiling, not Spark working
         b1 = self.last_batch_id()
         # drain: the stream commits everything the topic holds now (every record was acked)
         target = self.end_offsets()
@@ -844,6 +886,16 @@ def main() -> int:
         help="warm up until this many data batches have committed after the first one",
     )
     p.add_argument("--warmup-rate", type=float, default=1000.0)
+    p.add_argument(
+        "--warmup-jit-cores",
+        type=float,
+        default=0.35,
+        help="after the warm-up batches, keep warming until the JVM's JIT threads use fewer cores than this",
+    )
+    p.add_argument("--warmup-jit-window", type=float, default=30.0, help="seconds per JIT measurement")
+    p.add_argument(
+        "--warmup-jit-seconds", type=float, default=480.0, help="stop waiting for the JIT after this (0: no wait)"
+    )
     p.add_argument("--startup-timeout", type=float, default=420.0, help="Spark start + warm-up drain")
     p.add_argument("--drain-timeout", type=float, default=180.0, help="wait for the stream to catch up after a step")
     p.add_argument("--generator-grace", type=float, default=120.0, help="generator overrun allowed past its duration")
@@ -948,7 +1000,12 @@ def main() -> int:
                 "config": {
                     "rates": rates,
                     "step_seconds": a.step_seconds,
-                    "warmup": {"rate": a.warmup_rate, "data_batches_after_first": a.warmup_batches},
+                    "warmup": {
+                        "rate": a.warmup_rate,
+                        "data_batches_after_first": a.warmup_batches,
+                        "jit_cores_below": a.warmup_jit_cores,
+                        **getattr(bench, "jit_warmup", {}),
+                    },
                     "trigger_seconds": bench.cfg.spark.trigger_seconds,
                     "max_offsets_per_trigger": bench.cfg.spark.max_offsets_per_trigger,
                     "partitions": bench.cfg.kafka.partitions,

@@ -4,6 +4,7 @@ two looks, and the process-tree stop it wraps (tidemark.stack.process.stop_tree)
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -50,3 +51,35 @@ def test_stop_tree_stops_a_child_that_left_the_group():
     assert report.signals == ["SIGTERM", "SIGKILL"] and report.ended_by == "SIGKILL" and not report.survivors
     assert session_members(leader.pid) == []
     leader.wait(5)
+
+
+def test_thread_cpu_s_counts_only_the_named_threads():
+    """The stream bench's JIT figure: a process's CPU split by thread name, as a JVM names its threads."""
+    code = (
+        "import ctypes, sys, threading, time\n"
+        "libc = ctypes.CDLL(None)\n"
+        "def burn(name, s):\n"
+        "    libc.prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME: what /proc/<pid>/task/<tid>/comm shows\n"
+        "    t = time.thread_time()\n"
+        "    while time.thread_time() - t < s:\n"
+        "        pass\n"
+        "    done.wait()  # stay alive: an ended thread's task leaves /proc\n"
+        "done = threading.Event()\n"
+        "threads = [threading.Thread(target=burn, args=a) for a in (('C2 CompilerThread0', 0.6), ('worker', 0.4))]\n"
+        "[t.start() for t in threads]\n"
+        "print('started', flush=True); sys.stdin.readline(); done.set()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        while benchkit.thread_cpu_s(child.pid, ("worker",)) < 0.35 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        jit = benchkit.thread_cpu_s(child.pid, benchkit.JIT_THREADS)
+        while jit < 0.55 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            jit = benchkit.thread_cpu_s(child.pid, benchkit.JIT_THREADS)
+        assert 0.55 <= jit <= 0.9, jit  # the compiler thread's 0.6 s, not the worker's 0.4 s with it
+    finally:
+        child.communicate("\n", timeout=30)
+    assert benchkit.thread_cpu_s(child.pid, benchkit.JIT_THREADS) == 0.0  # gone: 0, not an error

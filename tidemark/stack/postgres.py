@@ -6,6 +6,9 @@ Debian's ``postgresql`` package (15 on bookworm; `make setup` installs it) gives
 Postgres refuses to run as root, so a root caller runs both as the ``postgres`` system user (the package
 creates it) through ``setpriv``, which execs rather than forks: the PID we record is the postmaster's.
 The data directory belongs to that user; nothing else in TIDEMARK_HOME changes owner.
+That user must be able to enter every parent of TIDEMARK_HOME: a home under a 0700 root directory (what
+``mktemp -d`` makes) is not, so there the cluster lives under the user's own home instead,
+``/var/lib/postgresql/tidemark/<digest of TIDEMARK_HOME>`` (one cluster per Tidemark home, as before).
 
 After it answers, `ensure_airflow_database` creates the ``airflow`` role and database (idempotent).
 Stopping: SIGINT is Postgres' "fast" shutdown (rolls back open transactions, checkpoints, exits in
@@ -15,7 +18,10 @@ With TIDEMARK_AIRFLOW_DATABASE_URL set, Postgres is external: nothing is started
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
+import logging
 import os
 import pwd
 import shutil
@@ -27,6 +33,8 @@ from urllib.parse import urlsplit
 from tidemark.config import Settings
 from tidemark.stack.process import StackError
 from tidemark.stack.service_base import Service, Status
+
+log = logging.getLogger(__name__)
 
 SYSTEM_USER = "postgres"  # created by Debian's postgresql-common
 AIRFLOW_ROLE = "airflow"
@@ -43,7 +51,35 @@ def bin_dir() -> Path | None:
 
 
 def data_dir(cfg: Settings) -> Path:
-    return cfg.home / "postgres" / "data"
+    return cluster_root(cfg.home) / "data"
+
+
+def sockets_dir(cfg: Settings) -> Path:
+    return cluster_root(cfg.home) / "run"
+
+
+@functools.cache
+def cluster_root(home: Path) -> Path:
+    """Where this home's cluster lives: ``home/postgres``, unless the server user cannot reach it."""
+    inside = home / "postgres"
+    if os.geteuid() != 0 or (inside / "data" / "PG_VERSION").exists():
+        return inside  # not root: we are the server user; an existing cluster stays where it is
+    home.mkdir(parents=True, exist_ok=True)
+    if _server_user_can_enter(home):
+        return inside
+    uid, _ = _owner_ids()
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    outside = Path(pwd.getpwuid(uid).pw_dir) / "tidemark" / digest
+    log.info(
+        "postgres: %s cannot enter %s (a parent is closed to it); its cluster goes to %s", SYSTEM_USER, home, outside
+    )
+    return outside
+
+
+def _server_user_can_enter(path: Path) -> bool:
+    """Ask the kernel, as the server user, rather than re-deriving its permission rules (ACLs, groups)."""
+    done = subprocess.run(_as_server_user(["test", "-x", str(path)]), capture_output=True, timeout=10)
+    return done.returncode == 0
 
 
 def _as_server_user(argv: list[str]) -> list[str]:
@@ -72,9 +108,15 @@ def init_cluster(cfg: Settings, binaries: Path) -> None:
     if (data / "PG_VERSION").exists():
         return
     uid, gid = _owner_ids()
+    data.parent.parent.mkdir(parents=True, exist_ok=True)
     for path in (data.parent, data):
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, uid, gid)
+    if not _server_user_can_enter(data):
+        raise StackError(
+            f"postgres: the '{SYSTEM_USER}' user cannot enter {data}; give it search (x) permission on "
+            f"every parent directory, or set TIDEMARK_HOME to a directory it can reach"
+        )
     data.chmod(0o700)  # postgres refuses a group- or world-readable data directory
     done = subprocess.run(
         _as_server_user(
@@ -157,7 +199,7 @@ class Postgres(Service):
         assert binaries is not None  # up() checked binary() first
         init_cluster(self.cfg, binaries)
         # The server user writes its socket here; /var/run/postgresql may not exist (no package cluster).
-        sockets = self.cfg.home / "postgres" / "run"
+        sockets = sockets_dir(self.cfg)
         sockets.mkdir(parents=True, exist_ok=True)
         uid, gid = _owner_ids()
         os.chown(sockets, uid, gid)
@@ -165,7 +207,7 @@ class Postgres(Service):
     def argv(self, binary: str) -> list[str]:
         return _as_server_user(
             [binary, "-D", str(data_dir(self.cfg)), "-h", "127.0.0.1", "-p", str(self.port())]
-            + ["-k", str(self.cfg.home / "postgres" / "run")]
+            + ["-k", str(sockets_dir(self.cfg))]
             # A metadata database for one Airflow: few connections, small memory, no fsync tuning.
             + ["-c", "max_connections=100", "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning"]
         )

@@ -57,6 +57,7 @@ class MicroBatchWriter:
         from tidemark.transforms.validation import rejected_events, valid_events
 
         started = time.monotonic()
+        codegen_before = codegen_totals(batch.sparkSession)
         version = stream_version(self.ident.epoch, batch_id)
         batch = batch.persist()
         try:
@@ -138,6 +139,9 @@ class MicroBatchWriter:
             metrics.processing_ms = int((time.monotonic() - started) * 1000)
             written = self.sink.write_batch(metrics, rollups, late)
             phases["clickhouse_ms"] = int(round(timer.lap("clickhouse") * 1000))
+            codegen_after = codegen_totals(batch.sparkSession)
+            phases["codegen_ms"] = int((codegen_after[0] - codegen_before[0]) / 1e6)
+            phases["codegen_classes"] = codegen_after[1] - codegen_before[1]
         finally:
             batch.unpersist()
         if written:
@@ -192,6 +196,15 @@ class MicroBatchWriter:
             if row["newest"] is not None and (newest is None or row["newest"] > newest):
                 newest = row["newest"]
         metrics.newest_event_time = None if newest is None else EPOCH + timedelta(microseconds=newest)
+
+
+def codegen_totals(spark) -> tuple[int, int]:
+    """Janino's compile time (ns) and generated classes so far in this JVM (driver and, in local mode,
+    executors): a plan whose generated code changes every batch compiles again every batch."""
+    jvm = spark.sparkContext._jvm
+    codegen = jvm.org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator
+    classes = jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME().getCount()
+    return int(codegen.compileTime()), int(classes)
 
 
 def _epoch_seconds(df, *names: str):

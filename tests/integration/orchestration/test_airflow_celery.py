@@ -16,8 +16,9 @@ host, from the default queue (Airflow 3 leaves the scheduler job's executor_clas
 Celery result rows are the proof). Everything stops with SIGINT
 and leaves no process behind.
 
-Its own TIDEMARK_HOME (Postgres' data directory must be reachable by the unprivileged ``postgres`` user,
-so not under pytest's 0700 tmp dir), ClickHouse database and Redis database: the session's data is untouched.
+Its own TIDEMARK_HOME (under the session's home, not pytest's 0700 tmp dir: Postgres' cluster then stays
+inside it, though test_postgres_home shows it starts either way), ClickHouse database and Redis database:
+the session's data is untouched.
 """
 
 import os
@@ -60,6 +61,7 @@ def test_hourly_and_late_data_dags_run_on_celery_workers_against_postgres(stack,
     from tidemark.migrations import migrate
     from tidemark.stack.airflow_api import AirflowAPI, run_hours, unpause
     from tidemark.stack.airflow_celery import AirflowCeleryWorker, broker_url
+    from tidemark.stack.postgres import cluster_root
     from tidemark.stack.process import group_members
     from tidemark.stack.services import airflow_services
 
@@ -67,6 +69,7 @@ def test_hourly_and_late_data_dags_run_on_celery_workers_against_postgres(stack,
     hour = now.replace(minute=0, second=0, microsecond=0) - HOUR  # the last complete hour
     home = stack.home / "airflow_celery_test"
     shutil.rmtree(home, ignore_errors=True)  # a fresh cluster and metadata database every run
+    shutil.rmtree(cluster_root(home), ignore_errors=True)  # outside home when `postgres` cannot enter it
     monkeypatch.setenv("TIDEMARK_HOME", str(home))
     monkeypatch.setenv("CLICKHOUSE_DATABASE", DATABASE)
     monkeypatch.setenv("TIDEMARK_AIRFLOW", "1")
