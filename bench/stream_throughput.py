@@ -267,6 +267,7 @@ class Bench:
         self.cfg = load()
         self.db = self.cfg.clickhouse.database
         self.stream: subprocess.Popen | None = None
+        self.jit_warmup: dict = {}  # what the warm-up's JIT wait reached (warm_jit)
         self.generator: subprocess.Popen | None = None
         self.log_path = self.workdir / "stream.log"
         self._log_pos = 0
@@ -1004,7 +1005,7 @@ def main() -> int:
                         "rate": a.warmup_rate,
                         "data_batches_after_first": a.warmup_batches,
                         "jit_cores_below": a.warmup_jit_cores,
-                        **getattr(bench, "jit_warmup", {}),
+                        **bench.jit_warmup,
                     },
                     "trigger_seconds": bench.cfg.spark.trigger_seconds,
                     "max_offsets_per_trigger": bench.cfg.spark.max_offsets_per_trigger,
