@@ -54,7 +54,7 @@ class StreamRun:
 
     def generate(self, *args: str) -> dict:
         manifest = self.workdir / f"manifest-{uuid.uuid4().hex[:6]}.json"
-        subprocess.run(
+        done = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -68,10 +68,11 @@ class StreamRun:
                 *args,
             ],
             env=self.env,
-            check=True,
             capture_output=True,
             timeout=600,
         )
+        # The generator's own error (stderr) in the failure, not only its exit status.
+        assert done.returncode == 0, f"generate exited {done.returncode}: {done.stderr.decode()[-3000:]}"
         return json.loads(manifest.read_text())
 
     def start_stream(self, *args: str, extra_env: dict | None = None) -> subprocess.Popen:

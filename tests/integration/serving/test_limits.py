@@ -73,7 +73,7 @@ def test_timeout_answers_504_and_others_are_served(api, heavy, bystander, writer
 
 
 def test_saturated_query_slots_answer_503(api, heavy, bystander):
-    """Eight different heavy questions at once against 4 slots and a 1 s queue wait: the excess
+    """Eight different heavy questions at once against 4 slots and a 2 s queue wait (under the 3 s limit): the excess
     gets 503 with Retry-After instead of piling up; once they drain, others are answered."""
     _, heavy_key = heavy
     end = int(time.time()) // 3600 * 3600
