@@ -53,6 +53,7 @@ class MicroBatchWriter:
         from tidemark.stream.identity import stream_version
         from tidemark.stream.sink import BatchMetrics
         from tidemark.tables import table
+        from tidemark.transforms.batch_constant import per_batch_constant
         from tidemark.transforms.rollups import late_event_hours, minute_rollups
         from tidemark.transforms.validation import rejected_events, valid_events
 
@@ -61,7 +62,10 @@ class MicroBatchWriter:
         version = stream_version(self.ident.epoch, batch_id)
         batch = batch.persist()
         try:
-            stamped = batch.withColumn("batch_version", F.lit(version).cast("long"))
+            # not F.lit(version) alone: each batch's writes would compile new code (batch_constant)
+            stamped = batch.withColumn(
+                "batch_version", per_batch_constant(F.lit(version).cast("long"), "kafka_partition")
+            )
             valid = valid_events(stamped, self.allowed_lateness_s)
             rejected = rejected_events(stamped).withColumn("ingest_date", F.to_date("ingest_time"))
 
