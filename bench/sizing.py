@@ -40,8 +40,8 @@ class Measured:
     """Costs per event, each with where it comes from."""
 
     # stream and recompute: bench/stream_throughput.py and bench/recompute_hour.py on 2026-12-07 (2 cores)
-    stream_fixed_cores: float = 1.29
-    stream_fixed_src: str = "stream_throughput 2026-12-07: Spark JVM 79.9 CPU-s in 62 s at 1,011 ev/s processed"
+    stream_fixed_cores: float = 1.15
+    stream_fixed_src: str = "stream_throughput 2026-12-07: Spark JVM 139.8 CPU-s in 122 s at 976 ev/s processed"
     stream_cpu_s_per_1k: float = 0.088
     stream_cpu_src: str = "stream_throughput 2026-12-07: Spark JVM 86.7 CPU-s in 62 s at 15,815 ev/s (saturated)"
     recompute_cpu_s_per_1k: float = 109.1 / 4200
