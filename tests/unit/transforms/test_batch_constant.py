@@ -27,3 +27,14 @@ def test_a_plain_literal_compiles_again_for_each_value(spark):
     compiled, rows = _run(spark, F.lit(4_300_000_000_002))
     assert compiled >= 1
     assert rows == [4_300_000_000_002 + i for i in range(50)]
+
+
+def test_the_session_keeps_more_compiled_plans_than_a_micro_batch_uses(spark):
+    """Spark's default codegen cache (100 entries, by source and class loader) evicted classes a
+    micro-batch uses again in the next one; the session's cache keeps 150 plans' worth (each plan
+    compiles on the driver and in the task) and compiles none of them a second time."""
+    plans = [F.lit(4_400_000_000_000 + k) for k in range(150)]
+    for value in plans:
+        _run(spark, value)
+    compiled = sum(_run(spark, value)[0] for value in plans[:10])
+    assert compiled == 0
