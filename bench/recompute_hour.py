@@ -11,9 +11,11 @@ exist only for this measurement; the CPU accounting is ``bench/benchkit.py``'s, 
 2. Lands it in a Delta table (the events_raw schema from tidemark.tables, partitioned by
    event_date/event_hour) **the way the stream does** (``--layout stream``, the default): one
    micro-batch per ``--batch-seconds`` of arrival (ingest time; default the stream's trigger),
-   each writing one parquet file per Kafka partition it holds, as the stream's write tasks (one
-   per Kafka partition) do. Late events land in the micro-batches of their arrival, so the hour's
-   2 % late tail alone is thousands of tiny files: a 4.2M-event hour is ~20k files. The files are
+   each writing one parquet file per write task (``--write-tasks``, default the stream's
+   TIDEMARK_LAKE_WRITE_TASKS: 1, the Kafka partitions coalesced) and event hour, as the stream's
+   append does. Late events land in the micro-batches of their arrival, so the hour's 2 % late tail
+   alone is thousands of tiny files: a 4.2M-event hour is ~5k files (~20k with one file per Kafka
+   partition, ``--write-tasks 4``, the stream's layout before the coalesce). The files are
    written with pyarrow and committed with delta-rs, ``--batches-per-commit`` micro-batches per
    commit (default 30, one per minute of stream) only so that building the table takes a minute,
    not a quarter of an hour: a reader of the snapshot sees the same files either way, and its log
@@ -271,9 +273,13 @@ def build_hour(
 # --------------------------------------------------------------------------------------------
 
 
-def land_as_stream(tbl, path: str, hour: datetime, *, batch_seconds: float, batches_per_commit: int) -> dict:
-    """One parquet file per (micro-batch, Kafka partition), micro-batches cut by ingest time, committed
-    ``batches_per_commit`` micro-batches at a time. Returns the layout (files, micro-batches, commits)."""
+def land_as_stream(
+    tbl, path: str, hour: datetime, *, batch_seconds: float, batches_per_commit: int, write_tasks: int, partitions: int
+) -> dict:
+    """One parquet file per (micro-batch, write task), micro-batches cut by ingest time, committed
+    ``batches_per_commit`` micro-batches at a time. The stream coalesces its ``partitions`` Kafka
+    partitions into ``write_tasks`` (TIDEMARK_LAKE_WRITE_TASKS) for the append, so a task writes the
+    partitions of its group. Returns the layout (files, micro-batches, commits)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -286,7 +292,8 @@ def land_as_stream(tbl, path: str, hour: datetime, *, batch_seconds: float, batc
     partition_by = list(table("events_raw").partition_by)
     ingest = tbl["ingest_time"].cast(pa.int64()).to_numpy()
     batch = (ingest - ingest.min()) // int(batch_seconds * 1_000_000)
-    key = batch * 1024 + tbl["kafka_partition"].to_numpy()
+    task = tbl["kafka_partition"].to_numpy().astype(np.int64) * min(write_tasks, partitions) // partitions
+    key = batch * 1024 + task
     order = np.argsort(key, kind="stable")
     data = tbl.take(pa.array(order)).drop_columns(partition_by)
     key, batch = key[order], batch[order]
@@ -485,6 +492,12 @@ def main() -> int:
         default=None,
         help="stream layout: arrival time per micro-batch (default: the stream's trigger interval)",
     )
+    p.add_argument(
+        "--write-tasks",
+        type=int,
+        default=None,
+        help="stream layout: files per micro-batch (default: the stream's TIDEMARK_LAKE_WRITE_TASKS)",
+    )
     p.add_argument("--batches-per-commit", type=int, default=30, help="stream layout: micro-batches per Delta commit")
     p.add_argument("--target-file-mb", type=int, default=64, help="compacted layout: Delta data file size target")
     p.add_argument("--runs", type=int, default=1, help="recompute runs (2nd+ are warm, with force=True)")
@@ -537,8 +550,15 @@ def main() -> int:
         if args.layout == "stream":
             batch_s = args.batch_seconds or cfg.spark.trigger_seconds
             layout = land_as_stream(
-                tbl, cfg.lake.events_raw, hour, batch_seconds=batch_s, batches_per_commit=args.batches_per_commit
+                tbl,
+                cfg.lake.events_raw,
+                hour,
+                batch_seconds=batch_s,
+                batches_per_commit=args.batches_per_commit,
+                write_tasks=args.write_tasks or cfg.spark.lake_write_tasks,
+                partitions=cfg.kafka.partitions,
             )
+            layout["write_tasks"] = args.write_tasks or cfg.spark.lake_write_tasks
             layout["batch_seconds"] = batch_s
         else:
             layout = land_compacted(tbl, cfg.lake.events_raw, args.target_file_mb)

@@ -218,6 +218,9 @@ class SparkSettings:
     starting_offsets: str  # where a new checkpoint starts reading: earliest | latest
     fail_on_data_loss: bool  # stop (true) or warn (false) when Kafka deleted offsets the stream had not read
     delta_snapshot_partitions: int  # shuffle partitions Delta uses to rebuild a snapshot after a commit
+    # Tasks (so files per event-hour directory) of each micro-batch's lake appends; Spark reads one
+    # partition per Kafka partition, and every file costs each later scan of the hour (~1 ms of CPU).
+    lake_write_tasks: int = 1
 
 
 @dataclass(frozen=True)
@@ -416,6 +419,7 @@ def load() -> Settings:
         starting_offsets=_env("TIDEMARK_STARTING_OFFSETS", "earliest"),
         fail_on_data_loss=_env("TIDEMARK_FAIL_ON_DATA_LOSS", "true").lower() == "true",
         delta_snapshot_partitions=_int("TIDEMARK_DELTA_SNAPSHOT_PARTITIONS", 1),
+        lake_write_tasks=max(1, _int("TIDEMARK_LAKE_WRITE_TASKS", 1)),
     )
 
     retention_days = _int("TIDEMARK_RETENTION_DAYS", 30)

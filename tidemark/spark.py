@@ -118,6 +118,14 @@ def _base_conf(cfg: Settings) -> dict[str, str]:
         # evicts in a cycle: 13-36 identical classes were compiled again in every batch (~0.25 s of
         # Janino, and HotSpot's JIT kept a third of the stream JVM busy). 1,000 holds them all.
         "spark.sql.codegen.cache.maxEntries": "1000",
+        # The only window is the batch dedup (row_number() = 1 over a key that is ~99 % unique). Spark's
+        # WindowGroupLimit would sort every row before the shuffle too, to drop nothing: 10 of its 43
+        # CPU-s on a 4.2M-event hour (measured, bench/recompute_hour.py's data).
+        "spark.sql.optimizer.windowGroupLimitThreshold": "-1",
+        # Cached frames (the stream's micro-batch, the recompute's deduplicated hour) are read two or
+        # three times within seconds, then dropped; compressing them cost 7 CPU-s of the 12 it took
+        # to cache that hour (524 MB uncompressed, well inside the driver's storage memory).
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }

@@ -53,6 +53,22 @@ def batch_commits(path: str, app: str) -> list[int]:
     return found
 
 
+def files_per_hour_per_commit(path: str, app: str) -> list[int]:
+    """For every commit of the stream ``app``: how many files it added to each event-hour directory."""
+    counts = []
+    for commit in sorted(glob.glob(f"{path}/_delta_log/*.json")):
+        actions = [json.loads(line) for line in open(commit)]
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        if json.loads(info.get("userMetadata") or "{}").get("tidemark_stream") != app:
+            continue
+        hours: dict[tuple, int] = {}
+        for add in (a["add"] for a in actions if "add" in a):
+            key = (add["partitionValues"]["event_date"], add["partitionValues"]["event_hour"])
+            hours[key] = hours.get(key, 0) + 1
+        counts += hours.values()
+    return counts
+
+
 def committed_batch(path: str, app: str):
     """The newest micro-batch id the stream committed to the lake (None before its first)."""
     return max(batch_commits(path, app), default=None)
@@ -83,6 +99,11 @@ def test_seeded_run_reconciles_exactly(stack, tmp_path):
     _assert_exact(report, manifest)
     assert report.batches >= 4  # the backlog really was split across micro-batches
     _assert_lake_complete(run, manifest)
+    # The topic's partitions are coalesced for the lake append (TIDEMARK_LAKE_WRITE_TASKS=1): one
+    # file per micro-batch and event hour, not one per Kafka partition (each file costs every scan).
+    assert run.cfg.kafka.partitions > 1
+    per_hour = files_per_hour_per_commit(run.cfg.lake.events_raw, f"tidemark-stream-{run.identity.stream_id}")
+    assert per_hour and set(per_hour) == {1}, per_hour
 
 
 def _max_registered_batch(run: StreamRun, stream_id: str) -> int:
