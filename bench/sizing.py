@@ -44,8 +44,8 @@ class Measured:
     stream_fixed_src: str = "stream_throughput 2026-12-07: Spark JVM 139.8 CPU-s in 122 s at 976 ev/s processed"
     stream_cpu_s_per_1k: float = 0.088
     stream_cpu_src: str = "stream_throughput 2026-12-07: Spark JVM 86.7 CPU-s in 62 s at 15,815 ev/s (saturated)"
-    recompute_cpu_s_per_1k: float = 109.1 / 4200
-    recompute_src: str = "recompute_hour 2026-12-07: a 4.2 M-event hour (20,511 files), Spark JVM 109.1 CPU-s"
+    recompute_cpu_s_per_1k: float = 110.8 / 4200
+    recompute_src: str = "recompute_hour 2026-12-08: a 4.2 M-event hour (5,327 files), Spark JVM 110.8 CPU-s"
     clickhouse_cpu_s_per_1k: float = 2 * 4.9 / 4200
     clickhouse_cpu_src: str = "batch/staging.py: ClickHouse inserts a 4.2 M-event hour in 4.9 CPU-s; x2 (stream, batch)"
     # storage: `python bench/sizing.py --measure` on 2026-12-04 (300 k events from tidemark.generator,
