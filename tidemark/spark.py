@@ -124,7 +124,8 @@ def _base_conf(cfg: Settings) -> dict[str, str]:
         "spark.sql.optimizer.windowGroupLimitThreshold": "-1",
         # Cached frames (the stream's micro-batch, the recompute's deduplicated hour) are read two or
         # three times within seconds, then dropped; compressing them cost 7 CPU-s of the 12 it took
-        # to cache that hour (524 MB uncompressed, well inside the driver's storage memory).
+        # to cache a 4.2M-event hour (524 MB uncompressed, inside a 2 GB driver's storage memory).
+        # Whatever does not fit spills to disk (MEMORY_AND_DISK): CPU is the scarcer resource here.
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",

@@ -83,3 +83,13 @@ def test_batch_dedup_keeps_one_tenants_event_with_another_tenants_id(spark):
     )
     kept = sorted((r["tenant_id"], r["kafka_offset"]) for r in drop_duplicate_events(df).collect())
     assert kept == [("a", 1), ("b", 2)]
+
+
+def test_batch_dedup_sorts_its_rows_once(spark):
+    """Spark's WindowGroupLimit (on by default) would sort every row before the shuffle as well, to drop
+    almost nothing from a ~unique key (10 of 43 CPU-s on bench/recompute_hour.py's hour); the session's
+    settings (tidemark/spark.py) keep one sort, after the shuffle."""
+    df = _df(spark, [_row("e1", 1, 5, "u1", off=1), _row("e1", 1, 5, "u1", off=2)])
+    plan = drop_duplicate_events(df)._jdf.queryExecution().executedPlan().toString()
+    assert "WindowGroupLimit" not in plan
+    assert plan.count("Sort [") == 1, plan
