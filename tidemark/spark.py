@@ -104,11 +104,11 @@ def _base_conf(cfg: Settings) -> dict[str, str]:
         # (default 50). The lake's log is small and local[2] has two cores: 50 tasks per commit cost
         # 4-6 s per micro-batch here, 1 costs ~1 s (measured). Raise it on a cluster with long logs.
         "spark.databricks.delta.snapshotPartitions": str(cfg.spark.delta_snapshot_partitions),
-        # The stream lands an hour as ~20k small files (one per Kafka partition per micro-batch, and the
-        # late tail in the micro-batches of its arrival). At Spark's default open cost (4 MB per file)
-        # a scan of them is ~640 tasks. Packed into a few (6 at 8 KB), a cold count of a 4.2M-event
-        # hour took 18 instead of 30 CPU-s (measured, bench/recompute_hour.py's layout); 64 KB keeps
-        # ~15 tasks, so a cluster still gets parallelism.
+        # The stream lands a busy hour as thousands of small files (one per micro-batch, and the late
+        # tail in the micro-batches of its arrival: 5k for bench/recompute_hour.py's hour, 20k before
+        # the append was coalesced). At Spark's default open cost (4 MB per file) a scan of 20k was
+        # ~640 tasks. Packed into a few (6 at 8 KB), a cold count of that hour took 18 instead of 30
+        # CPU-s (measured); 64 KB keeps several tasks, so a cluster still gets parallelism.
         "spark.sql.files.openCostInBytes": "65536",
         # The contract's validation compiles to one ~39 KB method; HotSpot never JIT-compiles methods
         # over 8 KB, so whole-stage codegen is cut at 8 KB instead (10-20 % faster here, measured).
