@@ -5,6 +5,7 @@ against the manifest."""
 import glob
 import json
 import signal
+from collections import Counter
 
 import deltalake
 import pyarrow.compute as pc
@@ -40,31 +41,31 @@ def _assert_lake_complete(run: StreamRun, manifest):
     assert dead.num_rows == sum(manifest["malformed"].values())
 
 
-def batch_commits(path: str, app: str) -> list[int]:
-    """The batch id of every commit the stream ``app`` made, read from the Delta log's commit files
-    (an independent reader): the marker in ``commitInfo.userMetadata``, one entry per commit."""
-    found = []
+def stream_commits(path: str, app: str):
+    """``(batch id, actions)`` of every commit the stream ``app`` made, read from the Delta log's commit
+    files (an independent reader): the batch is the marker in ``commitInfo.userMetadata``."""
     for commit in sorted(glob.glob(f"{path}/_delta_log/*.json")):
-        for line in open(commit):
-            info = json.loads(line).get("commitInfo") or {}
-            marked = json.loads(info["userMetadata"]) if info.get("userMetadata") else {}
-            if marked.get("tidemark_stream") == app:
-                found.append(int(marked["batch"]))
-    return found
+        actions = [json.loads(line) for line in open(commit)]
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        marked = json.loads(info["userMetadata"]) if info.get("userMetadata") else {}
+        if marked.get("tidemark_stream") == app:
+            yield int(marked["batch"]), actions
+
+
+def batch_commits(path: str, app: str) -> list[int]:
+    """The batch id of every commit the stream ``app`` made, one entry per commit."""
+    return [batch for batch, _ in stream_commits(path, app)]
 
 
 def files_per_hour_per_commit(path: str, app: str) -> list[int]:
     """For every commit of the stream ``app``: how many files it added to each event-hour directory."""
     counts = []
-    for commit in sorted(glob.glob(f"{path}/_delta_log/*.json")):
-        actions = [json.loads(line) for line in open(commit)]
-        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
-        if json.loads(info.get("userMetadata") or "{}").get("tidemark_stream") != app:
-            continue
-        hours: dict[tuple, int] = {}
-        for add in (a["add"] for a in actions if "add" in a):
-            key = (add["partitionValues"]["event_date"], add["partitionValues"]["event_hour"])
-            hours[key] = hours.get(key, 0) + 1
+    for _, actions in stream_commits(path, app):
+        hours = Counter(
+            (a["add"]["partitionValues"]["event_date"], a["add"]["partitionValues"]["event_hour"])
+            for a in actions
+            if "add" in a
+        )
         counts += hours.values()
     return counts
 
